@@ -1,0 +1,36 @@
+"""Shared fixtures.  Tests that need ../shared/real-brats skip cleanly when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_BRATS = ROOT.parent / "shared" / "real-brats"
+SAMPLE_DATA = ROOT / "data" / "BraTS-Data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def real_brats() -> Path:
+    """The real evaluation patches and labels, or a skip when this clone has no ../shared."""
+    if not (REAL_BRATS / "train").is_dir():
+        pytest.skip(f"real BraTS evaluation data not found at {REAL_BRATS}")
+    return REAL_BRATS
+
+
+@pytest.fixture(scope="session")
+def sample_data() -> Path:
+    """The synthetic sample dataset built by `make data` (make test builds it first)."""
+    if not (SAMPLE_DATA / "dataset.json").is_file():
+        pytest.skip(f"sample data not built at {SAMPLE_DATA}; run `make data`")
+    return SAMPLE_DATA
