@@ -1,0 +1,57 @@
+"""Load the shipped (or any trained) model from a ``.weights.h5`` file and its JSON manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+
+from tumorseg.model.losses import dice_bce_loss, dice_coefficient
+from tumorseg.model.unet import unet_model_3d
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WEIGHTS = ROOT / "data" / "model_pretrained.weights.h5"
+
+
+def manifest_path(weights: str | Path) -> Path:
+    """The manifest beside ``weights``: ``name.weights.h5`` -> ``name.json``."""
+    weights = Path(weights)
+    name = weights.name
+    stem = name[: -len(".weights.h5")] if name.endswith(".weights.h5") else weights.stem
+    return weights.with_name(stem + ".json")
+
+
+def load_pretrained(
+    path: str | Path = DEFAULT_WEIGHTS, input_shape=None
+) -> tuple[keras.Model, dict]:
+    """Rebuild the model described by the manifest beside ``path`` and load its weights.
+
+    path: a ``*.weights.h5`` file; its manifest ``*.json`` (same stem) holds ``config``, the keyword
+        arguments of ``unet_model_3d`` that rebuild the architecture.  Relative paths are tried
+        against the working directory first, then the repository root.
+    input_shape: override ``(C, X, Y, Z)`` (e.g. ``(4, None, None, None)`` for any tile size).
+    Returns ``(model, manifest)``; the model is compiled with the Dice+BCE loss and Dice metric and
+    maps ``(B, 4, X, Y, Z) -> (B, 3, X, Y, Z)`` sigmoid probabilities.
+    Raises FileNotFoundError naming the missing file and how to get it.
+    """
+    weights = Path(path)
+    if not weights.is_absolute() and not weights.exists() and (ROOT / weights).exists():
+        weights = ROOT / weights
+    manifest_file = manifest_path(weights)
+    for f in (weights, manifest_file):
+        if not f.is_file():
+            raise FileNotFoundError(
+                f"{f} not found: load_pretrained needs the weights file and its JSON manifest side "
+                f"by side. Use the shipped data/model_pretrained.weights.h5 (a git checkout has it) "
+                f"or train one with `tumorseg train`."
+            )
+    manifest = json.loads(manifest_file.read_text())
+    config = dict(manifest["config"])
+    if input_shape is not None:
+        config["input_shape"] = tuple(input_shape)
+    elif "input_shape" in config:
+        config["input_shape"] = tuple(config["input_shape"])
+    model = unet_model_3d(dice_bce_loss, metrics=[dice_coefficient], **config)
+    model.load_weights(weights)
+    return model, manifest
