@@ -1,0 +1,194 @@
+"""Implementation of the metrics; see :mod:`tumorseg.metrics` for the conventions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+#: HD95 (mm) when exactly one of the two masks is empty, as in BraTS scoring.
+HD95_EMPTY = 373.13
+
+#: BraTS evaluation regions as sets of label values.
+REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (2, 3), "ET": (3,)}
+
+CLASS_NAMES = ["Edema", "Non-Enhancing Tumor", "Enhancing Tumor"]
+
+
+def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.asarray(pred).astype(bool, copy=False)
+    truth = np.asarray(truth).astype(bool, copy=False)
+    if pred.shape != truth.shape:
+        raise ValueError(f"pred shape {pred.shape} differs from truth shape {truth.shape}")
+    return pred, truth
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> np.float64:
+    """Dice overlap ``2|P & T| / (|P| + |T|)`` of two masks.
+
+    Args:
+        pred: (X, Y, Z) (any shape) boolean mask of the prediction; nonzero = inside.
+        truth: boolean mask of the ground truth, same shape.
+
+    Returns:
+        Dice in [0, 1] as ``np.float64``; 1.0 when both masks are empty, 0.0 when exactly
+        one is.
+    """
+    pred, truth = _pair(pred, truth)
+    total = int(pred.sum()) + int(truth.sum())
+    if total == 0:
+        return np.float64(1.0)
+    return np.float64(2.0 * int(np.logical_and(pred, truth).sum()) / total)
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` with at least one 6-neighbour outside it (the array border counts as outside)."""
+    structure = ndimage.generate_binary_structure(mask.ndim, 1)
+    return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
+
+
+def hd95(
+    pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)
+) -> np.float64:
+    """95th-percentile symmetric Hausdorff distance between the surfaces of two masks, in mm.
+
+    The surface of a mask is the set of its voxels with a face neighbour outside it.  For every
+    surface voxel of one mask we take the Euclidean distance (scaled by ``spacing``) to the
+    nearest surface voxel of the other mask, in both directions; the result is the larger of
+    the two directed 95th percentiles (the convention of medpy and of DeepMind's
+    ``surface-distance``, used by the BraTS toolkits).
+
+    Args:
+        pred: (X, Y, Z) boolean mask of the prediction.
+        truth: (X, Y, Z) boolean mask of the ground truth.
+        spacing: voxel size in mm along X, Y, Z (e.g. ``header.get_zooms()[:3]``).
+
+    Returns:
+        HD95 in mm as ``np.float64``: 0.0 when both masks are empty, ``HD95_EMPTY`` (373.13)
+        when exactly one is.
+    """
+    pred, truth = _pair(pred, truth)
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != pred.ndim:
+        raise ValueError(f"spacing {spacing} has {len(spacing)} values for a {pred.ndim}-D mask")
+    has_p, has_t = bool(pred.any()), bool(truth.any())
+    if not has_p and not has_t:
+        return np.float64(0.0)
+    if has_p != has_t:
+        return np.float64(HD95_EMPTY)
+    # Crop to the union's bounding box plus one voxel: Euclidean distances do not depend on
+    # the domain, and the margin keeps the array border's effect on the surfaces unchanged.
+    coords = np.argwhere(pred | truth)
+    lo = np.maximum(coords.min(0) - 1, 0)
+    hi = np.minimum(coords.max(0) + 2, pred.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    sp, st = _surface(pred[box]), _surface(truth[box])
+    dist_to_t = ndimage.distance_transform_edt(~st, sampling=spacing)
+    dist_to_p = ndimage.distance_transform_edt(~sp, sampling=spacing)
+    d_pt = np.percentile(dist_to_t[sp], 95)
+    d_tp = np.percentile(dist_to_p[st], 95)
+    return np.float64(max(d_pt, d_tp))
+
+
+def sensitivity_specificity(pred: np.ndarray, truth: np.ndarray) -> tuple[np.float64, np.float64]:
+    """Sensitivity ``tp / (tp + fn)`` and specificity ``tn / (tn + fp)`` of a binary prediction.
+
+    Args:
+        pred: boolean mask (any shape) of the prediction; nonzero = positive.
+        truth: boolean mask of the ground truth, same shape.
+
+    Returns:
+        ``(sensitivity, specificity)`` as ``np.float64``; a value is NaN when its denominator
+        is zero (no positive, resp. no negative, voxel in ``truth``).
+    """
+    pred, truth = _pair(pred, truth)
+    tp = int(np.logical_and(pred, truth).sum())
+    fn = int(truth.sum()) - tp
+    fp = int(pred.sum()) - tp
+    tn = truth.size - tp - fn - fp
+    sens = tp / (tp + fn) if tp + fn else float("nan")
+    spec = tn / (tn + fp) if tn + fp else float("nan")
+    return np.float64(sens), np.float64(spec)
+
+
+def class_sens_spec(
+    pred: np.ndarray, label: np.ndarray, class_num: int
+) -> tuple[np.float64, np.float64]:
+    """Sensitivity and specificity of one class of channels-first binary maps.
+
+    Args:
+        pred: (C, X, Y, Z) binary prediction, one channel per class (background excluded).
+        label: (C, X, Y, Z) binary ground truth, same layout.
+        class_num: channel index in ``0 .. C-1``.
+
+    Returns:
+        ``(sensitivity, specificity)`` of channel ``class_num`` (see ``sensitivity_specificity``).
+    """
+    pred = np.asarray(pred)
+    label = np.asarray(label)
+    if pred.shape != label.shape:
+        raise ValueError(f"pred shape {pred.shape} differs from label shape {label.shape}")
+    return sensitivity_specificity(pred[class_num], label[class_num])
+
+
+def sens_spec_table(pred: np.ndarray, label: np.ndarray) -> pd.DataFrame:
+    """Per-class sensitivity and specificity as a table.
+
+    Args:
+        pred: (3, X, Y, Z) binary prediction, channels edema, non-enhancing, enhancing.
+        label: (3, X, Y, Z) binary ground truth, same layout.
+
+    Returns:
+        DataFrame with columns ``['Edema', 'Non-Enhancing Tumor', 'Enhancing Tumor']``, index
+        ``['Sensitivity', 'Specificity']``, values rounded to 4 decimal places.
+    """
+    pred = np.asarray(pred)
+    label = np.asarray(label)
+    if pred.ndim != 4 or pred.shape[0] != len(CLASS_NAMES):
+        raise ValueError(f"expected pred of shape (3, X, Y, Z), got {pred.shape}")
+    table = pd.DataFrame(index=["Sensitivity", "Specificity"], columns=CLASS_NAMES, dtype=float)
+    for i, name in enumerate(CLASS_NAMES):
+        sens, spec = class_sens_spec(pred, label, i)
+        table.loc["Sensitivity", name] = round(float(sens), 4)
+        table.loc["Specificity", name] = round(float(spec), 4)
+    return table
+
+
+def region_scores(
+    pred_labels: np.ndarray,
+    true_labels: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> pd.DataFrame:
+    """BraTS region scores of a predicted label map against the ground truth.
+
+    Args:
+        pred_labels: (X, Y, Z) integer label map, values 0 background, 1 edema,
+            2 non-enhancing tumor, 3 enhancing tumor.
+        true_labels: (X, Y, Z) ground-truth label map with the same values.
+        spacing: voxel size in mm along X, Y, Z, used for HD95.
+
+    Returns:
+        DataFrame with index ``['WT', 'TC', 'ET']`` (whole tumor {1,2,3}, tumor core {2,3},
+        enhancing tumor {3}) and columns ``['dice', 'hd95', 'sensitivity', 'specificity']``
+        (HD95 in mm; empty-mask conventions as in the module docstring).
+    """
+    pred_labels = np.asarray(pred_labels)
+    true_labels = np.asarray(true_labels)
+    if pred_labels.shape != true_labels.shape:
+        raise ValueError(
+            f"pred_labels shape {pred_labels.shape} differs from true_labels shape {true_labels.shape}"
+        )
+    rows = {}
+    for name, values in REGIONS.items():
+        p = np.isin(pred_labels, values)
+        t = np.isin(true_labels, values)
+        sens, spec = sensitivity_specificity(p, t)
+        rows[name] = {
+            "dice": float(dice(p, t)),
+            "hd95": float(hd95(p, t, spacing)),
+            "sensitivity": float(sens),
+            "specificity": float(spec),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")[["dice", "hd95", "sensitivity", "specificity"]]
