@@ -1,0 +1,11 @@
+"""Data layer: read MSD / BraTS cases as numpy arrays, with one error type for bad input.
+
+``load_case`` and ``Case.load`` return image ``(X, Y, Z, 4)`` float64 (FLAIR, T1, T1Gd, T2)
+and label ``(X, Y, Z)`` float64 (0 background, 1 edema, 2 non-enhancing, 3 enhancing).
+"""
+
+from tumorseg.data.discover import Case, Dataset, open_dataset
+from tumorseg.data.errors import DataError
+from tumorseg.data.io import load_case
+
+__all__ = ["Case", "DataError", "Dataset", "load_case", "open_dataset"]

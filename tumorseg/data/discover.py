@@ -1,0 +1,220 @@
+"""Find the cases of a dataset folder: MSD Task01 (``dataset.json``) or BraTS 2020/2021.
+
+Supported layouts of ``root``:
+
+* **MSD** (Medical Segmentation Decathlon Task01_BrainTumour, and the synthetic sample data):
+  ``dataset.json`` whose ``training`` list pairs ``imagesTr/<case>.nii.gz`` (X, Y, Z, 4) with
+  ``labelsTr/<case>.nii.gz`` (X, Y, Z). Without ``dataset.json``, ``imagesTr``/``labelsTr``
+  are paired by file name. A folder holding exactly one such dataset (e.g. the ``--dest`` of
+  ``tumorseg download``, which contains ``Task01_BrainTumour/``) is accepted too.
+* **BraTS 2020/2021**: one folder per case with ``<case>_flair``, ``_t1``, ``_t1ce``, ``_t2``
+  and ``_seg`` ``.nii.gz`` (or ``.nii``) files; stacked as FLAIR, T1, T1Gd, T2 and labels
+  remapped from BraTS codes (1 NCR/NET, 2 edema, 4 ET) to course codes (1 edema, 2 NET, 3 ET).
+
+Discovery checks that every file exists; the contents are validated when a case is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+
+from tumorseg.data.errors import DataError
+from tumorseg.data.io import PathLike, load_brats_case, load_case
+
+BRATS_SUFFIXES = ("flair", "t1", "t1ce", "t2")  # stacking order: FLAIR, T1, T1Gd, T2
+_NII = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One case of a dataset.
+
+    ``layout`` is ``"msd"`` (``image_paths`` holds the one 4-channel file) or ``"brats"``
+    (``image_paths`` holds the FLAIR, T1, T1Gd, T2 files). ``label_path`` is the label file.
+    """
+
+    id: str
+    image_paths: tuple[Path, ...]
+    label_path: Path
+    layout: str = "msd"
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """Every file of the case: the image file(s), then the label file."""
+        return (*self.image_paths, self.label_path)
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        """Read the case: image ``(X, Y, Z, 4)`` float64 (FLAIR, T1, T1Gd, T2), label ``(X, Y, Z)``
+        float64 with course codes 0..3 (BraTS labels remapped). Raises DataError on bad data."""
+        if self.layout == "brats":
+            return load_brats_case(self.image_paths, self.label_path)  # type: ignore[arg-type]
+        return load_case(self.image_paths[0], self.label_path)
+
+
+class Dataset(Sequence[Case]):
+    """An ordered, read-only sequence of :class:`Case`; index by position or by case id."""
+
+    def __init__(self, root: Path, layout: str, cases: list[Case]):
+        self.root = root
+        self.layout = layout
+        self._cases = list(cases)
+        self._by_id = {c.id: c for c in self._cases}
+
+    def __len__(self) -> int:
+        return len(self._cases)
+
+    @overload
+    def __getitem__(self, key: int | str) -> Case: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[Case]: ...
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, str):
+            try:
+                return self._by_id[key]
+            except KeyError:
+                raise KeyError(f"no case {key!r} in {self.root}") from None
+        return self._cases[key]
+
+    def __iter__(self) -> Iterator[Case]:
+        return iter(self._cases)
+
+    @property
+    def ids(self) -> list[str]:
+        """The case ids in order."""
+        return [c.id for c in self._cases]
+
+    def __repr__(self) -> str:
+        return f"Dataset({str(self.root)!r}, layout={self.layout!r}, {len(self)} cases)"
+
+
+def _strip_nii(name: str) -> str:
+    for ext in _NII:
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def _require(path: Path, what: str, fix: str) -> Path:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found. {fix}")
+    return path
+
+
+def _open_msd_json(root: Path) -> Dataset:
+    meta_path = root / "dataset.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"{meta_path}: not a readable JSON file ({exc}). Restore it from the dataset "
+            f"archive, or rebuild the sample data with `make data`."
+        ) from exc
+    training = meta.get("training") if isinstance(meta, dict) else None
+    if not isinstance(training, list) or not training:
+        raise DataError(
+            f"{meta_path}: no 'training' list of {{'image': ..., 'label': ...}} entries, so it "
+            f"is not an MSD dataset.json. Restore it, or rebuild the sample data with `make data`."
+        )
+    fix = "Re-extract the dataset or rebuild it (`make data`), or fix the entry in dataset.json."
+    cases = []
+    for i, entry in enumerate(training):
+        if not (isinstance(entry, dict) and "image" in entry and "label" in entry):
+            raise DataError(
+                f"{meta_path}: training entry {i} is {entry!r}; expected "
+                f"{{'image': './imagesTr/X.nii.gz', 'label': './labelsTr/X.nii.gz'}}. {fix}"
+            )
+        img = _require(root / entry["image"], "image file listed in dataset.json", fix)
+        lab = _require(root / entry["label"], "label file listed in dataset.json", fix)
+        cases.append(Case(_strip_nii(img.name), (img,), lab, "msd"))
+    return Dataset(root, "msd", cases)
+
+
+def _open_msd_dirs(root: Path) -> Dataset:
+    cases = []
+    for img in sorted((root / "imagesTr").iterdir()):
+        if img.name.startswith(".") or not img.name.endswith(_NII):
+            continue  # AppleDouble ._* files of the MSD tar, hidden files, anything else
+        lab = _require(
+            root / "labelsTr" / img.name,
+            f"label file for {img}",
+            "Every imagesTr/<case> needs labelsTr/<case> with the same file name.",
+        )
+        cases.append(Case(_strip_nii(img.name), (img,), lab, "msd"))
+    if not cases:
+        raise DataError(f"{root / 'imagesTr'}: no .nii.gz images found. Put the case files there.")
+    return Dataset(root, "msd", cases)
+
+
+def _brats_file(folder: Path, suffix: str) -> Path | None:
+    for ext in _NII:
+        hits = sorted(folder.glob(f"*_{suffix}{ext}"))
+        hits = [h for h in hits if not h.name.startswith(".")]
+        if hits:
+            return hits[0]
+    return None
+
+
+def _open_brats(root: Path, folders: list[Path]) -> Dataset:
+    cases = []
+    for folder in folders:
+        files = []
+        for suffix in (*BRATS_SUFFIXES, "seg"):
+            f = _brats_file(folder, suffix)
+            if f is None:
+                raise DataError(
+                    f"{folder / (folder.name + '_' + suffix + '.nii.gz')}: missing. A BraTS case "
+                    f"folder needs *_flair, *_t1, *_t1ce, *_t2 and *_seg .nii.gz files; "
+                    f"add it or remove the incomplete folder {folder}."
+                )
+            files.append(f)
+        cases.append(Case(folder.name, tuple(files[:4]), files[4], "brats"))
+    return Dataset(root, "brats", cases)
+
+
+def _find_layout(root: Path) -> Dataset | None:
+    if (root / "dataset.json").is_file():
+        return _open_msd_json(root)
+    if (root / "imagesTr").is_dir() and (root / "labelsTr").is_dir():
+        return _open_msd_dirs(root)
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    brats = [d for d in subdirs if _brats_file(d, "flair") is not None]
+    if brats:
+        return _open_brats(root, brats)
+    return None
+
+
+def open_dataset(root: PathLike) -> Dataset:
+    """Discover the cases under ``root`` (an MSD Task01 or BraTS 2020/2021 folder).
+
+    Returns a :class:`Dataset` of :class:`Case`; ``case.load()`` gives image ``(X, Y, Z, 4)``
+    float64 and label ``(X, Y, Z)`` float64 with codes 0..3. Raises :class:`DataError` when
+    ``root`` is missing, a listed file is missing, or the layout is not recognised.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"{root}: dataset folder not found. Build the sample data with `make data`, or "
+            f"download the real one with `tumorseg download --dest {root}`."
+        )
+    ds = _find_layout(root)
+    if ds is None:  # one level down: e.g. DEST/Task01_BrainTumour after `tumorseg download`
+        inner = [
+            d
+            for d in sorted(root.iterdir())
+            if d.is_dir() and not d.name.startswith(".") and (d / "dataset.json").is_file()
+        ]
+        if len(inner) == 1:
+            ds = _open_msd_json(inner[0])
+    if ds is None:
+        raise DataError(
+            f"{root}: unknown dataset layout. Expected an MSD folder (dataset.json with "
+            f"imagesTr/ and labelsTr/) or a BraTS 2020/2021 folder (one sub-folder per case "
+            f"with *_flair, *_t1, *_t1ce, *_t2, *_seg .nii.gz). Point to such a folder."
+        )
+    return ds
