@@ -38,7 +38,10 @@ def _msd(root: Path, n: int = 2) -> Path:
         _save(root / "imagesTr" / f"BRATS_{i:03d}.nii.gz", image)
         _save(root / "labelsTr" / f"BRATS_{i:03d}.nii.gz", label)
         training.append(
-            {"image": f"./imagesTr/BRATS_{i:03d}.nii.gz", "label": f"./labelsTr/BRATS_{i:03d}.nii.gz"}
+            {
+                "image": f"./imagesTr/BRATS_{i:03d}.nii.gz",
+                "label": f"./labelsTr/BRATS_{i:03d}.nii.gz",
+            }
         )
     (root / "dataset.json").write_text(json.dumps({"name": "t", "training": training}))
     return root
