@@ -1,0 +1,21 @@
+"""Patches: standardization, tumor-biased sub-volume sampling, the h5 patch store, the generator.
+
+Layouts: images ``(X, Y, Z, C)`` in, patches ``x (C, 160, 160, 16)`` channels-first and
+``y (160, 160, 16, 4)`` one-hot (course h5 format) on disk, ``(B, C, X, Y, Z)`` batches out.
+"""
+
+from tumorseg.patches.generator import VolumeDataGenerator, read_patch
+from tumorseg.patches.sampling import Patch, one_hot, sample_patch
+from tumorseg.patches.standardize import standardize_patch
+from tumorseg.patches.store import build_patch_store, split_cases
+
+__all__ = [
+    "VolumeDataGenerator",
+    "read_patch",
+    "standardize_patch",
+    "sample_patch",
+    "one_hot",
+    "Patch",
+    "build_patch_store",
+    "split_cases",
+]

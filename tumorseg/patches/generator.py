@@ -1,0 +1,138 @@
+"""``VolumeDataGenerator``: a Keras ``PyDataset`` over the h5 patch store."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import h5py
+import keras
+import numpy as np
+
+from tumorseg.data import DataError
+from tumorseg.patches.standardize import standardize_patch
+
+
+def read_patch(path: str | os.PathLike, dim=(160, 160, 16), num_channels: int = 4):
+    """Read one course h5 patch: returns ``x (C, *dim)`` raw float32 and ``y (*dim, C)`` float32.
+
+    Accepts float32 or float64 files (the real course files are float64).  Raises DataError naming
+    the file when it is unreadable/truncated, lacks ``x``/``y``, or has other shapes.
+    """
+    path = os.fspath(path)
+    fix = "Delete it and rebuild the patch store with `tumorseg patches` (or `make patches`)."
+    try:
+        with h5py.File(path, "r") as f:
+            if "x" not in f or "y" not in f:
+                raise DataError(
+                    f"{path}: h5 file lacks dataset 'x' or 'y' (has {sorted(f.keys())}), so it is "
+                    f"not a course patch. {fix}"
+                )
+            dx, dy = f["x"], f["y"]
+            if dx.shape != (num_channels, *dim) or dy.shape[:3] != tuple(dim) or dy.ndim != 4:
+                raise DataError(
+                    f"{path}: x has shape {dx.shape} and y {dy.shape}; expected x "
+                    f"{(num_channels, *dim)} and y {(*dim, 'classes')}. {fix}"
+                )
+            x = np.asarray(dx[()], dtype=np.float32)
+            y = np.asarray(dy[()], dtype=np.float32)
+    except DataError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(
+            f"{path}: cannot read this h5 patch ({exc}); truncated or corrupt. {fix}"
+        ) from exc
+    return x, y
+
+
+class VolumeDataGenerator(keras.utils.PyDataset):
+    """Batches of standardized patches from ``base_dir/<ID>`` h5 files, for ``model.fit``.
+
+    sample_list: file names (as in ``config.json``'s "train"/"valid"); base_dir: their folder
+        (with or without a trailing slash).
+    Each batch is ``(x, y)``: x ``(B, num_channels, *dim)`` float32 standardized with
+    ``standardize_patch(x, standardize)`` ("slice", "brain", or None for raw intensities), and
+    y ``(B, num_classes, *dim)`` float32 = the file's one-hot y moved channels-first without its
+    background channel.  ``len`` is ``floor(n / batch_size)``; with ``shuffle`` the order is
+    redrawn every epoch (reproducibly from ``seed``).  ``augment=True`` applies random flips along
+    x and y, and a per-channel intensity scale (×0.9..1.1) and shift (±0.1) to brain voxels.
+    Extra keyword arguments (``workers``, ``use_multiprocessing``, ``max_queue_size``) go to
+    ``keras.utils.PyDataset``.
+    """
+
+    def __init__(
+        self,
+        sample_list: Sequence[str],
+        base_dir: str | os.PathLike,
+        batch_size: int = 1,
+        shuffle: bool = True,
+        dim: tuple[int, int, int] = (160, 160, 16),
+        num_channels: int = 4,
+        num_classes: int = 3,
+        verbose: int = 1,
+        standardize: str | None = "slice",
+        augment: bool = False,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.sample_list = list(sample_list)
+        self.base_dir = os.fspath(base_dir)
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.dim = tuple(dim)
+        self.num_channels = num_channels
+        self.num_classes = num_classes
+        self.verbose = verbose
+        self.standardize = standardize
+        self.augment = augment
+        self.rng = np.random.default_rng(seed)
+        self.indexes = np.arange(len(self.sample_list))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.floor(len(self.sample_list) / self.batch_size)
+
+    def on_epoch_end(self) -> None:
+        """Redraw the sample order (when ``shuffle``)."""
+        if self.shuffle:
+            self.rng.shuffle(self.indexes)
+
+    def load(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """One sample: x ``(num_channels, *dim)`` standardized float32, y ``(num_classes, *dim)``."""
+        path = os.path.join(self.base_dir, sample_id)
+        if self.verbose == 1:
+            print(f"Training on: {path}")
+        x, y = read_patch(path, self.dim, self.num_channels)
+        if y.shape[-1] < self.num_classes + 1:
+            raise DataError(
+                f"{path}: y has {y.shape[-1]} classes, expected {self.num_classes + 1} "
+                f"(background included). Rebuild the patch store with `tumorseg patches`."
+            )
+        brain = x != 0
+        if self.standardize:
+            x = standardize_patch(x, self.standardize)
+        y = np.moveaxis(y, 3, 0)[1 : self.num_classes + 1]
+        if self.augment:
+            x, y = self._augment(x, y, brain)
+        return x, y
+
+    def _augment(self, x: np.ndarray, y: np.ndarray, brain: np.ndarray):
+        rng = self.rng
+        for axis in (1, 2):  # flips along X and Y (left-right is symmetric in the brain)
+            if rng.random() < 0.5:
+                x, y, brain = np.flip(x, axis), np.flip(y, axis), np.flip(brain, axis)
+        scale = rng.uniform(0.9, 1.1, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
+        shift = rng.uniform(-0.1, 0.1, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
+        x = np.where(brain, x * scale + shift, x).astype(np.float32)
+        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch ``index``: ``(x (B, C, *dim) float32, y (B, classes, *dim) float32)``."""
+        ids = self.indexes[index * self.batch_size : (index + 1) * self.batch_size]
+        X = np.empty((len(ids), self.num_channels, *self.dim), np.float32)
+        Y = np.empty((len(ids), self.num_classes, *self.dim), np.float32)
+        for i, j in enumerate(ids):
+            X[i], Y[i] = self.load(self.sample_list[j])
+        return X, Y

@@ -1,0 +1,185 @@
+"""The h5 patch store in the original course's format, and ``tumorseg patches``.
+
+Layout written under ``OUT`` (e.g. ``data/BraTS-Data/processed``)::
+
+    train/<case>.nii.gz_<k>_x<sx>_y<sy>_z<sz>.h5
+    valid/<case>.nii.gz_<k>_x<sx>_y<sy>_z<sz>.h5
+    config.json   {"train": [file names], "valid": [file names], ...}
+
+Each h5 file holds ``x``: (4, 160, 160, 16) float32 raw intensities, channels first, and ``y``:
+(160, 160, 16, 4) float32 one-hot with background, channels last (gzip-compressed; it is mostly
+zeros).  The split is 80/20 BY CASE, so no patient has patches in both folders.  Writes are atomic
+(temp file + rename) and a rerun skips cases whose patches are already there and readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import tempfile
+import zlib
+from pathlib import Path
+
+import h5py
+import numpy as np
+from tqdm.auto import tqdm
+
+from tumorseg.data import DataError, open_dataset
+from tumorseg.patches.sampling import sample_patch
+
+PATCH_SIZE = (160, 160, 16)
+NAME_RE = re.compile(r"^(?P<case>.+)\.nii\.gz_(?P<k>\d+)_x(\d+)_y(\d+)_z(\d+)\.h5$")
+
+
+def patch_name(case: str, k: int, corner: tuple[int, int, int]) -> str:
+    """The course's patch file name ``<case>.nii.gz_<k>_x<sx>_y<sy>_z<sz>.h5``."""
+    return f"{case}.nii.gz_{k}_x{corner[0]}_y{corner[1]}_z{corner[2]}.h5"
+
+
+def split_cases(case_ids: list[str], valid_fraction: float = 0.2, seed: int = 0):
+    """Split case ids into ``(train_ids, valid_ids)``, by case, reproducibly from ``seed``.
+
+    At least one validation case when there are two or more cases; sorted lists.
+    """
+    ids = sorted(case_ids)
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_valid = int(round(valid_fraction * len(ids)))
+    if len(ids) >= 2:
+        n_valid = min(max(n_valid, 1), len(ids) - 1)
+    else:
+        n_valid = 0
+    valid = sorted(ids[i] for i in order[:n_valid])
+    train = sorted(i for i in ids if i not in set(valid))
+    return train, valid
+
+
+def write_patch_h5(path: Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Atomically write one patch: ``x (C, X, Y, Z)`` float32, ``y (X, Y, Z, 4)`` float32 one-hot."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("x", data=np.asarray(x, dtype=np.float32))
+            f.create_dataset(
+                "y", data=np.asarray(y, dtype=np.float32), compression="gzip", compression_opts=1
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def is_valid_patch(path: Path, dim=PATCH_SIZE, num_channels: int = 4) -> bool:
+    """True when ``path`` is a readable h5 with ``x (C, *dim)`` and ``y (*dim, C)`` datasets."""
+    try:
+        with h5py.File(path, "r") as f:
+            return f["x"].shape == (num_channels, *dim) and f["y"].shape == (*dim, num_channels)
+    except (OSError, KeyError):
+        return False
+
+
+def _case_seed(seed: int, case: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(case.encode())])
+
+
+def _existing(folder: Path, case: str, k: int) -> Path | None:
+    for p in folder.glob(f"{case}.nii.gz_{k}_x*_y*_z*.h5"):
+        m = NAME_RE.match(p.name)
+        if m and m["case"] == case and int(m["k"]) == k and is_valid_patch(p):
+            return p
+    return None
+
+
+def build_patch_store(
+    data: str | Path,
+    out: str | Path,
+    per_case: int = 4,
+    seed: int = 0,
+    valid_fraction: float = 0.2,
+    min_tumor: float = 0.05,
+    verbose: bool = True,
+) -> dict:
+    """Sample ``per_case`` patches of 160x160x16 (≥ ``min_tumor`` tumor) from every case of ``data``.
+
+    data: a dataset folder ``open_dataset`` understands; out: the ``processed`` folder.
+    Returns the config dict written to ``out/config.json``:
+    ``{"train": [...], "valid": [...], "train_cases": [...], "valid_cases": [...], "seed", "per_case"}``.
+    Cases whose ``per_case`` patches already exist (readable, right shapes) are not reloaded.
+    A case with too little tumor for ``min_tumor`` is skipped with a warning.
+    """
+    ds = open_dataset(data)
+    out = Path(out)
+    train_ids, valid_ids = split_cases(ds.ids, valid_fraction, seed)
+    folders = {"train": out / "train", "valid": out / "valid"}
+    for f in folders.values():
+        f.mkdir(parents=True, exist_ok=True)
+    lists: dict[str, list[str]] = {"train": [], "valid": []}
+    skipped = []
+    for case in tqdm(ds, desc="patches", unit="case", disable=not verbose):
+        part = "valid" if case.id in valid_ids else "train"
+        folder = folders[part]
+        found = [_existing(folder, case.id, k) for k in range(per_case)]
+        if all(found):
+            lists[part] += [p.name for p in found]
+            continue
+        image, label = case.load()
+        rng = _case_seed(seed, case.id)
+        names = []
+        for k in range(per_case):
+            patch = sample_patch(image, label, PATCH_SIZE, min_tumor, rng)
+            if patch is None:
+                break
+            if found[k] is not None:  # keep what is already there
+                names.append(found[k].name)
+                continue
+            name = patch_name(case.id, k, patch.corner)
+            write_patch_h5(folder / name, patch.x, patch.y)
+            names.append(name)
+        if len(names) < per_case:
+            skipped.append(case.id)
+        lists[part] += names
+    if skipped and verbose:
+        print(f"warning: too little tumor (< {min_tumor:.0%} of a patch) in: {', '.join(skipped)}")
+    config = {
+        "train": sorted(lists["train"]),
+        "valid": sorted(lists["valid"]),
+        "train_cases": train_ids,
+        "valid_cases": valid_ids,
+        "seed": seed,
+        "per_case": per_case,
+        "patch_size": list(PATCH_SIZE),
+    }
+    _write_json(out / "config.json", config)
+    if verbose:
+        print(
+            f"{len(config['train'])} train patches ({len(train_ids)} cases), "
+            f"{len(config['valid'])} valid patches ({len(valid_ids)} cases) in {out}"
+        )
+    return config
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tumorseg patches --data DIR --out DIR/processed [--per-case K] [--seed S]``."""
+    p = argparse.ArgumentParser(prog="tumorseg patches", description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="dataset folder (MSD or BraTS layout)")
+    p.add_argument("--out", required=True, help="output folder, e.g. DIR/processed")
+    p.add_argument("--per-case", type=int, default=4, help="patches per case (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="split and sampling seed (default 0)")
+    args = p.parse_args(argv)
+    try:
+        build_patch_store(args.data, args.out, per_case=args.per_case, seed=args.seed)
+    except DataError as exc:
+        print(f"tumorseg patches: {exc}")
+        return 1
+    return 0
