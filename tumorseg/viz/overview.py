@@ -1,0 +1,119 @@
+"""``tumorseg overview --data DIR --out PNG [--cases 3]``: one figure to eyeball a dataset.
+
+One row per case: FLAIR, T1, T1Gd and T2 on the axial slice with the most tumor, and FLAIR with
+the label overlaid (edema red, non-enhancing green, enhancing blue). Written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tumorseg.data import DataError, open_dataset
+from tumorseg.data.io import MODALITIES
+from tumorseg.viz.labeled import CLASS_COLORS
+from tumorseg.viz.plots import take_slice
+
+
+def tumor_slice(label: np.ndarray) -> int:
+    """Index of the axial (Z) slice of ``label`` (X, Y, Z) with the most tumor voxels
+    (the middle slice when there is no tumor)."""
+    counts = (np.asarray(label) > 0).sum(axis=(0, 1))
+    return int(np.argmax(counts)) if counts.any() else label.shape[2] // 2
+
+
+def _window(img2d: np.ndarray) -> np.ndarray:
+    """Scale a 2-D slice to 0..1 with the 0.5/99.5 percentiles of its non-zero voxels."""
+    fg = img2d[img2d != 0]
+    if fg.size == 0:
+        return np.zeros_like(img2d, dtype=np.float32)
+    lo, hi = np.percentile(fg, [0.5, 99.5])
+    return np.clip((img2d - lo) / max(hi - lo, 1e-6), 0, 1).astype(np.float32)
+
+
+def overlay_rgb(flair2d: np.ndarray, label2d: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """(H, W, 3) float in 0..1: windowed FLAIR in grey with each class blended in its colour."""
+    grey = _window(flair2d)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    for k, colour in CLASS_COLORS.items():
+        m = np.rint(label2d) == k
+        rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(colour, np.float32) / 255
+    return rgb
+
+
+def render_overview(data: str | os.PathLike, out: str | os.PathLike, n_cases: int = 3) -> Path:
+    """Render the first ``n_cases`` cases of the dataset at ``data`` into the PNG ``out``.
+
+    Each row shows FLAIR, T1, T1Gd, T2 and a label overlay of the axial slice with the most tumor.
+    Returns the written path. Raises DataError for a bad dataset (see ``open_dataset``).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    from tqdm.auto import tqdm
+
+    ds = open_dataset(data)
+    cases = list(ds)[: max(1, n_cases)]
+    n = len(cases)
+    fig = Figure(figsize=(15, 3.1 * n + 0.5), facecolor="black")
+    axes = fig.subplots(n, 5, squeeze=False)
+    for r, case in enumerate(tqdm(cases, desc="overview", unit="case")):
+        image, label = case.load()
+        z = tumor_slice(label)
+        vols = (label > 0).sum()
+        for c in range(4):
+            axes[r, c].imshow(_window(take_slice(image[..., c], 2, z)), cmap="gray", vmin=0, vmax=1)
+        axes[r, 4].imshow(overlay_rgb(take_slice(image[..., 0], 2, z), take_slice(label, 2, z)))
+        axes[r, 0].set_ylabel(f"{case.id}\nz={z}, tumor {vols / 1000:.0f} cm³", color="w")
+        del image, label
+    for c, title in enumerate((*MODALITIES, "labels")):
+        axes[0, c].set_title(title, color="w")
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for s in ax.spines.values():
+            s.set_visible(False)
+    names = ("edema", "non-enhancing", "enhancing")
+    handles = [
+        Patch(color=np.asarray(CLASS_COLORS[k]) / 255, label=names[k - 1]) for k in CLASS_COLORS
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, labelcolor="w")
+    fig.subplots_adjust(left=0.04, right=0.995, top=0.95, bottom=0.5 / (3.1 * n + 0.5), wspace=0.02)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".png", dir=out.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=100, facecolor=fig.get_facecolor())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tumorseg overview``: render the overview PNG of a dataset."""
+    ap = argparse.ArgumentParser(
+        prog="tumorseg overview",
+        description="Render FLAIR, T1, T1Gd, T2 and a label overlay of a few cases into a PNG.",
+    )
+    ap.add_argument("--data", required=True, type=Path, help="dataset folder (MSD or BraTS)")
+    ap.add_argument("--out", required=True, type=Path, help="PNG file to write")
+    ap.add_argument("--cases", type=int, default=3, help="number of cases (rows), default 3")
+    args = ap.parse_args(argv)
+    try:
+        out = render_overview(args.data, args.out, args.cases)
+    except DataError as exc:
+        print(f"tumorseg overview: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
