@@ -37,9 +37,14 @@ data: $(STAMP)
 patches: data
 	$(BIN)/tumorseg patches --data $(DATA) --out $(DATA)/processed
 
-run: patches
+# Always renders the data overview; runs the course notebook once it exists.
+run: data
 	@mkdir -p build
-	$(BIN)/python scripts/run_notebook.py $(NB) build/Brain_Tumor_Segmentation.html
+	$(BIN)/tumorseg overview --data $(DATA) --out build/overview.png
+	@if [ -f $(NB) ]; then \
+	  $(MAKE) --no-print-directory patches && \
+	  $(BIN)/python scripts/run_notebook.py $(NB) build/Brain_Tumor_Segmentation.html; \
+	else echo "notebook $(NB) not written yet: see build/overview.png"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check tumorseg tests util.py scripts benchmarks
