@@ -114,7 +114,7 @@ def test_corrupt_gzip_truncated_and_garbage(tmp_path):
     assert "gzip" in msg or "NIfTI" in msg
     garbage = tmp_path / "garbage.nii.gz"
     garbage.write_bytes(b"this is not gzip at all" * 50)
-    _raises_naming(garbage, load_case, garbage, lp)
+    assert "gzip" in _raises_naming(garbage, load_case, garbage, lp)
 
 
 def test_corrupt_nifti_inside_valid_gzip(tmp_path):

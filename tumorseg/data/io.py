@@ -41,6 +41,15 @@ def _read_nifti(path: PathLike, what: str) -> np.ndarray:
             f"{p}: {what} file not found{hint}. Check the path, or rebuild the sample data "
             f"with `make data` / fetch the real data with `tumorseg download --dest DIR`."
         )
+    if p.name.endswith(".gz"):
+        with open(p, "rb") as f:
+            magic = f.read(2)
+        if magic != b"\x1f\x8b":
+            raise DataError(
+                f"{p}: {what} file is named .gz but is not gzip-compressed (it starts with "
+                f"{magic!r}); it is corrupt or mislabelled. Delete it and download or regenerate "
+                f"it, or rename it to .nii if it is an uncompressed NIfTI."
+            )
     try:
         img = nib.load(str(p))
         data = np.asarray(img.get_fdata(), dtype=np.float64)
