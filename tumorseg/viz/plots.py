@@ -51,7 +51,8 @@ def plot_image_grid(labeled: np.ndarray, seed: int | None = None) -> Figure:
 
     ``labeled``: (X, Y, Z, 3) uint8 from :func:`get_labeled_image`. Slices are drawn at random
     inside the brain (non-black voxels); pass ``seed`` for the same slices every time.
-    Returns a matplotlib Figure, 16x9 inches, 3x6 axes without ticks or gaps.
+    Returns a matplotlib Figure, 16x9 inches, 3x6 axes without ticks or gaps between axes, on
+    black so the margins left by each slice's true aspect ratio blend in.
     """
     labeled = np.asarray(labeled)
     if labeled.ndim != 4 or labeled.shape[-1] != 3:
@@ -59,15 +60,15 @@ def plot_image_grid(labeled: np.ndarray, seed: int | None = None) -> Figure:
     rng = np.random.default_rng(seed)
     brain = labeled.any(axis=-1)
     plt = _pyplot()
-    fig, axes = plt.subplots(3, 6, figsize=(16, 9))
+    fig, axes = plt.subplots(3, 6, figsize=(16, 9), facecolor="black")
     for row, (name, axis) in enumerate(GRID_ROWS):
         for col, idx in enumerate(pick_slices(brain, axis, 6, rng)):
             ax = axes[row, col]
-            ax.imshow(take_slice(labeled, axis, int(idx)), aspect="auto")
+            ax.imshow(take_slice(labeled, axis, int(idx)))  # true aspect; black margins
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{'xyz'[axis]}={idx}", fontsize=8, y=0.0, pad=2, color="w", loc="left")
-        axes[row, 0].set_ylabel(name, fontsize=12)
+        axes[row, 0].set_ylabel(name, fontsize=12, color="w")
     fig.subplots_adjust(left=0.03, right=1, bottom=0, top=1, wspace=0, hspace=0)
     plt.close(fig)
     return fig
