@@ -191,4 +191,6 @@ def region_scores(
             "sensitivity": float(sens),
             "specificity": float(spec),
         }
-    return pd.DataFrame.from_dict(rows, orient="index")[["dice", "hd95", "sensitivity", "specificity"]]
+    return pd.DataFrame.from_dict(rows, orient="index")[
+        ["dice", "hd95", "sensitivity", "specificity"]
+    ]

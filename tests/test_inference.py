@@ -1,0 +1,350 @@
+"""Whole-scan inference: tiling/stitching exactness, borders, standardization, predict_and_viz,
+label-map rule, and the predict/evaluate CLIs (tiny models only)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tumorseg.inference import (
+    brain_bbox,
+    plan_tiles,
+    predict_and_viz,
+    predict_volume,
+    probabilities_to_labels,
+)
+from tumorseg.inference.predict import gaussian_weight, resolve_standardize
+from tumorseg.patches import standardize_patch
+
+RNG_W = np.random.default_rng(42).normal(size=(3, 4))
+RNG_B = np.array([-0.3, 0.1, 0.4])
+
+
+class PointwiseModel:
+    """A numpy 'model': sigmoid of a fixed linear map of the channels at each voxel.
+
+    (B, 4, x, y, z) -> (B, 3, x, y, z); no spatial context, so any correct tiling reproduces
+    it exactly. Records the batch shapes it sees.
+    """
+
+    def __init__(self, standardize=None):
+        self.calls = []
+        if standardize is not None:
+            self.standardize = standardize
+
+    def __call__(self, batch):
+        self.calls.append(batch.shape)
+        assert all(s % 8 == 0 for s in batch.shape[2:]), "the U-Net needs sizes divisible by 8"
+        return pointwise(batch)
+
+
+def pointwise(batch: np.ndarray) -> np.ndarray:
+    z = np.einsum("kc,bcxyz->bkxyz", RNG_W, batch) + RNG_B[None, :, None, None, None]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def pointwise_reference(x_cf: np.ndarray) -> np.ndarray:
+    """The pointwise model applied to a whole (4, X, Y, Z) volume of any size."""
+    return pointwise(x_cf[None])[0]
+
+
+def make_image(shape=(37, 29, 23), box=((3, 30), (5, 26), (2, 20)), seed=0) -> np.ndarray:
+    """Random positive intensities inside ``box``, zero outside: (X, Y, Z, 4)."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((*shape, 4))
+    region = tuple(slice(a, b) for a, b in box)
+    image[region] = rng.uniform(10, 500, size=(*image[region].shape[:3], 4))
+    # some zero voxels inside the brain too, as in real scans
+    image[region][rng.random(image[region].shape[:3]) < 0.05] = 0
+    return image
+
+
+def expected_brain_mode(image: np.ndarray, box) -> np.ndarray:
+    """Pointwise model on the brain-standardized image, zero outside the bounding box."""
+    x = standardize_patch(np.moveaxis(image, -1, 0), "brain")
+    full = pointwise_reference(x).astype(np.float32)
+    out = np.zeros_like(full)
+    region = (slice(None), *(slice(a, b) for a, b in box))
+    out[region] = full[region]
+    return out
+
+
+def test_brain_bbox():
+    image = make_image()
+    assert brain_bbox(image) == (slice(3, 30), slice(5, 26), slice(2, 20))
+    assert brain_bbox(np.zeros((4, 4, 4, 4))) is None
+
+
+@pytest.mark.parametrize(
+    "tile, overlap, batch_size",
+    [
+        (None, 0.25, 2),  # whole crop in one pass
+        ((8, 8, 8), 0.0, 1),  # many tiles, no overlap
+        ((8, 16, 8), 0.5, 3),  # overlapping tiles, ragged last batch
+        ((24, 8, 16), 0.3, 4),
+    ],
+)
+def test_tiling_reproduces_whole_volume(tile, overlap, batch_size):
+    box = ((3, 30), (5, 26), (2, 20))
+    image = make_image(box=box)
+    model = PointwiseModel()
+    probs = predict_volume(image, model, overlap=overlap, batch_size=batch_size, tile=tile)
+    assert probs.shape == (3, 37, 29, 23)
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs, expected_brain_mode(image, box), rtol=1e-5, atol=1e-6)
+    assert all(shape[0] <= batch_size for shape in model.calls)
+    if tile is not None:
+        assert len(model.calls) > 1
+
+
+def test_brain_touching_odd_borders_is_padded_and_cropped():
+    # brain fills the whole odd-sized image: the working region reaches outside it
+    shape = (13, 10, 7)
+    box = ((0, 13), (0, 10), (0, 7))
+    image = make_image(shape=shape, box=box, seed=1)
+    model = PointwiseModel()
+    probs = predict_volume(image, model, tile=(8, 8, 8), overlap=0.5)
+    np.testing.assert_allclose(probs, expected_brain_mode(image, box), rtol=1e-5, atol=1e-6)
+    probs_one = predict_volume(image, PointwiseModel())
+    np.testing.assert_allclose(probs_one, probs, rtol=1e-5, atol=1e-6)
+
+
+def test_outside_the_brain_is_zero_and_empty_image_gives_zeros():
+    image = make_image()
+    probs = predict_volume(image, PointwiseModel())
+    assert (probs[:, :3] == 0).all() and (probs[:, 30:] == 0).all()
+    assert (probs[:, :, :, 20:] == 0).all()
+    assert (probs[:, 3:30, 5:26, 2:20] > 0).all()  # sigmoid is never exactly 0 inside
+    empty = predict_volume(np.zeros((9, 9, 9, 4)), PointwiseModel())
+    assert empty.shape == (3, 9, 9, 9) and not empty.any()
+
+
+def test_slice_mode_uses_the_training_standardization():
+    # brain fills an image whose size is a tile multiple: the working region is the image itself
+    box = ((0, 16), (0, 16), (0, 8))
+    image = make_image(shape=(16, 16, 8), box=box, seed=2)
+    expected = pointwise_reference(standardize_patch(np.moveaxis(image, -1, 0), "slice"))
+    got = predict_volume(image, PointwiseModel(), standardize="slice")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # and the mode is read from the model when not given
+    got_attr = predict_volume(image, PointwiseModel(standardize="slice"))
+    np.testing.assert_allclose(got_attr, expected, rtol=1e-5, atol=1e-6)
+    with np.errstate(over="ignore"):  # raw intensities saturate the sigmoid
+        raw = predict_volume(image, PointwiseModel(), standardize="none")
+        raw_expected = pointwise_reference(np.moveaxis(image, -1, 0))
+    np.testing.assert_allclose(raw, raw_expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(raw, got)
+
+
+def test_resolve_standardize_order():
+    class M:
+        pass
+
+    m = M()
+    assert resolve_standardize(m, None) == "brain"
+    m.manifest = {"standardize": "slice"}
+    assert resolve_standardize(m, None) == "slice"
+    m.standardize = "brain"
+    assert resolve_standardize(m, None) == "brain"
+    assert resolve_standardize(m, "slice") == "slice"
+
+
+def test_plan_tiles_covers_region():
+    size = (141, 170, 139)
+    for tile, overlap in [((64, 64, 64), 0.25), ((160, 160, 16), 0.0), (None, 0.5)]:
+        ts, starts = plan_tiles(size, tile, overlap, max_voxels=1_000_000)
+        assert all(t % 8 == 0 for t in ts)
+        assert np.prod(ts) <= 1_000_000 or tile is not None
+        for s, t, st in zip(size, ts, starts):
+            covered = np.zeros(max(s, t), bool)
+            for a in st:
+                covered[a : a + t] = True
+            assert covered.all() and st[-1] + t == max(s, t) and st[0] == 0
+    # whole region in one tile when it fits; shrunk to the region when the tile is larger
+    assert plan_tiles((141, 170, 139), None, 0.25)[0] == (144, 176, 144)
+    assert plan_tiles((20, 20, 20), (160, 160, 160), 0.25) == ((24, 24, 24), [[0], [0], [0]])
+    with pytest.raises(ValueError):
+        plan_tiles((20, 20, 20), None, 1.0)
+
+
+def test_gaussian_weight_peaks_in_the_centre():
+    w = gaussian_weight((16, 8, 24))
+    assert w.shape == (16, 8, 24) and w.dtype == np.float32
+    assert w.max() == pytest.approx(1.0) and w.min() >= 1e-6
+    np.testing.assert_allclose(w, w[::-1, ::-1, ::-1], rtol=1e-6)
+    assert w[8, 4, 12] > w[0, 4, 12] > w[0, 0, 0]
+
+
+def test_probabilities_to_labels_rule():
+    probs = np.zeros((3, 4, 1, 1), np.float32)
+    probs[:, 0, 0, 0] = [0.2, 0.4, 0.5]  # nothing above 0.5 -> background
+    probs[:, 1, 0, 0] = [0.9, 0.6, 0.1]  # edema wins
+    probs[:, 2, 0, 0] = [0.6, 0.1, 0.7]  # enhancing wins
+    probs[:, 3, 0, 0] = [0.1, 0.55, 0.3]  # non-enhancing
+    labels = probabilities_to_labels(probs, 0.5)
+    assert labels.dtype == np.uint8
+    assert labels[:, 0, 0].tolist() == [0, 1, 3, 2]
+    assert probabilities_to_labels(probs, 0.15)[:, 0, 0].tolist() == [3, 1, 3, 2]
+
+
+# --- Keras models (tiny) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keras_pointwise():
+    """A fixed-size (4, 8, 8, 8) Keras model computing what PointwiseModel computes."""
+    keras = pytest.importorskip("keras")
+    from keras import layers
+
+    inp = keras.Input((4, 8, 8, 8))
+    x = layers.Permute((2, 3, 4, 1))(inp)
+    conv = layers.Conv3D(3, 1, activation="sigmoid")
+    x = conv(x)
+    out = layers.Permute((4, 1, 2, 3))(x)
+    model = keras.Model(inp, out)
+    conv.set_weights([RNG_W.T.reshape(1, 1, 1, 4, 3).astype("float32"), RNG_B.astype("float32")])
+    return model
+
+
+def test_fixed_size_keras_model_is_wrapped(keras_pointwise):
+    box = ((3, 30), (5, 26), (2, 20))
+    image = make_image(box=box)
+    probs = predict_volume(image, keras_pointwise, tile=(16, 24, 8), overlap=0.25)
+    np.testing.assert_allclose(probs, expected_brain_mode(image, box), rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_unet():
+    pytest.importorskip("keras")
+    import keras
+
+    from tumorseg.model import soft_dice_loss, unet_model_3d
+
+    keras.utils.set_random_seed(0)
+    return unet_model_3d(soft_dice_loss, input_shape=(4, None, None, None), n_base_filters=4)
+
+
+def test_unet_single_tile_equals_direct_call(tiny_unet):
+    box = ((0, 24), (0, 16), (0, 16))
+    image = make_image(shape=(24, 16, 16), box=box, seed=3)
+    x = standardize_patch(np.moveaxis(image, -1, 0), "brain")
+    expected = np.asarray(tiny_unet.predict_on_batch(x[None]))[0]
+    probs = predict_volume(image, tiny_unet)
+    assert probs.shape == (3, 24, 16, 16) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-5)
+    # overlapping tiles with a model that has context: close to, but not the same as, one pass
+    tiled = predict_volume(image, tiny_unet, tile=(16, 8, 8), overlap=0.5)
+    assert np.abs(tiled - expected).mean() < 0.05
+
+
+def test_predict_and_viz_channels_and_threshold(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "show", lambda *a, **k: None)
+    box = ((3, 30), (5, 26), (2, 20))
+    image = make_image(box=box)
+    label = np.zeros(image.shape[:3])
+    label[10:20, 10:20, 5:15] = 1
+    label[12:16, 12:16, 8:12] = 3
+    model = PointwiseModel()
+    probs = predict_volume(image, model)
+    pred = predict_and_viz(image, label, model, 0.5, loc=(15, 15, 10))
+    plt.close("all")
+    assert pred.shape == (37, 29, 23, 4) and pred.dtype == np.float32
+    assert set(np.unique(pred)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(pred[..., 1:], np.moveaxis(probs > 0.5, 0, -1))
+    np.testing.assert_array_equal(pred[..., 0], 1 - pred[..., 1:].max(axis=-1))
+    assert not np.array_equal(pred[..., 0], (label == 0).astype(np.float32))
+    pred_hi = predict_and_viz(image, label, model, 0.8)
+    plt.close("all")
+    assert pred_hi[..., 1:].sum() < pred[..., 1:].sum()
+    np.testing.assert_array_equal(pred_hi[..., 1:], np.moveaxis(probs > 0.8, 0, -1))
+
+
+# --- CLIs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory, tiny_unet):
+    folder = tmp_path_factory.mktemp("weights")
+    weights = folder / "tiny.weights.h5"
+    tiny_unet.save_weights(weights)
+    config = {"input_shape": [4, 160, 160, 16], "n_base_filters": 4}
+    (folder / "tiny.json").write_text(json.dumps({"config": config, "standardize": "brain"}))
+    return weights
+
+
+def write_case(folder, image, label=None, affine=None):
+    import nibabel as nib
+
+    affine = np.diag([1.2, 0.9, 2.0, 1.0]) if affine is None else affine
+    affine[:3, 3] = [-90.0, 120.0, -30.0]
+    img = nib.Nifti1Image(image.astype(np.float32), affine)
+    img.header.set_xyzt_units("mm", "sec")
+    path = folder / "case.nii.gz"
+    nib.save(img, path)
+    if label is not None:
+        nib.save(nib.Nifti1Image(label.astype(np.uint8), affine), folder / "label.nii.gz")
+    return path, affine
+
+
+def test_predict_cli_writes_aligned_label_map(tmp_path, tiny_weights, tiny_unet):
+    import nibabel as nib
+
+    from tumorseg.inference.cli import main
+
+    image = make_image(shape=(30, 26, 20), box=((2, 28), (3, 24), (1, 19)), seed=4)
+    case, affine = write_case(tmp_path, image)
+    out = tmp_path / "out" / "seg.nii.gz"
+    assert main([str(case), "--weights", str(tiny_weights), "--out", str(out)]) == 0
+    seg = nib.load(out)
+    assert seg.shape == (30, 26, 20)
+    assert seg.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(seg.affine, affine)
+    assert seg.header.get_zooms() == pytest.approx((1.2, 0.9, 2.0))
+    assert seg.header.get_xyzt_units() == ("mm", "sec")
+    data = np.asarray(seg.dataobj)
+    expected = probabilities_to_labels(predict_volume(image.astype(np.float32), tiny_unet), 0.5)
+    assert np.mean(data == expected) > 0.999
+    assert set(np.unique(data)) <= {0, 1, 2, 3}
+    assert [p.name for p in out.parent.iterdir()] == ["seg.nii.gz"]  # no temp file left
+
+
+def test_predict_cli_reports_bad_input(tmp_path, tiny_weights, capsys):
+    from tumorseg.inference.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path / "missing.nii.gz"), "--weights", str(tiny_weights), "--out", "x.nii"])
+    assert exc.value.code == 2
+    assert "missing.nii.gz" in capsys.readouterr().err
+
+
+def test_evaluate_cli_writes_csv(tmp_path, tiny_weights):
+    import pandas as pd
+
+    from tumorseg.inference.evaluate import main
+
+    data = tmp_path / "ds"
+    (data / "imagesTr").mkdir(parents=True)
+    (data / "labelsTr").mkdir()
+    image = make_image(shape=(24, 24, 16), box=((2, 22), (2, 22), (1, 15)), seed=5)
+    label = np.zeros(image.shape[:3])
+    label[8:16, 8:16, 4:12] = 1
+    label[10:14, 10:14, 6:10] = 3
+    for name in ("BRATS_001", "BRATS_002"):
+        write_case(tmp_path, image, label)
+        (tmp_path / "case.nii.gz").rename(data / "imagesTr" / f"{name}.nii.gz")
+        (tmp_path / "label.nii.gz").rename(data / "labelsTr" / f"{name}.nii.gz")
+    out = tmp_path / "scores.csv"
+    args = ["--data", str(data), "--weights", str(tiny_weights), "--out", str(out)]
+    assert main([*args, "--cases", "BRATS_002"]) == 0
+    table = pd.read_csv(out)
+    assert table["case"].tolist() == ["BRATS_002"]
+    for col in ("WT_dice", "TC_hd95", "ET_dice", "edema_sensitivity", "enh_specificity"):
+        assert col in table.columns
+    assert ((table["WT_dice"] >= 0) & (table["WT_dice"] <= 1)).all()

@@ -1,0 +1,22 @@
+"""Whole-scan inference: ``predict_volume`` (crop, standardize, tile, blend) and ``predict_and_viz``.
+
+Importing this package does not import TensorFlow; models are only touched when called.
+CLIs: ``tumorseg predict`` (tumorseg.inference.cli) and ``tumorseg evaluate``
+(tumorseg.inference.evaluate).
+"""
+
+from tumorseg.inference.predict import (
+    brain_bbox,
+    plan_tiles,
+    predict_and_viz,
+    predict_volume,
+    probabilities_to_labels,
+)
+
+__all__ = [
+    "brain_bbox",
+    "plan_tiles",
+    "predict_and_viz",
+    "predict_volume",
+    "probabilities_to_labels",
+]

@@ -1,0 +1,386 @@
+"""Whole-scan prediction: crop to the brain, standardize, tile, batch, blend, put back.
+
+The model is fully convolutional, so a tile need not be 160x160x16: by default the whole
+cropped brain goes through in one pass when it fits ``MAX_TILE_VOXELS`` (a BraTS brain crop
+does), and is otherwise cut into a few large, overlapping tiles blended with a Gaussian
+weight (nnU-Net style), so tile borders, which see less context, count less.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+#: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  A whole
+#: 240x240x155 BraTS brain crop (about 144x176x144 = 3.6 M voxels) fits; peak memory of one
+#: pass with ``n_base_filters=16`` is a few GB (see benchmarks/bench_inference.py).
+MAX_TILE_VOXELS = 5_000_000
+
+#: Spatial sizes given to the model are multiples of this (2**(depth-1) for the course U-Net).
+DIVISOR = 8
+
+#: Standardization used when neither the argument nor the model says which.
+DEFAULT_STANDARDIZE = "brain"
+
+
+def brain_bbox(image: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Bounding box of the voxels that are nonzero in any channel.
+
+    Args:
+        image: (X, Y, Z, C) intensities.
+
+    Returns:
+        Three slices ``(sx, sy, sz)`` such that ``image[sx, sy, sz]`` holds every nonzero voxel,
+        or ``None`` when the image is all zero.
+    """
+    mask = np.any(image != 0, axis=-1)
+    if not mask.any():
+        return None
+    box = []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return box[0], box[1], box[2]
+
+
+def resolve_standardize(model: Any, standardize: str | None) -> str:
+    """The standardization mode to feed ``model``.
+
+    Order: the ``standardize`` argument; else ``model.standardize`` (a str); else
+    ``model.manifest["standardize"]`` (the training manifest, if attached to the model); else
+    ``DEFAULT_STANDARDIZE`` ("brain").  ``"none"`` means raw intensities (benchmarks only).
+    """
+    if standardize is not None:
+        return standardize
+    mode = getattr(model, "standardize", None)
+    if isinstance(mode, str):
+        return mode
+    manifest = getattr(model, "manifest", None)
+    try:
+        mode = manifest.get("standardize") if manifest is not None else None
+    except AttributeError:
+        mode = None
+    return mode if isinstance(mode, str) else DEFAULT_STANDARDIZE
+
+
+def _round_up(n: int, k: int = DIVISOR) -> int:
+    return max(k, -(-n // k) * k)
+
+
+def _tile_size(size: int, n: int, overlap: float) -> int:
+    """Tile length (multiple of DIVISOR) so that ``n`` tiles overlapping by ``overlap`` cover ``size``."""
+    return _round_up(math.ceil(size / (n - (n - 1) * overlap)))
+
+
+def plan_tiles(
+    size: Sequence[int],
+    tile: Sequence[int] | None = None,
+    overlap: float = 0.25,
+    max_voxels: int = MAX_TILE_VOXELS,
+) -> tuple[tuple[int, int, int], list[list[int]]]:
+    """Choose the tile size and the tile start positions along each axis.
+
+    Args:
+        size: (X, Y, Z) of the region to cover (the brain crop).
+        tile: requested tile size; each entry is rounded up to a multiple of 8 and shrunk to the
+            region (rounded up to 8).  ``None``: the whole region when it has at most
+            ``max_voxels`` voxels, otherwise the region is split, largest axis first, into the
+            fewest overlapping tiles that fit.
+        overlap: fraction of a tile shared with its neighbour along an axis with several tiles.
+
+    Returns:
+        ``(tile_size, starts)``: ``tile_size`` (TX, TY, TZ); ``starts[a]`` the tile offsets along
+        axis ``a``, from 0 to ``max(size[a], tile_size[a]) - tile_size[a]``.
+    """
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    size = [int(s) for s in size]
+    if tile is None:
+        n = [1, 1, 1]
+        ts = [_tile_size(s, 1, overlap) for s in size]
+        while math.prod(ts) > max_voxels and max(ts) > DIVISOR:
+            a = int(np.argmax(ts))
+            n[a] += 1
+            ts[a] = _tile_size(size[a], n[a], overlap)
+    else:
+        if len(tile) != 3:
+            raise ValueError(f"tile must be (TX, TY, TZ), got {tile}")
+        ts = [min(_round_up(int(t)), _round_up(s)) for t, s in zip(tile, size)]
+    starts = []
+    for s, t in zip(size, ts):
+        if t >= s:
+            starts.append([0])
+            continue
+        step = max(1, int(t * (1.0 - overlap)))
+        count = math.ceil((s - t) / step) + 1
+        starts.append(sorted({int(round(v)) for v in np.linspace(0, s - t, count)}))
+    return (ts[0], ts[1], ts[2]), starts
+
+
+def gaussian_weight(tile: Sequence[int], sigma_scale: float = 0.125) -> np.ndarray:
+    """Separable Gaussian importance map of a tile, peak 1 at the centre, floor 1e-6.
+
+    Args:
+        tile: (TX, TY, TZ).
+        sigma_scale: sigma as a fraction of the tile length per axis (nnU-Net uses 1/8).
+
+    Returns:
+        (TX, TY, TZ) float32 weights.
+    """
+    axes = []
+    for t in tile:
+        c = (t - 1) / 2.0
+        sigma = max(t * sigma_scale, 1e-3)
+        axes.append(np.exp(-0.5 * ((np.arange(t) - c) / sigma) ** 2))
+    w = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+    return np.maximum(w / w.max(), 1e-6).astype(np.float32)
+
+
+def _flexible(model: Any, n_channels: int, tile: tuple[int, int, int]) -> Any:
+    """``model`` itself, or a wrapper accepting ``tile`` when it was built for one fixed size.
+
+    A Keras functional model built with e.g. ``input_shape=(4, 160, 160, 16)`` rejects other
+    sizes (its input spec); running its graph (``model.call``) on a new
+    ``Input((C, None, None, None))`` gives a model that shares its layers and weights and
+    accepts any size.
+    """
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        return model
+    if not isinstance(shape, tuple) or len(shape) != 5:
+        return model
+    if all(s is None or s == t for s, t in zip(shape[2:], tile)):
+        return model
+    import keras
+
+    inp = keras.Input(shape=(n_channels, None, None, None), name="any_size_image")
+    return keras.Model(inp, model.call(inp), name=f"{model.name}_any_size")
+
+
+def _run(model: Any, batch: np.ndarray) -> np.ndarray:
+    if hasattr(model, "predict_on_batch"):
+        out = model.predict_on_batch(batch)
+    else:  # a plain callable (tests, custom wrappers)
+        out = model(batch)
+    return np.asarray(out, dtype=np.float32)
+
+
+def predict_volume(
+    image: np.ndarray,
+    model: Any,
+    overlap: float = 0.25,
+    batch_size: int = 2,
+    standardize: str | None = None,
+    tile: Sequence[int] | None = None,
+) -> np.ndarray:
+    """Class probabilities for a whole scan.
+
+    Steps: crop to the bounding box of the nonzero (brain) voxels; extend the crop with
+    background up to the tile grid (sizes are multiples of 8, as the U-Net needs); standardize
+    the extended crop exactly as training did (``tumorseg.patches.standardize_patch``); run the
+    tiles through the model ``batch_size`` at a time; blend overlapping tiles with a Gaussian
+    weight; crop back and paste into a zero volume.
+
+    Args:
+        image: (X, Y, Z, C) raw intensities, channels last as ``load_case`` returns them
+            (C = 4: FLAIR, T1, T1Gd, T2); any X, Y, Z.
+        model: channels-first model ``(B, C, x, y, z) -> (B, K, x, y, z)`` probabilities, e.g. from
+            ``unet_model_3d``/``load_pretrained``; a fixed-input-size Keras model is wrapped to
+            accept other sizes.  Any callable returning an array also works.
+        overlap: fraction of a tile shared with its neighbour where an axis needs several tiles
+            (ignored where one tile covers the axis).
+        batch_size: tiles per forward pass.
+        standardize: "brain", "slice" or "none"; ``None`` reads ``model.standardize`` or
+            ``model.manifest["standardize"]`` and falls back to "brain" (see
+            ``resolve_standardize``).  It must be what the model was trained with.
+        tile: (TX, TY, TZ) tile size (rounded up to multiples of 8); ``None`` chooses the whole
+            brain crop in one pass when it has at most ``MAX_TILE_VOXELS`` voxels.
+
+    Returns:
+        (K, X, Y, Z) float32 probabilities (K = 3: edema, non-enhancing, enhancing); voxels
+        outside the brain's bounding box are 0.
+    """
+    image = np.asarray(image)
+    if image.ndim != 4:
+        raise ValueError(f"expected an image (X, Y, Z, C), got shape {image.shape}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    mode = resolve_standardize(model, standardize)
+    n_channels = image.shape[-1]
+    box = brain_bbox(image)
+    if box is None:
+        n_out = _n_outputs(model)
+        return np.zeros((n_out, *image.shape[:3]), np.float32)
+
+    size = [s.stop - s.start for s in box]
+    tile_size, starts = plan_tiles(size, tile, overlap)
+    extent = [max(s, t) for s, t in zip(size, tile_size)]
+    # Working region in image coordinates: the crop, widened symmetrically to ``extent``;
+    # whatever lies outside the image is zero (background), like the image's own border.
+    origin = [b.start - (e - s) // 2 for b, e, s in zip(box, extent, size)]
+    work = np.zeros((n_channels, *extent), np.float32)
+    src, dst = [], []
+    for o, e, dim in zip(origin, extent, image.shape[:3]):
+        lo, hi = max(o, 0), min(o + e, dim)
+        src.append(slice(lo, hi))
+        dst.append(slice(lo - o, hi - o))
+    work[(slice(None), *dst)] = np.moveaxis(image[tuple(src)], -1, 0)
+    if mode != "none":
+        from tumorseg.patches import standardize_patch
+
+        work = standardize_patch(work, mode).astype(np.float32, copy=False)
+
+    corners = [(i, j, k) for i in starts[0] for j in starts[1] for k in starts[2]]
+    net = _flexible(model, n_channels, tile_size)
+    single = len(corners) == 1
+    weight = None if single else gaussian_weight(tile_size)
+    acc: np.ndarray | None = None
+    wsum = None if single else np.zeros(extent, np.float32)
+
+    for batch_corners in _progress(_batches(corners, batch_size), len(corners), batch_size):
+        batch = np.stack(
+            [
+                work[:, i : i + tile_size[0], j : j + tile_size[1], k : k + tile_size[2]]
+                for i, j, k in batch_corners
+            ]
+        )
+        pred = _run(net, batch)
+        if acc is None:
+            acc = np.zeros((pred.shape[1], *extent), np.float32)
+        for (i, j, k), p in zip(batch_corners, pred):
+            region = (
+                slice(i, i + tile_size[0]),
+                slice(j, j + tile_size[1]),
+                slice(k, k + tile_size[2]),
+            )
+            if single:
+                acc[(slice(None), *region)] = p
+            else:
+                acc[(slice(None), *region)] += p * weight
+                wsum[region] += weight
+    assert acc is not None
+    if not single:
+        acc /= wsum
+
+    out = np.zeros((acc.shape[0], *image.shape[:3]), np.float32)
+    offset = [b.start - o for b, o in zip(box, origin)]
+    inner = tuple(slice(f, f + s) for f, s in zip(offset, size))
+    out[(slice(None), *box)] = acc[(slice(None), *inner)]
+    return out
+
+
+def _n_outputs(model: Any) -> int:
+    shape = getattr(model, "output_shape", None)
+    if isinstance(shape, tuple) and len(shape) == 5 and shape[1]:
+        return int(shape[1])
+    return 3
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _progress(it: Iterator[list], n_items: int, batch_size: int) -> Iterator[list]:
+    n_batches = -(-n_items // batch_size)
+    if n_batches < 2:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, total=n_batches, desc="predict", unit="batch", leave=False)
+
+
+def probabilities_to_labels(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """Turn class probabilities into one label map.
+
+    Rule: a voxel is background (0) when no class probability is above ``threshold``;
+    otherwise it gets the label of its most probable class (1 edema, 2 non-enhancing tumor,
+    3 enhancing tumor; ties go to the lower label).
+
+    Args:
+        probs: (3, X, Y, Z) probabilities, as ``predict_volume`` returns.
+        threshold: probability a class must exceed to be reported.
+
+    Returns:
+        (X, Y, Z) uint8 label map with values in {0, 1, 2, 3}.
+    """
+    probs = np.asarray(probs)
+    if probs.ndim != 4:
+        raise ValueError(f"expected probabilities (K, X, Y, Z), got shape {probs.shape}")
+    best = np.argmax(probs, axis=0)
+    on = np.take_along_axis(probs, best[None], axis=0)[0] > threshold
+    return np.where(on, best + 1, 0).astype(np.uint8)
+
+
+def predict_and_viz(
+    image: np.ndarray,
+    label: np.ndarray,
+    model: Any,
+    threshold: float,
+    loc: Sequence[int] = (100, 100, 50),
+) -> np.ndarray:
+    """Segment a whole scan, plot ground truth against prediction, return the prediction.
+
+    Same signature and return layout as the original course's helper, with its bugs fixed:
+
+    - ``threshold`` is applied (a class is on where its probability is > ``threshold``); the
+      original truncated probabilities to uint8, so every class was 0 and the threshold did
+      nothing;
+    - channel 0 is the PREDICTED background (no class on), not a copy of the ground truth;
+    - no uint8 truncation or wrap-around: the result is float32 0.0/1.0;
+    - the input is standardized the way the model was trained (see ``predict_volume``), and the
+      scan goes through as a few large batched tiles instead of 40 padded 160x160x16 calls.
+
+    Args:
+        image: (X, Y, Z, 4) raw intensities, as ``load_case`` returns (240x240x155 in BraTS).
+        label: (X, Y, Z) ground-truth labels 0..3 (0 background, 1 edema, 2 non-enhancing
+            tumor, 3 enhancing tumor).
+        model: channels-first model ``(B, 4, x, y, z) -> (B, 3, x, y, z)`` probabilities.
+        threshold: probability above which a class is reported.
+        loc: (x, y, z) voxel whose sagittal (x), coronal (y) and transversal (z) planes are
+            shown (clamped to the volume).
+
+    Returns:
+        (X, Y, Z, 4) float32 of 0.0/1.0: channel 0 predicted background, channels 1-3 the
+        thresholded edema, non-enhancing and enhancing predictions (several may be on at once).
+    """
+    import matplotlib.pyplot as plt
+
+    from tumorseg.viz import get_labeled_image
+
+    image = np.asarray(image)
+    label = np.asarray(label)
+    if label.shape != image.shape[:3]:
+        raise ValueError(f"label shape {label.shape} does not match image shape {image.shape[:3]}")
+    probs = predict_volume(image, model)
+    on = probs > threshold  # (3, X, Y, Z)
+    pred = np.empty((*image.shape[:3], on.shape[0] + 1), np.float32)
+    pred[..., 0] = ~on.any(axis=0)
+    pred[..., 1:] = np.moveaxis(on, 0, -1)
+
+    truth_rgb = get_labeled_image(image, label)
+    pred_rgb = get_labeled_image(image, pred, is_categorical=True)
+    # clamp to the volume, so the default works for any size
+    x, y, z = (min(max(int(v), 0), n - 1) for v, n in zip(loc, image.shape[:3]))
+    fig, axes = plt.subplots(2, 3, figsize=(10, 7))
+    for row, (rgb, name) in enumerate([(truth_rgb, "Ground Truth"), (pred_rgb, "Prediction")]):
+        views = [
+            (np.rot90(rgb[x, :, :]), "Sagittal"),
+            (np.rot90(rgb[:, y, :]), "Coronal"),
+            (np.rot90(rgb[:, :, z]), "Transversal"),
+        ]
+        for col, (view, plane) in enumerate(views):
+            ax = axes[row][col]
+            ax.imshow(view)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(plane, fontsize=13)
+        axes[row][0].set_ylabel(name, fontsize=13)
+    fig.subplots_adjust(wspace=0.05, hspace=0.15)
+    plt.show()
+    return pred
