@@ -1,0 +1,222 @@
+"""Execute a notebook headless and export it to HTML, with timings and peak memory.
+
+    python scripts/run_notebook.py [NOTEBOOK] [HTML] [--save-checked] [--executed PATH]
+
+The kernel is this interpreter's own (``python3`` from the running environment), started in
+the notebook's folder.  Cells run one by one, so the script can report
+
+- the total wall time and the time per notebook section (a section starts at a markdown
+  heading ``## <number> ...``; cells before the first one count as "setup");
+- the peak resident memory of the kernel process and all its children, sampled every 0.1 s.
+
+``--save-checked`` writes the outputs of the ``# NBVAL_CHECK_OUTPUT`` cells back into the
+source notebook (other cells are stored without outputs, so the committed file stays small and
+its diffs stable); nbval compares against those stored outputs.  ``--executed PATH`` also
+saves the fully executed notebook.  Exit status 1 when a cell fails (its error is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_NB = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+DEFAULT_HTML = ROOT / "build" / "Brain_Tumor_Segmentation.html"
+SECTION = re.compile(r"^##\s+(\d+)\s+(.*)$", re.M)
+CHECK_MARKER = "NBVAL_CHECK_OUTPUT"
+
+
+class PeakRSS(threading.Thread):
+    """Samples the summed RSS of a process and its descendants until stopped."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.pid, self.interval, self.peak = pid, interval, 0
+        self._stop_event = threading.Event()
+
+    def sample(self) -> int:
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.peak = max(self.peak, self.sample())
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def is_checked(cell) -> bool:
+    """True for a code cell that nbval compares under --nbval-lax."""
+    if cell.cell_type != "code":
+        return False
+    if "nbval-check-output" in cell.get("metadata", {}).get("tags", []):
+        return True
+    return any(
+        line.strip().startswith("#") and line.strip().lstrip("#").strip() == CHECK_MARKER
+        for line in cell.source.splitlines()
+    )
+
+
+def section_names(nb) -> list[str]:
+    """The section each cell belongs to, by the latest '## N title' markdown heading."""
+    current, names = "setup", []
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            match = SECTION.search(cell.source)
+            if match:
+                current = f"{match.group(1)} {match.group(2).strip()}"
+        names.append(current)
+    return names
+
+
+def gif_as_html(nb) -> None:
+    """nbconvert's HTML templates drop image/gif outputs; add an <img> rendering of each."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/gif" in data and "text/html" not in data:
+                payload = data["image/gif"]
+                if isinstance(payload, bytes):
+                    payload = base64.b64encode(payload).decode()
+                data["text/html"] = f'<img src="data:image/gif;base64,{payload.strip()}"/>'
+
+
+def write_atomic(text: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def execute(nb, workdir: Path, timeout: int) -> tuple[dict[str, float], float, int, str | None]:
+    """Run every code cell of ``nb`` in place.
+
+    Returns (seconds per section, total seconds, peak kernel-tree RSS in bytes, error or None).
+    """
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(workdir)}})
+    names = section_names(nb)
+    per_section: dict[str, float] = {}
+    error = None
+    start = time.perf_counter()
+    with client.setup_kernel():
+        monitor = PeakRSS(client.km.provisioner.process.pid)
+        monitor.start()
+        try:
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code":
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    client.execute_cell(cell, index)
+                except CellExecutionError as exc:
+                    error = f"cell {index} (id {cell.get('id')}) failed:\n{exc}"
+                    break
+                finally:
+                    elapsed = time.perf_counter() - t0
+                    per_section[names[index]] = per_section.get(names[index], 0.0) + elapsed
+            client.set_widgets_metadata()
+        finally:
+            peak = monitor.stop()
+    return per_section, time.perf_counter() - start, peak, error
+
+
+def save_checked_outputs(executed, source: Path) -> int:
+    """Store the checked cells' outputs in ``source``; other cells keep no output."""
+    nb = nbformat.read(source, as_version=4)
+    by_id = {c.get("id"): c for c in executed.cells}
+    saved = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        run = by_id.get(cell.get("id"))
+        cell.metadata.pop("execution", None)
+        if run is not None and is_checked(cell) and run.source == cell.source:
+            cell.outputs = run.outputs
+            cell.execution_count = run.execution_count
+            saved += 1
+        else:
+            cell.outputs = []
+            cell.execution_count = None
+    nb.metadata.pop("widgets", None)
+    write_atomic(nbformat.writes(nb) + "\n", source)
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebook", nargs="?", type=Path, default=DEFAULT_NB)
+    parser.add_argument("html", nargs="?", type=Path, default=DEFAULT_HTML)
+    parser.add_argument("--save-checked", action="store_true",
+                        help="store the checked cells' outputs in the source notebook")
+    parser.add_argument("--executed", type=Path, help="also save the executed notebook here")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    args = parser.parse_args(argv)
+
+    source = args.notebook.resolve()
+    nb = nbformat.read(source, as_version=4)
+    print(f"executing {source.relative_to(ROOT) if source.is_relative_to(ROOT) else source} ...",
+          flush=True)
+    per_section, total, peak, error = execute(nb, source.parent, args.timeout)
+
+    print(f"\n{'section':<40} {'seconds':>8}")
+    for name, seconds in per_section.items():
+        print(f"{name:<40} {seconds:8.1f}")
+    print(f"{'total (kernel start included)':<40} {total:8.1f}")
+    print(f"peak RSS of the kernel process tree: {peak / 2**30:.2f} GiB ({peak / 2**20:,.0f} MiB)")
+
+    if error:
+        print(f"\n{error}", file=sys.stderr)
+        return 1
+
+    from nbconvert import HTMLExporter
+
+    export = copy.deepcopy(nb)
+    gif_as_html(export)
+    html, _ = HTMLExporter().from_notebook_node(export)
+    write_atomic(html, args.html)
+    print(f"wrote {args.html} ({len(html) / 2**20:.1f} MiB)")
+    if args.executed:
+        write_atomic(nbformat.writes(nb) + "\n", args.executed)
+        print(f"wrote {args.executed}")
+    if args.save_checked:
+        saved = save_checked_outputs(nb, source)
+        print(f"stored the outputs of {saved} checked cells in {source}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The student release: placeholders, dropped grader cells, determinism, helpful failures."""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import numpy as np
+import pytest
+
+from tumorseg.course import public_tests as pt
+from tumorseg.course import release
+from tumorseg.course.release import INSTRUCTOR, STUDENT, placeholder_source
+
+PUBLIC_TESTS = {
+    "unq-c1": ("test_get_sub_volume", "get_sub_volume"),
+    "unq-c2": ("test_standardize", "standardize"),
+    "unq-c3": ("test_single_class_dice_coefficient", "single_class_dice_coefficient"),
+    "unq-c4": ("test_dice_coefficient", "dice_coefficient"),
+    "unq-c5": ("test_soft_dice_loss", "soft_dice_loss"),
+    "unq-c6": ("test_compute_class_sens_spec", "compute_class_sens_spec"),
+}
+
+
+@pytest.fixture(scope="module")
+def released() -> nbformat.NotebookNode:
+    return release.release_notebook(nbformat.read(INSTRUCTOR, as_version=4))
+
+
+def test_committed_student_notebook_is_a_fresh_release():
+    assert STUDENT.is_file(), "run `tumorseg release` and commit notebooks/Brain_Tumor_Segmentation.ipynb"
+    assert STUDENT.read_text(encoding="utf-8") == release.build_release(INSTRUCTOR), (
+        "notebooks/Brain_Tumor_Segmentation.ipynb is out of date: run `tumorseg release`"
+    )
+
+
+def test_release_is_deterministic():
+    assert release.build_release(INSTRUCTOR) == release.build_release(INSTRUCTOR)
+
+
+def test_release_clears_outputs_drops_grader_cells_and_compiles(released):
+    instructor = nbformat.read(INSTRUCTOR, as_version=4)
+    kept = [c for c in instructor.cells if "grader" not in c.metadata.get("tags", [])]
+    assert [c.id for c in released.cells] == [c.id for c in kept]
+    for cell in released.cells:
+        assert "grader" not in cell.metadata.get("tags", [])
+        assert "execution" not in cell.metadata
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None
+            compile(cell.source, cell.id, "exec")
+
+
+def test_release_removes_every_solution_line(released):
+    instructor = {c.id: c for c in nbformat.read(INSTRUCTOR, as_version=4).cells}
+    for n in range(1, 7):
+        cell = next(c for c in released.cells if c.id == f"unq-c{n}")
+        assert cell.source.splitlines()[0] == f"# UNQ_C{n} (UNIQUE CELL IDENTIFIER, DO NOT EDIT)"
+        inside = re.search(r"### START CODE HERE.*?\n(.*?)### END CODE HERE", cell.source, re.S)
+        code = [ln for ln in inside.group(1).splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        assert code, f"unq-c{n}: nothing left between the markers"
+        for line in code:
+            assert "None" in line or line.strip() in {"else:", "pass"}, line
+        # outside the markers the cell is unchanged
+        original = instructor[f"unq-c{n}"].source
+        assert cell.source.split("### START CODE HERE")[0] == original.split("### START CODE HERE")[0]
+
+
+def test_placeholders_make_every_public_test_fail_helpfully(released, capsys):
+    keras = pytest.importorskip("keras")
+    ns = {"np": np, "keras": keras, "ops": keras.ops}
+    for cell in released.cells:
+        if cell.id in PUBLIC_TESTS:
+            exec(compile(cell.source, cell.id, "exec"), ns)
+    for test_name, fn_name in PUBLIC_TESTS.values():
+        with pytest.raises(AssertionError) as info:
+            getattr(pt, test_name)(ns[fn_name])
+        message = str(info.value)
+        assert "None" in message, f"{test_name}: {message}"
+        assert "START CODE HERE" in message or "fill in every None" in message, message
+    assert pt.PASSED not in capsys.readouterr().out
+
+
+def test_released_test_cells_fail_before_the_exercises_are_done(released):
+    """Run the released setup cell, exercise 1 and its public-test cell in a real kernel."""
+    nbclient = pytest.importorskip("nbclient")
+    keep = {"imports", "unq-c1", "test-c1"}
+    nb = nbformat.v4.new_notebook(cells=[c for c in released.cells if c.id in keep])
+    nb.metadata = released.metadata
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(INSTRUCTOR.parent)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError) as info:
+        client.execute()
+    assert info.value.ename == "AssertionError"
+    assert "get_sub_volume returned None" in info.value.evalue
+
+
+# ------------------------------------------------------------------ placeholder_source
+
+
+def test_placeholder_forms():
+    source = "\n".join([
+        "def f(a, b):",
+        "    x = 0",
+        "    ### START CODE HERE ###",
+        "    y = (a +",
+        "         b)",
+        "    y += 2",
+        "    p, q = 1, 2",
+        "    for i in range(a):",
+        "        if i > 1:",
+        "            y = i",
+        "        elif i:",
+        "            print(i)",
+        "        else:",
+        "            pass",
+        "    while y < 3:",
+        "        y *= 2",
+        "    ### END CODE HERE ###",
+        "    return y",
+    ])
+    out = placeholder_source(source).splitlines()
+    assert out == [
+        "def f(a, b):",
+        "    x = 0",
+        "    ### START CODE HERE ###",
+        "    y = None",
+        "    y += None",
+        "    p, q = None",
+        "    for i in None:",
+        "        if None:",
+        "            y = None",
+        "        elif None:",
+        "            None",
+        "        else:",
+        "            pass",
+        "    while None:",
+        "        y *= None",
+        "    ### END CODE HERE ###",
+        "    return y",
+    ]
+
+
+def test_block_closing_inside_a_loop_keeps_the_rest():
+    source = "\n".join([
+        "def g(n):",
+        "    ### START CODE HERE ###",
+        "    while n:",
+        "        n -= 1",
+        "        ### END CODE HERE ###",
+        "        return n",
+    ])
+    assert placeholder_source(source).splitlines()[2:] == [
+        "    while None:",
+        "        n -= None",
+        "        ### END CODE HERE ###",
+        "        return n",
+    ]
+
+
+@pytest.mark.parametrize("bad", [
+    "### START CODE HERE\nx = 1\n",
+    "x = 1\n### END CODE HERE\n",
+    "### START CODE HERE\n### START CODE HERE\n### END CODE HERE\n",
+])
+def test_unbalanced_markers_are_rejected(bad):
+    with pytest.raises(ValueError, match="CODE HERE"):
+        placeholder_source(bad)
+
+
+def test_unsupported_statement_is_rejected():
+    with pytest.raises(ValueError, match="With"):
+        placeholder_source("### START CODE HERE\nwith open('f') as h:\n    pass\n### END CODE HERE\n")
+
+
+def test_cell_without_markers_is_unchanged():
+    assert placeholder_source("x = 1  # no markers\n") == "x = 1  # no markers\n"
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def test_cli_out_and_check(tmp_path, capsys):
+    out = tmp_path / "sub" / "student.ipynb"
+    assert release.main(["--out", str(out)]) == 0
+    assert out.read_text(encoding="utf-8") == release.build_release(INSTRUCTOR)
+    assert not list(out.parent.glob("*.tmp"))
+    assert release.main(["--out", str(out), "--check"]) == 0
+    out.write_text(out.read_text(encoding="utf-8").replace("Exercise 1", "Exercise 9"), encoding="utf-8")
+    assert release.main(["--out", str(out), "--check"]) == 1
+    assert "out of date" in capsys.readouterr().err
+
+
+def test_cli_reports_a_broken_source(tmp_path, capsys):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("### START CODE HERE\nx = 1\n")])
+    source = tmp_path / "bad.ipynb"
+    nbformat.write(nb, str(source))
+    assert release.main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")]) == 1
+    assert "without a matching" in capsys.readouterr().err
+    assert not (tmp_path / "o.ipynb").exists()

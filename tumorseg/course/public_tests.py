@@ -1,0 +1,536 @@
+"""Public tests for the six graded exercises of the course notebook.
+
+Each ``test_<exercise>(fn)`` takes the student's function, prints ``All tests passed`` when
+every check holds, and otherwise raises an :class:`AssertionError` whose message says what
+was wrong and how to fix it.  An exception raised *inside* the student's function (for
+example a ``TypeError`` from a ``None`` placeholder that was not replaced) is caught and
+re-raised as an ``AssertionError`` naming the failing line, so the student never has to
+read a traceback from deep inside numpy or Keras.
+
+The cases include the notebook's own examples plus a few more (the give-up path of
+``get_sub_volume``, constant slices in ``standardize``, empty masks in the Dice functions).
+The autograder uses further hidden cases; passing these tests is necessary, not sufficient.
+
+Nothing here imports TensorFlow: tensors are read with ``np.asarray``, which works for
+eager tensors of every Keras backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+PASSED = "All tests passed"
+
+_PLACEHOLDER_HINT = (
+    "Hint: every `None` between '### START CODE HERE' and '### END CODE HERE' "
+    "must be replaced by your code."
+)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _fail(message: str) -> None:
+    raise AssertionError(message)
+
+
+def _call(fn: Callable, name: str, *args: Any, **kwargs: Any) -> Any:
+    """Call the student's ``fn``; turn any exception it raises into a helpful AssertionError."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - everything a student's code may raise
+        frames = traceback.extract_tb(exc.__traceback__)
+        own = getattr(getattr(fn, "__code__", None), "co_filename", None)
+        where = [f for f in frames if f.filename == own] or frames[-1:]
+        line = f"\n  failing line: {where[-1].line.strip()}" if where and where[-1].line else ""
+        hint = f"\n{_PLACEHOLDER_HINT}" if "NoneType" in str(exc) or "None" in line else ""
+        raise AssertionError(
+            f"{name} raised {type(exc).__name__}: {exc}{line}{hint}"
+        ) from None
+
+
+def _check_signature(fn: Callable, name: str, defaults: dict[str, Any]) -> None:
+    """The first line of a graded function must stay as given (names and defaults)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # builtins and the like
+        _fail(f"{name} must be a plain Python function")
+    missing = [p for p in defaults if p not in params]
+    if missing:
+        _fail(f"{name} lost its parameter(s) {missing}; do not edit the function's first line")
+    for param, default in defaults.items():
+        found = params[param].default
+        if default is inspect.Parameter.empty:
+            continue
+        if found is inspect.Parameter.empty or found != default:
+            shown = "no default" if found is inspect.Parameter.empty else repr(found)
+            _fail(
+                f"{name}: parameter {param!r} should default to {default!r} (found {shown}); "
+                "do not edit the function's first line"
+            )
+
+
+def _array(value: Any, what: str) -> np.ndarray:
+    """``value`` as a numpy array, or an AssertionError that says what came back instead."""
+    if value is None:
+        _fail(f"{what} is None. {_PLACEHOLDER_HINT}")
+    try:
+        return np.asarray(value)
+    except Exception as exc:  # noqa: BLE001
+        raise AssertionError(
+            f"{what} could not be read as an array ({type(value).__name__}: {exc})"
+        ) from None
+
+
+def _scalar64(value: Any, what: str) -> np.float64:
+    """A Dice-style result: one number, float64 (the test inputs are float64)."""
+    arr = _array(value, what)
+    if arr.shape != ():
+        _fail(
+            f"{what} has shape {arr.shape}; a single number is expected. "
+            "Average the per-class values with keras.ops.mean (and sum over `axis` only)."
+        )
+    if arr.dtype != np.float64:
+        _fail(
+            f"{what} has dtype {arr.dtype}; with float64 inputs the result must stay float64 "
+            "(do not cast the inputs or the result)."
+        )
+    return np.float64(arr)
+
+
+def _close(found: float, expected: float, what: str, hint: str = "") -> None:
+    if not np.isfinite(found) or not np.isclose(found, expected, rtol=1e-6, atol=1e-9):
+        _fail(f"{what}: expected {expected:.6f}, got {found:.6f}. {hint}".rstrip())
+
+
+def _passed() -> None:
+    print(PASSED)
+
+
+@contextlib.contextmanager
+def _saved_global_rng():
+    """Run with np.random seeded by the test, then give the notebook its old state back."""
+    state = np.random.get_state()
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+# --------------------------------------------------------------- exercise 1: get_sub_volume
+
+_SUB_VOLUME_DEFAULTS = {
+    "orig_x": 240,
+    "orig_y": 240,
+    "orig_z": 155,
+    "output_x": 160,
+    "output_y": 160,
+    "output_z": 16,
+    "num_classes": 4,
+    "max_tries": 1000,
+    "background_threshold": 0.95,
+}
+
+
+def _toy_volume() -> tuple[np.ndarray, np.ndarray]:
+    """The notebook's 4x4x3 toy case: image = i*j*k (one channel), label = k."""
+    i, j, k = np.meshgrid(np.arange(4), np.arange(4), np.arange(3), indexing="ij")
+    image = (i * j * k).astype(np.float64)[..., np.newaxis]
+    label = k.astype(np.float64)
+    return image, label
+
+
+def _replay_corners(
+    label: np.ndarray, out: Sequence[int], threshold: float, max_tries: int, n_calls: int
+) -> list[tuple[int, int, int] | None]:
+    """The corners the sampler must pick, by replaying the global RNG (x, y, z draws per try)."""
+    corners: list[tuple[int, int, int] | None] = []
+    size = int(np.prod(out))
+    for _ in range(n_calls):
+        found = None
+        for _try in range(max_tries):
+            sx, sy, sz = (
+                np.random.randint(0, label.shape[a] - out[a] + 1) for a in range(3)
+            )
+            window = label[sx : sx + out[0], sy : sy + out[1], sz : sz + out[2]]
+            if np.count_nonzero(window == 0) / size < threshold:
+                found = (sx, sy, sz)
+                break
+        corners.append(found)
+    return corners
+
+
+def _check_patch(
+    result: Any,
+    image: np.ndarray,
+    label: np.ndarray,
+    corner: tuple[int, int, int],
+    out: Sequence[int],
+    num_classes: int,
+    what: str,
+) -> None:
+    if result is None:
+        _fail(
+            f"get_sub_volume returned None for {what}, although a valid sub-volume exists. "
+            "Did you fill in every None between the markers, and does the loop return (X, y) "
+            "as soon as the background ratio is below the threshold?"
+        )
+    if not isinstance(result, tuple) or len(result) != 2:
+        _fail(f"get_sub_volume must return a tuple (X, y); got {type(result).__name__}")
+    X, y = (_array(v, f"get_sub_volume(...)[{i}] for {what}") for i, v in enumerate(result))
+    channels = image.shape[-1]
+    if X.shape != (channels, *out):
+        _fail(
+            f"X has shape {X.shape} for {what}; expected {(channels, *out)} "
+            "(channels first: move the last axis to the front with np.moveaxis)"
+        )
+    if y.shape != (num_classes - 1, *out):
+        _fail(
+            f"y has shape {y.shape} for {what}; expected {(num_classes - 1, *out)}: one-hot "
+            "with num_classes classes, classes moved to the front, background class dropped"
+        )
+    sx, sy, sz = corner
+    window = (slice(sx, sx + out[0]), slice(sy, sy + out[1]), slice(sz, sz + out[2]))
+    if not np.array_equal(X, np.moveaxis(image[window], -1, 0)):
+        _fail(
+            f"X holds the wrong voxels for {what}. Draw the corner with three calls "
+            "np.random.randint(0, orig - output + 1) in the order x, y, z, once per try, and "
+            "slice image[start_x:start_x + output_x, start_y:..., start_z:..., :]"
+        )
+    expected_y = np.stack([label[window] == c for c in range(1, num_classes)]).astype(float)
+    if not np.array_equal(y, expected_y):
+        _fail(
+            f"y is not the one-hot label of the sampled window for {what} "
+            "(classes first, background class 0 removed)"
+        )
+
+
+def test_get_sub_volume(get_sub_volume: Callable) -> None:
+    """Check ``get_sub_volume`` against replayed random draws, shapes, copies and the give-up path."""
+    name = "get_sub_volume"
+    _check_signature(get_sub_volume, name, {"image": inspect.Parameter.empty,
+                                            "label": inspect.Parameter.empty,
+                                            **_SUB_VOLUME_DEFAULTS})
+    toy_args = dict(orig_x=4, orig_y=4, orig_z=3, output_x=2, output_y=2, output_z=2,
+                    num_classes=3)
+    image, label = _toy_volume()
+    with _saved_global_rng():
+        # 1. The notebook's case: seed 3, three consecutive calls.
+        np.random.seed(3)
+        results = [_call(get_sub_volume, name, image, label, **toy_args) for _ in range(3)]
+        np.random.seed(3)
+        corners = _replay_corners(label, (2, 2, 2), 0.95, 1000, 3)
+        for n, (res, corner) in enumerate(zip(results, corners), start=1):
+            _check_patch(res, image, label, corner, (2, 2, 2), 3,
+                         f"call {n} on the toy volume after np.random.seed(3)")
+        first = results[0][0][0]
+        if not (np.array_equal(first[:, :, 0], [[0, 2], [0, 3]])
+                and np.array_equal(first[:, :, 1], [[0, 4], [0, 6]])):
+            _fail("the first toy sample differs from the notebook's expected output")
+
+        # 2. A bigger volume with a small tumor: many calls, strict '<' threshold.
+        rng = np.random.default_rng(0)
+        big_image = rng.normal(size=(12, 10, 8, 2))
+        big_label = np.zeros((12, 10, 8))
+        big_label[3:9, 2:8, 2:6] = rng.integers(0, 4, size=(6, 6, 4))
+        big_label[5:7, 4:6, 3:5] = 3
+        args = dict(orig_x=12, orig_y=10, orig_z=8, output_x=4, output_y=5, output_z=2,
+                    num_classes=4, background_threshold=0.75)
+        np.random.seed(11)
+        results = [_call(get_sub_volume, name, big_image, big_label, **args) for _ in range(8)]
+        np.random.seed(11)
+        corners = _replay_corners(big_label, (4, 5, 2), 0.75, 1000, 8)
+        for n, (res, corner) in enumerate(zip(results, corners), start=1):
+            what = f"call {n} on a 12x10x8 volume (background_threshold=0.75)"
+            if corner is None:
+                continue
+            _check_patch(res, big_image, big_label, corner, (4, 5, 2), 4, what)
+        # X must be a copy: writing into it must not change the image.
+        X = results[0][0]
+        before = big_image.copy()
+        X[...] = -1.0
+        if not np.array_equal(big_image, before):
+            _fail("writing into X changed the original image: X must be a copy (np.copy)")
+
+        # 3. The give-up path: no window has enough tumor.
+        empty_label = np.zeros((6, 6, 4))
+        np.random.seed(5)
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(buffer):
+            res = _call(get_sub_volume, name, big_image[:6, :6, :4], empty_label,
+                        orig_x=6, orig_y=6, orig_z=4, output_x=3, output_y=3, output_z=2,
+                        max_tries=7)
+        printed = buffer.getvalue()
+        if res is not None:
+            _fail("with an all-background label get_sub_volume must give up and return None")
+        if "Tried 7 times to find a sub-volume. Giving up..." not in printed:
+            _fail(
+                "after max_tries=7 failed tries get_sub_volume should print "
+                "'Tried 7 times to find a sub-volume. Giving up...'; it printed "
+                f"{printed.strip()!r}. Count every try (tries += 1 inside the loop)."
+            )
+        state_after = np.random.get_state()[1].copy()
+        np.random.seed(5)
+        for _ in range(7):
+            np.random.randint(0, 4)
+            np.random.randint(0, 4)
+            np.random.randint(0, 3)
+        if not np.array_equal(state_after, np.random.get_state()[1]):
+            _fail("get_sub_volume should draw exactly three random numbers per try")
+    _passed()
+
+
+# ------------------------------------------------------------------ exercise 2: standardize
+
+
+def test_standardize(standardize: Callable) -> None:
+    """Check per-(channel, z) standardization, constant slices, dtypes and that the input is kept."""
+    name = "standardize"
+    _check_signature(standardize, name, {"image": inspect.Parameter.empty})
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(3, 8, 7, 4))
+    image *= rng.uniform(0.5, 40.0, size=(3, 1, 1, 4))
+    image += rng.uniform(-100.0, 300.0, size=(3, 1, 1, 4))
+    image[0, :, :, 0] = 5.0  # a constant slice first in the loop
+    image[2, :, :, 3] = 0.0  # and an all-zero one (background) last
+    original = image.copy()
+
+    out = _array(_call(standardize, name, image), "standardize(image)")
+    if out.shape != image.shape:
+        _fail(f"standardize returned shape {out.shape}; expected the input's {image.shape}")
+    if out.dtype != np.float64:
+        _fail(f"standardize returned dtype {out.dtype}; expected float64")
+    if not np.array_equal(image, original):
+        _fail("standardize changed its input in place; write into a new array instead")
+    if not np.all(np.isfinite(out)):
+        bad = tuple(int(a) for a in np.argwhere(~np.isfinite(out))[0])
+        _fail(
+            f"standardize produced NaN/inf (first at index {bad}); a constant slice has std 0: "
+            "only divide by the std when it is not zero"
+        )
+    slices = [(c, z) for c in range(image.shape[0]) for z in range(image.shape[3])]
+    # ordinary slices first, so a wrong formula is reported as such; constant slices last
+    slices.sort(key=lambda cz: image[cz[0], :, :, cz[1]].std() == 0)
+    for c, z in slices:
+        sl = image[c, :, :, z]
+        centered = sl - sl.mean()
+        expected = centered / sl.std() if sl.std() != 0 else centered
+        if np.allclose(out[c, :, :, z], expected, atol=1e-9):
+            continue
+        if sl.std() == 0:
+            _fail(
+                f"slice (channel {c}, z {z}) is constant, so it should come out as all "
+                "zeros (centered, not divided); make sure you do not reuse the result "
+                "of a previous slice"
+            )
+        _fail(
+            f"slice (channel {c}, z {z}) is not standardized: expected mean 0 and "
+            f"std 1, got mean {out[c, :, :, z].mean():.3f} and std "
+            f"{out[c, :, :, z].std():.3f}. Use that slice's own mean and std."
+        )
+    # Integer input must not be truncated.
+    ints = rng.integers(0, 1000, size=(2, 5, 5, 3)).astype(np.int16)
+    out = _array(_call(standardize, name, ints), "standardize(int16 image)")
+    if out.dtype != np.float64 or abs(float(out[0, :, :, 0].std()) - 1.0) > 1e-9:
+        _fail("with an integer image standardize must still return float64 slices of std 1 "
+              "(start from np.zeros(image.shape), not np.zeros_like(image))")
+    _passed()
+
+
+# ------------------------------------------------------------------------- Dice test data
+
+
+def _eye_pred() -> np.ndarray:
+    return np.eye(2)[:, :, np.newaxis]  # (2, 2, 1)
+
+
+def _label_a() -> np.ndarray:
+    return np.array([[1.0, 1.0], [0.0, 0.0]])[:, :, np.newaxis]
+
+
+def _label_b() -> np.ndarray:
+    return np.array([[1.0, 1.0], [0.0, 1.0]])[:, :, np.newaxis]
+
+
+def _dice_np(t: np.ndarray, p: np.ndarray, axis: tuple[int, ...], eps: float) -> np.float64:
+    num = 2 * np.sum(t * p, axis=axis) + eps
+    return np.float64(np.mean(num / (np.sum(t, axis=axis) + np.sum(p, axis=axis) + eps)))
+
+
+# ------------------------------------------------ exercise 3: single_class_dice_coefficient
+
+
+def test_single_class_dice_coefficient(single_class_dice_coefficient: Callable) -> None:
+    """Check the one-class Dice: notebook values, a 3-D case, empty masks, the default epsilon."""
+    name = "single_class_dice_coefficient"
+    _check_signature(single_class_dice_coefficient, name,
+                     {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
+                      "axis": (0, 1, 2), "epsilon": 0.00001})
+    eps_hint = "Add epsilon to both the numerator and the denominator."
+    for label, expected, case in ((_label_a(), 0.6, 1), (_label_b(), 0.8333333333333334, 2)):
+        value = _scalar64(_call(single_class_dice_coefficient, name, label, _eye_pred(),
+                                epsilon=1), f"{name} for test case {case}")
+        _close(value, expected, f"{name}, test case {case} (epsilon=1)", eps_hint)
+
+    rng = np.random.default_rng(2)
+    t = (rng.random((4, 3, 5)) > 0.5).astype(float)
+    p = (rng.random((4, 3, 5)) > 0.4).astype(float)
+    value = _scalar64(_call(single_class_dice_coefficient, name, t, p), f"{name} on a 4x3x5 mask")
+    _close(value, _dice_np(t, p, (0, 1, 2), 1e-5), f"{name} on a 4x3x5 mask",
+           "Sum over all three axes: 2*sum(p*t) + eps over sum(p) + sum(t) + eps.")
+
+    empty = np.zeros((3, 3, 2))
+    value = _scalar64(_call(single_class_dice_coefficient, name, empty, empty.copy()),
+                      f"{name} with two empty masks")
+    _close(value, 1.0, f"{name} with two empty masks (default epsilon)",
+           "Two empty masks agree perfectly: epsilon / epsilon = 1.")
+    full = np.ones((3, 3, 2))
+    value = _scalar64(_call(single_class_dice_coefficient, name, full, empty),
+                      f"{name} with an empty prediction")
+    if not value < 1e-4:
+        _fail(f"{name} with an empty prediction of a full mask should be about 0, got {value:.6f}")
+    _passed()
+
+
+# -------------------------------------------------------------- exercise 4: dice_coefficient
+
+
+def _two_class(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return np.stack([first, second])  # (2, 2, 2, 1)
+
+
+def test_dice_coefficient(dice_coefficient: Callable) -> None:
+    """Check the multi-class Dice: notebook values, per-class mean, empty classes, ``axis``."""
+    name = "dice_coefficient"
+    _check_signature(dice_coefficient, name,
+                     {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
+                      "axis": (1, 2, 3), "epsilon": 0.00001})
+    hint = "Sum over `axis` (one value per class), divide, then take the mean over classes."
+    cases = (
+        (_label_a()[np.newaxis], _eye_pred()[np.newaxis], 0.6),
+        (_label_b()[np.newaxis], _eye_pred()[np.newaxis], 0.8333333333333334),
+        (_two_class(_label_a(), _label_b()), _two_class(_eye_pred(), _eye_pred()),
+         0.7166666666666667),
+    )
+    for case, (label, pred, expected) in enumerate(cases, start=1):
+        value = _scalar64(_call(dice_coefficient, name, label, pred, epsilon=1),
+                          f"{name} for test case {case}")
+        _close(value, expected, f"{name}, test case {case} (epsilon=1)", hint)
+
+    # An empty class counts as a perfect match (1.0) and is averaged like the others.
+    label = _two_class(_label_a(), np.zeros((2, 2, 1)))
+    pred = _two_class(_eye_pred(), np.zeros((2, 2, 1)))
+    value = _scalar64(_call(dice_coefficient, name, label, pred), f"{name} with an empty class")
+    _close(value, _dice_np(label, pred, (1, 2, 3), 1e-5),
+           f"{name} with one class empty in both masks (default epsilon)", hint)
+
+    # `axis` must be honoured: a batch (B, classes, X, Y, Z) reduced over (2, 3, 4).
+    rng = np.random.default_rng(3)
+    t = (rng.random((2, 3, 4, 4, 2)) > 0.6).astype(float)
+    p = (rng.random((2, 3, 4, 4, 2)) > 0.5).astype(float)
+    value = _scalar64(_call(dice_coefficient, name, t, p, axis=(2, 3, 4)),
+                      f"{name} with axis=(2, 3, 4)")
+    _close(value, _dice_np(t, p, (2, 3, 4), 1e-5), f"{name} with axis=(2, 3, 4)",
+           "Pass `axis` to every sum instead of hard-coding the axes.")
+    _passed()
+
+
+# ---------------------------------------------------------------- exercise 5: soft_dice_loss
+
+
+def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
+    """Check the soft Dice loss: the six notebook values, soft inputs, empty masks."""
+    name = "soft_dice_loss"
+    _check_signature(soft_dice_loss, name,
+                     {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
+                      "axis": (1, 2, 3), "epsilon": 0.00001})
+    hint = ("loss = 1 - mean over classes of (2*sum(p*q) + eps) / (sum(p**2) + sum(q**2) + eps), "
+            "sums over `axis`.")
+    half_eye = 0.5 * _eye_pred()
+    soft_eye = _eye_pred()
+    soft_eye[0, 1, 0] = 0.8
+    block_6 = np.array([[[1.0, 1.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]])
+    cases = (
+        (_label_a()[None], _eye_pred()[None], 0.4),
+        (_label_a()[None], half_eye[None], 0.4285714285714286),
+        (_label_b()[None], _eye_pred()[None], 0.16666666666666663),
+        (_label_b()[None], soft_eye[None], 0.006024096385542355),
+        (_two_class(_label_a(), _label_b()), _two_class(half_eye, soft_eye), 0.21729776247848553),
+        (np.array([[[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]],
+                   [[[0.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]]]),
+         np.stack([block_6, block_6]), 0.4375),
+    )
+    for case, (label, pred, expected) in enumerate(cases, start=1):
+        value = _scalar64(_call(soft_dice_loss, name, label, pred, epsilon=1),
+                          f"{name} for test case {case}")
+        _close(value, expected, f"{name}, test case {case} (epsilon=1)", hint)
+
+    rng = np.random.default_rng(4)
+    q = (rng.random((3, 4, 3, 2)) > 0.5).astype(float)
+    p = rng.random((3, 4, 3, 2))
+    value = _scalar64(_call(soft_dice_loss, name, q, p), f"{name} on soft predictions")
+    num = 2 * np.sum(p * q, axis=(1, 2, 3)) + 1e-5
+    den = np.sum(p**2, axis=(1, 2, 3)) + np.sum(q**2, axis=(1, 2, 3)) + 1e-5
+    _close(value, 1 - np.mean(num / den), f"{name} on random soft predictions",
+           "Square the predictions and the labels in the denominator.")
+
+    empty = np.zeros((2, 3, 3, 2))
+    value = _scalar64(_call(soft_dice_loss, name, empty, empty.copy()),
+                      f"{name} with empty masks")
+    _close(value, 0.0, f"{name} with two empty masks (default epsilon)",
+           "Two empty masks agree perfectly, so the loss is 0.")
+    _passed()
+
+
+# ------------------------------------------------------- exercise 6: compute_class_sens_spec
+
+
+def test_compute_class_sens_spec(compute_class_sens_spec: Callable) -> None:
+    """Check sensitivity/specificity values, their np.float64 type and the use of class_num."""
+    name = "compute_class_sens_spec"
+    _check_signature(compute_class_sens_spec, name,
+                     {"pred": inspect.Parameter.empty, "label": inspect.Parameter.empty,
+                      "class_num": inspect.Parameter.empty})
+    y_test = [1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    preds_test = [1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0]
+    cases = (
+        (_eye_pred()[None], _label_a()[None], 0, (0.5, 0.5)),
+        (_eye_pred()[None], _label_b()[None], 0, (0.6666666666666666, 1.0)),
+        (np.array([preds_test]), np.array([y_test]), 0, (0.2857142857142857, 0.42857142857142855)),
+        # class_num must pick the class: class 1 here is case 1, class 0 is case 2.
+        (_two_class(_eye_pred(), _eye_pred()), _two_class(_label_b(), _label_a()), 1, (0.5, 0.5)),
+    )
+    for case, (pred, label, class_num, expected) in enumerate(cases, start=1):
+        result = _call(compute_class_sens_spec, name, pred, label, class_num)
+        what = f"{name}, test case {case} (class_num={class_num})"
+        if not isinstance(result, tuple) or len(result) != 2:
+            _fail(f"{what} must return a tuple (sensitivity, specificity); got {result!r}. "
+                  f"{_PLACEHOLDER_HINT}")
+        for label_name, value, want in zip(("sensitivity", "specificity"), result, expected):
+            if value is None:
+                _fail(f"{what}: {label_name} is None. {_PLACEHOLDER_HINT}")
+            if type(value) is not np.float64:
+                _fail(f"{what}: {label_name} has type {type(value).__name__}, expected "
+                      "numpy.float64 (count with np.sum and divide the counts)")
+            _close(float(value), want, f"{what}: {label_name}",
+                   "sensitivity = tp / (tp + fn), specificity = tn / (tn + fp), on "
+                   "pred[class_num] and label[class_num].")
+    _passed()
+
+
+__all__ = [
+    "PASSED",
+    "test_compute_class_sens_spec",
+    "test_dice_coefficient",
+    "test_get_sub_volume",
+    "test_single_class_dice_coefficient",
+    "test_soft_dice_loss",
+    "test_standardize",
+]
