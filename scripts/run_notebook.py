@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, seconds in per_section.items():
         print(f"{name:<40} {seconds:8.1f}")
     print(f"{'total (kernel start included)':<40} {total:8.1f}")
-    print(f"peak RSS of the kernel process tree: {peak / 2**30:.2f} GiB ({peak / 2**20:,.0f} MiB)")
+    print(f"peak RSS of the kernel process tree: {peak / 1e9:.2f} GB ({peak / 2**20:,.0f} MiB)")
 
     if error:
         print(f"\n{error}", file=sys.stderr)
