@@ -1,0 +1,213 @@
+"""Synthetic MSD Task01 dataset: determinism, layout, labels, contrasts, reruns, atomicity.
+
+The ten cases of the default dataset (seed 0, indices 0..9) are generated once per session
+and reduced to small summaries; a two-case dataset is written once through the CLI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from tumorseg.data import synth
+from tumorseg.data.synth import GRID, build_dataset, case_is_valid, main, synthesize_case
+
+N_CASES = 10
+MODS = ("FLAIR", "T1", "T1Gd", "T2")
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _summary(case: synth.SynthCase) -> dict:
+    im, lab, tis = case.image, case.label, case.tissue
+    healthy = {t: (lab == 0) & (tis == code) for t, code in (("csf", 1), ("gm", 2), ("wm", 3))}
+    means = {}
+    for m in range(4):
+        ch = im[..., m]
+        means[m] = {t: float(ch[sel].mean()) for t, sel in healthy.items()}
+        for r, v in (("edema", 1), ("core", 2), ("enh", 3)):
+            means[m][r] = float(ch[lab == v].mean())
+    brain = tis > 0
+    return {
+        "image_sha": _digest(im),
+        "label_sha": _digest(lab),
+        "shapes": (im.shape, lab.shape, tis.shape),
+        "dtypes": (im.dtype, lab.dtype, tis.dtype),
+        "label_values": set(np.unique(lab).tolist()),
+        "counts": np.bincount(lab.ravel(), minlength=4),
+        "means": means,
+        "nonzero_outside": int(np.count_nonzero(im[~brain])),
+        "label_outside": int(np.count_nonzero(lab[~brain])),
+        "brain_nonzero_frac": float((im[brain].max(axis=-1) > 0).mean()),
+        "integer_valued": bool(np.all(im == np.rint(im))),
+        "max": float(im.max()),
+    }
+
+
+@pytest.fixture(scope="session")
+def summaries() -> list[dict]:
+    """Summaries of the default dataset's cases (seed 0, indices 0..9)."""
+    return [_summary(synthesize_case(0, i)) for i in range(N_CASES)]
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Path:
+    """A two-case dataset written by the CLI entry point."""
+    out = tmp_path_factory.mktemp("synth") / "BraTS-Data"
+    assert main(["--out", str(out), "--cases", "2", "--seed", "0"]) == 0
+    return out
+
+
+# ----------------------------------------------------------------------------- cases
+
+
+def test_shapes_and_dtypes(summaries):
+    for s in summaries:
+        assert s["shapes"] == (GRID + (4,), GRID, GRID)
+        assert s["dtypes"] == (np.float32, np.uint8, np.uint8)
+        assert s["integer_valued"] and 0 < s["max"] < 32767
+
+
+def test_every_case_has_all_three_labels(summaries):
+    for i, s in enumerate(summaries):
+        assert s["label_values"] == {0, 1, 2, 3}, f"case {i}: {s['label_values']}"
+        assert s["counts"][1:].min() > 500, f"case {i}: {s['counts']}"
+
+
+def test_whole_tumor_volume_in_range(summaries):
+    for i, s in enumerate(summaries):
+        wt_cm3 = s["counts"][1:].sum() / 1000.0
+        assert 20.0 <= wt_cm3 <= 250.0, f"case {i}: whole tumour {wt_cm3:.1f} cm^3"
+
+
+def test_zero_outside_brain(summaries):
+    for s in summaries:
+        assert s["nonzero_outside"] == 0
+        assert s["label_outside"] == 0
+        assert s["brain_nonzero_frac"] > 0.99
+
+
+@pytest.mark.parametrize("m", range(4), ids=MODS)
+def test_intensity_orderings(summaries, m):
+    for i, s in enumerate(summaries):
+        g = s["means"][m]
+        tumour = (g["edema"], g["core"], g["enh"])
+        others = (g["gm"], g["wm"]) + tumour
+        msg = f"case {i} {MODS[m]}: " + ", ".join(f"{k} {v:.0f}" for k, v in g.items())
+        if m == 0:
+            assert g["edema"] > g["core"] > g["gm"] > g["wm"], msg
+            assert g["csf"] < min(others), msg
+        elif m == 1:
+            assert g["wm"] > g["gm"] > max(tumour), msg
+            assert g["csf"] < min(others), msg
+        elif m == 2:
+            assert g["enh"] > g["wm"] > g["gm"] > g["core"], msg
+            assert g["csf"] < min(others), msg
+        else:
+            assert g["csf"] > g["edema"] > g["gm"] > g["wm"], msg
+
+
+def test_contrasts_and_scale_vary_between_cases(summaries):
+    gm_wm = np.array([[s["means"][m]["gm"] / s["means"][m]["wm"] for m in range(4)]
+                      for s in summaries])
+    wm = np.array([[s["means"][m]["wm"] for m in range(4)] for s in summaries])
+    # GM/WM contrast spreads widely across cases, and so does the global intensity scale
+    assert np.all(np.ptp(np.abs(gm_wm - 1.0), axis=0) > 0.3 * np.abs(gm_wm - 1.0).mean(axis=0))
+    assert np.all(wm.max(axis=0) / wm.min(axis=0) > 1.3)
+
+
+def test_deterministic_per_seed_and_index(summaries):
+    again = synthesize_case(0, 1)
+    assert _digest(again.image) == summaries[1]["image_sha"]
+    assert _digest(again.label) == summaries[1]["label_sha"]
+    # every case differs, and another seed gives another case 1
+    assert len({s["image_sha"] for s in summaries}) == N_CASES
+    other = synthesize_case(1, 1)
+    assert _digest(other.image) != summaries[1]["image_sha"]
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def test_msd_layout_and_dataset_json(built, summaries):
+    meta = json.loads((built / "dataset.json").read_text())
+    for key in ("name", "description", "reference", "licence", "release", "tensorImageSize",
+                "modality", "labels", "numTraining", "numTest", "training", "test"):
+        assert key in meta
+    assert meta["tensorImageSize"] == "4D"
+    assert meta["modality"] == {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
+    assert meta["labels"] == {"0": "background", "1": "edema", "2": "non-enhancing tumor",
+                              "3": "enhancing tumour"}
+    assert meta["numTraining"] == 2 and meta["numTest"] == 0 and meta["test"] == []
+    assert meta["training"] == [
+        {"image": f"./imagesTr/BRATS_00{i}.nii.gz", "label": f"./labelsTr/BRATS_00{i}.nii.gz"}
+        for i in (1, 2)]
+    assert "SYNTHETIC" in meta["description"] and "MNI ICBM152 2009a" in meta["description"]
+    for i, entry in enumerate(meta["training"]):
+        img = nib.load(str(built / entry["image"]))
+        lab = nib.load(str(built / entry["label"]))
+        assert img.shape == GRID + (4,) and lab.shape == GRID
+        assert np.array_equal(img.affine, np.eye(4)) and np.array_equal(lab.affine, np.eye(4))
+        assert img.header.get_zooms()[:3] == (1.0, 1.0, 1.0)
+        assert lab.get_data_dtype() == np.uint8
+        assert (built / entry["image"]).stat().st_size <= 12 * 1024 * 1024
+        # what is on disk is exactly what synthesize_case returns
+        data = np.asarray(img.dataobj)
+        assert _digest(data.astype(np.float32)) == summaries[i]["image_sha"]
+        assert _digest(np.asarray(lab.dataobj)) == summaries[i]["label_sha"]
+    leftovers = [p for p in built.rglob("*") if "tmp" in p.name]
+    assert leftovers == []
+
+
+def test_rerun_skips_valid_and_repairs_broken(built, monkeypatch):
+    img1 = built / "imagesTr" / "BRATS_001.nii.gz"
+    img2 = built / "imagesTr" / "BRATS_002.nii.gz"
+    lab2 = built / "labelsTr" / "BRATS_002.nii.gz"
+    good = img2.read_bytes()
+    mtime1 = img1.stat().st_mtime_ns
+
+    calls = []
+    real = synth.synthesize_case
+
+    def counting(seed, index):
+        calls.append(index)
+        return real(seed, index)
+
+    monkeypatch.setattr(synth, "synthesize_case", counting)
+    build_dataset(built, cases=2, seed=0, progress=False)
+    assert calls == [] and img1.stat().st_mtime_ns == mtime1
+
+    img2.write_bytes(good[: len(good) // 2])  # truncated, as by a killed copy
+    assert not case_is_valid(built, 0, 1)
+    build_dataset(built, cases=2, seed=0, progress=False)
+    assert calls == [1]
+    assert img2.read_bytes() == good and img1.stat().st_mtime_ns == mtime1
+
+    lab2.write_bytes(b"not a nifti file")
+    build_dataset(built, cases=2, seed=0, progress=False)
+    assert calls == [1, 1] and case_is_valid(built, 0, 1)
+    # a different seed makes every existing case stale
+    assert not case_is_valid(built, 7, 0)
+    assert [p for p in built.rglob("*") if "tmp" in p.name] == []
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "x.nii.gz"
+    target.write_bytes(b"old")
+
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        synth._atomic_write(target, b"new content")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nii.gz"]

@@ -1,0 +1,166 @@
+"""Synthetic glioma shapes: an enhancing rim with septa, a necrotic / non-enhancing core, edema.
+
+Label convention (MSD Task01): 0 background, 1 edema, 2 non-enhancing tumour (necrosis
+included), 3 enhancing tumour.  Everything works on a box around the tumour centre, in output
+voxels (1 mm), so its cost does not depend on the brain size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from tumorseg.data.anatomy import smooth_noise, upsample
+
+CSF, GM, WM = 1, 2, 3  # tissue codes of the tissue map (0 = outside the brain)
+WT_RANGE_VOX = (20_000, 250_000)  # whole-tumour volume bounds, 1 mm voxels (20-250 cm^3)
+
+
+@dataclass
+class TumorSpec:
+    """Random size and shape parameters of one tumour (lengths in mm = voxels)."""
+
+    centre: np.ndarray  # (3,) output-grid voxel coordinates
+    r_core: float  # mean radius of the tumour core (labels 2 + 3)
+    wt_target: float  # target whole-tumour volume, voxels
+    rim: float  # mean enhancing-rim thickness as a fraction of r_core
+    chambers: int  # number of necrotic chambers (separated by enhancing septa)
+    septum: float  # septum thickness, mm
+    nonenh_extra: bool  # add non-enhancing tumour outside the rim
+
+
+def random_spec(rng: np.random.Generator, centre: np.ndarray) -> TumorSpec:
+    """Draw a tumour: whole tumour 100-235 cm^3 (log-uniform), core 15-50 % of it."""
+    wt = float(np.exp(rng.uniform(np.log(100_000), np.log(235_000))))
+    core = wt * rng.uniform(0.15, 0.45)
+    r_core = 0.85 * float(np.cbrt(3 * core / (4 * np.pi)))  # lobes and extras add ~60 %
+    return TumorSpec(
+        centre=np.asarray(centre, np.float32),
+        r_core=r_core,
+        wt_target=wt,
+        rim=float(max(rng.uniform(0.2, 0.5), 3.5 / r_core)),
+        chambers=int(rng.integers(1, 6)),
+        septum=float(rng.uniform(1.5, 3.5)),
+        nonenh_extra=bool(rng.random() < 0.5),
+    )
+
+
+def tumor_box(spec: TumorSpec, shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """Box (slices into an array of ``shape``) that holds the tumour and its edema."""
+    half = spec.r_core * 1.3 + 34
+    lo = np.maximum(np.floor(spec.centre - half).astype(int), 0)
+    hi = np.minimum(np.ceil(spec.centre + half).astype(int) + 1, shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    return (q * np.sign(np.diag(r))).astype(np.float32)
+
+
+def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) -> np.ndarray:
+    """Label map for a tumour described by ``spec`` in a brain with tissue map ``tissue``.
+
+    tissue: (X, Y, Z) uint8, 0 outside / 1 CSF / 2 GM / 3 WM.  Returns (X, Y, Z) uint8 labels.
+    The core (2 + 3) is an irregular, anisotropic blob; the enhancing rim (3) is thick and
+    of uneven thickness, with septa splitting the inside into necrotic chambers (2); edema
+    (1) grows from the core along white matter, slowly into grey matter, never into CSF.
+    """
+    box = tumor_box(spec, tissue.shape)
+    tis = tissue[box]
+    bshape = tis.shape
+    brain = tis > 0
+    origin = np.array([s.start for s in box], np.float32)
+    c = spec.centre - origin
+    grids = np.ogrid[tuple(slice(0, n) for n in bshape)]
+    d = [g.astype(np.float32) - ci for g, ci in zip(grids, c)]
+
+    # irregular, anisotropic core
+    rot = _random_rotation(rng)
+    axes = rng.uniform(0.8, 1.25, size=3).astype(np.float32)
+    axes /= np.cbrt(axes.prod())
+    dist2 = np.zeros(bshape, np.float32)
+    for i in range(3):
+        comp = (rot[i, 0] * d[0] + rot[i, 1] * d[1] + rot[i, 2] * d[2]) / axes[i]
+        dist2 += comp * comp
+    lobes = smooth_noise(rng, bshape, 10.0)
+    fine = smooth_noise(rng, bshape, 4.0)
+    r_n = np.sqrt(dist2) / spec.r_core * (1.0 + 0.2 * lobes + 0.06 * fine)
+    core = (r_n < 1.0) & brain
+
+    # necrotic chambers: inside the (uneven) rim, split by septa between Voronoi cells
+    thick = smooth_noise(rng, bshape, 6.0)
+    inner = r_n < 1.0 - spec.rim * np.clip(1.0 + 0.45 * thick, 0.35, 2.0)
+    if spec.chambers > 1:
+        seeds = rng.normal(size=(spec.chambers, 3))
+        seeds *= (rng.uniform(0.2, 0.6, size=(spec.chambers, 1)) * spec.r_core
+                  / np.linalg.norm(seeds, axis=1, keepdims=True))
+        dists = np.stack([np.sqrt(sum((dk - sk) ** 2 for dk, sk in zip(d, s))) for s in seeds])
+        dists.sort(axis=0)
+        jitter = 0.8 * fine
+        inner &= (dists[1] - dists[0] + jitter) > spec.septum
+        del dists
+    necrosis = inner & core
+    if necrosis.sum() < 400:  # guarantee label 2
+        necrosis = (r_n < 0.55) & core
+
+    label = np.zeros(bshape, np.uint8)
+    label[core] = 3
+    label[necrosis] = 2
+
+    if spec.nonenh_extra:  # infiltrative non-enhancing tumour next to the rim
+        patchy = smooth_noise(rng, bshape, 7.0)
+        extra = (r_n >= 1.0) & (r_n < 1.3) & (patchy > 0.6) & (tis != CSF) & brain
+        label[extra] = 2
+
+    n_core = float((label > 0).sum())
+    limit = 0.98 * WT_RANGE_VOX[1] - n_core
+    edema = _grow_edema(rng, label > 0, tis, min(max(spec.wt_target - n_core, 0.8 * n_core), limit),
+                        limit)
+    label[edema & (label == 0)] = 1
+    out = np.zeros(tissue.shape, np.uint8)
+    out[box] = label
+    return out
+
+
+def _grow_edema(rng: np.random.Generator, core: np.ndarray, tis: np.ndarray,
+                target: float, limit: float) -> np.ndarray:
+    """Edema mask grown from ``core`` at half resolution: fast along WM, slow into GM, not CSF.
+
+    core, tis: (X, Y, Z) arrays of the tumour box; target: wanted edema volume in voxels;
+    limit: hard upper bound on it.  Returns a (X, Y, Z) bool mask disjoint from ``core``.
+    """
+    core_h = core[::2, ::2, ::2]
+    tis_h = tis[::2, ::2, ::2]
+    wm_h, gm_h = tis_h == WM, tis_h == GM
+    big = 1000.0
+    arrival = np.full(core_h.shape, big, np.float32)
+    arrival[core_h] = 0
+    cur = core_h.copy()
+    count, it, stop = 0.0, 0, 1
+    while count < target and it < 45:
+        it += 1
+        ring = ndi.binary_dilation(cur) & ~cur
+        allowed = wm_h | (gm_h & (it % 2 == 0))
+        add = ring & allowed
+        if not add.any() and it % 2 != 0:
+            continue
+        if not add.any():
+            break
+        arrival[add] = it
+        cur |= add
+        count += 8.0 * add.sum()
+        stop = it
+    arrival[arrival >= big] = stop + 3
+    full = upsample(arrival, core.shape)
+    wobble = smooth_noise(rng, core.shape, 5.0)
+    full += 0.9 * wobble
+    allowed = ((tis == WM) | (tis == GM)) & ~core
+    thr = stop + 0.2
+    edema = (full <= thr) & allowed
+    while edema.sum() > limit:
+        thr -= 0.5
+        edema = (full <= thr) & allowed
+    return edema
