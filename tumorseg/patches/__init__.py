@@ -2,9 +2,10 @@
 
 Layouts: images ``(X, Y, Z, C)`` in, patches ``x (C, 160, 160, 16)`` channels-first and
 ``y (160, 160, 16, 4)`` one-hot (course h5 format) on disk, ``(B, C, X, Y, Z)`` batches out.
+``VolumeDataGenerator`` (which needs Keras) is imported on first use, so the numpy-only parts
+(``tumorseg patches``, sampling in worker processes) start without loading a DL backend.
 """
 
-from tumorseg.patches.generator import VolumeDataGenerator, read_patch
 from tumorseg.patches.sampling import Patch, one_hot, sample_patch
 from tumorseg.patches.standardize import standardize_patch
 from tumorseg.patches.store import build_patch_store, split_cases
@@ -19,3 +20,11 @@ __all__ = [
     "build_patch_store",
     "split_cases",
 ]
+
+
+def __getattr__(name: str):
+    if name in ("VolumeDataGenerator", "read_patch"):
+        from tumorseg.patches import generator
+
+        return getattr(generator, name)
+    raise AttributeError(f"module 'tumorseg.patches' has no attribute {name!r}")

@@ -99,8 +99,11 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         if self.shuffle:
             self.rng.shuffle(self.indexes)
 
-    def load(self, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """One sample: x ``(num_channels, *dim)`` standardized float32, y ``(num_classes, *dim)``."""
+    def load(self, sample_id: str, rng: np.random.Generator | None = None):
+        """One sample: x ``(num_channels, *dim)`` standardized float32, y ``(num_classes, *dim)``.
+
+        rng: the generator for the augmentation draws (default: this dataset's own).
+        """
         path = os.path.join(self.base_dir, sample_id)
         if self.verbose == 1:
             print(f"Training on: {path}")
@@ -115,11 +118,11 @@ class VolumeDataGenerator(keras.utils.PyDataset):
             x = standardize_patch(x, self.standardize)
         y = np.moveaxis(y, 3, 0)[1 : self.num_classes + 1]
         if self.augment:
-            x, y = self._augment(x, y, brain)
+            x, y = self._augment(x, y, brain, self.rng if rng is None else rng)
         return x, y
 
-    def _augment(self, x: np.ndarray, y: np.ndarray, brain: np.ndarray):
-        rng = self.rng
+    @staticmethod
+    def _augment(x: np.ndarray, y: np.ndarray, brain: np.ndarray, rng: np.random.Generator):
         for axis in (1, 2):  # flips along X and Y (left-right is symmetric in the brain)
             if rng.random() < 0.5:
                 x, y, brain = np.flip(x, axis), np.flip(y, axis), np.flip(brain, axis)
