@@ -9,7 +9,7 @@ mode=${1:-smoke}
 out=${2:-${OUT:-/tmp/gpu_out}}
 shift $(( $# > 2 ? 2 : $# ))
 PY=${PY:-python3}
-export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
+export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 TQDM_MININTERVAL=${TQDM_MININTERVAL:-10}
 export XLA_PYTHON_CLIENT_MEM_FRACTION=${XLA_PYTHON_CLIENT_MEM_FRACTION:-.85}
 if [ -d .whl ] && [ -z "${TUMORSEG_NO_WHL:-}" ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
