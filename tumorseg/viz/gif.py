@@ -65,6 +65,9 @@ def visualize_data_gif(
     os.close(fd)
     try:
         iio.imwrite(tmp, frames, extension=".gif", duration=int(duration_ms), loop=0)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

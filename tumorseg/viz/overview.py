@@ -20,11 +20,32 @@ from tumorseg.viz.labeled import CLASS_COLORS
 from tumorseg.viz.plots import take_slice
 
 
+def _umask_permissions(path: str | os.PathLike) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the permissions a plain ``open`` would (0666 & ~umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def tumor_slice(label: np.ndarray) -> int:
     """Index of the axial (Z) slice of ``label`` (X, Y, Z) with the most tumor voxels
     (the middle slice when there is no tumor)."""
     counts = (np.asarray(label) > 0).sum(axis=(0, 1))
     return int(np.argmax(counts)) if counts.any() else label.shape[2] // 2
+
+
+def brain_box(slices: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
+    """Row and column ranges of the non-zero voxels of ``slices`` (C, H, W), plus ``margin``
+    (the whole slice when it is empty)."""
+    occupied = np.any(slices != 0, axis=0)
+    if not occupied.any():
+        return slice(None), slice(None)
+    rows, cols = np.flatnonzero(occupied.any(axis=1)), np.flatnonzero(occupied.any(axis=0))
+    h, w = occupied.shape
+    return (
+        slice(max(rows[0] - margin, 0), min(rows[-1] + margin + 1, h)),
+        slice(max(cols[0] - margin, 0), min(cols[-1] + margin + 1, w)),
+    )
 
 
 def _window(img2d: np.ndarray) -> np.ndarray:
@@ -59,15 +80,18 @@ def render_overview(data: str | os.PathLike, out: str | os.PathLike, n_cases: in
     ds = open_dataset(data)
     cases = list(ds)[: max(1, n_cases)]
     n = len(cases)
-    fig = Figure(figsize=(15, 3.1 * n + 0.5), facecolor="black")
+    fig = Figure(figsize=(15, 3.4 * n + 0.6), facecolor="black")
     axes = fig.subplots(n, 5, squeeze=False)
     for r, case in enumerate(tqdm(cases, desc="overview", unit="case")):
         image, label = case.load()
         z = tumor_slice(label)
         vols = (label > 0).sum()
+        mods = np.stack([take_slice(image[..., c], 2, z) for c in range(4)])
+        lab2d = take_slice(label, 2, z)
+        box = brain_box(mods)
         for c in range(4):
-            axes[r, c].imshow(_window(take_slice(image[..., c], 2, z)), cmap="gray", vmin=0, vmax=1)
-        axes[r, 4].imshow(overlay_rgb(take_slice(image[..., 0], 2, z), take_slice(label, 2, z)))
+            axes[r, c].imshow(_window(mods[c][box]), cmap="gray", vmin=0, vmax=1)
+        axes[r, 4].imshow(overlay_rgb(mods[0][box], lab2d[box]))
         axes[r, 0].set_ylabel(f"{case.id}\nz={z}, tumor {vols / 1000:.0f} cm³", color="w")
         del image, label
     for c, title in enumerate((*MODALITIES, "labels")):
@@ -82,13 +106,21 @@ def render_overview(data: str | os.PathLike, out: str | os.PathLike, n_cases: in
         Patch(color=np.asarray(CLASS_COLORS[k]) / 255, label=names[k - 1]) for k in CLASS_COLORS
     ]
     fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False, labelcolor="w")
-    fig.subplots_adjust(left=0.04, right=0.995, top=0.95, bottom=0.5 / (3.1 * n + 0.5), wspace=0.02)
+    fig.subplots_adjust(
+        left=0.04,
+        right=0.995,
+        top=1 - 0.35 / (3.4 * n + 0.6),
+        bottom=0.4 / (3.4 * n + 0.6),
+        wspace=0.02,
+        hspace=0.03,
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".png", dir=out.parent)
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=100, facecolor=fig.get_facecolor())
+        _umask_permissions(tmp)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
