@@ -160,6 +160,22 @@ def _parse_junit(data: bytes) -> list[Item]:
     return items
 
 
+def prepare_folder(folder: Path, instructor: nbformat.NotebookNode, sources: dict[str, str],
+                   exercises: list[str]) -> None:
+    """Fill an empty grading folder: the reduced notebook, the checks module, the pytest plugin
+    and config, util.py (the setup cell finds the project by it) and empty output folders.
+    Nothing in it reveals an expected result or an instructor solution."""
+    nb = nbtools.build_grading_notebook(instructor, sources, exercises)
+    nbformat.write(nb, str(folder / "grading.ipynb"))
+    (folder / "conftest.py").write_text(_CONFTEST_SOURCE, encoding="utf-8")
+    (folder / "_grading_checks.py").write_text(_CHECKS_SOURCE, encoding="utf-8")
+    (folder / "pytest.ini").write_text("[pytest]\njunit_family = xunit1\n", encoding="utf-8")
+    if _UTIL_SOURCE:
+        (folder / "util.py").write_text(_UTIL_SOURCE, encoding="utf-8")
+    (folder / "_outputs").mkdir()
+    (folder / "runtime").mkdir()
+
+
 def run_once(instructor: nbformat.NotebookNode, sources: dict[str, str], exercises: list[str],
              limits: Limits, keep: Path | None = None) -> Run:
     """Grade ``exercises`` of one submission in one kernel; see the module docstring."""
@@ -167,15 +183,7 @@ def run_once(instructor: nbformat.NotebookNode, sources: dict[str, str], exercis
     folder = Path(tempfile.mkdtemp(prefix="tumorseg-grade-"))
     started = time.monotonic()
     try:
-        nb = nbtools.build_grading_notebook(instructor, sources, exercises)
-        nbformat.write(nb, str(folder / "grading.ipynb"))
-        (folder / "conftest.py").write_text(_CONFTEST_SOURCE, encoding="utf-8")
-        (folder / "_grading_checks.py").write_text(_CHECKS_SOURCE, encoding="utf-8")
-        (folder / "pytest.ini").write_text("[pytest]\njunit_family = xunit1\n", encoding="utf-8")
-        if _UTIL_SOURCE:  # the setup cell locates the project by its util.py
-            (folder / "util.py").write_text(_UTIL_SOURCE, encoding="utf-8")
-        (folder / "_outputs").mkdir()
-        (folder / "runtime").mkdir()
+        prepare_folder(folder, instructor, sources, exercises)
         junit = folder / "junit.xml"
         log = folder / "sandbox.log"
         cmd = [

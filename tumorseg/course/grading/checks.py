@@ -283,7 +283,7 @@ def _describe(raw: Any) -> str:
     if t == "other":
         return f"an object of type {str(raw.get('name', '?'))[:60]}"
     if _is_array(raw) and t in ("numpy.ndarray", "tensor"):
-        return f"a {raw['dtype']} {'tensor' if t == 'tensor' else 'array'}"
+        return f"{'a tensor' if t == 'tensor' else 'an array'} of dtype {raw['dtype']}"
     return str(t)[:60]
 
 
@@ -307,7 +307,7 @@ def type_problem(exercise: str, raw: Any, gave_up: bool = False) -> str | None:
         if t != "numpy.ndarray" or not _is_array(raw):
             return f"returned {_describe(raw)}, expected a numpy array"
         if raw["dtype"] != "float64":
-            return f"returned a {raw['dtype']} array, expected float64"
+            return f"returned an array of dtype {raw['dtype']}, expected float64"
         return None
     if exercise in ("C3", "C4", "C5"):
         return _scalar_problem(raw)

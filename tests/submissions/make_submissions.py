@@ -1,0 +1,196 @@
+"""Generate the autograder's test submissions: good, empty and hostile notebooks.
+
+    .venv/bin/python tests/submissions/make_submissions.py OUT_DIR [--instructor NB]
+
+Every notebook is derived from the instructor notebook (all six solutions) by changing one
+thing, so the expected grade is known: ``expected.json`` in ``OUT_DIR`` maps each file name to
+``{"scores": {"C1": 0/1, ...}, "status": {"Cn": status}}`` where ``status`` lists only the
+exercises whose status is asserted (the others must simply score 1).  ``SUBMISSIONS`` is also
+imported by tests/test_grader.py and benchmarks/bench_grader.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+EXERCISES = ("C1", "C2", "C3", "C4", "C5", "C6")
+HEADER = "# UNQ_{ex} (UNIQUE CELL IDENTIFIER, DO NOT EDIT)\n"
+#: a marker the leftover-process test looks for in the process table
+LEFTOVER_MARK = "987654"
+
+
+def _cell(nb: nbformat.NotebookNode, ex: str) -> nbformat.NotebookNode:
+    return next(c for c in nb.cells if c.get("id") == f"unq-{ex.lower()}")
+
+
+def _with_source(ex: str, source: str) -> Callable[[nbformat.NotebookNode], None]:
+    def edit(nb: nbformat.NotebookNode) -> None:
+        _cell(nb, ex).source = HEADER.format(ex=ex) + source
+    return edit
+
+
+def _append(ex: str, extra: str, before: bool = False) -> Callable[[nbformat.NotebookNode], None]:
+    """Keep the correct solution and add ``extra`` after (or before) it in the same cell."""
+    def edit(nb: nbformat.NotebookNode) -> None:
+        cell = _cell(nb, ex)
+        head, _, body = cell.source.partition("\n")
+        cell.source = f"{head}\n{extra}\n{body}" if before else f"{cell.source}\n{extra}\n"
+    return edit
+
+
+def _drop(ex: str) -> Callable[[nbformat.NotebookNode], None]:
+    def edit(nb: nbformat.NotebookNode) -> None:
+        nb.cells.remove(_cell(nb, ex))
+    return edit
+
+
+def _duplicate(ex: str) -> Callable[[nbformat.NotebookNode], None]:
+    def edit(nb: nbformat.NotebookNode) -> None:
+        cell = _cell(nb, ex)
+        twin = copy.deepcopy(cell)
+        twin.id = "copied-cell"
+        nb.cells.insert(nb.cells.index(cell) + 1, twin)
+    return edit
+
+
+def _edit_header(ex: str) -> Callable[[nbformat.NotebookNode], None]:
+    def edit(nb: nbformat.NotebookNode) -> None:
+        cell = _cell(nb, ex)
+        cell.source = cell.source.replace(HEADER.format(ex=ex).strip(), f"# UNQ_{ex} my solution")
+    return edit
+
+
+# name -> (edit of the instructor notebook or raw file text, expected statuses of the target)
+SUBMISSIONS: dict[str, tuple[Callable[[nbformat.NotebookNode], None] | str, dict[str, str]]] = {
+    "invalid_json": ('{"cells": [ {"cell_type": "code", "source": "x = 1"\n', {ex: "error" for ex in EXERCISES}),
+    "nbformat3": (json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {},
+                              "worksheets": [{"cells": [{"cell_type": "code", "input": "x = 1",
+                                                         "language": "python", "outputs": []}]}]}),
+                  {ex: "error" for ex in EXERCISES}),
+    "missing_cell": (_drop("C2"), {"C2": "missing"}),
+    "duplicated_cell": (_duplicate("C3"), {"C3": "missing"}),
+    "edited_header": (_edit_header("C4"), {"C4": "missing"}),
+    "syntax_error": (_with_source("C5", "def soft_dice_loss(y_true, y_pred:\n    return 0\n"), {"C5": "error"}),
+    "raise_in_cell": (_append("C6", "raise RuntimeError('stop here')", before=True), {"C6": "error"}),
+    "raise_in_function": (_with_source(
+        "C3", "def single_class_dice_coefficient(y_true, y_pred, axis=(0, 1, 2), epsilon=0.00001):\n"
+              "    return 1 / 0\n"), {"C3": "error"}),
+    "infinite_loop": (_with_source(
+        "C1", "import numpy as np\n\ndef get_sub_volume(image, label, orig_x=240, orig_y=240, "
+              "orig_z=155, output_x=160, output_y=160, output_z=16, num_classes=4, max_tries=1000, "
+              "background_threshold=0.95):\n    while True:\n        pass\n"), {"C1": "timeout"}),
+    "sigint_ignored": (_with_source(
+        "C2", "import signal\n\ndef standardize(image):\n"
+              "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    while True:\n        pass\n"),
+        {"C2": "timeout"}),
+    "alloc_50gb": (_append("C3", "import numpy as _np\n_hog = _np.ones(50 * 1024 ** 3 // 8)", before=True),
+                   {"C3": "error"}),
+    "os_exit": (_with_source(
+        "C4", "import os\n\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+              "    os._exit(1)\n"), {"C4": "error"}),
+    "flood_output": (_append("C5", "print('x' * 10_000_000)\nfor _ in range(2000):\n    print('y' * 5000)"),
+                     {"C5": "passed"}),
+    "fake_verdict": (_with_source(
+        "C6", "import os\nprint('All tests passed')\nprint('UNQ_C6 graded check: passed')\n\n"
+              "def compute_class_sens_spec(pred, label, class_num):\n"
+              "    print('UNQ_C6 graded check: passed')\n"
+              "    os.write(1, b'UNQ_C6 graded check: passed\\n')\n"
+              "    import numpy as np\n    return np.float64(0.5), np.float64(0.5)\n"), {"C6": "failed"}),
+    "override_print": (_with_source(
+        "C1", "import builtins, sys\n_real = sys.stdout.write\n"
+              "builtins.print = lambda *a, **k: _real('UNQ_C1 graded check: passed\\n')\n"
+              "sys.stdout.write = lambda s: _real(s.replace('failed', 'passed'))\n\n"
+              "def get_sub_volume(image, label, *args, **kwargs):\n    return None\n"), {"C1": "failed"}),
+    "override_numpy": (_with_source(
+        "C2", "import numpy as np\nnp.allclose = lambda *a, **k: True\nnp.isclose = lambda *a, **k: True\n"
+              "np.array_equal = lambda *a, **k: True\nnp.round = lambda a, *r, **k: a\n\n"
+              "def standardize(image):\n    return image\n"), {"C2": "failed"}),
+    "monkeypatch_checks": (_with_source(
+        "C3", "import sys\nfrom tumorseg.course import public_tests\n"
+              "public_tests.test_single_class_dice_coefficient = lambda fn: print('All tests passed')\n"
+              "for _name in ('_grading_checks', 'tumorseg.course.grading.checks'):\n"
+              "    _m = sys.modules.get(_name)\n"
+              "    if _m is not None:\n"
+              "        _m.check = lambda ex, fn, expect: print(f'UNQ_{ex} graded check: passed')\n"
+              "        _m.fingerprint = lambda *a, **k: 'x'\n\n"
+              "def single_class_dice_coefficient(y_true, y_pred, axis=(0, 1, 2), epsilon=0.00001):\n"
+              "    return 0.5\n"), {"C3": "failed"}),
+    "input_hijack": (_with_source(
+        "C2", "def _forge(lines):\n"
+              "    if any('_grader.check' in line for line in lines):\n"
+              "        ex = 'C2'\n"
+              "        for line in lines:\n"
+              "            if '_grader.check(' in line:\n"
+              "                ex = line.split('\"')[1]\n"
+              "        return [f'print(\"UNQ_{ex} graded check: passed\")\\n']\n"
+              "    return lines\n"
+              "get_ipython().input_transformers_post.append(_forge)\n\n"
+              "def standardize(image):\n    return image\n"), {"C2": "failed"}),
+    "no_tracebacks": (_with_source(
+        "C4", "get_ipython().showtraceback = lambda *a, **k: None\n"
+              "get_ipython().showsyntaxerror = lambda *a, **k: None\n\n"
+              "def dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+              "    assert False, 'hidden'\n"), {"C4": "error"}),
+    "read_files": (_with_source(
+        "C5", "import os, re\n\n"
+              "def soft_dice_loss(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+              "    # look for the answers in every file of the grading folder\n"
+              "    text = ''\n"
+              "    for folder, _, files in os.walk('.'):\n"
+              "        for name in files:\n"
+              "            try:\n"
+              "                text += open(os.path.join(folder, name), errors='ignore').read()\n"
+              "            except OSError:\n"
+              "                pass\n"
+              "    numbers = re.findall(r'0\\.\\d{6,}', text)\n"
+              "    return float(numbers[0]) if numbers else 0.0\n"), {"C5": "failed"}),
+    "leftover_process": (_append(
+        "C6", f"import subprocess\n_p = subprocess.Popen(['sleep', '{LEFTOVER_MARK}'], start_new_session=True)",
+        before=True), {"C6": "passed"}),
+}
+
+
+def build(out: Path, instructor: Path = INSTRUCTOR) -> dict[str, dict]:
+    """Write every submission of :data:`SUBMISSIONS` into ``out``; return the expectations."""
+    out.mkdir(parents=True, exist_ok=True)
+    base = nbformat.read(str(instructor), as_version=4)
+    expected: dict[str, dict] = {}
+    for name, (edit, status) in SUBMISSIONS.items():
+        path = out / f"{name}.ipynb"
+        if isinstance(edit, str):
+            path.write_text(edit, encoding="utf-8")
+        else:
+            nb = copy.deepcopy(base)
+            for cell in nb.cells:  # a student's file carries no grader cells and no outputs
+                if cell.cell_type == "code":
+                    cell.outputs, cell.execution_count = [], None
+            nb.cells = [c for c in nb.cells if "grader" not in c.metadata.get("tags", [])]
+            edit(nb)
+            nbformat.write(nb, str(path))
+        scores = {ex: int(status.get(ex, "passed") == "passed") for ex in EXERCISES}
+        expected[path.name] = {"scores": scores, "status": status}
+    (out / "expected.json").write_text(json.dumps(expected, indent=1), encoding="utf-8")
+    return expected
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--instructor", type=Path, default=INSTRUCTOR)
+    args = parser.parse_args(argv)
+    expected = build(args.out, args.instructor)
+    print(f"wrote {len(expected)} submissions and expected.json to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

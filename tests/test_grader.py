@@ -1,0 +1,322 @@
+"""Tests of ``tumorseg grade``: self-checks, hostile submissions, and the pieces without a kernel.
+
+The expensive part is ONE batch call (module fixture ``batch``) that grades the instructor
+notebook, the student release, a notebook with one exercise solved and every hostile
+submission of tests/submissions/make_submissions.py with ``--jobs 2``; each submission then
+has its own test that reads the batch's results.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import psutil
+import pytest
+
+from tumorseg.course import grader
+from tumorseg.course.grading import checks, nbtools, reference
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+CELL_TIMEOUT = 15
+
+
+def _load_generator():
+    spec = importlib.util.spec_from_file_location(
+        "make_submissions", Path(__file__).parent / "submissions" / "make_submissions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load_generator()
+needs_notebook = pytest.mark.skipif(not INSTRUCTOR.is_file(), reason="instructor notebook missing")
+
+
+def _solutions() -> dict[str, str]:
+    nb = nbformat.read(str(INSTRUCTOR), as_version=4)
+    return {ex: next(c.source for c in nb.cells if c.get("id") == nbtools.unq_id(ex))
+            for ex in checks.EXERCISES}
+
+
+def _release(tmp: Path) -> Path:
+    """A fresh student release (what `tumorseg release` writes) and its path."""
+    from tumorseg.course import release
+
+    path = tmp / "student_release.ipynb"
+    path.write_text(release.build_release(INSTRUCTOR), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- the one batch
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    if not INSTRUCTOR.is_file():
+        pytest.skip("instructor notebook missing")
+    tmp = tmp_path_factory.mktemp("grade")
+    subs = tmp / "subs"
+    expected = gen.build(subs)
+    (subs / "instructor.ipynb").write_bytes(INSTRUCTOR.read_bytes())
+    expected["instructor.ipynb"] = {"scores": dict.fromkeys(checks.EXERCISES, 1), "status": {}}
+    release_path = _release(subs)
+    expected[release_path.name] = {"scores": dict.fromkeys(checks.EXERCISES, 0), "status": {}}
+    one = nbformat.read(str(release_path), as_version=4)
+    next(c for c in one.cells if c.get("id") == "unq-c3").source = _solutions()["C3"]
+    nbformat.write(one, str(subs / "one_solved_c3.ipynb"))
+    expected["one_solved_c3.ipynb"] = {
+        "scores": {ex: int(ex == "C3") for ex in checks.EXERCISES}, "status": {"C3": "passed"}}
+    out = tmp / "out"
+    paths = sorted(str(p) for p in subs.glob("*.ipynb"))
+    status = grader.main([*paths, "--out", str(out), "--jobs", "2", "--quiet",
+                          "--cell-timeout", str(CELL_TIMEOUT)])
+    with open(out / "results.csv", newline="") as fh:
+        rows = {row["submission"]: row for row in csv.DictReader(fh)}
+    reports = {name: json.loads((out / f"{Path(name).stem}.json").read_text()) for name in expected}
+    return {"status": status, "rows": rows, "reports": reports, "expected": expected}
+
+
+def test_batch_exit_status_and_csv(batch: dict) -> None:
+    assert batch["status"] == 0  # no grader-error anywhere
+    assert set(batch["rows"]) == set(batch["expected"])
+    for name, row in batch["rows"].items():
+        assert list(row) == ["submission", *checks.EXERCISES, "total"]
+        scores = [int(row[ex]) for ex in checks.EXERCISES]
+        assert int(row["total"]) == sum(scores), name
+
+
+def _assert_graded(batch: dict, name: str) -> None:
+    want = batch["expected"][name]
+    report, row = batch["reports"][name], batch["rows"][name]
+    got = {ex: report["exercises"][ex]["score"] for ex in checks.EXERCISES}
+    assert got == want["scores"], (name, report)
+    assert {ex: int(row[ex]) for ex in checks.EXERCISES} == want["scores"]
+    for ex, status in want["status"].items():
+        assert report["exercises"][ex]["status"] == status, (name, ex, report["exercises"][ex])
+    for ex in checks.EXERCISES:
+        entry = report["exercises"][ex]
+        assert entry["status"] in grader.STATUSES
+        assert (entry["status"] == "passed") == (entry["score"] == 1)
+        assert 0 < len(entry["message"]) < 400
+
+
+def test_instructor_notebook_scores_6(batch: dict) -> None:
+    _assert_graded(batch, "instructor.ipynb")
+    assert batch["reports"]["instructor.ipynb"]["total"] == 6
+
+
+def test_student_release_scores_0(batch: dict) -> None:
+    _assert_graded(batch, "student_release.ipynb")
+    statuses = {e["status"] for e in batch["reports"]["student_release.ipynb"]["exercises"].values()}
+    assert statuses <= {"failed", "error"}
+
+
+def test_one_solved_exercise_scores_1(batch: dict) -> None:
+    _assert_graded(batch, "one_solved_c3.ipynb")
+    assert batch["reports"]["one_solved_c3.ipynb"]["total"] == 1
+
+
+@pytest.mark.parametrize("name", sorted(gen.SUBMISSIONS))
+def test_bad_submission(batch: dict, name: str) -> None:
+    _assert_graded(batch, f"{name}.ipynb")
+
+
+def test_bad_file_messages_are_clear(batch: dict) -> None:
+    assert "invalid JSON" in batch["reports"]["invalid_json.ipynb"]["exercises"]["C1"]["message"]
+    assert "format version 3" in batch["reports"]["nbformat3.ipynb"]["exercises"]["C1"]["message"]
+    assert "edited" in batch["reports"]["edited_header.ipynb"]["exercises"]["C4"]["message"]
+    assert "2 cells" in batch["reports"]["duplicated_cell.ipynb"]["exercises"]["C3"]["message"]
+    assert "died" in batch["reports"]["os_exit.ipynb"]["exercises"]["C4"]["message"]
+
+
+def test_messages_leak_no_hidden_results(batch: dict) -> None:
+    secrets = {reference.expected_digest(ex) for ex in checks.EXERCISES}
+    for ex in ("C3", "C4", "C5", "C6"):
+        for result in reference.expected(ex):
+            for v in np.ravel(checks.values(result["value"])):
+                secrets.add(f"{float(v):.4f}")
+    secrets -= {"0.0000", "1.0000", "0.5000"}
+    for report in batch["reports"].values():
+        text = json.dumps(report)
+        assert not [s for s in secrets if s in text]
+
+
+def test_no_process_left_behind(batch: dict) -> None:
+    leftovers = [p for p in psutil.process_iter(["cmdline"])
+                 if gen.LEFTOVER_MARK in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+# --------------------------------------------------------------------------- single runs
+@needs_notebook
+def test_kernel_death_is_detected_in_seconds() -> None:
+    """os._exit in a check: reported as an error long before the (huge) cell timeout."""
+    sources = _solutions()
+    sources["C4"] = gen.HEADER.format(ex="C4") + (
+        "import os\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+        "    os._exit(1)\n")
+    limits = grader.Limits(cell_timeout=400, total_timeout=500)
+    run = grader.run_once(nbtools.read_instructor(INSTRUCTOR), sources, ["C4"], limits)
+    result = grader.judge(run, "C4", clean=True, limits=limits)
+    assert result is not None and result.status == "error" and "died" in result.message
+    assert run.seconds < 120  # a missed death would wait out the 400 s cell timeout
+
+
+@needs_notebook
+def test_broken_setup_is_a_grader_error_retried_once(tmp_path: Path) -> None:
+    nb = nbformat.read(str(INSTRUCTOR), as_version=4)
+    setup = next(c for c in nb.cells if nbtools.SETUP_TAG in c.metadata.get("tags", []))
+    setup.source = "raise RuntimeError('the grading environment is broken')\n" + setup.source
+    broken = tmp_path / "broken_instructor.ipynb"
+    nbformat.write(nb, str(broken))
+    out = tmp_path / "out"
+    status = grader.main([str(INSTRUCTOR), "--out", str(out), "--instructor", str(broken), "--quiet"])
+    assert status == 1
+    report = json.loads((out / "Brain_Tumor_Segmentation.json").read_text())
+    assert {e["status"] for e in report["exercises"].values()} == {"grader-error"}
+    assert report["total"] is None and all(e["score"] is None for e in report["exercises"].values())
+    row = next(csv.DictReader(open(out / "results.csv", newline="")))
+    assert row["C1"] == "" and row["total"] == ""
+
+
+# --------------------------------------------------------------------------- no kernel needed
+@needs_notebook
+def test_grading_folder_holds_no_solution_and_no_expected_result(tmp_path: Path) -> None:
+    release = nbformat.read(str(_release(tmp_path)), as_version=4)
+    sources = {ex: next(c.source for c in release.cells if c.get("id") == nbtools.unq_id(ex))
+               for ex in checks.EXERCISES}
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    grader.prepare_folder(folder, nbtools.read_instructor(INSTRUCTOR), sources, list(checks.EXERCISES))
+    text = "".join(p.read_text(errors="ignore") for p in folder.rglob("*") if p.is_file())
+    for ex, solution in _solutions().items():
+        block = solution.split("### START CODE HERE")[1].split("### END CODE HERE")[0]
+        body = [line for line in block.splitlines()
+                if " = " in line and not line.strip().startswith("#") and "None" not in line]
+        assert body, ex
+        assert not [line for line in body if line in text], ex
+    for ex in ("C3", "C4", "C5", "C6"):
+        for result in reference.expected(ex):
+            for v in np.ravel(checks.values(result["value"])):
+                if 0.01 < abs(v) < 0.99 and abs(v - 0.5) > 1e-9:
+                    assert f"{v:.4f}" not in text, (ex, v)
+    assert "_grading_checks.py" in {p.name for p in folder.iterdir()}
+    assert not (folder / "reference.py").exists()
+
+
+def test_expected_values_are_far_from_rounding_boundaries() -> None:
+    """The in-kernel digest rounds to DECIMALS; the grader's tolerance is smaller than the
+    margin, so both halves of a check always agree."""
+    assert checks.ATOL < checks.MARGIN
+    for ex in checks.EXERCISES:
+        for result in reference.expected(ex):
+            value = checks.values(result["value"])
+            flat = np.concatenate([np.ravel(v) for v in value]) if isinstance(value, tuple) else (
+                np.array([]) if value is None else np.ravel(value))
+            scaled = flat * 10 ** checks.DECIMALS
+            distance = np.abs(scaled - np.floor(scaled) - 0.5) / 10 ** checks.DECIMALS
+            assert distance.size == 0 or distance.min() >= checks.MARGIN, ex
+
+
+def test_reference_results_pass_their_own_check() -> None:
+    for ex in checks.EXERCISES:
+        record = {"exercise": ex, "defined": True, "results": list(reference.expected(ex))}
+        assert reference.judge_record(ex, record)[0] == "passed"
+        assert checks.fingerprint(ex, record["results"]) == reference.expected_digest(ex)
+
+
+def test_one_wrong_value_fails_both_halves() -> None:
+    results = copy.deepcopy(list(reference.expected("C4")))
+    results[1]["value"]["data"] = [results[1]["value"]["data"][0] + 0.01]
+    assert checks.fingerprint("C4", results) != reference.expected_digest("C4")
+    status, message = reference.judge_record("C4", {"exercise": "C4", "defined": True, "results": results})
+    assert status == "failed" and "hidden check 2: wrong values" in message
+
+
+def test_canonical_uses_exact_types() -> None:
+    class AlwaysEqual:
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        def __array__(self, dtype=None, copy=None):  # noqa: ANN001
+            return np.zeros(())
+
+    class FloatChild(float):
+        pass
+
+    assert checks.canonical(AlwaysEqual())["t"] == "other"
+    assert checks.canonical(FloatChild(0.5))["t"] == "other"
+    assert checks.canonical(np.float64(0.25)) == {"t": "numpy.float64", "dtype": "float64",
+                                                  "shape": [], "data": [0.25]}
+    assert checks.canonical(np.array(["a"]))["t"] == "other"  # not numbers
+    assert checks.type_problem("C6", checks.canonical((0.5, 0.5))) is not None  # float, not np.float64
+    assert checks.type_problem("C6", checks.canonical((np.float64(0.5),) * 2)) is None
+    assert checks.type_problem("C3", checks.canonical(np.float32(0.5))) is not None  # float32
+
+
+@pytest.mark.parametrize("forged", [
+    None, [], {"exercise": "C2"}, {"exercise": "C2", "defined": True, "results": "x"},
+    {"exercise": "C2", "defined": True, "results": [{"value": {"t": "numpy.ndarray", "dtype": "float64",
+                                                                "shape": [2], "data": "abc"}}] * 4},
+    {"exercise": "C2", "defined": True, "results": [{"value": {"t": "tuple", "items": 5}}] * 4},
+])
+def test_forged_records_never_pass(forged: object) -> None:
+    assert reference.judge_record("C2", forged)[0] != "passed"
+
+
+def test_read_submission_problems(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    good = nbformat.v4.new_code_cell(nbtools.header("C1") + "\ndef get_sub_volume(): pass")
+    by_header_only = nbformat.v4.new_code_cell(nbtools.header("C2") + "\nx = 1")
+    by_id_edited = nbformat.v4.new_code_cell("# UNQ_C3 edited\nx = 1")
+    by_id_edited.id = "unq-c3"
+    twin_a = nbformat.v4.new_code_cell(nbtools.header("C4") + "\na = 1")
+    twin_b = nbformat.v4.new_code_cell(nbtools.header("C4") + "\nb = 1")
+    markdown = nbformat.v4.new_markdown_cell(nbtools.header("C5"))
+    nb.cells = [good, by_header_only, by_id_edited, twin_a, twin_b, markdown]
+    path = tmp_path / "s.ipynb"
+    nbformat.write(nb, str(path))
+    sub = nbtools.read_submission(path)
+    assert sub.fatal is None
+    assert set(sub.sources) == {"C1", "C2"}
+    assert set(sub.problems) == {"C3", "C4", "C5", "C6"}
+    assert "edited" in sub.problems["C3"] and "2 cells" in sub.problems["C4"]
+    big = tmp_path / "big.ipynb"
+    big.write_bytes(b" " * 2048)
+    assert "MB" in nbtools.read_submission(big, max_bytes=1024).fatal
+    (tmp_path / "list.ipynb").write_text("[1, 2]")
+    assert "not a Jupyter notebook" in nbtools.read_submission(tmp_path / "list.ipynb").fatal
+
+
+@needs_notebook
+def test_instructor_grader_cells_are_present_and_current() -> None:
+    nb = nbformat.read(str(INSTRUCTOR), as_version=4)
+    assert not nbtools.ensure_grader_cells(nb), "run scripts/add_grader_cells.py"
+    ids = [c.get("id") for c in nb.cells]
+    for ex in checks.EXERCISES:
+        cell = nb.cells[ids.index(nbtools.grade_id(ex))]
+        assert nbtools.GRADER_TAG in cell.metadata["tags"]
+        assert ids.index(nbtools.grade_id(ex)) > ids.index(nbtools.unq_id(ex))
+        assert cell.outputs[0]["text"] == checks.verdict(ex, True) + "\n"
+
+
+@needs_notebook
+def test_grading_notebook_is_reduced() -> None:
+    sources = {ex: f"# student {ex}" for ex in checks.EXERCISES}
+    nb = nbtools.build_grading_notebook(nbtools.read_instructor(INSTRUCTOR), sources, ["C2", "C5"])
+    roles = [(c.metadata[nbtools.ROLE_KEY]["role"], c.metadata[nbtools.ROLE_KEY]["exercise"])
+             for c in nb.cells]
+    assert roles[0] == ("prelude", "")
+    assert [r for r in roles if r[0] != "setup"][1:] == [
+        ("pre", "C2"), ("student", "C2"), ("check", "C2"),
+        ("pre", "C5"), ("student", "C5"), ("check", "C5")]
+    student = [c for c in nb.cells if c.metadata[nbtools.ROLE_KEY]["role"] == "student"]
+    assert [c.source for c in student] == ["# student C2", "# student C5"]
+    assert all(c.outputs == [] and c.execution_count is None for c in student)
+    assert all(nbtools.FOLDER_IMPORT in c.source for c in nb.cells
+               if c.metadata[nbtools.ROLE_KEY]["role"] == "check")
