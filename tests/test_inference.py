@@ -348,3 +348,32 @@ def test_evaluate_cli_writes_csv(tmp_path, tiny_weights):
     for col in ("WT_dice", "TC_hd95", "ET_dice", "edema_sensitivity", "enh_specificity"):
         assert col in table.columns
     assert ((table["WT_dice"] >= 0) & (table["WT_dice"] <= 1)).all()
+
+
+def test_tile_budget_follows_free_memory(monkeypatch):
+    import psutil
+
+    from tumorseg.inference import predict as P
+
+    class Mem:
+        available = 4 * 2**30
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Mem)
+    small = P.auto_max_voxels(None)
+    assert small == int(0.5 * Mem.available / P.BYTES_PER_VOXEL_16)
+    assert small < P.MAX_TILE_VOXELS
+
+    class Conv:
+        filters = 32
+
+    class Wide:
+        layers = [object(), Conv()]
+
+    assert P.auto_max_voxels(Wide()) == max(P.MIN_TILE_VOXELS, small // 2)
+    Mem.available = 64 * 2**30
+    assert P.auto_max_voxels(None) == P.MAX_TILE_VOXELS
+    # with little memory a BraTS-sized crop is split into several tiles that fit the budget
+    Mem.available = 3 * 2**30
+    budget = P.auto_max_voxels(None)
+    tile, starts = plan_tiles((147, 176, 152), None, 0.25, budget)
+    assert np.prod(tile) <= budget and np.prod([len(s) for s in starts]) > 1

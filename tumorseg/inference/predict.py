@@ -15,9 +15,16 @@ from typing import Any
 import numpy as np
 
 #: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  A whole
-#: 240x240x155 BraTS brain crop (about 144x176x144 = 3.6 M voxels) fits; peak memory of one
-#: pass with ``n_base_filters=16`` is a few GB (see benchmarks/bench_inference.py).
+#: 240x240x155 BraTS brain crop (about 144x176x144 = 3.6 M voxels) fits.  The tile is made
+#: smaller when the free memory is short (see ``auto_max_voxels``).
 MAX_TILE_VOXELS = 5_000_000
+
+#: Smallest automatic tile budget, in voxels (about 64x128x128).
+MIN_TILE_VOXELS = 1_000_000
+
+#: Measured peak memory of one U-Net forward pass per input voxel with n_base_filters=16
+#: (about 4 GiB for a 144x176x144 tile, TF 2.21 CPU); it scales with the filter count.
+BYTES_PER_VOXEL_16 = 1200
 
 #: Spatial sizes given to the model are multiples of this (2**(depth-1) for the course U-Net).
 DIVISOR = 8
@@ -76,11 +83,34 @@ def _tile_size(size: int, n: int, overlap: float) -> int:
     return _round_up(math.ceil(size / (n - (n - 1) * overlap)))
 
 
+def auto_max_voxels(model: Any = None) -> int:
+    """Voxels one forward pass may hold: ``MAX_TILE_VOXELS``, or less when free memory is short.
+
+    Half the available memory (``psutil``) divided by the estimated bytes per voxel of a
+    forward pass (``BYTES_PER_VOXEL_16`` scaled by the model's first convolution's filter count
+    over 16), clipped to ``[MIN_TILE_VOXELS, MAX_TILE_VOXELS]``.  ``predict_volume`` sizes the
+    tiles and caps the batch (tiles x batch) with it.
+    """
+    filters = 16
+    for layer in getattr(model, "layers", ()):
+        if isinstance(getattr(layer, "filters", None), int):
+            filters = layer.filters
+            break
+    try:
+        import psutil
+
+        available = psutil.virtual_memory().available
+    except (ImportError, OSError):
+        return MAX_TILE_VOXELS
+    per_voxel = BYTES_PER_VOXEL_16 * max(filters, 1) / 16
+    return int(min(MAX_TILE_VOXELS, max(MIN_TILE_VOXELS, 0.5 * available / per_voxel)))
+
+
 def plan_tiles(
     size: Sequence[int],
     tile: Sequence[int] | None = None,
     overlap: float = 0.25,
-    max_voxels: int = MAX_TILE_VOXELS,
+    max_voxels: int | None = None,
 ) -> tuple[tuple[int, int, int], list[list[int]]]:
     """Choose the tile size and the tile start positions along each axis.
 
@@ -91,6 +121,7 @@ def plan_tiles(
             ``max_voxels`` voxels, otherwise the region is split, largest axis first, into the
             fewest overlapping tiles that fit.
         overlap: fraction of a tile shared with its neighbour along an axis with several tiles.
+        max_voxels: tile budget for ``tile=None`` (default ``MAX_TILE_VOXELS``).
 
     Returns:
         ``(tile_size, starts)``: ``tile_size`` (TX, TY, TZ); ``starts[a]`` the tile offsets along
@@ -99,6 +130,8 @@ def plan_tiles(
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     size = [int(s) for s in size]
+    if max_voxels is None:
+        max_voxels = MAX_TILE_VOXELS
     if tile is None:
         n = [1, 1, 1]
         ts = [_tile_size(s, 1, overlap) for s in size]
@@ -194,12 +227,13 @@ def predict_volume(
             accept other sizes.  Any callable returning an array also works.
         overlap: fraction of a tile shared with its neighbour where an axis needs several tiles
             (ignored where one tile covers the axis).
-        batch_size: tiles per forward pass.
+        batch_size: tiles per forward pass (capped so a batch fits ``auto_max_voxels``).
         standardize: "brain", "slice" or "none"; ``None`` reads ``model.standardize`` or
             ``model.manifest["standardize"]`` and falls back to "brain" (see
             ``resolve_standardize``).  It must be what the model was trained with.
         tile: (TX, TY, TZ) tile size (rounded up to multiples of 8); ``None`` chooses the whole
-            brain crop in one pass when it has at most ``MAX_TILE_VOXELS`` voxels.
+            brain crop in one pass when it fits the budget of ``auto_max_voxels`` (at most
+            ``MAX_TILE_VOXELS`` voxels, less when free memory is short), else a few large tiles.
 
     Returns:
         (K, X, Y, Z) float32 probabilities (K = 3: edema, non-enhancing, enhancing); voxels
@@ -218,7 +252,10 @@ def predict_volume(
         return np.zeros((n_out, *image.shape[:3]), np.float32)
 
     size = [s.stop - s.start for s in box]
-    tile_size, starts = plan_tiles(size, tile, overlap)
+    budget = auto_max_voxels(model)
+    tile_size, starts = plan_tiles(size, tile, overlap, budget if tile is None else None)
+    # batch as many tiles as the memory budget allows, up to batch_size
+    batch_size = max(1, min(batch_size, budget // math.prod(tile_size)))
     extent = [max(s, t) for s, t in zip(size, tile_size)]
     # Working region in image coordinates: the crop, widened symmetrically to ``extent``;
     # whatever lies outside the image is zero (background), like the image's own border.

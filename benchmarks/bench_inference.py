@@ -1,0 +1,201 @@
+"""Whole-scan inference: ``predict_volume`` against the original course's stitcher.
+
+The ORIGINAL algorithm (re-implemented below from its description): zero-pad the scan to a
+320x320x160 grid, cut it into 2x2x10 = 40 tiles of 160x160x16, run ``model.predict`` once per
+tile (batch 1) on RAW intensities (no standardization), paste the outputs back and crop to the
+scan.  Both run the same model and weights (the shipped ``data/model_pretrained.weights.h5``
+when present, else a randomly initialised n_base_filters=16 U-Net with a fixed seed, whose
+Dice means nothing).  Prints both times, the ratio (target >= 4x), the WT/TC/ET Dice of both
+at threshold 0.5 (same label rule for both), and the peak RSS during each.
+
+Usage: python benchmarks/bench_inference.py [--data DIR] [--case ID] [--weights W]
+Timings are wall-clock on whatever CPU runs this; other processes sharing it add noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def original_stitcher(image: np.ndarray, model) -> np.ndarray:
+    """The original course's whole-scan prediction, minus its plotting and uint8 truncation.
+
+    image: (240, 240, 155, 4) raw intensities.  Returns (3, X, Y, Z) float32 probabilities.
+    """
+    grid = np.zeros((3, 320, 320, 160), np.float32)
+    for x in range(0, image.shape[0], 160):
+        for y in range(0, image.shape[1], 160):
+            for z in range(0, image.shape[2], 16):
+                patch = np.zeros((4, 160, 160, 16), np.float32)
+                part = np.moveaxis(image[x : x + 160, y : y + 160, z : z + 16], 3, 0)
+                patch[:, : part.shape[1], : part.shape[2], : part.shape[3]] = part
+                pred = model.predict(patch[None], verbose=0)
+                grid[:, x : x + 160, y : y + 160, z : z + 16] += pred[0]
+    return grid[:, : image.shape[0], : image.shape[1], : image.shape[2]]
+
+
+def load_model(weights: Path):
+    """(fixed 160x160x16 model for the original, any-size model for ours, description)."""
+    import keras
+
+    from tumorseg.model import dice_bce_loss, load_pretrained, unet_model_3d
+
+    if weights.is_file():
+        fixed, manifest = load_pretrained(weights)
+        anysize, _ = load_pretrained(weights, input_shape=(4, None, None, None))
+        mode = manifest.get("standardize", "brain")
+        base = manifest.get("config", {}).get("n_base_filters", 32)
+        return fixed, anysize, mode, f"{weights.name} (n_base_filters={base}, standardize={mode})"
+    keras.utils.set_random_seed(0)
+    anysize = unet_model_3d(dice_bce_loss, input_shape=(4, None, None, None), n_base_filters=16)
+    fixed = unet_model_3d(dice_bce_loss, input_shape=(4, 160, 160, 16), n_base_filters=16)
+    fixed.set_weights(anysize.get_weights())
+    return (
+        fixed,
+        anysize,
+        "brain",
+        "RANDOM init, seed 0, n_base_filters=16 (no weights file: Dice meaningless)",
+    )
+
+
+def describe(weights: Path) -> str:
+    """One line naming the model the children will load (reads only the manifest)."""
+    if not weights.is_file():
+        return "RANDOM init, seed 0, n_base_filters=16 (no weights file: Dice meaningless)"
+    from tumorseg.model.pretrained import manifest_path
+
+    manifest = json.loads(manifest_path(weights).read_text())
+    base = manifest.get("config", {}).get("n_base_filters", 32)
+    mode = manifest.get("standardize", "brain")
+    return f"{weights.name} (n_base_filters={base}, standardize={mode})"
+
+
+def _load_case(data: str, case_id: str | None):
+    from tumorseg.data import open_dataset
+
+    dataset = open_dataset(data)
+    case = dataset[case_id] if case_id else dataset[len(dataset) - 1]
+    image, label = case.load()
+    return case, image, label
+
+
+def _peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+
+
+def run_ours(data: str, case_id: str | None, weights: str) -> dict:
+    """Child process: predict_volume twice (first call traces/compiles), timed."""
+    from tumorseg.inference import predict_volume
+
+    _, image, _ = _load_case(data, case_id)
+    _, anysize, mode, _ = load_model(Path(weights))
+    rss_before = _peak_rss_gib()
+    times = []
+    for _ in range(2):
+        w0, c0 = time.perf_counter(), time.process_time()
+        probs = predict_volume(image, anysize, standardize=mode)
+        times.append((time.perf_counter() - w0, time.process_time() - c0))
+    return {"probs": probs, "times": times, "rss_before": rss_before, "rss_peak": _peak_rss_gib()}
+
+
+def run_original(data: str, case_id: str | None, weights: str) -> dict:
+    """Child process: the original stitcher once, after a one-tile warm-up."""
+    _, image, _ = _load_case(data, case_id)
+    fixed, _, _, _ = load_model(Path(weights))
+    fixed.predict(np.zeros((1, 4, 160, 160, 16), np.float32), verbose=0)
+    rss_before = _peak_rss_gib()
+    w0, c0 = time.perf_counter(), time.process_time()
+    probs = original_stitcher(image, fixed)
+    times = [(time.perf_counter() - w0, time.process_time() - c0)]
+    return {"probs": probs, "times": times, "rss_before": rss_before, "rss_peak": _peak_rss_gib()}
+
+
+def _in_child(fn, *args) -> dict:
+    """Run ``fn`` in a fresh process, so each algorithm's peak memory is its own."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(ROOT / "data" / "BraTS-Data"))
+    parser.add_argument("--case", default=None, help="case id (default: the last case)")
+    parser.add_argument("--weights", default=str(ROOT / "data" / "model_pretrained.weights.h5"))
+    args = parser.parse_args(argv)
+
+    from tumorseg.inference import plan_tiles, probabilities_to_labels
+    from tumorseg.inference.predict import auto_max_voxels, brain_bbox
+    from tumorseg.metrics import region_scores
+
+    if not Path(args.data).is_dir():
+        print(f"no dataset at {args.data}; run `make data` first")
+        return 1
+    case, image, label = _load_case(args.data, args.case)
+    desc = describe(Path(args.weights))
+    box = brain_bbox(image)
+    crop = [s.stop - s.start for s in box]
+    tile, starts = plan_tiles(crop, None, 0.25, auto_max_voxels())
+    print(f"case {case.id} {image.shape}; model: {desc}")
+    print(f"brain crop {tuple(crop)} -> tile {tile} x {int(np.prod([len(s) for s in starts]))}")
+    print(f"CPU: {os.cpu_count()} logical cores; wall times are noisy when the CPU is shared")
+
+    ours = _in_child(run_ours, args.data, args.case, args.weights)
+    orig = _in_child(run_original, args.data, args.case, args.weights)
+    (w_cold, _), (w_ours, c_ours) = ours["times"]
+    w_orig, c_orig = orig["times"][0]
+    print(
+        f"predict_volume:    wall {w_ours:6.1f} s  cpu {c_ours:6.1f} s  (first call {w_cold:.1f} s)"
+    )
+    print(
+        f"original stitcher: wall {w_orig:6.1f} s  cpu {c_orig:6.1f} s  (40 model.predict, batch 1)"
+    )
+    print(
+        f"speed-up:          wall {w_orig / w_ours:6.2f} x  cpu {c_orig / c_ours:6.2f} x  (target >= 4x)"
+    )
+
+    spacing = tuple(float(z) for z in _zooms(case.label_path))
+    dices = {}
+    print("Dice at threshold 0.5 (WT / TC / ET), same label rule for both:")
+    for name, res in (("ours", ours), ("original", orig)):
+        scores = region_scores(probabilities_to_labels(res["probs"], 0.5), label, spacing)
+        d = scores["dice"]
+        dices[name] = d.mean()
+        print(
+            f"  {name:<9} {d['WT']:.4f} / {d['TC']:.4f} / {d['ET']:.4f}"
+            f"   HD95 WT/TC/ET {scores['hd95']['WT']:.1f} / {scores['hd95']['TC']:.1f} / "
+            f"{scores['hd95']['ET']:.1f} mm"
+        )
+    for name, res in (("predict_volume", ours), ("original", orig)):
+        print(
+            f"peak RSS {name:<15} {res['rss_peak']:.2f} GiB "
+            f"(process with model and case loaded: {res['rss_before']:.2f} GiB)"
+        )
+    ok = w_orig / w_ours >= 4 and dices["ours"] >= dices["original"]
+    print("RESULT:", "OK" if ok else "BELOW TARGET")
+    return 0
+
+
+def _zooms(path: Path) -> tuple[float, float, float]:
+    import nibabel as nib
+
+    return nib.load(str(path)).header.get_zooms()[:3]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
