@@ -44,7 +44,7 @@ from tumorseg.data.anatomy import (
 )
 from tumorseg.data.tumor import CSF, GM, WM, draw_tumor, random_spec, smooth_noise, tumor_box
 
-VERSION = "synth-v1"  # bump when the output changes: a rerun then regenerates old cases
+VERSION = "synth-v2"  # bump when the output changes: a rerun then regenerates old cases
 MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
 REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
 GZIP_LEVEL = 6
@@ -104,11 +104,11 @@ def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
     """
     u = rng.uniform
     c = {"wm": np.ones(4, np.float32)}
-    c["gm"] = np.array([u(1.12, 1.45), u(0.65, 0.85), u(0.68, 0.88), u(1.15, 1.5)], np.float32)
+    c["gm"] = np.array([u(1.08, 1.32), u(0.86, 0.95), u(0.82, 0.93), u(1.12, 1.42)], np.float32)
     c["csf"] = np.array([u(0.2, 0.55), u(0.2, 0.5), u(0.2, 0.5), u(2.0, 3.2)], np.float32)
-    c["edema"] = np.array([u(1.6, 3.4), u(-0.6, -0.1), u(-1.0, -0.35), u(1.0, 2.2)], np.float32)
-    c["core"] = np.array([u(0.9, 2.1), u(-0.8, -0.25), u(-0.85, -0.3), u(0.6, 1.6)], np.float32)
-    c["enh"] = np.array([u(0.8, 2.0), u(-0.8, -0.25), u(1.0, 2.2), u(0.5, 1.6)], np.float32)
+    c["edema"] = np.array([u(1.5, 3.1), u(-0.3, 0.1), u(-0.9, -0.3), u(0.6, 1.8)], np.float32)
+    c["core"] = np.array([u(0.8, 1.9), u(-0.5, 0.0), u(-0.8, -0.3), u(0.4, 1.4)], np.float32)
+    c["enh"] = np.array([u(0.9, 2.2), u(-0.5, 0.0), u(1.5, 2.7), u(0.4, 1.4)], np.float32)
     return c
 
 
@@ -124,10 +124,10 @@ def order_tumor_z(m: int, z: dict[str, float], tz: dict[str, float]) -> dict[str
         z["enh"] = max(z["enh"], lo)
     elif m == 1:  # T1: WM > GM > tumour
         for r in ("edema", "core", "enh"):
-            z[r] = max(min(z[r], tz["gm"] - 0.3), lo)
+            z[r] = max(min(z[r], tz["gm"] - 0.08), lo)
     elif m == 2:  # T1Gd: enh > WM > GM > core
         z["enh"] = max(z["enh"], tz["wm"] + 0.8)
-        z["core"] = max(min(z["core"], tz["gm"] - 0.35), lo)
+        z["core"] = max(min(z["core"], tz["gm"] - 0.2), lo)
         z["edema"] = max(z["edema"], lo)
     else:  # T2: CSF > edema > GM
         z["edema"] = min(max(z["edema"], tz["gm"] + 0.4), tz["csf"] - 0.4)
@@ -199,67 +199,82 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
     q += np.einsum("ij,j...->i...", lin, push).astype(np.float32)
     maps = sample_atlas(atlas, q, shp)
     del q, push, nodes
+    # Everything per voxel is computed on the brain voxels only, as 1D arrays (~1/3 of the box).
     brain = maps["brain"] > 0.5
-    gm, wm = maps["gm"], maps["wm"]
+    bidx = np.flatnonzero(brain)
+    gm = maps["gm"].reshape(-1)[bidx]
+    wm = maps["wm"].reshape(-1)[bidx]
+    del maps
     tot = gm + wm
     over = tot > 1.0
     gm[over] /= tot[over]
     wm[over] /= tot[over]
     csf = np.clip(1.0 - gm - wm, 0.0, 1.0)
     del tot, over
-    tissue = (np.argmax(np.stack([csf, gm, wm]), axis=0) + 1).astype(np.uint8)
-    tissue[~brain] = 0
+    tis1 = np.where((csf >= gm) & (csf >= wm), CSF, np.where(gm >= wm, GM, WM)).astype(np.uint8)
+    tissue = np.zeros(shp, np.uint8)
+    tissue.reshape(-1)[bidx] = tis1
 
     # --- tumour
     label = draw_tumor(rng, spec, tissue)
+    lab1 = label.reshape(-1)[bidx]
 
     # --- contrasts and rendering
     con = random_contrasts(rng)
     # sharpen the atlas' blurry tissue probabilities a little: crisper gyri, like one subject
     gamma = rng.uniform(1.3, 2.0)
-    probs = {"csf": csf ** gamma, "gm": gm ** gamma, "wm": wm ** gamma}
-    norm = probs["csf"] + probs["gm"] + probs["wm"] + 1e-6
-    for k in probs:
-        probs[k] /= norm
-    del norm, csf, gm, wm, maps
+    probs = [csf**gamma, gm**gamma, wm**gamma]
+    norm = probs[0] + probs[1] + probs[2] + 1e-6
+    for p_ in probs:
+        p_ /= norm
+    del norm, csf, gm, wm
+    # the tumour box, as positions into the 1D brain arrays
     box = tumor_box(spec, shp)
-    lab_b = label[box]
-    soft = {r: ndi.uniform_filter((lab_b == v).astype(np.float32), 3)
+    pos = np.full(shp, -1, np.int32)
+    pos.reshape(-1)[bidx] = np.arange(bidx.size, dtype=np.int32)
+    box_pos = pos[box]
+    del pos
+    inb = box_pos >= 0
+    bp = box_pos[inb]
+    lab_b3 = label[box]
+    lab_b = lab_b3[inb]
+    soft = {r: ndi.uniform_filter((lab_b3 == v).astype(np.float32), 3)[inb]
             for r, v in (("edema", 1), ("core", 2), ("enh", 3))}
     total = soft["edema"] + soft["core"] + soft["enh"]
-    het = {r: smooth_noise(rng, lab_b.shape, s) for r, s in (("edema", 6.0), ("core", 5.0),
-                                                             ("enh", 4.0))}
-    het_amp = {"edema": np.full(4, 0.25), "core": np.full(4, 0.3),
-               "enh": np.array([0.3, 0.25, 0.45, 0.3])}  # in healthy-SD units
+    het = {r: smooth_noise(rng, lab_b3.shape, st)[inb]
+           for r, st in (("edema", 6.0), ("core", 5.0), ("enh", 4.0))}
+    del box_pos, inb, lab_b3
+    het_amp = {"edema": np.array([0.45, 0.1, 0.2, 0.45]), "core": np.array([0.5, 0.15, 0.4, 0.6]),
+               "enh": np.array([0.5, 0.15, 1.0, 0.5])}  # in healthy-SD units
     tex_coarse = ndi.gaussian_filter(
         rng.standard_normal(coarse_shape(shp, COARSE)).astype(np.float32), 0.8)
     tex_coarse /= tex_coarse.std()
-    tex_amp = rng.uniform(0.02, 0.05)
-    noise_frac = rng.uniform(0.008, 0.02)
-    # subsample for statistics of the healthy brain
-    sub_idx = (slice(None, None, 2),) * 3
-    healthy_s = (label[sub_idx] == 0) & brain[sub_idx]
-    tissue_s = tissue[sub_idx]
+    tex_amp = rng.uniform(0.015, 0.035)
+    noise_frac = rng.uniform(0.004, 0.009)
+    # a subsample of the healthy brain for statistics
+    hs = np.flatnonzero(lab1 == 0)[::7]
+    tis_hs = tis1[hs]
     image = np.zeros(GRID + (4,), np.float32)
     out_box = image[CROP]
+    plane = np.zeros(shp, np.float32)
     used = {r: np.zeros(4, np.float32) for r in ("edema", "core", "enh")}
     for m in range(4):
         bias_coarse = ndi.gaussian_filter(
             rng.standard_normal(tex_coarse.shape).astype(np.float32), 4.0)
         bias_coarse *= rng.uniform(0.05, 0.12) / (bias_coarse.std() + 1e-6)
-        mult = upsample(np.exp(bias_coarse + tex_amp * tex_coarse), shp)
-        img = probs["csf"] * con["csf"][m] + probs["gm"] * con["gm"][m] + probs["wm"] * con["wm"][m]
+        mult = upsample(np.exp(bias_coarse + tex_amp * tex_coarse), shp).reshape(-1)[bidx]
+        img = probs[0] * con["csf"][m] + probs[1] * con["gm"][m] + probs[2] * con["wm"][m]
         img *= mult
         # healthy-tissue statistics decide where the tumour intensities go
-        vals = img[sub_idx][healthy_s]
+        vals = img[hs]
         mean_h, sd_h = float(vals.mean()), float(vals.std())
-        tz = {t: (float(img[sub_idx][healthy_s & (tissue_s == code)].mean()) - mean_h) / sd_h
+        tz = {t: (float(vals[tis_hs == code].mean()) - mean_h) / sd_h
               for t, code in (("csf", CSF), ("gm", GM), ("wm", WM))}
         z = order_tumor_z(m, {r: float(con[r][m]) for r in used}, tz)
-        sub = img[box]
+        sub = img[bp]
         healthy = sub.copy()
         sub *= 1.0 - total
-        mult_b = mult[box] / float(mult[sub_idx][healthy_s].mean())
+        mult_b = mult[bp] / float(mult[hs].mean())
         for r in used:
             used[r][m] = z[r]
             val = mean_h + sd_h * (z[r] + het_amp[r][m] * het[r])
@@ -267,23 +282,25 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
                 val = val + 0.3 * (healthy - mean_h - sd_h * tz["wm"])
             sub += soft[r] * val * mult_b
         _enforce_order(m, sub, lab_b, soft, mult_b, tz, mean_h, sd_h)
-        del healthy, mult, mult_b, vals
+        img[bp] = sub
+        del healthy, mult, mult_b, vals, sub
+        # Rician noise: magnitude of a complex signal with Gaussian noise in both parts
         sigma = noise_frac * mean_h
-        n1 = rng.standard_normal(shp, dtype=np.float32)
+        n1 = rng.standard_normal(img.size, dtype=np.float32)
         n1 *= sigma
         img += n1
         np.square(img, out=img)
-        rng.standard_normal(shp, dtype=np.float32, out=n1)
+        rng.standard_normal(img.size, dtype=np.float32, out=n1)
         n1 *= sigma
         np.square(n1, out=n1)
         img += n1
         np.sqrt(img, out=img)
         del n1
-        img *= rng.uniform(350.0, 800.0) / mean_h  # global scanner scale per modality
-        img[~brain] = 0.0
+        img *= rng.uniform(250.0, 560.0) / mean_h  # global scanner scale per modality
         np.rint(img, out=img)
         np.clip(img, 0, 32767, out=img)
-        out_box[..., m] = img
+        plane.reshape(-1)[bidx] = img
+        out_box[..., m] = plane
         del img
     con.update(used)
     full_label = np.zeros(GRID, np.uint8)
