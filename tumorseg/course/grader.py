@@ -279,8 +279,12 @@ def judge(run: Run, exercise: str, clean: bool, limits: Limits) -> Result | None
             return GRADER if clean else None
     student, check = run.item("student", exercise), run.item("check", exercise)
     record = run.records.get(exercise)
+    if student is not None and student.outcome == "skipped":  # the student's own NBVAL_SKIP
+        student.outcome = "ok"
     if student is None or student.outcome in NOT_RUN:
         return GRADER if clean else None
+    # a crash or a hang can be set off by any earlier code (threads, timers): regrade alone
+    crashed = {student.outcome, check.outcome if check else None} & {"timeout", "kernel-died"}
     if student.outcome == "timeout":
         result = Result("timeout", f"Your UNQ_{exercise} cell did not finish within "
                                    f"{limits.cell_timeout:.0f} s.")
@@ -314,7 +318,7 @@ def judge(run: Run, exercise: str, clean: bool, limits: Limits) -> Result | None
     else:
         result = Result("failed", "The graded check could not run on your code (did your cell "
                                   "change or remove the grader's objects?).")
-    if result.status != "passed" and not clean and _contaminated_before(run, exercise):
+    if result.status != "passed" and not clean and (crashed or _contaminated_before(run, exercise)):
         return None
     return result
 
@@ -408,7 +412,7 @@ def grade_batch(paths: list[Path], out: Path, jobs: int = 2, limits: Limits | No
                 progress: bool = True) -> list[Graded]:
     """Grade many notebooks (``jobs`` at a time) and write results.csv and one JSON each."""
     limits = limits or Limits()
-    instructor = nbtools.read_instructor(instructor_path)
+    instructor = nbtools.read_instructor(instructor_path)  # also computes the expected results
     out.mkdir(parents=True, exist_ok=True)
     names = _report_names(paths)
     lock = threading.Lock()

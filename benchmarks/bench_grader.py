@@ -1,0 +1,105 @@
+"""Autograder speed: one correct submission, then 6 submissions with --jobs 1 and --jobs 2.
+
+Prints wall times, the number of kernel runs, and the peak memory of the grading processes
+(sum of RSS over every descendant, and the largest address space of one process, which is
+what the RLIMIT_AS limit of ``--memory-mb`` applies to).  Targets (issue D): one correct
+submission <= 90 s on the 2-core machine; --jobs 2 faster than --jobs 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from tumorseg.course import grader  # noqa: E402
+
+INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+
+
+class Sampler(threading.Thread):
+    """Samples this process's descendants every 0.25 s: peak total RSS and peak VMS of one."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.stop = threading.Event()
+        self.peak_rss = 0
+        self.peak_vms = 0
+
+    def run(self) -> None:
+        me = psutil.Process()
+        while not self.stop.is_set():
+            total = 0
+            for proc in me.children(recursive=True):
+                try:
+                    info = proc.memory_info()
+                except psutil.Error:
+                    continue
+                total += info.rss
+                self.peak_vms = max(self.peak_vms, info.vms)
+            self.peak_rss = max(self.peak_rss, total)
+            time.sleep(0.25)
+
+
+def _submission(path: Path) -> None:
+    """A correct student file: the instructor notebook without grader cells and outputs."""
+    nb = copy.deepcopy(nbformat.read(str(INSTRUCTOR), as_version=4))
+    nb.cells = [c for c in nb.cells if "grader" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, str(path))
+
+
+def _timed(paths: list[Path], out: Path, jobs: int) -> tuple[float, int, Sampler, int]:
+    sampler = Sampler()
+    sampler.start()
+    start = time.perf_counter()
+    graded = grader.grade_batch(paths, out, jobs=jobs, progress=False)
+    seconds = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    scores = sum(r.score for g in graded for r in g.results.values())
+    return seconds, sum(g.runs for g in graded), sampler, scores
+
+
+def main() -> int:
+    if not INSTRUCTOR.is_file():
+        print(f"instructor notebook not found: {INSTRUCTOR}")
+        return 1
+    print(f"CPUs: {os.cpu_count()} (timings are noisy when other jobs share them)")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        six = []
+        for i in range(6):
+            six.append(tmp_path / f"student_{i}.ipynb")
+            _submission(six[-1])
+        seconds, runs, sampler, scores = _timed(six[:1], tmp_path / "one", jobs=1)
+        print(f"one correct submission: {seconds:.1f} s ({runs} kernel run, {scores}/6 points; "
+              f"target <= 90 s)")
+        print(f"  peak memory: {sampler.peak_rss / 2**30:.2f} GiB RSS over all grading processes, "
+              f"largest address space {sampler.peak_vms / 2**30:.2f} GiB "
+              f"(limit --memory-mb {grader.Limits.memory_mb})")
+        results = {}
+        for jobs in (1, 2):
+            seconds, runs, sampler, scores = _timed(six, tmp_path / f"jobs{jobs}", jobs=jobs)
+            results[jobs] = seconds
+            print(f"6 submissions, --jobs {jobs}: {seconds:.1f} s ({runs} kernel runs, "
+                  f"{scores}/36 points, peak RSS {sampler.peak_rss / 2**30:.2f} GiB)")
+        print(f"speed-up of --jobs 2: {results[1] / results[2]:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
