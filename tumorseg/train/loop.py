@@ -56,7 +56,8 @@ def git_commit() -> str:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
         )
-        return out.stdout.strip() or "unknown"
+        sha = out.stdout.strip()
+        return sha if len(sha) == 40 and all(c in "0123456789abcdef" for c in sha) else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
@@ -208,8 +209,8 @@ def save_checkpoint(model, folder: Path, step: int, seconds: float = 0.0) -> Non
 def load_checkpoint(model, folder: Path) -> int:
     """Restore weights and optimizer state from ``folder``; returns the step to continue from."""
     state = json.loads((folder / "state.json").read_text())
-    model.load_weights(folder / "ckpt.weights.h5")
     model.optimizer.build(model.trainable_variables)
+    model.load_weights(folder / "ckpt.weights.h5")
     saved = np.load(folder / "optimizer.npz")
     variables = model.optimizer.variables
     if len(saved.files) != len(variables):
