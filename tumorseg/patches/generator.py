@@ -35,8 +35,8 @@ def read_patch(path: str | os.PathLike, dim=(160, 160, 16), num_channels: int = 
                     f"{path}: x has shape {dx.shape} and y {dy.shape}; expected x "
                     f"{(num_channels, *dim)} and y {(*dim, 'classes')}. {fix}"
                 )
-            x = np.asarray(dx[()], dtype=np.float32)
-            y = np.asarray(dy[()], dtype=np.float32)
+            x = _read_float32(dx)
+            y = _read_float32(dy)
     except DataError:
         raise
     except (OSError, KeyError, ValueError) as exc:
@@ -44,6 +44,16 @@ def read_patch(path: str | os.PathLike, dim=(160, 160, 16), num_channels: int = 
             f"{path}: cannot read this h5 patch ({exc}); truncated or corrupt. {fix}"
         ) from exc
     return x, y
+
+
+def _read_float32(dataset) -> np.ndarray:
+    """An h5 dataset as a float32 array (float32 files are read straight into the result)."""
+    if dataset.dtype == np.float32:
+        out = np.empty(dataset.shape, np.float32)
+        if dataset.size:
+            dataset.read_direct(out)
+        return out
+    return np.asarray(dataset[()], dtype=np.float32)
 
 
 class VolumeDataGenerator(keras.utils.PyDataset):

@@ -22,20 +22,31 @@ def standardize_patch(x: np.ndarray, mode: str = "slice") -> np.ndarray:
     if x.ndim != 4:
         raise ValueError(f"expected a (C, X, Y, Z) patch, got shape {x.shape}")
     x = np.asarray(x, dtype=np.float32)
+    C, X, Y, Z = x.shape
     if mode == "slice":
-        mean = x.mean(axis=(1, 2), keepdims=True, dtype=np.float64)
-        std = x.std(axis=(1, 2), keepdims=True, dtype=np.float64)
-        std = np.where(std > 0, std, 1.0)
-        return ((x - mean) / std).astype(np.float32)
+        v = x.reshape(C, X * Y, Z)
+        mean = v.mean(axis=1, dtype=np.float64)  # (C, Z)
+        var = np.einsum("cnz,cnz->cz", v, v, dtype=np.float64) / (X * Y) - mean**2
+        std = _safe_std(var, mean)
+        return (x - mean[:, None, None, :].astype(np.float32)) * (
+            1.0 / std[:, None, None, :]
+        ).astype(np.float32)
     if mode == "brain":
-        out = np.zeros_like(x)
-        for c in range(x.shape[0]):
-            ch = x[c]
-            mask = ch != 0
-            if not mask.any():
-                continue
-            vals = ch[mask].astype(np.float64)
-            mean, std = vals.mean(), vals.std()
-            out[c][mask] = (vals - mean) / (std if std > 0 else 1.0)
+        v = x.reshape(C, -1)
+        n = np.count_nonzero(v, axis=1)  # zeros add nothing to the sums below
+        s1 = v.sum(axis=1, dtype=np.float64)
+        s2 = np.einsum("cn,cn->c", v, v, dtype=np.float64)
+        mean = s1 / np.maximum(n, 1)
+        std = _safe_std(s2 / np.maximum(n, 1) - mean**2, mean)
+        out = (x - mean[:, None, None, None].astype(np.float32)) * (
+            1.0 / std[:, None, None, None]
+        ).astype(np.float32)
+        out[x == 0] = 0.0
         return out
     raise ValueError(f"unknown standardization mode {mode!r}; use one of {MODES}")
+
+
+def _safe_std(var: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Standard deviation from a one-pass variance; 1 where it is zero (up to rounding)."""
+    std = np.sqrt(np.maximum(var, 0.0))
+    return np.where(std > 1e-6 * (np.abs(mean) + 1e-12), std, 1.0)
