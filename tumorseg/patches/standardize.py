@@ -28,9 +28,9 @@ def standardize_patch(x: np.ndarray, mode: str = "slice") -> np.ndarray:
         mean = v.mean(axis=1, dtype=np.float64)  # (C, Z)
         var = np.einsum("cnz,cnz->cz", v, v, dtype=np.float64) / (X * Y) - mean**2
         std = _safe_std(var, mean)
-        return (x - mean[:, None, None, :].astype(np.float32)) * (
-            1.0 / std[:, None, None, :]
-        ).astype(np.float32)
+        out = x - mean[:, None, None, :].astype(np.float32)
+        out *= (1.0 / std[:, None, None, :]).astype(np.float32)
+        return out
     if mode == "brain":
         v = x.reshape(C, -1)
         n = np.count_nonzero(v, axis=1)  # zeros add nothing to the sums below
@@ -38,9 +38,8 @@ def standardize_patch(x: np.ndarray, mode: str = "slice") -> np.ndarray:
         s2 = np.einsum("cn,cn->c", v, v, dtype=np.float64)
         mean = s1 / np.maximum(n, 1)
         std = _safe_std(s2 / np.maximum(n, 1) - mean**2, mean)
-        out = (x - mean[:, None, None, None].astype(np.float32)) * (
-            1.0 / std[:, None, None, None]
-        ).astype(np.float32)
+        out = x - mean[:, None, None, None].astype(np.float32)
+        out *= (1.0 / std[:, None, None, None]).astype(np.float32)
         out[x == 0] = 0.0
         return out
     raise ValueError(f"unknown standardization mode {mode!r}; use one of {MODES}")

@@ -1,0 +1,85 @@
+"""3D U-Net: parameter counts, CPU step/predict times, peak memory, shipped model's patch Dice.
+
+Prints
+* parameters at n_base_filters 32 / 16 / 8 (the original's 16,318,307 at 32);
+* seconds per training step (batch 1, 160x160x16, Dice+BCE) and per predicted patch, base 16,
+  float32 on this CPU (median of a few steps after a warm-up);
+* peak resident memory of this process;
+* the shipped model's (data/model_pretrained.weights.h5) mean patch Dice per class at threshold
+  0.5 with its training standardization, on ../shared/real-brats/train (real, never trained on)
+  and on the valid split of the local synthetic patch store.
+Timings are wall-clock; other processes sharing the CPU make them noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tumorseg.model import dice_bce_loss, load_pretrained, unet_model_3d  # noqa: E402
+from tumorseg.patches import VolumeDataGenerator  # noqa: E402
+from tumorseg.train import evaluate_batches  # noqa: E402
+
+
+def _median_seconds(fn, n: int) -> float:
+    fn()  # warm-up (tracing, allocation)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def _patch_dice(model, folder: Path, ids: list[str], mode: str) -> str:
+    gen = VolumeDataGenerator(ids, folder, batch_size=2, shuffle=False, verbose=0, standardize=mode)
+    r = evaluate_batches(model, (gen[i] for i in range(len(gen))))
+    return (f"edema {r['edema']:.3f}  non-enhancing {r['non_enhancing']:.3f}  "
+            f"enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches)")
+
+
+def main() -> int:
+    for base in (32, 16, 8):
+        model = unet_model_3d(dice_bce_loss, n_base_filters=base)
+        print(f"parameters, n_base_filters={base:2d}: {model.count_params():,}")
+    model = unet_model_3d(dice_bce_loss, n_base_filters=16, initial_learning_rate=1e-4)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 4, 160, 160, 16)).astype(np.float32)
+    y = (rng.random((1, 3, 160, 160, 16)) > 0.9).astype(np.float32)
+    step = _median_seconds(lambda: model.train_on_batch(x, y), 3)
+    pred = _median_seconds(lambda: model.predict(x, verbose=0), 3)
+    print(f"base 16, float32, batch 1: {step:.2f} s/training step, {pred:.2f} s/predicted patch")
+
+    weights = ROOT / "data" / "model_pretrained.weights.h5"
+    if weights.is_file():
+        shipped, manifest = load_pretrained(weights)
+        mode = manifest.get("standardize", "slice")
+        print(f"shipped model: {manifest.get('steps')} steps on "
+              f"{manifest.get('data', {}).get('source', '?')}; standardize={mode}")
+        real = ROOT.parent / "shared" / "real-brats" / "train"
+        if real.is_dir():
+            print(f"  real BraTS patches      : {_patch_dice(shipped, real, sorted(os.listdir(real)), mode)}")
+        store = ROOT / "data" / "BraTS-Data" / "processed"
+        if (store / "config.json").is_file():
+            valid = json.loads((store / "config.json").read_text())["valid"]
+            if valid:
+                print(f"  synthetic valid patches : {_patch_dice(shipped, store / 'valid', valid, mode)}")
+    else:
+        print("shipped model: data/model_pretrained.weights.h5 not found")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS: {peak:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
