@@ -377,3 +377,41 @@ def test_tile_budget_follows_free_memory(monkeypatch):
     budget = P.auto_max_voxels(None)
     tile, starts = plan_tiles((147, 176, 152), None, 0.25, budget)
     assert np.prod(tile) <= budget and np.prod([len(s) for s in starts]) > 1
+
+
+def test_predict_cli_accepts_a_brats_case_folder(tmp_path, tiny_weights, tiny_unet):
+    import nibabel as nib
+
+    from tumorseg.inference.cli import main, read_case_image
+
+    image = make_image(shape=(24, 20, 16), box=((2, 22), (2, 18), (1, 15)), seed=6)
+    affine = np.diag([1.0, 1.0, 1.5, 1.0])
+    folder = tmp_path / "BraTS2021_00001"
+    folder.mkdir()
+    for c, suffix in enumerate(("flair", "t1", "t1ce", "t2")):
+        nib.save(
+            nib.Nifti1Image(image[..., c].astype(np.float32), affine),
+            folder / f"{folder.name}_{suffix}.nii.gz",
+        )
+    stacked, reference = read_case_image(folder)
+    np.testing.assert_allclose(stacked, image.astype(np.float32))
+    out = tmp_path / "seg.nii"
+    assert main([str(folder), "--weights", str(tiny_weights), "--out", str(out)]) == 0
+    seg = nib.load(out)
+    assert seg.shape == (24, 20, 16)
+    np.testing.assert_allclose(seg.affine, affine)
+
+
+def test_predict_cli_rejects_a_single_channel_file(tmp_path, tiny_weights, capsys):
+    import nibabel as nib
+
+    from tumorseg.inference.cli import main
+
+    path = tmp_path / "t1.nii.gz"
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), path)
+    with pytest.raises(SystemExit) as exc:
+        main([str(path), "--weights", str(tiny_weights), "--out", str(tmp_path / "o.nii.gz")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "t1.nii.gz" in err and "dimension" in err
+    assert not (tmp_path / "o.nii.gz").exists()

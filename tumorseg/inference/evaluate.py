@@ -71,7 +71,7 @@ def write_csv_atomic(table: pd.DataFrame, out: str | Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     try:
         with os.fdopen(fd, "w", newline="") as f:
-            table.to_csv(f, index=False)
+            table.to_csv(f, index=False, float_format="%.6g")
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
