@@ -302,7 +302,30 @@ def test_instructor_grader_cells_are_present_and_current() -> None:
         cell = nb.cells[ids.index(nbtools.grade_id(ex))]
         assert nbtools.GRADER_TAG in cell.metadata["tags"]
         assert ids.index(nbtools.grade_id(ex)) > ids.index(nbtools.unq_id(ex))
-        assert cell.outputs[0]["text"] == checks.verdict(ex, True) + "\n"
+        assert nbtools.stdout_text(cell) == checks.verdict(ex, True) + "\n"
+
+
+@needs_notebook
+def test_grader_cells_script_is_idempotent(tmp_path: Path) -> None:
+    nb = nbformat.read(str(INSTRUCTOR), as_version=4)
+    nb.cells = [c for c in nb.cells if nbtools.GRADER_TAG not in c.metadata.get("tags", [])]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    script = _load_script()
+    assert script.main([str(path), "--check"]) == 1
+    assert script.main([str(path)]) == 0
+    first = path.read_text()
+    assert script.main([str(path)]) == 0 and path.read_text() == first
+    assert script.main([str(path), "--check"]) == 0
+    cells = nbformat.read(str(path), as_version=4).cells
+    assert sum(nbtools.GRADER_TAG in c.metadata.get("tags", []) for c in cells) == 6
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("add_grader_cells", ROOT / "scripts" / "add_grader_cells.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @needs_notebook

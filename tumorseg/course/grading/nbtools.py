@@ -158,6 +158,17 @@ def _grader_cell(exercise: str, execution_count: int) -> NotebookNode:
     return cell
 
 
+def stdout_text(cell: NotebookNode) -> str | None:
+    """All stdout of a code cell's stored outputs, or None when it stored anything but streams."""
+    text = ""
+    for out in cell.get("outputs", []):
+        if out.get("output_type") != "stream":
+            return None
+        if out.get("name") == "stdout":
+            text += "".join(out.get("text", ""))
+    return text
+
+
 def ensure_grader_cells(nb: NotebookNode) -> bool:
     """Insert or refresh the graded check cells (idempotent); True when ``nb`` changed.
 
@@ -173,7 +184,8 @@ def ensure_grader_cells(nb: NotebookNode) -> bool:
             count = cell.get("execution_count") or 1
             want = _grader_cell(ex, count)
             want.metadata = {**cell.metadata, "tags": sorted({*cell.metadata.get("tags", []), GRADER_TAG})}
-            if (cell.source != want.source or cell.outputs != want.outputs
+            # a real execution may add stderr (TensorFlow logs); only stdout is compared
+            if (cell.source != want.source or stdout_text(cell) != stdout_text(want)
                     or cell.metadata != want.metadata or not cell.get("execution_count")):
                 cell.source, cell.outputs, cell.metadata = want.source, want.outputs, want.metadata
                 cell.execution_count = count
