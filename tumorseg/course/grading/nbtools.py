@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,8 +111,15 @@ def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submissio
         sub.fatal = (f"The notebook uses format version {data.get('nbformat')!r}; the grader reads "
                      "format 4. Open it in a current Jupyter and save it again.")
         return sub
+    try:  # nbformat's own reader, without conversion or validation side effects
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(raw.decode("utf-8"), as_version=nbformat.NO_CONVERT)
+    except Exception as exc:  # noqa: BLE001 - whatever nbformat rejects
+        sub.fatal = f"The file is not a valid notebook ({type(exc).__name__})."
+        return sub
     code = []
-    for cell in data["cells"]:
+    for cell in nb.get("cells", []):
         if isinstance(cell, dict) and cell.get("cell_type") == "code":
             text = _text(cell.get("source", ""))
             if text is not None:
