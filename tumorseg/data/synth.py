@@ -44,7 +44,7 @@ from tumorseg.data.anatomy import (
 )
 from tumorseg.data.tumor import CSF, GM, WM, draw_tumor, random_spec, smooth_noise, tumor_box
 
-VERSION = "synth-v2"  # bump when the output changes: a rerun then regenerates old cases
+VERSION = "synth-v3"  # bump when the output changes: a rerun then regenerates old cases
 MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
 REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
 GZIP_LEVEL = 6
@@ -107,7 +107,7 @@ def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
     c["gm"] = np.array([u(1.08, 1.32), u(0.86, 0.95), u(0.82, 0.93), u(1.12, 1.42)], np.float32)
     c["csf"] = np.array([u(0.2, 0.55), u(0.2, 0.5), u(0.2, 0.5), u(2.0, 3.2)], np.float32)
     c["edema"] = np.array([u(1.5, 3.1), u(-0.3, 0.1), u(-0.9, -0.3), u(0.6, 1.8)], np.float32)
-    c["core"] = np.array([u(0.8, 1.9), u(-0.5, 0.0), u(-0.8, -0.3), u(0.4, 1.4)], np.float32)
+    c["core"] = np.array([u(0.6, 1.7), u(-0.5, 0.0), u(-1.0, -0.45), u(0.4, 1.4)], np.float32)
     c["enh"] = np.array([u(0.9, 2.2), u(-0.5, 0.0), u(1.5, 2.7), u(0.4, 1.4)], np.float32)
     return c
 
@@ -244,13 +244,23 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
     het = {r: smooth_noise(rng, lab_b3.shape, st)[inb]
            for r, st in (("edema", 6.0), ("core", 5.0), ("enh", 4.0))}
     del box_pos, inb, lab_b3
-    het_amp = {"edema": np.array([0.45, 0.1, 0.2, 0.45]), "core": np.array([0.5, 0.15, 0.4, 0.6]),
+    het_amp = {"edema": np.array([0.45, 0.1, 0.2, 0.45]), "core": np.array([0.5, 0.15, 0.4, 0.8]),
                "enh": np.array([0.5, 0.15, 1.0, 0.5])}  # in healthy-SD units
     tex_coarse = ndi.gaussian_filter(
         rng.standard_normal(coarse_shape(shp, COARSE)).astype(np.float32), 0.8)
     tex_coarse /= tex_coarse.std()
     tex_amp = rng.uniform(0.015, 0.035)
     noise_frac = rng.uniform(0.004, 0.009)
+    grain_amp = rng.uniform(0.012, 0.025) * 2.0  # linear upsampling halves the variance
+    # cortical vessels for T1Gd: curves where a smooth random surface crosses the sulcal
+    # CSF/GM border, outside the tumour (real T1Gd shows such bright spots and lines)
+    vfield = upsample(rng.standard_normal(coarse_shape(shp, 3.0)).astype(np.float32),
+                      shp).reshape(-1)[bidx]
+    vfield /= vfield.std() + 1e-6
+    border = np.clip(1.0 - np.abs(probs[0] - 0.5) * 2.5, 0.0, 1.0)
+    vessel = np.clip(1.0 - np.abs(vfield) / 0.2, 0.0, 1.0) * border * (lab1 == 0)
+    vessel_amp = rng.uniform(1.0, 4.0)
+    del vfield, border
     # a subsample of the healthy brain for statistics
     hs = np.flatnonzero(lab1 == 0)[::7]
     tis_hs = tis1[hs]
@@ -263,11 +273,17 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
             rng.standard_normal(tex_coarse.shape).astype(np.float32), 4.0)
         bias_coarse *= rng.uniform(0.05, 0.12) / (bias_coarse.std() + 1e-6)
         mult = upsample(np.exp(bias_coarse + tex_amp * tex_coarse), shp).reshape(-1)[bidx]
+        # fine, spatially correlated grain (~2 mm), like resampled scanner noise and anatomy
+        grain = upsample(rng.standard_normal(coarse_shape(shp, 2.0)).astype(np.float32), shp)
+        mult *= 1.0 + grain_amp * grain.reshape(-1)[bidx]
+        del grain
         img = probs[0] * con["csf"][m] + probs[1] * con["gm"][m] + probs[2] * con["wm"][m]
         img *= mult
         # healthy-tissue statistics decide where the tumour intensities go
         vals = img[hs]
         mean_h, sd_h = float(vals.mean()), float(vals.std())
+        if m == 2:
+            img += vessel * (vessel_amp * sd_h)
         tz = {t: (float(vals[tis_hs == code].mean()) - mean_h) / sd_h
               for t, code in (("csf", CSF), ("gm", GM), ("wm", WM))}
         z = order_tumor_z(m, {r: float(con[r][m]) for r in used}, tz)

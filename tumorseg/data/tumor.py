@@ -32,8 +32,8 @@ class TumorSpec:
 
 
 def random_spec(rng: np.random.Generator, centre: np.ndarray) -> TumorSpec:
-    """Draw a tumour: whole tumour 110-240 cm^3 (log-uniform), core 15-50 % of it."""
-    wt = float(np.exp(rng.uniform(np.log(110_000), np.log(240_000))))
+    """Draw a tumour: whole tumour 120-245 cm^3 (log-uniform), core 15-50 % of it."""
+    wt = float(np.exp(rng.uniform(np.log(120_000), np.log(245_000))))
     core = wt * rng.uniform(0.15, 0.45)
     r_core = 0.85 * float(np.cbrt(3 * core / (4 * np.pi)))  # lobes and extras add ~60 %
     return TumorSpec(
@@ -94,6 +94,7 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     # necrotic chambers: inside the (uneven) rim, split by septa between Voronoi cells
     thick = smooth_noise(rng, bshape, 6.0)
     inner = r_n < 1.0 - spec.rim * np.clip(1.0 + 0.45 * thick, 0.35, 2.0)
+    open_inner = inner & core
     if spec.chambers > 1:
         seeds = rng.normal(size=(spec.chambers, 3))
         seeds *= (rng.uniform(0.2, 0.6, size=(spec.chambers, 1)) * spec.r_core
@@ -104,6 +105,8 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
         inner &= (dists[1] - dists[0] + jitter) > spec.septum
         del dists
     necrosis = inner & core
+    if necrosis.sum() < 0.12 * core.sum():  # septa ate the core: fewer walls
+        necrosis = open_inner
     if necrosis.sum() < 400:  # guarantee label 2
         necrosis = (r_n < 0.55) & core
 
@@ -141,7 +144,7 @@ def _grow_edema(rng: np.random.Generator, core: np.ndarray, tis: np.ndarray,
     arrival[core_h] = 0
     cur = core_h.copy()
     # grey matter is entered by a random 45 % of its front voxels per step, white matter by
-    # all; z grows on two steps out of three, which keeps the edema about as compact as in
+    # all; z grows on every other step, which keeps the edema about as compact as in
     # real cases (extents of 50-100 mm)
     inplane = ndi.generate_binary_structure(3, 1).copy()
     inplane[1, 1, 0] = inplane[1, 1, 2] = False
@@ -149,7 +152,7 @@ def _grow_edema(rng: np.random.Generator, core: np.ndarray, tis: np.ndarray,
     count, it, stop, idle = 0.0, 0, 1, 0
     while count < target and it < 60:
         it += 1
-        ring = ndi.binary_dilation(cur, structure=full_st if it % 3 else inplane) & ~cur
+        ring = ndi.binary_dilation(cur, structure=full_st if it % 2 else inplane) & ~cur
         gate = rng.random(gm_h.shape, dtype=np.float32) < 0.45
         add = ring & (wm_h | (gm_h & gate))
         if not add.any():
