@@ -343,3 +343,36 @@ def test_grading_notebook_is_reduced() -> None:
     assert all(c.outputs == [] and c.execution_count is None for c in student)
     assert all(nbtools.FOLDER_IMPORT in c.source for c in nb.cells
                if c.metadata[nbtools.ROLE_KEY]["role"] == "check")
+
+
+# --------------------------------------------------------------------------- the sandbox runner
+def _sandbox(code: str, tmp_path: Path, timeout: float = 30, memory_mb: int = 2048) -> tuple[int, float]:
+    import subprocess
+    import sys
+    import time
+
+    start = time.monotonic()
+    status = subprocess.run(
+        [sys.executable, "-m", "tumorseg.course.grading.sandbox", "--timeout", str(timeout),
+         "--memory-mb", str(memory_mb), "--cwd", str(tmp_path), "--", sys.executable, "-c", code],
+        capture_output=True, timeout=timeout + 60).returncode
+    return status, time.monotonic() - start
+
+
+def test_sandbox_kills_detached_descendants(tmp_path: Path) -> None:
+    mark = "876543"
+    code = ("import subprocess, os\n"
+            f"subprocess.Popen(['sleep', '{mark}'], start_new_session=True)\n"
+            "if os.fork() == 0:\n    os.setsid()\n"
+            f"    subprocess.Popen(['sleep', '{mark}'])\n    os._exit(0)\n")
+    status, _ = _sandbox(code, tmp_path)
+    assert status == 0
+    assert not [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])]
+
+
+def test_sandbox_timeout_and_memory_limit(tmp_path: Path) -> None:
+    status, seconds = _sandbox("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                               "while True: time.sleep(0.1)", tmp_path, timeout=2)
+    assert status == 124 and seconds < 20
+    status, _ = _sandbox("b = bytearray(3 * 1024 ** 3)", tmp_path, memory_mb=1024)
+    assert status == 1  # MemoryError, not an OOM kill of the machine

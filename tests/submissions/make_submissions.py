@@ -153,6 +153,8 @@ SUBMISSIONS: dict[str, tuple[Callable[[nbformat.NotebookNode], None] | str, dict
               "                pass\n"
               "    numbers = re.findall(r'0\\.\\d{6,}', text)\n"
               "    return float(numbers[0]) if numbers else 0.0\n"), {"C5": "failed"}),
+    "kill_pytest": (_append("C5", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", before=True),
+                    {"C5": "error"}),
     "leftover_process": (_append(
         "C6", f"import subprocess\n_p = subprocess.Popen(['sleep', '{LEFTOVER_MARK}'], start_new_session=True)",
         before=True), {"C6": "passed"}),
