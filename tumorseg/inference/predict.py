@@ -234,6 +234,10 @@ def predict_volume(
         tile: (TX, TY, TZ) tile size (rounded up to multiples of 8); ``None`` chooses the whole
             brain crop in one pass when it fits the budget of ``auto_max_voxels`` (at most
             ``MAX_TILE_VOXELS`` voxels, less when free memory is short), else a few large tiles.
+            A model trained on thin 160x160x16 patches sees far more z context in one big
+            tile; ``tile=(240, 240, 16), overlap=0.5`` feeds it training-like slabs instead
+            (on 3 synthetic cases: Dice within +-0.01 except one case's TC, 0.82 -> 0.86, at
+            about 2.2x the time).
 
     Returns:
         (K, X, Y, Z) float32 probabilities (K = 3: edema, non-enhancing, enhancing); voxels
