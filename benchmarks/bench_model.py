@@ -31,14 +31,16 @@ from tumorseg.patches import VolumeDataGenerator  # noqa: E402
 from tumorseg.train import evaluate_batches  # noqa: E402
 
 
-def _median_seconds(fn, n: int) -> float:
+def _median_seconds(fn, n: int) -> tuple[float, float]:
+    """Median (wall, CPU) seconds of ``fn()`` over ``n`` calls after one warm-up call."""
     fn()  # warm-up (tracing, allocation)
-    times = []
+    wall, cpu = [], []
     for _ in range(n):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return float(np.median(wall)), float(np.median(cpu))
 
 
 def _patch_dice(model, folder: Path, ids: list[str], mode: str) -> str:
@@ -58,7 +60,9 @@ def main() -> int:
     y = (rng.random((1, 3, 160, 160, 16)) > 0.9).astype(np.float32)
     step = _median_seconds(lambda: model.train_on_batch(x, y), 3)
     pred = _median_seconds(lambda: model.predict(x, verbose=0), 3)
-    print(f"base 16, float32, batch 1: {step:.2f} s/training step, {pred:.2f} s/predicted patch")
+    print(f"base 16, float32, batch 1: {step[0]:.2f} s/training step ({step[1]:.2f} CPU-s), "
+          f"{pred[0]:.2f} s/predicted patch ({pred[1]:.2f} CPU-s); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     weights = ROOT / "data" / "model_pretrained.weights.h5"
     if weights.is_file():

@@ -123,10 +123,10 @@ class VolumeDataGenerator(keras.utils.PyDataset):
                 f"{path}: y has {y.shape[-1]} classes, expected {self.num_classes + 1} "
                 f"(background included). Rebuild the patch store with `tumorseg patches`."
             )
-        brain = x != 0
+        brain = x != 0 if self.augment else None
         if self.standardize:
             x = standardize_patch(x, self.standardize)
-        y = np.moveaxis(y, 3, 0)[1 : self.num_classes + 1]
+        y = np.ascontiguousarray(np.moveaxis(y, 3, 0)[1 : self.num_classes + 1])
         if self.augment:
             x, y = self._augment(x, y, brain, self.rng if rng is None else rng)
         return x, y
@@ -144,6 +144,9 @@ class VolumeDataGenerator(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``index``: ``(x (B, C, *dim) float32, y (B, classes, *dim) float32)``."""
         ids = self.indexes[index * self.batch_size : (index + 1) * self.batch_size]
+        if len(ids) == 1:  # no copy into a fresh batch array
+            x, y = self.load(self.sample_list[ids[0]])
+            return x[None], y[None]
         X = np.empty((len(ids), self.num_channels, *self.dim), np.float32)
         Y = np.empty((len(ids), self.num_classes, *self.dim), np.float32)
         for i, j in enumerate(ids):
