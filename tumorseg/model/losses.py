@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from keras import ops
 
 EPSILON = 1e-5
 
 
-def dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon: float = EPSILON):
+def dice_coefficient(
+    y_true: Any, y_pred: Any, axis: tuple[int, ...] = (1, 2, 3), epsilon: float = EPSILON
+) -> Any:
     """Mean soft Dice over classes for one sample.
 
     y_true, y_pred: ``(classes, X, Y, Z)`` in [0, 1]; the sums run over ``axis`` (spatial),
@@ -31,7 +34,9 @@ def dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon: float = EPSILON):
     return ops.mean(num / den)
 
 
-def soft_dice_loss(y_true, y_pred, axis=(1, 2, 3), epsilon: float = EPSILON):
+def soft_dice_loss(
+    y_true: Any, y_pred: Any, axis: tuple[int, ...] = (1, 2, 3), epsilon: float = EPSILON
+) -> Any:
     """Soft Dice loss for one sample: ``1 - mean_c (2 Σ p·q + ε) / (Σ p² + Σ q² + ε)``.
 
     y_true, y_pred: ``(classes, X, Y, Z)``; sums over ``axis`` (spatial). Returns a scalar tensor.
@@ -43,7 +48,9 @@ def soft_dice_loss(y_true, y_pred, axis=(1, 2, 3), epsilon: float = EPSILON):
     return 1.0 - ops.mean(num / den)
 
 
-def dice_bce_loss(y_true, y_pred, axis=(1, 2, 3), epsilon: float = EPSILON):
+def dice_bce_loss(
+    y_true: Any, y_pred: Any, axis: tuple[int, ...] = (1, 2, 3), epsilon: float = EPSILON
+) -> Any:
     """Training loss for one sample: soft Dice loss plus mean binary cross-entropy.
 
     y_true, y_pred: ``(classes, X, Y, Z)`` sigmoid probabilities.  The BCE term gives every
@@ -60,7 +67,8 @@ def dice_bce_loss(y_true, y_pred, axis=(1, 2, 3), epsilon: float = EPSILON):
 def dice_class(index: int, name: str | None = None) -> Callable:
     """A one-sample metric: soft Dice of class ``index`` of ``(classes, X, Y, Z)``."""
 
-    def metric(y_true, y_pred):
+    def metric(y_true: Any, y_pred: Any) -> Any:
+        """Soft Dice of one class of ``(classes, X, Y, Z)`` tensors."""
         y_true = ops.cast(y_true[index], "float32")
         y_pred = ops.cast(y_pred[index], "float32")
         num = 2.0 * ops.sum(y_true * y_pred) + EPSILON
@@ -82,7 +90,7 @@ def per_sample(fn: Callable) -> Callable:
         return fn
 
     @functools.wraps(fn)
-    def wrapped(y_true, y_pred):
+    def wrapped(y_true: Any, y_pred: Any) -> Any:
         y_true = ops.cast(y_true, "float32")
         y_pred = ops.cast(y_pred, "float32")
         pairs = ops.stack([y_true, y_pred], axis=1)  # (B, 2, classes, X, Y, Z)

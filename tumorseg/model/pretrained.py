@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -23,7 +24,7 @@ def manifest_path(weights: str | Path) -> Path:
 
 
 def load_pretrained(
-    path: str | Path = DEFAULT_WEIGHTS, input_shape=None
+    path: str | Path = DEFAULT_WEIGHTS, input_shape: Sequence[int | None] | None = None
 ) -> tuple[keras.Model, dict]:
     """Rebuild the model described by the manifest beside ``path`` and load its weights.
 

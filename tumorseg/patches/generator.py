@@ -14,7 +14,9 @@ from tumorseg.data import DataError
 from tumorseg.patches.standardize import standardize_patch
 
 
-def read_patch(path: str | os.PathLike, dim=(160, 160, 16), num_channels: int = 4):
+def read_patch(
+    path: str | os.PathLike, dim: tuple[int, int, int] = (160, 160, 16), num_channels: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
     """Read one course h5 patch: returns ``x (C, *dim)`` raw float32 and ``y (*dim, C)`` float32.
 
     Accepts float32 or float64 files (the real course files are float64).  Raises DataError naming
@@ -109,7 +111,9 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         if self.shuffle:
             self.rng.shuffle(self.indexes)
 
-    def load(self, sample_id: str, rng: np.random.Generator | None = None):
+    def load(
+        self, sample_id: str, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One sample: x ``(num_channels, *dim)`` standardized float32, y ``(num_classes, *dim)``.
 
         rng: the generator for the augmentation draws (default: this dataset's own).

@@ -38,7 +38,9 @@ def patch_name(case: str, k: int, corner: tuple[int, int, int]) -> str:
     return f"{case}.nii.gz_{k}_x{corner[0]}_y{corner[1]}_z{corner[2]}.h5"
 
 
-def split_cases(case_ids: list[str], valid_fraction: float = 0.2, seed: int = 0):
+def split_cases(
+    case_ids: list[str], valid_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[str], list[str]]:
     """Split case ids into ``(train_ids, valid_ids)``, by case, reproducibly from ``seed``.
 
     At least one validation case when there are two or more cases; sorted lists.
@@ -71,7 +73,7 @@ def write_patch_h5(path: Path, x: np.ndarray, y: np.ndarray) -> None:
         raise
 
 
-def is_valid_patch(path: Path, dim=PATCH_SIZE, num_channels: int = 4) -> bool:
+def is_valid_patch(path: Path, dim: tuple[int, int, int] = PATCH_SIZE, num_channels: int = 4) -> bool:
     """True when ``path`` is a readable h5 with ``x (C, *dim)`` and ``y (*dim, C)`` datasets."""
     try:
         with h5py.File(path, "r") as f:

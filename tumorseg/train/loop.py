@@ -28,9 +28,10 @@ import random
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -74,7 +75,9 @@ def hard_dice_per_class(pred: np.ndarray, truth: np.ndarray, threshold: float = 
     return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)
 
 
-def evaluate_batches(model, batches, threshold: float = 0.5, batch_size: int = 4) -> dict:
+def evaluate_batches(
+    model: Any, batches: Iterable, threshold: float = 0.5, batch_size: int = 4
+) -> dict:
     """Mean patch Dice per class over ``batches`` (an iterable of ``(x, y)`` channels-first arrays).
 
     Returns ``{"edema": d1, "non_enhancing": d2, "enhancing": d3, "mean": mean, "patches": n}``.
@@ -118,7 +121,9 @@ class MemoryBatches:
         return augment_batch(x, y, brain, rng)
 
 
-def augment_batch(x, y, brain, rng):
+def augment_batch(
+    x: np.ndarray, y: np.ndarray, brain: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Random flips along X and Y and per-sample, per-channel intensity scale (×0.9–1.1) and
     shift (±0.1) of brain voxels; ``x, y, brain (B, C, X, Y, Z)``; returns new float32 arrays."""
     x = x.copy()
@@ -171,7 +176,7 @@ def _atomic_save_weights(model, path: Path) -> None:
             os.remove(tmp)
 
 
-def export_weights(model, config: dict, path: Path) -> None:
+def export_weights(model: Any, config: dict, path: Path) -> None:
     """Write only the model's weights (no optimizer state) to ``path`` (``*.weights.h5``).
 
     A compiled, trained model's ``save_weights`` also stores the Adam moments (3x the size);
@@ -194,7 +199,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(model, folder: Path, step: int, seconds: float = 0.0) -> None:
+def save_checkpoint(model: Any, folder: Path, step: int, seconds: float = 0.0) -> None:
     """Write weights, optimizer state and the step to ``folder`` (atomically, state last)."""
     folder.mkdir(parents=True, exist_ok=True)
     _atomic_save_weights(model, folder / "ckpt.weights.h5")
@@ -206,7 +211,7 @@ def save_checkpoint(model, folder: Path, step: int, seconds: float = 0.0) -> Non
     _atomic_write_text(folder / "state.json", json.dumps({"step": step, "seconds": seconds}))
 
 
-def load_checkpoint(model, folder: Path) -> int:
+def load_checkpoint(model: Any, folder: Path) -> int:
     """Restore weights and optimizer state from ``folder``; returns the step to continue from."""
     state = json.loads((folder / "state.json").read_text())
     model.optimizer.build(model.trainable_variables)
@@ -236,7 +241,7 @@ def learning_rate_at(step: int, steps: int, lr: float, warmup: int = 50,
 
 
 def train(
-    source,
+    source: Any,
     out: str | Path,
     steps: int,
     config: dict,
@@ -419,7 +424,8 @@ def main(argv: list[str] | None = None) -> int:
     vgen = VolumeDataGenerator(store["valid"][: args.max_valid], data / "valid", batch_size=1,
                                shuffle=False, verbose=0, standardize=args.standardize)
 
-    def valid():
+    def valid() -> list:
+        """The validation batches (read on each call)."""
         return [vgen[i] for i in range(len(vgen))]
 
     config = {"n_base_filters": args.n_base_filters, "input_shape": [4, 160, 160, 16]}
