@@ -44,7 +44,7 @@ from tumorseg.data.anatomy import (
 )
 from tumorseg.data.tumor import CSF, GM, WM, draw_tumor, random_spec, smooth_noise, tumor_box
 
-VERSION = "synth-v3"  # bump when the output changes: a rerun then regenerates old cases
+VERSION = "synth-v4"  # bump when the output changes: a rerun then regenerates old cases
 MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
 REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
 GZIP_LEVEL = 6
@@ -106,9 +106,9 @@ def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
     c = {"wm": np.ones(4, np.float32)}
     c["gm"] = np.array([u(1.08, 1.32), u(0.86, 0.95), u(0.82, 0.93), u(1.12, 1.42)], np.float32)
     c["csf"] = np.array([u(0.2, 0.55), u(0.2, 0.5), u(0.2, 0.5), u(2.0, 3.2)], np.float32)
-    c["edema"] = np.array([u(1.5, 3.1), u(-0.3, 0.1), u(-0.9, -0.3), u(0.6, 1.8)], np.float32)
-    c["core"] = np.array([u(0.6, 1.7), u(-0.5, 0.0), u(-1.0, -0.45), u(0.4, 1.4)], np.float32)
-    c["enh"] = np.array([u(0.9, 2.2), u(-0.5, 0.0), u(1.5, 2.7), u(0.4, 1.4)], np.float32)
+    c["edema"] = np.array([u(1.5, 3.1), u(-0.3, 0.1), u(-0.7, -0.2), u(0.5, 1.7)], np.float32)
+    c["core"] = np.array([u(0.7, 1.8), u(-0.5, 0.0), u(-0.85, -0.35), u(0.4, 1.4)], np.float32)
+    c["enh"] = np.array([u(0.6, 1.8), u(-0.5, 0.0), u(1.8, 3.0), u(0.4, 1.3)], np.float32)
     return c
 
 
@@ -250,8 +250,8 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
         rng.standard_normal(coarse_shape(shp, COARSE)).astype(np.float32), 0.8)
     tex_coarse /= tex_coarse.std()
     tex_amp = rng.uniform(0.015, 0.035)
-    noise_frac = rng.uniform(0.004, 0.009)
-    grain_amp = rng.uniform(0.012, 0.025) * 2.0  # linear upsampling halves the variance
+    noise_frac = rng.uniform(0.003, 0.007)
+    grain_amp = rng.uniform(0.008, 0.018) * 2.0  # linear upsampling halves the variance
     # cortical vessels for T1Gd: curves where a smooth random surface crosses the sulcal
     # CSF/GM border, outside the tumour (real T1Gd shows such bright spots and lines)
     vfield = upsample(rng.standard_normal(coarse_shape(shp, 3.0)).astype(np.float32),
@@ -312,7 +312,7 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
         img += n1
         np.sqrt(img, out=img)
         del n1
-        img *= rng.uniform(250.0, 560.0) / mean_h  # global scanner scale per modality
+        img *= rng.uniform(220.0, 480.0) / mean_h  # global scanner scale per modality
         np.rint(img, out=img)
         np.clip(img, 0, 32767, out=img)
         plane.reshape(-1)[bidx] = img

@@ -24,6 +24,7 @@ class TumorSpec:
 
     centre: np.ndarray  # (3,) output-grid voxel coordinates
     r_core: float  # mean radius of the tumour core (labels 2 + 3)
+    core_target: float  # target core volume, voxels
     wt_target: float  # target whole-tumour volume, voxels
     rim: float  # mean enhancing-rim thickness as a fraction of r_core
     chambers: int  # number of necrotic chambers (separated by enhancing septa)
@@ -32,13 +33,14 @@ class TumorSpec:
 
 
 def random_spec(rng: np.random.Generator, centre: np.ndarray) -> TumorSpec:
-    """Draw a tumour: whole tumour 120-245 cm^3 (log-uniform), core 15-50 % of it."""
+    """Draw a tumour: whole tumour 120-245 cm^3 (log-uniform), core 12-38 % of it."""
     wt = float(np.exp(rng.uniform(np.log(120_000), np.log(245_000))))
-    core = wt * rng.uniform(0.15, 0.45)
-    r_core = 0.85 * float(np.cbrt(3 * core / (4 * np.pi)))  # lobes and extras add ~60 %
+    core = wt * rng.uniform(0.12, 0.38)
+    r_core = float(np.cbrt(3 * core / (4 * np.pi)))
     return TumorSpec(
         centre=np.asarray(centre, np.float32),
         r_core=r_core,
+        core_target=core,
         wt_target=wt,
         rim=float(max(rng.uniform(0.12, 0.35), 3.5 / r_core)),
         chambers=int(rng.integers(1, 5)),
@@ -88,7 +90,10 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
         dist2 += comp * comp
     lobes = smooth_noise(rng, bshape, 10.0)
     fine = smooth_noise(rng, bshape, 4.0)
-    r_n = np.sqrt(dist2) / spec.r_core * (1.0 + 0.2 * lobes + 0.06 * fine)
+    r_n = np.sqrt(dist2) / spec.r_core * (1.0 + 0.28 * lobes + 0.06 * fine)
+    # rescale so that the core (r_n < 1) has the wanted volume
+    k = int(min(spec.core_target, r_n.size - 1))
+    r_n /= float(np.partition(r_n.ravel(), k)[k])
     core = (r_n < 1.0) & brain
 
     # necrotic chambers: inside the (uneven) rim, split by septa between Voronoi cells
@@ -99,11 +104,14 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
         seeds = rng.normal(size=(spec.chambers, 3))
         seeds *= (rng.uniform(0.2, 0.6, size=(spec.chambers, 1)) * spec.r_core
                   / np.linalg.norm(seeds, axis=1, keepdims=True))
-        dists = np.stack([np.sqrt(sum((dk - sk) ** 2 for dk, sk in zip(d, s))) for s in seeds])
-        dists.sort(axis=0)
-        jitter = 0.8 * fine
-        inner &= (dists[1] - dists[0] + jitter) > spec.septum
-        del dists
+        first = np.full(bshape, np.inf, np.float32)  # nearest and second-nearest seed
+        second = np.full(bshape, np.inf, np.float32)
+        for sd in seeds:
+            dist = np.sqrt(sum((dk - sk) ** 2 for dk, sk in zip(d, sd))).astype(np.float32)
+            np.minimum(second, np.maximum(first, dist), out=second)
+            np.minimum(first, dist, out=first)
+        inner &= (second - first + 0.8 * fine) > spec.septum
+        del first, second
     necrosis = inner & core
     if necrosis.sum() < 0.12 * core.sum():  # septa ate the core: fewer walls
         necrosis = open_inner
