@@ -324,7 +324,7 @@ def test_predict_cli_reports_bad_input(tmp_path, tiny_weights, capsys):
     assert "missing.nii.gz" in capsys.readouterr().err
 
 
-def test_evaluate_cli_writes_csv(tmp_path, tiny_weights):
+def test_evaluate_cli_writes_csv(tmp_path, tiny_weights, capsys):
     import pandas as pd
 
     from tumorseg.inference.evaluate import main
@@ -348,6 +348,10 @@ def test_evaluate_cli_writes_csv(tmp_path, tiny_weights):
     for col in ("WT_dice", "TC_hd95", "ET_dice", "edema_sensitivity", "enh_specificity"):
         assert col in table.columns
     assert ((table["WT_dice"] >= 0) & (table["WT_dice"] <= 1)).all()
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--cases", "BRATS_999"])
+    assert exc.value.code == 2
+    assert "BRATS_999" in capsys.readouterr().err
 
 
 def test_tile_budget_follows_free_memory(monkeypatch):

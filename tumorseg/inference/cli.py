@@ -11,6 +11,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def _brats_modalities(folder: Path) -> list[Path]:
     return files
 
 
-def read_case_image(path: str | Path) -> tuple[np.ndarray, object]:
+def read_case_image(path: str | Path) -> tuple[np.ndarray, Any]:
     """Read the image of one case and the NIfTI whose geometry the output must share.
 
     Args:
@@ -76,7 +77,7 @@ def read_case_image(path: str | Path) -> tuple[np.ndarray, object]:
     return image, reference
 
 
-def save_label_map(labels: np.ndarray, reference: object, out: str | Path) -> Path:
+def save_label_map(labels: np.ndarray, reference: Any, out: str | Path) -> Path:
     """Write ``labels`` (X, Y, Z) uint8 as NIfTI with ``reference``'s affine and header, atomically.
 
     The header keeps the reference's orientation (qform/sform), voxel size and units; its data

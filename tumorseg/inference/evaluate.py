@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = evaluate(args.data, model, args.cases, args.threshold, mode)
     except (DataError, KeyError) as exc:
-        parser.exit(2, f"tumorseg evaluate: {exc}\n")
+        parser.exit(2, f"tumorseg evaluate: {exc.args[0] if exc.args else exc}\n")
     if args.out:
         print(f"wrote {write_csv_atomic(table, args.out)}")
     with pd.option_context("display.width", 120, "display.precision", 4):
