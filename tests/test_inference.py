@@ -213,6 +213,12 @@ def test_fixed_size_keras_model_is_wrapped(keras_pointwise):
     image = make_image(box=box)
     probs = predict_volume(image, keras_pointwise, tile=(16, 24, 8), overlap=0.25)
     np.testing.assert_allclose(probs, expected_brain_mode(image, box), rtol=1e-4, atol=1e-5)
+    from tumorseg.inference.predict import _flexible
+
+    wrapper = _flexible(keras_pointwise, 4, (16, 24, 8))
+    assert wrapper is not keras_pointwise and wrapper.input_shape == (None, 4, None, None, None)
+    assert _flexible(keras_pointwise, 4, (32, 8, 8)) is wrapper  # built once per model
+    assert _flexible(keras_pointwise, 4, (8, 8, 8)) is keras_pointwise  # its own size
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ weight (nnU-Net style), so tile borders, which see less context, count less.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -189,10 +190,23 @@ def _flexible(model: Any, n_channels: int, tile: tuple[int, int, int]) -> Any:
         return model
     if all(s is None or s == t for s, t in zip(shape[2:], tile)):
         return model
+    try:
+        return _ANY_SIZE[model]
+    except (KeyError, TypeError):
+        pass
     import keras
 
     inp = keras.Input(shape=(n_channels, None, None, None), name="any_size_image")
-    return keras.Model(inp, model.call(inp), name=f"{model.name}_any_size")
+    wrapper = keras.Model(inp, model.call(inp), name=f"{model.name}_any_size")
+    try:  # reuse it (and its compiled predict function) on the next call
+        _ANY_SIZE[model] = wrapper
+    except TypeError:
+        pass
+    return wrapper
+
+
+#: Any-size wrappers of fixed-size models, kept only as long as the model lives.
+_ANY_SIZE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _run(model: Any, batch: np.ndarray) -> np.ndarray:
