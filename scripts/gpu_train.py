@@ -103,11 +103,12 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--prefetch", type=int, default=8, help="batch-preparing threads")
     p.add_argument("--small", action="store_true", help="local dry run: 32x32x16 patches")
+    p.add_argument("--init", default=None, help="fine-tune from these .weights.h5")
     args = p.parse_args(argv)
     t0 = time.time()
     out, work = Path(args.out), Path(args.work)
     out.mkdir(parents=True, exist_ok=True)
-    if work.exists():
+    if work.exists() and work.resolve() != out.resolve():
         shutil.rmtree(work)
 
     xv, yv, vnames = make_patches(args.valid_seed, range(args.valid_cases), 4, args.jobs,
@@ -150,7 +151,7 @@ def main(argv=None) -> int:
         source, work, args.steps, run_config, seed=args.seed, lr=args.lr, bf16=args.bf16,
         valid=valid, eval_every=args.eval_every, checkpoint_every=10**9,
         max_seconds=args.max_seconds, manifest_extra=extra, prefetch=args.prefetch,
-        snapshot_steps=snaps,
+        snapshot_steps=snaps, init_weights=args.init,
     )
     manifest["config"] = config
     manifest["total_seconds"] = round(time.time() - t0, 1)
@@ -158,7 +159,7 @@ def main(argv=None) -> int:
     for f in ["model.weights.h5", "model.json", "log.csv"] + [
         f"snapshot_{s}.weights.h5" for s in snaps
     ]:
-        if (work / f).is_file():
+        if (work / f).is_file() and work.resolve() != out.resolve():
             shutil.copy(work / f, out / f)
     print(f"done in {time.time() - t0:.0f} s; backend {keras.backend.backend()}", flush=True)
     return 0

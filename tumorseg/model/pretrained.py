@@ -55,4 +55,6 @@ def load_pretrained(
         config["input_shape"] = tuple(config["input_shape"])
     model = unet_model_3d(dice_bce_loss, metrics=[dice_coefficient], **config)
     model.load_weights(weights)
+    # predict_volume reads this, so whole scans are standardized the way training did
+    model.standardize = manifest.get("standardize", "slice")
     return model, manifest

@@ -257,6 +257,7 @@ def train(
     manifest_extra: dict | None = None,
     prefetch: int = 2,
     snapshot_steps: tuple[int, ...] | list[int] = (),
+    init_weights: str | Path | None = None,
     verbose: bool = True,
 ) -> dict:
     """Train ``unet_model_3d(**config)`` for ``steps`` steps on ``source.batch(step)`` batches.
@@ -268,6 +269,8 @@ def train(
         evaluated every ``eval_every`` steps (0: only at the end).
     max_seconds: stop early (and save) once training has run this long.
     snapshot_steps: also keep a copy of the weights as ``out/snapshot_<step>.weights.h5`` there.
+    init_weights: start from these ``.weights.h5`` (fine-tuning) instead of a fresh initialisation;
+        recorded in the manifest. Ignored when resuming from a checkpoint.
     Writes ``out/model.weights.h5``, ``out/model.json``, ``out/log.csv``, ``out/checkpoint/``.
     Returns the manifest dict.
     """
@@ -283,6 +286,8 @@ def train(
         model = unet_model_3d(dice_bce_loss, initial_learning_rate=lr, output_bias=-2.0, **config)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    if init_weights is not None:
+        model.load_weights(str(init_weights))
     ckpt = out / "checkpoint"
     start = 0
     log_path = out / "log.csv"
@@ -370,6 +375,7 @@ def train(
         "train_seconds": round(train_seconds, 1),
         "validation_patch_dice": metrics,
         "threshold": 0.5,
+        "init_weights": Path(init_weights).name if init_weights is not None else None,
     }
     manifest.update(manifest_extra or {})
     _atomic_write_text(out / "model.json", json.dumps(manifest, indent=1))
