@@ -211,3 +211,13 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         synth._atomic_write(target, b"new content")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nii.gz"]
+
+
+def test_parallel_build_gives_the_same_files(built, tmp_path):
+    out = tmp_path / "parallel"
+    paths = build_dataset(out, cases=2, seed=0, jobs=2, progress=False)
+    assert [p.name for p in paths] == ["BRATS_001.nii.gz", "BRATS_002.nii.gz"]
+    for sub in ("imagesTr", "labelsTr"):
+        for name in ("BRATS_001.nii.gz", "BRATS_002.nii.gz"):
+            assert (out / sub / name).read_bytes() == (built / sub / name).read_bytes()
+    assert (out / "dataset.json").read_text() == (built / "dataset.json").read_text()

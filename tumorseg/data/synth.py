@@ -44,7 +44,7 @@ from tumorseg.data.anatomy import (
 )
 from tumorseg.data.tumor import CSF, GM, WM, draw_tumor, random_spec, smooth_noise, tumor_box
 
-VERSION = "synth-v4"  # bump when the output changes: a rerun then regenerates old cases
+VERSION = "synth-v5"  # bump when the output changes: a rerun then regenerates old cases
 MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
 REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
 GZIP_LEVEL = 6
@@ -312,7 +312,7 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
         img += n1
         np.sqrt(img, out=img)
         del n1
-        img *= rng.uniform(220.0, 480.0) / mean_h  # global scanner scale per modality
+        img *= rng.uniform(260.0, 600.0) / mean_h  # global scanner scale per modality
         np.rint(img, out=img)
         np.clip(img, 0, 32767, out=img)
         plane.reshape(-1)[bidx] = img

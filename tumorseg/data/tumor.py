@@ -94,7 +94,7 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     # rescale so that the core (r_n < 1) has the wanted volume
     k = int(min(spec.core_target, r_n.size - 1))
     r_n /= float(np.partition(r_n.ravel(), k)[k])
-    core = (r_n < 1.0) & brain
+    core = _largest_component((r_n < 1.0) & brain)
 
     # necrotic chambers: inside the (uneven) rim, split by septa between Voronoi cells
     thick = smooth_noise(rng, bshape, 6.0)
@@ -132,9 +132,21 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     edema = _grow_edema(rng, label > 0, tis, min(max(spec.wt_target - n_core, 0.8 * n_core), limit),
                         limit)
     label[edema & (label == 0)] = 1
+    # drop specks: keep only the tumour component that holds the core
+    label[~_largest_component(label > 0)] = 0
     out = np.zeros(tissue.shape, np.uint8)
     out[box] = label
     return out
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 26-connected component of a 3D bool ``mask`` (all False if empty)."""
+    lab, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
+    if n <= 1:
+        return mask.copy() if n == 1 else mask
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    return lab == int(sizes.argmax())
 
 
 def _grow_edema(rng: np.random.Generator, core: np.ndarray, tis: np.ndarray,
