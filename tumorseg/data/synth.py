@@ -44,7 +44,7 @@ from tumorseg.data.anatomy import (
 )
 from tumorseg.data.tumor import CSF, GM, WM, draw_tumor, random_spec, smooth_noise, tumor_box
 
-VERSION = "synth-v5"  # bump when the output changes: a rerun then regenerates old cases
+VERSION = "synth-v6"  # bump when the output changes: a rerun then regenerates old cases
 MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
 REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
 GZIP_LEVEL = 6

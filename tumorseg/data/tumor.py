@@ -30,6 +30,7 @@ class TumorSpec:
     chambers: int  # number of necrotic chambers (separated by enhancing septa)
     septum: float  # septum thickness, mm
     nonenh_extra: bool  # add non-enhancing tumour outside the rim
+    nodular: bool  # mostly non-enhancing solid core with enhancing nodules instead of a rim
 
 
 def random_spec(rng: np.random.Generator, centre: np.ndarray) -> TumorSpec:
@@ -46,6 +47,7 @@ def random_spec(rng: np.random.Generator, centre: np.ndarray) -> TumorSpec:
         chambers=int(rng.integers(1, 5)),
         septum=float(rng.uniform(1.5, 3.0)),
         nonenh_extra=bool(rng.random() < 0.5),
+        nodular=bool(rng.random() < 0.25),
     )
 
 
@@ -67,7 +69,8 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
 
     tissue: (X, Y, Z) uint8, 0 outside / 1 CSF / 2 GM / 3 WM.  Returns (X, Y, Z) uint8 labels.
     The core (2 + 3) is an irregular, anisotropic blob; the enhancing rim (3) is thick and
-    of uneven thickness, with septa splitting the inside into necrotic chambers (2); edema
+    of uneven thickness, with septa splitting the inside into necrotic chambers (2) (or, in
+    "nodular" tumours, a solid non-enhancing core with enhancing nodules); edema
     (1) grows from the core along white matter, slowly into grey matter, never into CSF.
     """
     box = tumor_box(spec, tissue.shape)
@@ -121,6 +124,11 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     label = np.zeros(bshape, np.uint8)
     label[core] = 3
     label[necrosis] = 2
+    if spec.nodular:  # solid non-enhancing tumour; a few enhancing nodules (12-30 % of it)
+        nod = smooth_noise(rng, bshape, 6.0)
+        q = float(np.quantile(nod[core], 1.0 - rng.uniform(0.12, 0.3)))
+        label[core] = 2
+        label[core & (nod > q)] = 3
 
     if spec.nonenh_extra:  # infiltrative non-enhancing tumour next to the rim
         patchy = smooth_noise(rng, bshape, 7.0)
