@@ -7,8 +7,10 @@ with mean_h, sd_h over the nonzero (brain) voxels labelled 0.  The table prints,
 (edema, non-enhancing core, enhancing) and modality, the mean z and the within-region SD
 of z (uniformity), the fine-scale texture of healthy tissue,
 std(x - gaussian_filter(x, (1, 1, 0))) / std(x) over healthy brain eroded by 2 voxels,
-the tumour and brain fractions per patch, and the mean z of every region after plain
-per-channel standardization over the brain (what the model sees).
+the tumour and brain fractions per patch, the mean z of every region after plain
+per-channel standardization over the brain (what the model sees), and the distance between
+the real and synthetic histograms of z per region and modality (Wasserstein-1, in healthy
+SD units: 0 = identical distributions; 0.3 ~ a shift of the mean by 0.3 SD).
 
 Usage: python scripts/compare_real.py [--data DIR | --cases N --seed S] [--patches K]
 """
@@ -37,6 +39,7 @@ def patch_stats(x: np.ndarray, lab: np.ndarray) -> dict[str, np.ndarray]:
     brain = x.sum(0) > 0
     healthy = brain & (lab == 0)
     core_h = ndi.binary_erosion(healthy, iterations=2)
+    zvals = [[None] * 4 for _ in range(4)]  # region (healthy, edema, core, enh) x modality
     zmean = np.full((3, 4), np.nan)
     zsd = np.full((3, 4), np.nan)
     bz = np.full((4, 4), np.nan)
@@ -45,18 +48,20 @@ def patch_stats(x: np.ndarray, lab: np.ndarray) -> dict[str, np.ndarray]:
         xc = x[c].astype(np.float32)
         m, s = xc[healthy].mean(), xc[healthy].std() + 1e-6
         mb, sb = xc[brain].mean(), xc[brain].std() + 1e-6
+        zvals[0][c] = ((xc[healthy] - m) / s)[::16]
         for k in range(1, 4):
             sel = lab == k
             if sel.sum() >= 50:
                 z = (xc[sel] - m) / s
                 zmean[k - 1, c], zsd[k - 1, c] = z.mean(), z.std()
+                zvals[k][c] = z[::4]
         for k in range(4):
             sel = (lab == k) & brain
             if sel.sum() >= 50:
                 bz[k, c] = (xc[sel].mean() - mb) / sb
         hf = xc - ndi.gaussian_filter(xc, (1, 1, 0))
         tex[c] = hf[core_h].std() / (xc[core_h].std() + 1e-6)
-    return {"zmean": zmean, "zsd": zsd, "tex": tex, "bz": bz,
+    return {"zmean": zmean, "zsd": zsd, "tex": tex, "bz": bz, "zvals": zvals,
             "tumor": np.array([(lab > 0).mean()]), "brain": np.array([brain.mean()])}
 
 
@@ -85,8 +90,14 @@ def synth_patches(cases: list[tuple[np.ndarray, np.ndarray]], per_case: int, see
             yield x, lab
 
 
-def summarize(stats: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.nanmean(np.stack([s[k] for s in stats]), axis=0) for k in stats[0]}
+def summarize(stats: list[dict]) -> dict:
+    """Average the per-patch statistics; pool the z samples per region and modality."""
+    out = {k: np.nanmean(np.stack([s[k] for s in stats]), axis=0)
+           for k in stats[0] if k != "zvals"}
+    out["zvals"] = [[np.concatenate([s["zvals"][r][c] for s in stats
+                                     if s["zvals"][r][c] is not None] or [np.zeros(0)])
+                     for c in range(4)] for r in range(4)]
+    return out
 
 
 def load_synth(args) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -119,14 +130,23 @@ def main(argv: list[str] | None = None) -> int:
     real = summarize([patch_stats(x, y) for x, y in real_patches()])
     syn = summarize([patch_stats(x, y) for x, y in synth_patches(load_synth(args), args.patches)])
     print("mean z in healthy-tissue SD units (real / synthetic); [within-region SD of z]")
-    print(f"{'region':<8}" + "".join(f"{m:>22}" for m in MODS))
+    print(f"{'region':<8}" + "".join(f"{m:>24}" for m in MODS))
     for r, name in enumerate(REGIONS):
         cells = [f"{real['zmean'][r, c]:+5.2f}/{syn['zmean'][r, c]:+5.2f} "
                  f"[{real['zsd'][r, c]:.2f}/{syn['zsd'][r, c]:.2f}]" for c in range(4)]
-        print(f"{name:<8}" + "".join(f"{c:>22}" for c in cells))
+        print(f"{name:<8}" + "".join(f"{c:>24}" for c in cells))
     print("\nmean z after per-channel standardization over the brain (real / synthetic)")
     for r, name in enumerate(("healthy",) + REGIONS):
         cells = [f"{real['bz'][r, c]:+5.2f}/{syn['bz'][r, c]:+5.2f}" for c in range(4)]
+        print(f"{name:<8}" + "".join(f"{c:>22}" for c in cells))
+    from scipy.stats import wasserstein_distance
+
+    print("\nhistogram distance of z, real vs synthetic (Wasserstein-1, healthy SD units)")
+    for r, name in enumerate(("healthy",) + REGIONS):
+        cells = []
+        for c in range(4):
+            a, b = real["zvals"][r][c], syn["zvals"][r][c]
+            cells.append(f"{wasserstein_distance(a, b):.2f}" if a.size and b.size else "n/a")
         print(f"{name:<8}" + "".join(f"{c:>22}" for c in cells))
     print("\nfine-scale texture of healthy tissue (real / synthetic)")
     print(f"{'':<8}" + "".join(f"{real['tex'][c]:>13.2f}/{syn['tex'][c]:.2f}" for c in range(4)))

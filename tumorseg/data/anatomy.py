@@ -38,7 +38,7 @@ class Atlas:
 
     gm, wm: tissue probabilities in [0, 1]; brain: 1 inside the skull-stripped T1, else 0;
     t1: template T1 scaled to [0, 1]; centre: brain bounding-box centre in atlas voxels;
-    seeds: (N, 3) candidate tumour centres (deep white matter of the hemispheres).
+    seeds: (N, 3) candidate tumour centres (white matter of the cerebral hemispheres).
     """
 
     gm: np.ndarray
@@ -61,10 +61,11 @@ def load_atlas() -> Atlas:
     centre = (idx.min(0) + idx.max(0)) / 2.0
     # Tumour seeds: white-matter-rich voxels off the midline, in the cerebrum.
     wm_s = ndi.gaussian_filter(arrays["wm"][::2, ::2, ::2], 2.0)
-    cand = np.argwhere(wm_s > 0.6) * 2.0
+    cand = np.argwhere(wm_s > 0.45) * 2.0
     rel = cand - centre
-    keep = (np.abs(rel[:, 0]) > 14) & (np.abs(rel[:, 0]) < 52) & (rel[:, 2] > 5) & (rel[:, 2] < 60)
-    keep &= (rel[:, 1] > -75) & (rel[:, 1] < 55)
+    keep = (np.abs(rel[:, 0]) > 12) & (np.abs(rel[:, 0]) < 58) & (rel[:, 2] > -20) & (rel[:, 2] < 60)
+    keep &= (rel[:, 1] > -80) & (rel[:, 1] < 60)
+    keep &= ~((rel[:, 2] < 0) & (rel[:, 1] < -35))  # low and posterior: cerebellum
     return Atlas(arrays["gm"], arrays["wm"], brain, arrays["t1"], centre, cand[keep])
 
 

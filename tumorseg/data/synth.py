@@ -44,7 +44,7 @@ from tumorseg.data.anatomy import (
 )
 from tumorseg.data.tumor import CSF, GM, WM, draw_tumor, random_spec, smooth_noise, tumor_box
 
-VERSION = "synth-v6"  # bump when the output changes: a rerun then regenerates old cases
+VERSION = "synth-v7"  # bump when the output changes: a rerun then regenerates old cases
 MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
 REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
 GZIP_LEVEL = 6
@@ -106,9 +106,9 @@ def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
     c = {"wm": np.ones(4, np.float32)}
     c["gm"] = np.array([u(1.08, 1.32), u(0.86, 0.95), u(0.82, 0.93), u(1.12, 1.42)], np.float32)
     c["csf"] = np.array([u(0.2, 0.55), u(0.2, 0.5), u(0.2, 0.5), u(2.0, 3.2)], np.float32)
-    c["edema"] = np.array([u(1.5, 3.1), u(-0.3, 0.1), u(-0.7, -0.2), u(0.5, 1.7)], np.float32)
-    c["core"] = np.array([u(0.7, 1.8), u(-0.5, 0.0), u(-0.85, -0.35), u(0.4, 1.4)], np.float32)
-    c["enh"] = np.array([u(0.6, 1.8), u(-0.5, 0.0), u(1.8, 3.0), u(0.4, 1.3)], np.float32)
+    c["edema"] = np.array([u(1.8, 3.4), u(-0.3, 0.1), u(-0.95, -0.4), u(0.6, 1.8)], np.float32)
+    c["core"] = np.array([u(0.9, 2.0), u(-0.5, 0.0), u(-0.85, -0.35), u(0.4, 1.4)], np.float32)
+    c["enh"] = np.array([u(0.7, 1.9), u(-0.5, 0.0), u(1.4, 2.6), u(0.4, 1.3)], np.float32)
     return c
 
 
@@ -244,7 +244,7 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
     het = {r: smooth_noise(rng, lab_b3.shape, st)[inb]
            for r, st in (("edema", 6.0), ("core", 5.0), ("enh", 4.0))}
     del box_pos, inb, lab_b3
-    het_amp = {"edema": np.array([0.45, 0.1, 0.2, 0.45]), "core": np.array([0.5, 0.15, 0.4, 0.8]),
+    het_amp = {"edema": np.array([0.45, 0.1, 0.2, 0.65]), "core": np.array([0.5, 0.15, 0.4, 1.0]),
                "enh": np.array([0.5, 0.15, 1.0, 0.5])}  # in healthy-SD units
     tex_coarse = ndi.gaussian_filter(
         rng.standard_normal(coarse_shape(shp, COARSE)).astype(np.float32), 0.8)
@@ -275,7 +275,7 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
         mult = upsample(np.exp(bias_coarse + tex_amp * tex_coarse), shp).reshape(-1)[bidx]
         # fine, spatially correlated grain (~2 mm), like resampled scanner noise and anatomy
         grain = upsample(rng.standard_normal(coarse_shape(shp, 2.0)).astype(np.float32), shp)
-        mult *= 1.0 + grain_amp * grain.reshape(-1)[bidx]
+        mult *= 1.0 + grain_amp * (1.0, 0.6, 0.9, 0.8)[m] * grain.reshape(-1)[bidx]
         del grain
         img = probs[0] * con["csf"][m] + probs[1] * con["gm"][m] + probs[2] * con["wm"][m]
         img *= mult
@@ -295,13 +295,13 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
             used[r][m] = z[r]
             val = mean_h + sd_h * (z[r] + het_amp[r][m] * het[r])
             if r == "edema":  # some anatomy shows through the edema
-                val = val + 0.3 * (healthy - mean_h - sd_h * tz["wm"])
+                val = val + (0.3, 0.15, 0.15, 0.3)[m] * (healthy - mean_h - sd_h * tz["wm"])
             sub += soft[r] * val * mult_b
         _enforce_order(m, sub, lab_b, soft, mult_b, tz, mean_h, sd_h)
         img[bp] = sub
         del healthy, mult, mult_b, vals, sub
         # Rician noise: magnitude of a complex signal with Gaussian noise in both parts
-        sigma = noise_frac * mean_h
+        sigma = noise_frac * mean_h * (1.0, 0.6, 0.9, 0.9)[m]
         n1 = rng.standard_normal(img.size, dtype=np.float32)
         n1 *= sigma
         img += n1
