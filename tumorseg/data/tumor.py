@@ -97,7 +97,8 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     # rescale so that the core (r_n < 1) has the wanted volume
     k = int(min(spec.core_target, r_n.size - 1))
     r_n /= float(np.partition(r_n.ravel(), k)[k])
-    core = _largest_component((r_n < 1.0) & brain)
+    # the core stops at CSF (ventricles, sulci), which the mass effect has pushed aside
+    core = _largest_component((r_n < 1.0) & brain & (tis != CSF))
 
     # necrotic chambers: inside the (uneven) rim, split by septa between Voronoi cells
     thick = smooth_noise(rng, bshape, 6.0)
