@@ -15,7 +15,7 @@ from tumorseg.inference import (
     predict_volume,
     probabilities_to_labels,
 )
-from tumorseg.inference.predict import gaussian_weight, resolve_standardize
+from tumorseg.inference.predict import MAX_TILE_VOXELS, gaussian_weight, resolve_standardize
 from tumorseg.patches import standardize_patch
 
 RNG_W = np.random.default_rng(42).normal(size=(3, 4))
@@ -163,7 +163,10 @@ def test_plan_tiles_covers_region():
                 covered[a : a + t] = True
             assert covered.all() and st[-1] + t == max(s, t) and st[0] == 0
     # whole region in one tile when it fits; shrunk to the region when the tile is larger
-    assert plan_tiles((141, 170, 139), None, 0.25)[0] == (144, 176, 144)
+    assert plan_tiles((141, 170, 139), None, 0.25, max_voxels=4_000_000)[0] == (144, 176, 144)
+    # the default budget (MAX_TILE_VOXELS) splits such a crop into a few large tiles
+    ts, _ = plan_tiles((141, 170, 139), None, 0.0)
+    assert np.prod(ts) <= MAX_TILE_VOXELS and max(ts) >= 64
     assert plan_tiles((20, 20, 20), (160, 160, 160), 0.25) == ((24, 24, 24), [[0], [0], [0]])
     with pytest.raises(ValueError):
         plan_tiles((20, 20, 20), None, 1.0)
