@@ -47,7 +47,7 @@ from tumorseg.data.tumor import CSF, GM, WM, draw_tumor, random_spec, smooth_noi
 VERSION = "synth-v8"  # bump when the output changes: a rerun then regenerates old cases
 MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
 REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
-GZIP_LEVEL = 6
+GZIP_LEVEL = 4  # level 6 saves ~1 % of size for ~30 % more time
 
 DATASET_JSON = {
     "name": "BRATS",
