@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import multiprocessing
 import os
 import struct
 import zlib
@@ -443,10 +444,23 @@ def build_dataset(out: str | Path, cases: int = 10, seed: int = 0, jobs: int = 1
             made += _make_case(str(out), seed, i)
             bar.update(1)
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for fut in [pool.submit(_make_case, str(out), seed, i) for i in indices]:
-                made += fut.result()
-                bar.update(1)
+        # Fresh "spawn" workers (safe even if the caller has TensorFlow loaded), each with a
+        # single BLAS thread so that `jobs` processes do not oversubscribe the cores.
+        single = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        saved = {k: os.environ.get(k) for k in single}
+        os.environ.update({k: "1" for k in single})
+        try:
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+                for fut in [pool.submit(_make_case, str(out), seed, i) for i in indices]:
+                    made += fut.result()
+                    bar.update(1)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     bar.close()
     write_dataset_json(out, len(indices))
     if progress:
