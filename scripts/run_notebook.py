@@ -45,7 +45,7 @@ class PeakRSS(threading.Thread):
 
     def __init__(self, pid: int, interval: float = 0.1):
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.peak, self.window = pid, interval, 0, 0
         self._stop_event = threading.Event()
 
     def sample(self) -> int:
@@ -64,8 +64,14 @@ class PeakRSS(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.peak = max(self.peak, self.sample())
+            rss = self.sample()
+            self.peak, self.window = max(self.peak, rss), max(self.window, rss)
             self._stop_event.wait(self.interval)
+
+    def take_window(self) -> int:
+        """The peak since the previous call (then start a new window)."""
+        peak, self.window = max(self.window, self.sample()), 0
+        return peak
 
     def stop(self) -> int:
         self._stop_event.set()
@@ -121,15 +127,18 @@ def write_atomic(text: str, path: Path) -> None:
         raise
 
 
-def execute(nb, workdir: Path, timeout: int) -> tuple[dict[str, float], float, int, str | None]:
+def execute(
+    nb, workdir: Path, timeout: int, per_cell: bool = False
+) -> tuple[dict[str, tuple[float, int]], float, int, str | None]:
     """Run every code cell of ``nb`` in place.
 
-    Returns (seconds per section, total seconds, peak kernel-tree RSS in bytes, error or None).
+    Returns ({section: (seconds, peak RSS bytes)}, total seconds, peak kernel-tree RSS in bytes,
+    error message or None).  ``per_cell`` also prints each cell's seconds and peak RSS.
     """
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(workdir)}})
     names = section_names(nb)
-    per_section: dict[str, float] = {}
+    per_section: dict[str, tuple[float, int]] = {}
     error = None
     start = time.perf_counter()
     with client.setup_kernel():
@@ -147,7 +156,12 @@ def execute(nb, workdir: Path, timeout: int) -> tuple[dict[str, float], float, i
                     break
                 finally:
                     elapsed = time.perf_counter() - t0
-                    per_section[names[index]] = per_section.get(names[index], 0.0) + elapsed
+                    seconds, rss = per_section.get(names[index], (0.0, 0))
+                    window = monitor.take_window()
+                    per_section[names[index]] = (seconds + elapsed, max(rss, window))
+                    if per_cell:
+                        print(f"  cell {index:3d} {cell.get('id', ''):<22} {elapsed:7.1f} s"
+                              f" {window / 1e9:6.2f} GB", flush=True)
             client.set_widgets_metadata()
         finally:
             peak = monitor.stop()
@@ -184,17 +198,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="store the checked cells' outputs in the source notebook")
     parser.add_argument("--executed", type=Path, help="also save the executed notebook here")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    parser.add_argument("--cells", action="store_true", help="print each cell's time and memory")
     args = parser.parse_args(argv)
 
     source = args.notebook.resolve()
     nb = nbformat.read(source, as_version=4)
     print(f"executing {source.relative_to(ROOT) if source.is_relative_to(ROOT) else source} ...",
           flush=True)
-    per_section, total, peak, error = execute(nb, source.parent, args.timeout)
+    per_section, total, peak, error = execute(nb, source.parent, args.timeout, args.cells)
 
-    print(f"\n{'section':<40} {'seconds':>8}")
-    for name, seconds in per_section.items():
-        print(f"{name:<40} {seconds:8.1f}")
+    print(f"\n{'section':<40} {'seconds':>8} {'peak RSS GB':>12}")
+    for name, (seconds, rss) in per_section.items():
+        print(f"{name:<40} {seconds:8.1f} {rss / 1e9:12.2f}")
     print(f"{'total (kernel start included)':<40} {total:8.1f}")
     print(f"peak RSS of the kernel process tree: {peak / 1e9:.2f} GB ({peak / 2**20:,.0f} MiB)")
 
