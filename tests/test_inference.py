@@ -369,7 +369,7 @@ def test_tile_budget_follows_free_memory(monkeypatch):
     from tumorseg.inference import predict as P
 
     class Mem:
-        available = 4 * 2**30
+        available = 3 * 2**29  # 1.5 GiB
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Mem)
     small = P.auto_max_voxels(None)

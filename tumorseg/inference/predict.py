@@ -1,8 +1,8 @@
 """Whole-scan prediction: crop to the brain, standardize, tile, batch, blend, put back.
 
 The model is fully convolutional, so a tile need not be 160x160x16: by default the whole
-cropped brain goes through in one pass when it fits ``MAX_TILE_VOXELS`` (a BraTS brain crop
-does), and is otherwise cut into a few large, overlapping tiles blended with a Gaussian
+cropped brain goes through in one pass when it fits ``MAX_TILE_VOXELS``, and is otherwise cut
+into a few large, overlapping tiles (a BraTS brain crop: about four) blended with a Gaussian
 weight (nnU-Net style), so tile borders, which see less context, count less.
 """
 
@@ -15,15 +15,15 @@ from typing import Any
 
 import numpy as np
 
-#: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 2.4 GiB
-#: of activations at n_base_filters=16, so a whole-scan prediction stays inside the course's
-#: 4 GB budget on a laptop; a 240x240x155 brain crop (about 3.6-4 M voxels) then runs as two
-#: or three large tiles.  The tile is made smaller when the free memory is short (see
-#: ``auto_max_voxels``).
-MAX_TILE_VOXELS = 2_000_000
+#: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 1.2 GiB
+#: of activations at n_base_filters=16, so a whole-scan prediction keeps the course notebook
+#: within 4 GB on a laptop (a whole brain crop in one pass needs about 6 GB); a 240x240x155
+#: brain crop (3.6-4 M voxels) then runs as a handful of large tiles.  The tile is made smaller
+#: still when the free memory is short (see ``auto_max_voxels``); pass ``tile=`` for bigger ones.
+MAX_TILE_VOXELS = 1_000_000
 
-#: Smallest automatic tile budget, in voxels (about 64x128x128).
-MIN_TILE_VOXELS = 1_000_000
+#: Smallest automatic tile budget, in voxels (about 64x64x128).
+MIN_TILE_VOXELS = 500_000
 
 #: Measured peak memory of one U-Net forward pass per input voxel with n_base_filters=16
 #: (about 4 GiB for a 144x176x144 tile, TF 2.21 CPU); it scales with the filter count.
