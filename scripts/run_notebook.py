@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import base64
 import copy
-import os
 import re
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +30,8 @@ import nbformat
 import psutil
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
+
+from tumorseg.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_NB = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
@@ -115,18 +115,6 @@ def gif_as_html(nb) -> None:
                 data["text/html"] = f'<img src="data:image/gif;base64,{payload.strip()}"/>'
 
 
-def write_atomic(text: str, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def execute(
     nb, workdir: Path, timeout: int, per_cell: bool = False
 ) -> tuple[dict[str, tuple[float, int]], float, int, str | None]:
@@ -186,7 +174,7 @@ def save_checked_outputs(executed, source: Path) -> int:
             cell.outputs = []
             cell.execution_count = None
     nb.metadata.pop("widgets", None)
-    write_atomic(nbformat.writes(nb) + "\n", source)
+    write_text(source, nbformat.writes(nb) + "\n")
     return saved
 
 
@@ -222,10 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     export = copy.deepcopy(nb)
     gif_as_html(export)
     html, _ = HTMLExporter().from_notebook_node(export)
-    write_atomic(html, args.html)
+    write_text(args.html, html)
     print(f"wrote {args.html} ({len(html) / 2**20:.1f} MiB)")
     if args.executed:
-        write_atomic(nbformat.writes(nb) + "\n", args.executed)
+        write_text(args.executed, nbformat.writes(nb) + "\n")
         print(f"wrote {args.executed}")
     if args.save_checked:
         saved = save_checked_outputs(nb, source)

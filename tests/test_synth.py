@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tumorseg import atomic
 from tumorseg.data import synth
 from tumorseg.data.synth import GRID, build_dataset, case_is_valid, main, synthesize_case
 
@@ -208,7 +209,7 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError):
-        synth._atomic_write(target, b"new content")
+        atomic.write_bytes(target, b"new content")
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nii.gz"]
 

@@ -48,6 +48,8 @@ from typing import Any
 
 import nbformat
 
+from tumorseg.atomic import write_text
+
 from .grading import checks, nbtools, reference
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -385,18 +387,6 @@ def grade_submission(path: Path, instructor: nbformat.NotebookNode, limits: Limi
 
 
 # --------------------------------------------------------------------------- batch + CLI
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _report_names(paths: list[Path]) -> list[str]:
     names, seen = [], {}
     for p in paths:
@@ -435,7 +425,7 @@ def grade_batch(paths: list[Path], out: Path, jobs: int = 2, limits: Limits | No
                           for ex, r in g.results.items()},
             "seconds": round(g.seconds, 1),
         }
-        _atomic_write(out / f"{names[index]}.json", json.dumps(record, indent=2) + "\n")
+        write_text(out / f"{names[index]}.json", json.dumps(record, indent=2) + "\n")
         with lock:
             graded[index] = g
             if bar is not None:
@@ -455,7 +445,7 @@ def grade_batch(paths: list[Path], out: Path, jobs: int = 2, limits: Limits | No
                  for ex in checks.EXERCISES]
         total = "" if g.grader_error else sum(r.score for r in g.results.values())
         writer.writerow([g.name, *cells, total])
-    _atomic_write(out / "results.csv", buffer.getvalue())
+    write_text(out / "results.csv", buffer.getvalue())
     return [g for g in graded if g is not None]
 
 

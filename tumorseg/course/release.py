@@ -21,12 +21,12 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import nbformat
+
+from tumorseg.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
@@ -166,19 +166,6 @@ def render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def write_atomic(text: str, path: Path) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_release(source: Path = INSTRUCTOR) -> str:
     """Read the instructor notebook at ``source`` and return the student notebook's text."""
     nb = nbformat.read(source, as_version=4)
@@ -211,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{args.out} is up to date")
         return 0
-    write_atomic(text, args.out)
+    write_text(args.out, text)
     print(f"wrote {args.out}")
     return 0
 

@@ -30,6 +30,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from tumorseg.atomic import write_bytes
 from tumorseg.data.anatomy import (
     COARSE,
     CROP,
@@ -345,20 +346,6 @@ def _nifti_bytes(data: np.ndarray, descrip: str) -> bytes:
     return img.to_bytes()
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` via a temp file in the same folder and os.replace."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _gz(raw: bytes) -> bytes:
     return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
 
@@ -371,8 +358,8 @@ def write_case(case: SynthCase, out: Path, seed: int, index: int) -> tuple[Path,
     img_path.parent.mkdir(parents=True, exist_ok=True)
     lab_path.parent.mkdir(parents=True, exist_ok=True)
     tag = _descrip(seed, index)
-    _atomic_write(lab_path, _gz(_nifti_bytes(case.label, tag)))
-    _atomic_write(img_path, _gz(_nifti_bytes(case.image.astype(np.int16), tag)))
+    write_bytes(lab_path, _gz(_nifti_bytes(case.label, tag)))
+    write_bytes(img_path, _gz(_nifti_bytes(case.image.astype(np.int16), tag)))
     return img_path, lab_path
 
 
@@ -420,7 +407,7 @@ def write_dataset_json(out: Path, cases: int) -> Path:
                          "label": f"./labelsTr/{case_name(i)}.nii.gz"} for i in range(cases)]
     meta["test"] = []
     path = Path(out) / "dataset.json"
-    _atomic_write(path, (json.dumps(meta, indent=4) + "\n").encode())
+    write_bytes(path, (json.dumps(meta, indent=4) + "\n").encode())
     return path
 
 

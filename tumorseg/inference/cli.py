@@ -8,13 +8,13 @@ header so it overlays the scan in 3D Slicer or ITK-SNAP.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tumorseg.atomic import atomic_path
 from tumorseg.data import DataError
 
 BRATS_SUFFIXES = ("flair", "t1", "t1ce", "t2")  # stacking order: FLAIR, T1, T1Gd, T2
@@ -93,14 +93,8 @@ def save_label_map(labels: np.ndarray, reference: Any, out: str | Path) -> Path:
     img.header.set_slope_inter(1.0, 0.0)
     img.header["cal_min"], img.header["cal_max"] = 0, 3
     suffix = ".nii.gz" if out.name.endswith(".gz") else ".nii"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp{suffix}")
-    try:
+    with atomic_path(out, suffix=suffix) as tmp:
         nib.save(img, str(tmp))
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out
 
 

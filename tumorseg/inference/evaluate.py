@@ -8,8 +8,6 @@ specificity of the thresholded class channels (as the course's whole-scan table 
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tumorseg.atomic import write_text
 from tumorseg.data import DataError
 
 CLASS_KEYS = ("edema", "nonenh", "enh")
@@ -62,21 +61,6 @@ def _spacing(path: Path) -> tuple[float, float, float]:
 
     zooms = nib.load(str(path)).header.get_zooms()
     return float(zooms[0]), float(zooms[1]), float(zooms[2])
-
-
-def write_csv_atomic(table: pd.DataFrame, out: str | Path) -> Path:
-    """Write ``table`` to ``out`` through a temporary file in the same folder."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            table.to_csv(f, index=False, float_format="%.6g")
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
 
 
 def evaluate(
@@ -173,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, KeyError) as exc:
         parser.exit(2, f"tumorseg evaluate: {exc.args[0] if exc.args else exc}\n")
     if args.out:
-        print(f"wrote {write_csv_atomic(table, args.out)}")
+        print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
     with pd.option_context("display.width", 120, "display.precision", 4):
         print(f"{len(table)} case(s), threshold {args.threshold}")
         print(summary(table).to_string())

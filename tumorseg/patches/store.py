@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from tumorseg.atomic import atomic_path, write_text
 from tumorseg.data import DataError, open_dataset
 from tumorseg.patches.sampling import sample_patch
 
@@ -59,18 +58,10 @@ def split_cases(
 
 def write_patch_h5(path: Path, x: np.ndarray, y: np.ndarray) -> None:
     """Atomically write one patch: ``x (C, X, Y, Z)`` float32, ``y (X, Y, Z, 4)`` float32 one-hot."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("x", data=np.asarray(x, dtype=np.float32))
             f.create_dataset("y", data=np.asarray(y, dtype=np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def is_valid_patch(path: Path, dim: tuple[int, int, int] = PATCH_SIZE, num_channels: int = 4) -> bool:
@@ -153,20 +144,13 @@ def build_patch_store(
         "per_case": per_case,
         "patch_size": list(PATCH_SIZE),
     }
-    _write_json(out / "config.json", config)
+    write_text(out / "config.json", json.dumps(config, indent=1))
     if verbose:
         print(
             f"{len(config['train'])} train patches ({len(train_ids)} cases), "
             f"{len(config['valid'])} valid patches ({len(valid_ids)} cases) in {out}"
         )
     return config
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from tumorseg.atomic import atomic_path, write_text
+
 CLASS_NAMES = ("edema", "non_enhancing", "enhancing")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,15 +167,9 @@ class GeneratorBatches:
 
 
 def _atomic_save_weights(model, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".weights.h5", dir=path.parent)
-    os.close(fd)
-    os.remove(tmp)
-    try:
-        model.save_weights(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        tmp.unlink()  # Keras writes the file itself
+        model.save_weights(str(tmp))
 
 
 def export_weights(model: Any, config: dict, path: Path) -> None:
@@ -192,13 +188,6 @@ def export_weights(model: Any, config: dict, path: Path) -> None:
     _atomic_save_weights(clean, Path(path))
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(model: Any, folder: Path, step: int, seconds: float = 0.0) -> None:
     """Write weights, optimizer state and the step to ``folder`` (atomically, state last)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -208,7 +197,7 @@ def save_checkpoint(model: Any, folder: Path, step: int, seconds: float = 0.0) -
     os.close(fd)
     np.savez(tmp, **opt)
     os.replace(tmp, folder / "optimizer.npz")
-    _atomic_write_text(folder / "state.json", json.dumps({"step": step, "seconds": seconds}))
+    write_text(folder / "state.json", json.dumps({"step": step, "seconds": seconds}))
 
 
 def load_checkpoint(model: Any, folder: Path) -> int:
@@ -300,11 +289,11 @@ def train(
         if log_path.is_file():
             with open(log_path, newline="") as f:  # drop rows past the checkpoint and final evals
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start and r["lr"]]
-        _atomic_write_text(log_path, _csv_text(fields, rows))
+        write_text(log_path, _csv_text(fields, rows))
         if verbose:
             print(f"resumed from {ckpt} at step {start}")
     else:
-        _atomic_write_text(log_path, _csv_text(fields, []))
+        write_text(log_path, _csv_text(fields, []))
 
     t0 = time.time() - prior_seconds
     metrics: dict = {}
@@ -378,7 +367,7 @@ def train(
         "init_weights": Path(init_weights).name if init_weights is not None else None,
     }
     manifest.update(manifest_extra or {})
-    _atomic_write_text(out / "model.json", json.dumps(manifest, indent=1))
+    write_text(out / "model.json", json.dumps(manifest, indent=1))
     if verbose:
         print(f"wrote {out / 'model.weights.h5'} after {step} steps; validation Dice {metrics}")
     return manifest

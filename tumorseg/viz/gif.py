@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tumorseg.atomic import atomic_path
+
 if TYPE_CHECKING:
     from IPython.display import Image
 
@@ -60,16 +62,6 @@ def visualize_data_gif(
         os.close(fd)
         path = Path(name)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".gif", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".gif") as tmp:
         iio.imwrite(tmp, frames, extension=".gif", duration=int(duration_ms), loop=0)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return Image(filename=str(path))

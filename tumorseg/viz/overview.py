@@ -9,22 +9,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from tumorseg.atomic import atomic_path
 from tumorseg.data import DataError, open_dataset
 from tumorseg.data.io import MODALITIES
 from tumorseg.viz.labeled import CLASS_COLORS
 from tumorseg.viz.plots import take_slice
-
-
-def _umask_permissions(path: str | os.PathLike) -> None:
-    """Give a ``mkstemp`` file (mode 0600) the permissions a plain ``open`` would (0666 & ~umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
 
 
 def tumor_slice(label: np.ndarray) -> int:
@@ -115,16 +108,8 @@ def render_overview(data: str | os.PathLike, out: str | os.PathLike, n_cases: in
         hspace=0.03,
     )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=".png", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100, facecolor=fig.get_facecolor())
-        _umask_permissions(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out
 
 
