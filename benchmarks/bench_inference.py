@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     desc = describe(Path(args.weights))
     box = brain_bbox(image)
     crop = [s.stop - s.start for s in box]
-    tile, starts = plan_tiles(crop, None, 0.25, auto_max_voxels())
+    tile, starts = plan_tiles(crop, None, 0.1, auto_max_voxels())
     print(f"case {case.id} {image.shape}; model: {desc}")
     print(f"brain crop {tuple(crop)} -> tile {tile} x {int(np.prod([len(s) for s in starts]))}")
     print(f"CPU: {os.cpu_count()} logical cores; wall times are noisy when the CPU is shared")
