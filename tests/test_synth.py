@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
-from tumorseg import atomic
 from tumorseg.data import synth
 from tumorseg.data.synth import GRID, build_dataset, case_is_valid, main, synthesize_case
 
@@ -198,20 +196,6 @@ def test_rerun_skips_valid_and_repairs_broken(built, monkeypatch):
     # a different seed makes every existing case stale
     assert not case_is_valid(built, 7, 0)
     assert [p for p in built.rglob("*") if "tmp" in p.name] == []
-
-
-def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "x.nii.gz"
-    target.write_bytes(b"old")
-
-    def boom(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
-        atomic.write_bytes(target, b"new content")
-    assert target.read_bytes() == b"old"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.nii.gz"]
 
 
 def test_parallel_build_gives_the_same_files(built, tmp_path):
