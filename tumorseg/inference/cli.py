@@ -98,22 +98,13 @@ def save_label_map(labels: np.ndarray, reference: Any, out: str | Path) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg predict CASE --weights W --out SEG.nii.gz [--threshold 0.5]``."""
-    parser = argparse.ArgumentParser(
-        prog="tumorseg predict",
-        description="Segment one case; write a uint8 label map (0 background, 1 edema, "
-        "2 non-enhancing, 3 enhancing) aligned with the input.",
-    )
-    parser.add_argument(
-        "case", help="4-channel NIfTI (X,Y,Z,4), or a BraTS case folder (*_flair, *_t1, ...)"
-    )
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """``--weights``, ``--threshold`` and ``--standardize``, shared by predict and evaluate."""
     parser.add_argument(
         "--weights",
         default="data/model_pretrained.weights.h5",
         help="*.weights.h5 with its JSON manifest beside it (default: the shipped model)",
     )
-    parser.add_argument("--out", required=True, help="output label map, .nii.gz or .nii")
     parser.add_argument(
         "--threshold",
         type=float,
@@ -127,22 +118,48 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="override the standardization recorded in the manifest",
     )
+
+
+def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The model of ``args.weights`` for any input size, ``args.standardize`` applied.
+
+    ``load_pretrained`` sets ``model.standardize`` from the manifest, and ``predict_volume``
+    reads it; a missing file exits with status 2 and the loader's message.
+    """
+    from tumorseg.model import load_pretrained
+
+    try:
+        model, _ = load_pretrained(args.weights, input_shape=(4, None, None, None))
+    except FileNotFoundError as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
+    if args.standardize:
+        model.standardize = args.standardize
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tumorseg predict CASE --weights W --out SEG.nii.gz [--threshold 0.5]``."""
+    parser = argparse.ArgumentParser(
+        prog="tumorseg predict",
+        description="Segment one case; write a uint8 label map (0 background, 1 edema, "
+        "2 non-enhancing, 3 enhancing) aligned with the input.",
+    )
+    parser.add_argument(
+        "case", help="4-channel NIfTI (X,Y,Z,4), or a BraTS case folder (*_flair, *_t1, ...)"
+    )
+    parser.add_argument("--out", required=True, help="output label map, .nii.gz or .nii")
+    add_model_options(parser)
     args = parser.parse_args(argv)
 
     from tumorseg.inference.predict import predict_volume, probabilities_to_labels
-    from tumorseg.model import load_pretrained
 
     try:
         image, reference = read_case_image(args.case)
     except DataError as exc:
         parser.exit(2, f"tumorseg predict: {exc}\n")
-    try:
-        model, manifest = load_pretrained(args.weights, input_shape=(4, None, None, None))
-    except FileNotFoundError as exc:
-        parser.exit(2, f"tumorseg predict: {exc}\n")
-    mode = args.standardize or manifest.get("standardize")
+    model = load_model(parser, args)
     start = time.perf_counter()
-    probs = predict_volume(image, model, standardize=mode)
+    probs = predict_volume(image, model)
     labels = probabilities_to_labels(probs, args.threshold)
     out = save_label_map(labels, reference, args.out)
     counts = np.bincount(labels.ravel(), minlength=4)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from tumorseg.atomic import write_text
 from tumorseg.data import DataError
+from tumorseg.inference.cli import add_model_options, load_model
 
 CLASS_KEYS = ("edema", "nonenh", "enh")
 
@@ -129,31 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         "per-class sensitivity/specificity; one CSV row per case and a summary table.",
     )
     parser.add_argument("--data", required=True, help="MSD or BraTS dataset folder")
-    parser.add_argument(
-        "--weights",
-        default="data/model_pretrained.weights.h5",
-        help="*.weights.h5 with its JSON manifest beside it (default: the shipped model)",
-    )
     parser.add_argument("--out", default=None, help="per-case CSV (default: print only)")
     parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="class threshold")
-    parser.add_argument(
-        "--standardize",
-        choices=("brain", "slice"),
-        default=None,
-        help="override the standardization recorded in the manifest",
-    )
+    add_model_options(parser)
     args = parser.parse_args(argv)
 
-    from tumorseg.model import load_pretrained
-
+    model = load_model(parser, args)
     try:
-        model, manifest = load_pretrained(args.weights, input_shape=(4, None, None, None))
-    except FileNotFoundError as exc:
-        parser.exit(2, f"tumorseg evaluate: {exc}\n")
-    mode = args.standardize or manifest.get("standardize")
-    try:
-        table = evaluate(args.data, model, args.cases, args.threshold, mode)
+        table = evaluate(args.data, model, args.cases, args.threshold, model.standardize)
     except (DataError, KeyError) as exc:
         parser.exit(2, f"tumorseg evaluate: {exc.args[0] if exc.args else exc}\n")
     if args.out:

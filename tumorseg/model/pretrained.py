@@ -56,5 +56,5 @@ def load_pretrained(
     model = unet_model_3d(dice_bce_loss, metrics=[dice_coefficient], **config)
     model.load_weights(weights)
     # predict_volume reads this, so whole scans are standardized the way training did
-    model.standardize = manifest.get("standardize", "slice")
+    model.standardize = manifest.get("standardize")  # None: predict_volume falls back to "brain"
     return model, manifest
