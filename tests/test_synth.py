@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -198,11 +201,23 @@ def test_rerun_skips_valid_and_repairs_broken(built, monkeypatch):
     assert [p for p in built.rglob("*") if "tmp" in p.name] == []
 
 
-def test_parallel_build_gives_the_same_files(built, tmp_path):
-    out = tmp_path / "parallel"
-    paths = build_dataset(out, cases=2, seed=0, jobs=2, progress=False)
-    assert [p.name for p in paths] == ["BRATS_001.nii.gz", "BRATS_002.nii.gz"]
-    for sub in ("imagesTr", "labelsTr"):
-        for name in ("BRATS_001.nii.gz", "BRATS_002.nii.gz"):
-            assert (out / sub / name).read_bytes() == (built / sub / name).read_bytes()
-    assert (out / "dataset.json").read_text() == (built / "dataset.json").read_text()
+def _build_in_subprocess(out: Path, blas_threads: int, jobs: int) -> bytes:
+    """Build the two-case dataset in a fresh interpreter with ``blas_threads`` BLAS threads on
+    OpenBLAS's Haswell kernels (where a threaded matrix product rounds differently); returns
+    the bytes of every file written."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas_threads),
+               OMP_NUM_THREADS=str(blas_threads), OPENBLAS_CORETYPE="Haswell")
+    subprocess.run([sys.executable, "-m", "tumorseg.cli", "synth", "--out", str(out),
+                    "--cases", "2", "--seed", "0", "--jobs", str(jobs)],
+                   env=env, check=True, capture_output=True)
+    return b"".join((out / sub / f"BRATS_00{i}.nii.gz").read_bytes()
+                    for sub in ("imagesTr", "labelsTr") for i in (1, 2))
+
+
+@pytest.mark.slow
+def test_same_files_whatever_the_blas_threads_and_jobs(tmp_path):
+    one = _build_in_subprocess(tmp_path / "t1j1", blas_threads=1, jobs=1)
+    assert _build_in_subprocess(tmp_path / "t2j1", blas_threads=2, jobs=1) == one, (
+        "2 BLAS threads give other bytes than 1")
+    assert _build_in_subprocess(tmp_path / "t2j2", blas_threads=2, jobs=2) == one, (
+        "--jobs 2 gives other bytes than --jobs 1")

@@ -29,6 +29,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
+from threadpoolctl import threadpool_limits
 
 from tumorseg.atomic import write_bytes
 from tumorseg.data.anatomy import (
@@ -182,8 +183,14 @@ def synthesize_case(seed: int, index: int) -> SynthCase:
 
     Returns a ``SynthCase`` with image (240, 240, 155, 4) float32, label and tissue
     (240, 240, 155) uint8.  Top-level and picklable, so it can be mapped over indices in a
-    process pool.
+    process pool.  BLAS runs on one thread here: a threaded matrix product may sum in another
+    order, so the bytes would otherwise depend on the thread count and the CPU kernel.
     """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _synthesize_case(seed, index)
+
+
+def _synthesize_case(seed: int, index: int) -> SynthCase:
     rng = np.random.default_rng([int(seed), int(index)])
     atlas = load_atlas()
     shp = crop_shape()
