@@ -51,6 +51,8 @@ def _summary(case: synth.SynthCase) -> dict:
         "brain_nonzero_frac": float((im[brain].max(axis=-1) > 0).mean()),
         "integer_valued": bool(np.all(im == np.rint(im))),
         "max": float(im.max()),
+        "brain_slices": np.flatnonzero(brain.any(axis=(0, 1))),
+        "label_slices": np.flatnonzero((lab > 0).any(axis=(0, 1))),
     }
 
 
@@ -136,6 +138,64 @@ def test_deterministic_per_seed_and_index(summaries):
     assert _digest(other.image) != summaries[1]["image_sha"]
 
 
+def test_empty_slices_above_and_below_the_brain(summaries):
+    # like real BraTS volumes: at least 5 empty slices at each end, and no label in them
+    for i, s in enumerate(summaries):
+        lo, hi = s["brain_slices"].min(), s["brain_slices"].max()
+        assert lo >= 5 and hi <= GRID[2] - 6, f"case {i}: brain on slices {lo}..{hi}"
+        assert s["label_slices"].min() >= 5 and s["label_slices"].max() <= GRID[2] - 6
+
+
+# ----------------------------------------------------------------------------- randomized
+
+
+N_RANDOM = 6
+
+
+@pytest.fixture(scope="session")
+def randomized() -> list[dict]:
+    """Summaries and drawn tumour z-scores of randomized cases (seed 3)."""
+    out = []
+    for i in range(N_RANDOM):
+        case = synthesize_case(3, i, randomize=True)
+        summary = _summary(case)
+        summary["z"] = {r: case.contrasts[r].copy() for r in ("edema", "core", "enh")}
+        out.append(summary)
+    return out
+
+
+def test_randomized_cases_are_valid_and_deterministic(randomized):
+    for i, s in enumerate(randomized):
+        assert s["shapes"] == (GRID + (4,), GRID, GRID)
+        assert s["label_values"] <= {0, 1, 2, 3} and s["counts"][1] > 0, f"case {i}"
+        assert s["nonzero_outside"] == 0 and s["label_outside"] == 0
+        assert s["integer_valued"] and 0 < s["max"] < 32767
+        assert s["brain_slices"].min() >= 5 and s["brain_slices"].max() <= GRID[2] - 6
+    again = synthesize_case(3, 0, randomize=True)
+    assert _digest(again.image) == randomized[0]["image_sha"]
+    # a randomized case is not the course case of the same seed and index
+    assert _digest(synthesize_case(3, 0).image) != randomized[0]["image_sha"]
+
+
+def test_randomized_contrasts_are_wider_than_the_course(summaries, randomized):
+    course_edema = np.array([s["means"][0]["edema"] / s["means"][0]["wm"] for s in summaries])
+    rand_edema = np.array([s["means"][0]["edema"] / s["means"][0]["wm"] for s in randomized])
+    # FLAIR edema/WM ratio: the randomized cases reach fainter edema than any course case
+    assert rand_edema.min() < course_edema.min()
+    # tumour volumes vary more (small tumours too)
+    wt = np.array([s["counts"][1:].sum() for s in randomized])
+    course_wt = np.array([s["counts"][1:].sum() for s in summaries])
+    assert wt.min() < course_wt.min()
+
+
+def test_randomized_files_are_tagged(tmp_path):
+    out = tmp_path / "rand"
+    build_dataset(out, cases=1, seed=3, progress=False, randomize=True)
+    assert case_is_valid(out, 3, 0, randomize=True)
+    assert not case_is_valid(out, 3, 0)  # a course build would regenerate it
+    assert "--randomize" in json.loads((out / "dataset.json").read_text())["release"]
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -179,9 +239,9 @@ def test_rerun_skips_valid_and_repairs_broken(built, monkeypatch):
     calls = []
     real = synth.synthesize_case
 
-    def counting(seed, index):
+    def counting(seed, index, randomize=False):
         calls.append(index)
-        return real(seed, index)
+        return real(seed, index, randomize)
 
     monkeypatch.setattr(synth, "synthesize_case", counting)
     build_dataset(built, cases=2, seed=0, progress=False)

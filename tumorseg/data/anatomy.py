@@ -129,9 +129,11 @@ def coarse_nodes() -> np.ndarray:
     return np.stack(np.meshgrid(*axes, indexing="ij"))
 
 
-def random_warp(rng: np.random.Generator, atlas: Atlas) -> tuple[np.ndarray, np.ndarray]:
+def random_warp(rng: np.random.Generator, atlas: Atlas,
+                z_shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Coarse map from output-grid nodes to atlas voxel coordinates.
 
+    z_shift: the brain sits that many voxels lower in the output than in the atlas.
     Returns (q, lin): q (3, nx, ny, nz) float32 atlas coordinates of the ``coarse_nodes()``,
     and lin (3, 3), the linear part (output offset -> atlas offset).
 
@@ -139,7 +141,8 @@ def random_warp(rng: np.random.Generator, atlas: Atlas) -> tuple[np.ndarray, np.
     (each hemisphere scaled differently along x), and a smooth random displacement (~2-3 mm).
     """
     nodes = coarse_nodes()
-    out_centre = np.array([(GRID[0] - 1) / 2, (GRID[1] - 1) / 2, atlas.centre[2]], np.float32)
+    out_centre = np.array([(GRID[0] - 1) / 2, (GRID[1] - 1) / 2, atlas.centre[2] - z_shift],
+                          np.float32)
     d = nodes - out_centre[:, None, None, None]
     # left-right asymmetry: the two hemispheres get different widths
     s_left, s_right = 1.0 + rng.uniform(-0.06, 0.06, size=2)

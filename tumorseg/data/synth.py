@@ -45,9 +45,18 @@ from tumorseg.data.anatomy import (
     sample_atlas,
     upsample,
 )
-from tumorseg.data.tumor import CSF, GM, WM, draw_tumor, random_spec, smooth_noise, tumor_box
+from tumorseg.data.tumor import (
+    CSF,
+    GM,
+    WM,
+    TumorSpec,
+    add_satellites,
+    draw_tumor,
+    random_spec,
+    smooth_noise,
+)
 
-VERSION = "synth-v8"  # bump when the output changes: a rerun then regenerates old cases
+VERSION = "synth-v9"  # bump when the output changes: a rerun then regenerates old cases
 MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
 REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
 GZIP_LEVEL = 4  # level 6 saves ~1 % of size for ~30 % more time
@@ -97,13 +106,13 @@ def case_name(index: int) -> str:
 
 
 def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random per-case contrasts, each (4,) over FLAIR, T1w, T1Gd, T2w.
+    """Course-style per-case contrasts, each (4,) over FLAIR, T1w, T1Gd, T2w.
 
     "csf", "gm", "wm": healthy-tissue intensities relative to white matter (wm = 1); the
     contrast of each tissue to white matter varies by about +-30-50 % from case to case.
     "edema", "core", "enh": wanted tumour intensities in healthy-tissue SD units (z-scores
-    over the healthy brain), drawn around what real BraTS scans show; ``synthesize_case``
-    clamps them so the BraTS orderings hold.
+    over the healthy brain), drawn around what real BraTS scans show; rendering clamps them
+    so the BraTS orderings hold.
     """
     u = rng.uniform
     c = {"wm": np.ones(4, np.float32)}
@@ -113,6 +122,88 @@ def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
     c["core"] = np.array([u(0.9, 2.0), u(-0.5, 0.0), u(-0.85, -0.35), u(0.4, 1.4)], np.float32)
     c["enh"] = np.array([u(0.7, 1.9), u(-0.5, 0.0), u(1.4, 2.6), u(0.4, 1.3)], np.float32)
     return c
+
+
+def random_contrasts_wide(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Domain-randomized per-case contrasts: the keys and units of ``random_contrasts``, drawn
+    from wide ranges in which the usual orderings often break (faint or very bright edema,
+    faint to strong enhancement, necrosis from dark to isointense, low grey/white contrast).
+    """
+    u = rng.uniform
+
+    def draw(*ranges: tuple[float, float]) -> np.ndarray:
+        return np.array([u(lo, hi) for lo, hi in ranges], np.float32)
+
+    c = {"wm": np.ones(4, np.float32)}
+    c["gm"] = draw((0.85, 1.5), (0.6, 1.05), (0.6, 1.05), (0.9, 1.6))
+    c["csf"] = draw((0.1, 0.9), (0.1, 0.7), (0.1, 0.8), (1.3, 3.5))
+    c["edema"] = draw((0.3, 4.0), (-1.5, 0.5), (-1.5, 0.5), (0.3, 3.0))
+    c["core"] = draw((-0.5, 3.0), (-2.5, 0.3), (-2.5, 0.3), (0.0, 3.5))
+    c["enh"] = draw((-0.5, 2.5), (-1.5, 0.5), (0.3, 4.5), (-0.5, 2.0))
+    return c
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one case looks: its contrasts and scanner effects, drawn per case.
+
+    Per-modality fields are (4,) arrays over FLAIR, T1w, T1Gd, T2w.
+    contrasts: as ``random_contrasts``; ordered: clamp tumour intensities so the BraTS
+    orderings hold; sharpen: exponent on the tissue probabilities (partial volume);
+    het_gain: scale of the tumour-intensity heterogeneity; show_through: fraction of the
+    healthy anatomy visible through edema; enh_patchy: 0 uniform to 1 patchy enhancement;
+    tex_amp, grain_amp: fine multiplicative texture; bias_sd: log-SD of the bias field;
+    noise_frac: Rician noise SD over the mean brain intensity; vessel_amp: cortical vessels on
+    T1Gd (healthy SD units); blur_sd: in-plane Gaussian blur (mm); thickness: slice thickness
+    along z (mm, resampled back to 1 mm); gamma: intensity gamma; scale: mean brain intensity.
+    """
+
+    contrasts: dict[str, np.ndarray]
+    ordered: bool
+    sharpen: float
+    het_gain: float
+    show_through: np.ndarray
+    enh_patchy: float
+    tex_amp: float
+    grain_amp: np.ndarray
+    bias_sd: np.ndarray
+    noise_frac: np.ndarray
+    vessel_amp: float
+    blur_sd: np.ndarray
+    thickness: np.ndarray
+    gamma: np.ndarray
+    scale: np.ndarray
+
+
+def course_style(rng: np.random.Generator) -> Style:
+    """The course's sample-data look: BraTS-like contrasts and mild scanner effects."""
+    u = rng.uniform
+    return Style(
+        contrasts=random_contrasts(rng), ordered=True, sharpen=u(1.3, 2.0), het_gain=1.0,
+        show_through=np.array([0.3, 0.15, 0.15, 0.3], np.float32), enh_patchy=0.0,
+        tex_amp=u(0.015, 0.035),
+        grain_amp=u(0.016, 0.036) * np.array([1.0, 0.6, 0.9, 0.8], np.float32),
+        bias_sd=u(0.05, 0.12, size=4), noise_frac=u(0.003, 0.007) * np.array([1.0, 0.6, 0.9, 0.9]),
+        vessel_amp=u(1.0, 4.0), blur_sd=np.zeros(4), thickness=np.ones(4, int),
+        gamma=np.ones(4), scale=u(260.0, 600.0, size=4),
+    )
+
+
+def randomized_style(rng: np.random.Generator) -> Style:
+    """A domain-randomized look (for training data): wide contrasts, orderings kept in only
+    30 % of cases, and strong, varied scanner effects (bias, noise, grain, blur, thick slices,
+    gamma)."""
+    u = rng.uniform
+    return Style(
+        contrasts=random_contrasts_wide(rng), ordered=bool(rng.random() < 0.3),
+        sharpen=u(0.8, 2.2), het_gain=u(0.4, 2.0), show_through=u(0.05, 0.6, size=4),
+        enh_patchy=u(0.0, 1.0) if rng.random() < 0.6 else 0.0, tex_amp=u(0.01, 0.06),
+        grain_amp=u(0.0, 0.05, size=4), bias_sd=u(0.03, 0.35, size=4),
+        noise_frac=u(0.002, 0.035) * u(0.5, 1.2, size=4), vessel_amp=u(0.0, 5.0),
+        blur_sd=u(0.0, 1.0, size=4) * (rng.random(4) < 0.5),
+        thickness=rng.choice([1, 1, 2, 3, 4, 5], size=4), gamma=np.exp(u(-0.5, 0.5, size=4)),
+        scale=u(200.0, 1500.0, size=4),
+    )
 
 
 def order_tumor_z(m: int, z: dict[str, float], tz: dict[str, float]) -> dict[str, float]:
@@ -134,6 +225,17 @@ def order_tumor_z(m: int, z: dict[str, float], tz: dict[str, float]) -> dict[str
         z["edema"] = max(z["edema"], lo)
     else:  # T2: CSF > edema > GM
         z["edema"] = min(max(z["edema"], tz["gm"] + 0.4), tz["csf"] - 0.4)
+    return z
+
+
+def visible_tumor_z(m: int, z: dict[str, float], tz: dict[str, float]) -> dict[str, float]:
+    """The only clamps of a randomized case: edema at least +0.3 SD over white matter on FLAIR,
+    and enhancement at least +0.3 SD over white matter on T1Gd (faint, but there)."""
+    z = dict(z)
+    if m == 0:
+        z["edema"] = max(z["edema"], tz["wm"] + 0.3)
+    elif m == 2:
+        z["enh"] = max(z["enh"], tz["wm"] + 0.3)
     return z
 
 
@@ -178,38 +280,48 @@ def _enforce_order(m: int, sub: np.ndarray, lab_b: np.ndarray, soft: dict[str, n
             return
 
 
-def synthesize_case(seed: int, index: int) -> SynthCase:
-    """Generate case ``index`` of the dataset with ``seed`` (deterministic; ~2-4 s, ~0.7 GB peak).
+# ----------------------------------------------------------------------------- anatomy
 
-    Returns a ``SynthCase`` with image (240, 240, 155, 4) float32, label and tissue
-    (240, 240, 155) uint8.  Top-level and picklable, so it can be mapped over indices in a
-    process pool.  BLAS runs on one thread here: a threaded matrix product may sum in another
-    order, so the bytes would otherwise depend on the thread count and the CPU kernel.
+
+@dataclass
+class Anatomy:
+    """One deformed brain in the output box ``CROP`` (shape ``crop_shape()``).
+
+    bidx: flat indices of the brain voxels in the box; tissue: (X, Y, Z) uint8 map, 0 outside
+    / CSF / GM / WM; tis1: the tissue codes at ``bidx``; csf, gm, wm: tissue probabilities at
+    ``bidx`` (1D float32, summing to <= 1); spec: the tumour to draw, centred in the box.
     """
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _synthesize_case(seed, index)
+
+    bidx: np.ndarray
+    tissue: np.ndarray
+    tis1: np.ndarray
+    csf: np.ndarray
+    gm: np.ndarray
+    wm: np.ndarray
+    spec: TumorSpec
 
 
-def _synthesize_case(seed: int, index: int) -> SynthCase:
-    rng = np.random.default_rng([int(seed), int(index)])
+def _anatomy(rng: np.random.Generator, randomize: bool) -> Anatomy:
+    """Warp the atlas into the box (with the mass effect of a tumour drawn at a random
+    white-matter seed) and keep ``Z_MARGIN`` empty slices at each end of the volume."""
     atlas = load_atlas()
     shp = crop_shape()
     origin = np.array([s.start for s in CROP], np.float32)
-
-    # --- anatomy: random warp + mass effect around the tumour centre
-    q, lin = random_warp(rng, atlas)
+    q, lin = random_warp(rng, atlas, z_shift=rng.uniform(9.0, 13.0))
     nodes = coarse_nodes()
     target = atlas.seeds[rng.integers(len(atlas.seeds))]
     k = np.argmin(((q - target[:, None, None, None].astype(np.float32)) ** 2).sum(0))
     centre = nodes.reshape(3, -1)[:, k]  # output-grid voxel coordinates
-    spec = random_spec(rng, centre - origin)
+    spec = random_spec(rng, centre - origin, wide=randomize)
     push = mass_effect(nodes, centre, rng.uniform(0.45, 0.8) * spec.r_core,
                        2.2 * spec.r_core + 12)
     q += np.einsum("ij,j...->i...", lin, push).astype(np.float32)
     maps = sample_atlas(atlas, q, shp)
     del q, push, nodes
-    # Everything per voxel is computed on the brain voxels only, as 1D arrays (~1/3 of the box).
     brain = maps["brain"] > 0.5
+    z0 = CROP[2].start
+    brain[..., : max(Z_MARGIN - z0, 0)] = False
+    brain[..., GRID[2] - Z_MARGIN - z0 :] = False
     bidx = np.flatnonzero(brain)
     gm = maps["gm"].reshape(-1)[bidx]
     wm = maps["wm"].reshape(-1)[bidx]
@@ -219,128 +331,226 @@ def _synthesize_case(seed: int, index: int) -> SynthCase:
     gm[over] /= tot[over]
     wm[over] /= tot[over]
     csf = np.clip(1.0 - gm - wm, 0.0, 1.0)
-    del tot, over
     tis1 = np.where((csf >= gm) & (csf >= wm), CSF, np.where(gm >= wm, GM, WM)).astype(np.uint8)
     tissue = np.zeros(shp, np.uint8)
     tissue.reshape(-1)[bidx] = tis1
+    return Anatomy(bidx, tissue, tis1, csf, gm, wm, spec)
 
-    # --- tumour
-    label = draw_tumor(rng, spec, tissue)
-    lab1 = label.reshape(-1)[bidx]
 
-    # --- contrasts and rendering
-    con = random_contrasts(rng)
-    # sharpen the atlas' blurry tissue probabilities a little: crisper gyri, like one subject
-    gamma = rng.uniform(1.3, 2.0)
-    probs = [csf**gamma, gm**gamma, wm**gamma]
-    norm = probs[0] + probs[1] + probs[2] + 1e-6
-    for p_ in probs:
-        p_ /= norm
-    del norm, csf, gm, wm
-    # the tumour box, as positions into the 1D brain arrays
-    box = tumor_box(spec, shp)
+def _tumor_labels(rng: np.random.Generator, anat: Anatomy, randomize: bool) -> np.ndarray:
+    """(X, Y, Z) uint8 labels of the box: the main tumour and, for randomized cases, sometimes
+    a second focus, satellite edema islands, no enhancement or no necrosis."""
+    label = draw_tumor(rng, anat.spec, anat.tissue)
+    if not randomize:
+        return label
+    if rng.random() < 0.2:  # multifocal: a smaller second tumour 25-60 mm away, in white matter
+        wm = np.argwhere(anat.tissue[::3, ::3, ::3] == WM) * 3
+        dist = np.linalg.norm(wm - anat.spec.centre, axis=1)
+        near = wm[(dist > 25.0) & (dist < 60.0)]
+        if len(near):
+            centre = near[rng.integers(len(near))].astype(np.float32)
+            spec2 = random_spec(rng, centre, wide=True, wt_scale=rng.uniform(0.1, 0.4))
+            second = draw_tumor(rng, spec2, anat.tissue)
+            label = np.where(label == 0, second, label)
+    if rng.random() < 0.3:
+        label = add_satellites(rng, label, anat.tissue, anat.spec, int(rng.integers(1, 4)))
+    variant = rng.random()
+    if variant < 0.08:  # non-enhancing tumour only
+        label[label == 3] = 2
+    elif variant < 0.18:  # solid enhancing tumour without necrosis
+        label[label == 2] = 3
+    return label
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _render_modality(m: int, rng: np.random.Generator, style: Style, anat: Anatomy,
+                     probs: list[np.ndarray], tumor: dict, fields: dict) -> np.ndarray:
+    """Intensities of the brain voxels (1D, at ``anat.bidx``) of modality ``m``, before
+    noise: tissue mixture x bias x grain, with the tumour regions set in healthy-SD units."""
+    shp = anat.tissue.shape
+    con = style.contrasts
+    bias_coarse = ndi.gaussian_filter(
+        rng.standard_normal(fields["tex_coarse"].shape).astype(np.float32), 4.0)
+    bias_coarse *= style.bias_sd[m] / (bias_coarse.std() + 1e-6)
+    mult = upsample(np.exp(bias_coarse + style.tex_amp * fields["tex_coarse"]),
+                    shp).reshape(-1)[anat.bidx]
+    grain = upsample(rng.standard_normal(coarse_shape(shp, 2.0)).astype(np.float32), shp)
+    mult *= 1.0 + style.grain_amp[m] * grain.reshape(-1)[anat.bidx]
+    del grain
+    img = probs[0] * con["csf"][m] + probs[1] * con["gm"][m] + probs[2] * con["wm"][m]
+    img *= mult
+    hs, tis_hs = fields["hs"], fields["tis_hs"]
+    vals = img[hs]  # healthy-tissue statistics decide where the tumour intensities go
+    mean_h, sd_h = float(vals.mean()), float(vals.std())
+    if m == 2:
+        img += fields["vessel"] * (style.vessel_amp * sd_h)
+    tz = {t: (float(vals[tis_hs == code].mean()) - mean_h) / sd_h
+          for t, code in (("csf", CSF), ("gm", GM), ("wm", WM))}
+    wanted = {r: float(con[r][m]) for r in _LABEL_OF}
+    z = order_tumor_z(m, wanted, tz) if style.ordered else visible_tumor_z(m, wanted, tz)
+    bp, soft, het = tumor["bp"], tumor["soft"], tumor["het"]
+    sub = img[bp]
+    healthy = sub.copy()
+    sub *= 1.0 - tumor["total"]
+    mult_b = mult[bp] / float(mult[hs].mean())
+    for r in _LABEL_OF:
+        tumor["used"][r][m] = z[r]
+        level = z[r]
+        if r == "enh" and m == 2 and style.enh_patchy > 0:  # patchy: parts fade to the core
+            level = z["core"] + (z["enh"] - z["core"]) * tumor["patch"]
+        val = mean_h + sd_h * (level + style.het_gain * HET_AMP[r][m] * het[r])
+        if r == "edema":  # some anatomy shows through the edema
+            val = val + style.show_through[m] * (healthy - mean_h - sd_h * tz["wm"])
+        sub += soft[r] * val * mult_b
+    if style.ordered:
+        _enforce_order(m, sub, tumor["lab_b"], soft, mult_b, tz, mean_h, sd_h)
+    img[bp] = sub
+    return img
+
+
+def _tumor_fields(rng: np.random.Generator, anat: Anatomy, label: np.ndarray) -> dict:
+    """Per-region soft masks and heterogeneity fields over the tumour's bounding box, as
+    positions ``bp`` into the 1D brain arrays."""
+    shp = label.shape
+    idx = np.argwhere(label > 0)
+    lo = np.maximum(idx.min(0) - 3, 0)
+    hi = np.minimum(idx.max(0) + 4, shp)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
     pos = np.full(shp, -1, np.int32)
-    pos.reshape(-1)[bidx] = np.arange(bidx.size, dtype=np.int32)
+    pos.reshape(-1)[anat.bidx] = np.arange(anat.bidx.size, dtype=np.int32)
     box_pos = pos[box]
     del pos
     inb = box_pos >= 0
-    bp = box_pos[inb]
     lab_b3 = label[box]
-    lab_b = lab_b3[inb]
     soft = {r: ndi.uniform_filter((lab_b3 == v).astype(np.float32), 3)[inb]
-            for r, v in (("edema", 1), ("core", 2), ("enh", 3))}
-    total = soft["edema"] + soft["core"] + soft["enh"]
+            for r, v in _LABEL_OF.items()}
     het = {r: smooth_noise(rng, lab_b3.shape, st)[inb]
            for r, st in (("edema", 6.0), ("core", 5.0), ("enh", 4.0))}
-    del box_pos, inb, lab_b3
-    het_amp = {"edema": np.array([0.45, 0.1, 0.2, 0.65]), "core": np.array([0.5, 0.15, 0.4, 1.0]),
-               "enh": np.array([0.5, 0.15, 1.0, 0.5])}  # in healthy-SD units
+    patch = np.clip(0.4 - 0.6 * smooth_noise(rng, lab_b3.shape, 5.0)[inb], 0.0, 1.0)
+    return {"bp": box_pos[inb], "lab_b": lab_b3[inb], "soft": soft, "het": het,
+            "total": soft["edema"] + soft["core"] + soft["enh"], "patch": patch,
+            "used": {r: np.zeros(4, np.float32) for r in _LABEL_OF}}
+
+
+def _scanner(m: int, rng: np.random.Generator, style: Style, plane: np.ndarray,
+             brain: np.ndarray) -> None:
+    """Acquisition effects on one modality's box ``plane`` (X, Y, Z), in place: in-plane blur
+    and thick slices, Rician noise, gamma and the scanner's intensity scale; 0 outside the brain.
+    """
+    mean_h = float(plane[brain].mean())
+    if style.blur_sd[m] > 0:
+        ndi.gaussian_filter(plane, (style.blur_sd[m], style.blur_sd[m], 0), output=plane)
+    if style.thickness[m] > 1:
+        plane[...] = thick_slices(plane, int(style.thickness[m]), int(rng.integers(style.thickness[m])))
+    plane[~brain] = 0.0
+    # Rician noise: magnitude of a complex signal with Gaussian noise in both parts
+    sigma = style.noise_frac[m] * mean_h
+    img = plane[brain]
+    n1 = rng.standard_normal(img.size, dtype=np.float32)
+    n1 *= sigma
+    img += n1
+    np.square(img, out=img)
+    rng.standard_normal(img.size, dtype=np.float32, out=n1)
+    n1 *= sigma
+    np.square(n1, out=n1)
+    img += n1
+    np.sqrt(img, out=img)
+    if style.gamma[m] != 1.0:
+        top = float(img.max()) + 1e-6
+        img = top * (img / top) ** style.gamma[m]
+    img *= style.scale[m] / float(img.mean())
+    np.rint(img, out=img)
+    np.clip(img, 0, 32767, out=img)
+    plane[brain] = img
+
+
+def thick_slices(vol: np.ndarray, t: int, phase: int) -> np.ndarray:
+    """``vol`` (X, Y, Z) as if acquired in slices ``t`` mm thick along z starting at ``phase``,
+    then linearly resampled back to 1 mm: a t-slice box average sampled every t slices."""
+    avg = ndi.uniform_filter1d(vol, t, axis=2, mode="nearest")
+    low = avg[..., phase::t]
+    f = np.clip((np.arange(vol.shape[2]) - phase) / t, 0, low.shape[2] - 1)
+    i0 = np.minimum(np.floor(f).astype(int), max(low.shape[2] - 2, 0))
+    w = (f - i0).astype(np.float32)
+    i1 = np.minimum(i0 + 1, low.shape[2] - 1)
+    return low[..., i0] * (1.0 - w) + low[..., i1] * w
+
+
+# Tumour heterogeneity amplitude per region and modality, in healthy-SD units.
+HET_AMP = {"edema": np.array([0.45, 0.1, 0.2, 0.65]), "core": np.array([0.5, 0.15, 0.4, 1.0]),
+           "enh": np.array([0.5, 0.15, 1.0, 0.5])}
+Z_MARGIN = 5  # empty slices kept at the bottom and the top of every volume, as in BraTS
+
+
+def synthesize_case(seed: int, index: int, randomize: bool = False) -> SynthCase:
+    """Generate case ``index`` of the dataset with ``seed`` (deterministic; ~2-4 s, ~0.7 GB peak).
+
+    randomize: draw the case's look with ``randomized_style`` and a wider range of tumour
+        shapes (domain randomization, for training data) instead of the course's look.
+    Returns a ``SynthCase`` with image (240, 240, 155, 4) float32, label and tissue
+    (240, 240, 155) uint8.  Top-level and picklable, so it can be mapped over indices in a
+    process pool.  BLAS runs on one thread here: a threaded matrix product may sum in another
+    order, so the bytes would otherwise depend on the thread count and the CPU kernel.
+    """
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _synthesize_case(seed, index, randomize)
+
+
+def _synthesize_case(seed: int, index: int, randomize: bool) -> SynthCase:
+    rng = np.random.default_rng([int(seed), int(index)] + ([RANDOMIZED_STREAM] if randomize else []))
+    anat = _anatomy(rng, randomize)
+    label = _tumor_labels(rng, anat, randomize)
+    style = randomized_style(rng) if randomize else course_style(rng)
+    shp = anat.tissue.shape
+    lab1 = label.reshape(-1)[anat.bidx]
+    probs = [anat.csf**style.sharpen, anat.gm**style.sharpen, anat.wm**style.sharpen]
+    norm = probs[0] + probs[1] + probs[2] + 1e-6
+    for p_ in probs:
+        p_ /= norm
+    del norm
+    tumor = _tumor_fields(rng, anat, label)
     tex_coarse = ndi.gaussian_filter(
         rng.standard_normal(coarse_shape(shp, COARSE)).astype(np.float32), 0.8)
     tex_coarse /= tex_coarse.std()
-    tex_amp = rng.uniform(0.015, 0.035)
-    noise_frac = rng.uniform(0.003, 0.007)
-    grain_amp = rng.uniform(0.008, 0.018) * 2.0  # linear upsampling halves the variance
     # cortical vessels for T1Gd: curves where a smooth random surface crosses the sulcal
     # CSF/GM border, outside the tumour (real T1Gd shows such bright spots and lines)
     vfield = upsample(rng.standard_normal(coarse_shape(shp, 3.0)).astype(np.float32),
-                      shp).reshape(-1)[bidx]
+                      shp).reshape(-1)[anat.bidx]
     vfield /= vfield.std() + 1e-6
     border = np.clip(1.0 - np.abs(probs[0] - 0.5) * 2.5, 0.0, 1.0)
-    vessel = np.clip(1.0 - np.abs(vfield) / 0.2, 0.0, 1.0) * border * (lab1 == 0)
-    vessel_amp = rng.uniform(1.0, 4.0)
+    hs = np.flatnonzero(lab1 == 0)[::7]  # a subsample of the healthy brain for statistics
+    fields = {"tex_coarse": tex_coarse, "hs": hs, "tis_hs": anat.tis1[hs],
+              "vessel": np.clip(1.0 - np.abs(vfield) / 0.2, 0.0, 1.0) * border * (lab1 == 0)}
     del vfield, border
-    # a subsample of the healthy brain for statistics
-    hs = np.flatnonzero(lab1 == 0)[::7]
-    tis_hs = tis1[hs]
     image = np.zeros(GRID + (4,), np.float32)
     out_box = image[CROP]
+    brain = anat.tissue > 0
     plane = np.zeros(shp, np.float32)
-    used = {r: np.zeros(4, np.float32) for r in ("edema", "core", "enh")}
     for m in range(4):
-        bias_coarse = ndi.gaussian_filter(
-            rng.standard_normal(tex_coarse.shape).astype(np.float32), 4.0)
-        bias_coarse *= rng.uniform(0.05, 0.12) / (bias_coarse.std() + 1e-6)
-        mult = upsample(np.exp(bias_coarse + tex_amp * tex_coarse), shp).reshape(-1)[bidx]
-        # fine, spatially correlated grain (~2 mm), like resampled scanner noise and anatomy
-        grain = upsample(rng.standard_normal(coarse_shape(shp, 2.0)).astype(np.float32), shp)
-        mult *= 1.0 + grain_amp * (1.0, 0.6, 0.9, 0.8)[m] * grain.reshape(-1)[bidx]
-        del grain
-        img = probs[0] * con["csf"][m] + probs[1] * con["gm"][m] + probs[2] * con["wm"][m]
-        img *= mult
-        # healthy-tissue statistics decide where the tumour intensities go
-        vals = img[hs]
-        mean_h, sd_h = float(vals.mean()), float(vals.std())
-        if m == 2:
-            img += vessel * (vessel_amp * sd_h)
-        tz = {t: (float(vals[tis_hs == code].mean()) - mean_h) / sd_h
-              for t, code in (("csf", CSF), ("gm", GM), ("wm", WM))}
-        z = order_tumor_z(m, {r: float(con[r][m]) for r in used}, tz)
-        sub = img[bp]
-        healthy = sub.copy()
-        sub *= 1.0 - total
-        mult_b = mult[bp] / float(mult[hs].mean())
-        for r in used:
-            used[r][m] = z[r]
-            val = mean_h + sd_h * (z[r] + het_amp[r][m] * het[r])
-            if r == "edema":  # some anatomy shows through the edema
-                val = val + (0.3, 0.15, 0.15, 0.3)[m] * (healthy - mean_h - sd_h * tz["wm"])
-            sub += soft[r] * val * mult_b
-        _enforce_order(m, sub, lab_b, soft, mult_b, tz, mean_h, sd_h)
-        img[bp] = sub
-        del healthy, mult, mult_b, vals, sub
-        # Rician noise: magnitude of a complex signal with Gaussian noise in both parts
-        sigma = noise_frac * mean_h * (1.0, 0.6, 0.9, 0.9)[m]
-        n1 = rng.standard_normal(img.size, dtype=np.float32)
-        n1 *= sigma
-        img += n1
-        np.square(img, out=img)
-        rng.standard_normal(img.size, dtype=np.float32, out=n1)
-        n1 *= sigma
-        np.square(n1, out=n1)
-        img += n1
-        np.sqrt(img, out=img)
-        del n1
-        img *= rng.uniform(260.0, 600.0) / mean_h  # global scanner scale per modality
-        np.rint(img, out=img)
-        np.clip(img, 0, 32767, out=img)
-        plane.reshape(-1)[bidx] = img
+        plane.reshape(-1)[anat.bidx] = _render_modality(m, rng, style, anat, probs, tumor, fields)
+        _scanner(m, rng, style, plane, brain)
         out_box[..., m] = plane
-        del img
-    con.update(used)
+    con = dict(style.contrasts)
+    con.update(tumor["used"])
     full_label = np.zeros(GRID, np.uint8)
     full_label[CROP] = label
     full_tissue = np.zeros(GRID, np.uint8)
-    full_tissue[CROP] = tissue
+    full_tissue[CROP] = anat.tissue
     full_label[full_tissue == 0] = 0
     return SynthCase(image=image, label=full_label, tissue=full_tissue, contrasts=con)
+
+
+RANDOMIZED_STREAM = 1  # extra seed word of randomized cases: their own random stream
 
 
 # ----------------------------------------------------------------------------- writing
 
 
-def _descrip(seed: int, index: int) -> str:
-    return f"tumorseg {VERSION} seed={seed} case={index}"
+def _descrip(seed: int, index: int, randomize: bool = False) -> str:
+    kind = " randomized" if randomize else ""
+    return f"tumorseg {VERSION}{kind} seed={seed} case={index}"
 
 
 def _nifti_bytes(data: np.ndarray, descrip: str) -> bytes:
@@ -357,14 +567,15 @@ def _gz(raw: bytes) -> bytes:
     return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
 
 
-def write_case(case: SynthCase, out: Path, seed: int, index: int) -> tuple[Path, Path]:
+def write_case(case: SynthCase, out: Path, seed: int, index: int,
+               randomize: bool = False) -> tuple[Path, Path]:
     """Write ``case`` as OUT/imagesTr/BRATS_xxx.nii.gz (int16) and labelsTr/... (uint8)."""
     out = Path(out)
     name = case_name(index) + ".nii.gz"
     img_path, lab_path = out / "imagesTr" / name, out / "labelsTr" / name
     img_path.parent.mkdir(parents=True, exist_ok=True)
     lab_path.parent.mkdir(parents=True, exist_ok=True)
-    tag = _descrip(seed, index)
+    tag = _descrip(seed, index, randomize)
     write_bytes(lab_path, _gz(_nifti_bytes(case.label, tag)))
     write_bytes(img_path, _gz(_nifti_bytes(case.image.astype(np.int16), tag)))
     return img_path, lab_path
@@ -388,26 +599,30 @@ def _file_ok(path: Path, shape: tuple[int, ...], dtype: type, tag: str) -> bool:
         return False
 
 
-def case_is_valid(out: Path, seed: int, index: int) -> bool:
-    """True when both files of case ``index`` exist, are complete and come from this seed/version."""
+def case_is_valid(out: Path, seed: int, index: int, randomize: bool = False) -> bool:
+    """True when both files of case ``index`` exist, are complete and come from this seed,
+    generator version and kind (course or randomized)."""
     name = case_name(index) + ".nii.gz"
-    tag = _descrip(seed, index)
+    tag = _descrip(seed, index, randomize)
     out = Path(out)
     return (_file_ok(out / "labelsTr" / name, GRID, np.uint8, tag)
             and _file_ok(out / "imagesTr" / name, GRID + (4,), np.int16, tag))
 
 
-def _make_case(out: str, seed: int, index: int) -> bool:
+def _make_case(out: str, seed: int, index: int, randomize: bool = False) -> bool:
     """Generate and write one case unless a valid one is there; True when it was generated."""
-    if case_is_valid(Path(out), seed, index):
+    if case_is_valid(Path(out), seed, index, randomize):
         return False
-    write_case(synthesize_case(seed, index), Path(out), seed, index)
+    write_case(synthesize_case(seed, index, randomize), Path(out), seed, index, randomize)
     return True
 
 
-def write_dataset_json(out: Path, cases: int) -> Path:
-    """Write OUT/dataset.json (MSD keys) listing ``cases`` training cases, atomically."""
+def write_dataset_json(out: Path, cases: int, randomize: bool = False) -> Path:
+    """Write OUT/dataset.json (MSD keys) listing ``cases`` training cases, atomically; its
+    "release" names the generator version and options."""
     meta = dict(DATASET_JSON)
+    if randomize:
+        meta["release"] += " --randomize"
     meta["numTraining"] = int(cases)
     meta["numTest"] = 0
     meta["training"] = [{"image": f"./imagesTr/{case_name(i)}.nii.gz",
@@ -419,9 +634,11 @@ def write_dataset_json(out: Path, cases: int) -> Path:
 
 
 def build_dataset(out: str | Path, cases: int = 10, seed: int = 0, jobs: int = 1,
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, randomize: bool = False) -> list[Path]:
     """Build (or complete) the synthetic dataset in ``out``; returns the image paths.
 
+    randomize: domain-randomized cases (``synthesize_case(..., randomize=True)``), for
+    training data; the default is the course's look.
     Valid cases already there are kept; missing, partial or stale ones are regenerated.
     ``jobs`` > 1 uses that many processes (about 0.7 GB of memory each).
     dataset.json is written last.
@@ -435,7 +652,7 @@ def build_dataset(out: str | Path, cases: int = 10, seed: int = 0, jobs: int = 1
     bar = tqdm(total=len(indices), desc="synth cases", unit="case", disable=not progress)
     if jobs <= 1:
         for i in indices:
-            made += _make_case(str(out), seed, i)
+            made += _make_case(str(out), seed, i, randomize)
             bar.update(1)
     else:
         # Fresh "spawn" workers (safe even if the caller has TensorFlow loaded), each with a
@@ -446,7 +663,7 @@ def build_dataset(out: str | Path, cases: int = 10, seed: int = 0, jobs: int = 1
         try:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                for fut in [pool.submit(_make_case, str(out), seed, i) for i in indices]:
+                for fut in [pool.submit(_make_case, str(out), seed, i, randomize) for i in indices]:
                     made += fut.result()
                     bar.update(1)
         finally:
@@ -456,7 +673,7 @@ def build_dataset(out: str | Path, cases: int = 10, seed: int = 0, jobs: int = 1
                 else:
                     os.environ[k] = v
     bar.close()
-    write_dataset_json(out, len(indices))
+    write_dataset_json(out, len(indices), randomize)
     if progress:
         print(f"{out}: {len(indices)} cases ({made} generated, {len(indices) - made} kept)")
     return [out / "imagesTr" / f"{case_name(i)}.nii.gz" for i in indices]
@@ -470,12 +687,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--jobs", type=int, default=1,
                    help="worker processes (default 1; each needs about 0.7 GB)")
+    p.add_argument("--randomize", action="store_true",
+                   help="domain-randomized contrasts, tumour shapes and scanner effects "
+                        "(training data); default: the course's look")
     a = p.parse_args(argv)
     if a.cases < 1:
         p.error("--cases must be at least 1")
-    build_dataset(a.out, cases=a.cases, seed=a.seed, jobs=a.jobs)
+    build_dataset(a.out, cases=a.cases, seed=a.seed, jobs=a.jobs, randomize=a.randomize)
     return 0
 
 
-__all__ = ["SynthCase", "build_dataset", "case_is_valid", "main", "random_contrasts",
-           "synthesize_case", "write_case", "CSF", "GM", "WM"]
+__all__ = ["SynthCase", "Style", "build_dataset", "case_is_valid", "course_style", "main",
+           "random_contrasts", "random_contrasts_wide", "randomized_style", "synthesize_case",
+           "write_case", "CSF", "GM", "WM"]

@@ -33,22 +33,57 @@ class TumorSpec:
     nodular: bool  # mostly non-enhancing solid core with enhancing nodules instead of a rim
 
 
-def random_spec(rng: np.random.Generator, centre: np.ndarray) -> TumorSpec:
-    """Draw a tumour: whole tumour 120-245 cm^3 (log-uniform), core 12-38 % of it."""
-    wt = float(np.exp(rng.uniform(np.log(120_000), np.log(245_000))))
-    core = wt * rng.uniform(0.12, 0.38)
+def random_spec(rng: np.random.Generator, centre: np.ndarray, wide: bool = False,
+                wt_scale: float = 1.0) -> TumorSpec:
+    """Draw a tumour.
+
+    Course (``wide=False``): whole tumour 120-245 cm^3 (log-uniform), core 12-38 % of it.
+    Wide (domain randomization): whole tumour 15-245 cm^3, core 6-55 % of it, rims from thin
+    to thick, a third of the cores solid and non-enhancing with enhancing nodules.
+    wt_scale: multiplies the whole-tumour volume (e.g. for a second, smaller focus).
+    """
+    lo, hi = (15_000, 245_000) if wide else (120_000, 245_000)
+    wt = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) * wt_scale
+    wt = max(wt, 6_000.0)
+    core = wt * (rng.uniform(0.06, 0.55) if wide else rng.uniform(0.12, 0.38))
     r_core = float(np.cbrt(3 * core / (4 * np.pi)))
+    rim = rng.uniform(0.08, 0.5) if wide else rng.uniform(0.12, 0.35)
     return TumorSpec(
         centre=np.asarray(centre, np.float32),
         r_core=r_core,
         core_target=core,
         wt_target=wt,
-        rim=float(max(rng.uniform(0.12, 0.35), 3.5 / r_core)),
+        rim=float(max(rim, 3.5 / r_core)),
         chambers=int(rng.integers(1, 5)),
         septum=float(rng.uniform(1.5, 3.0)),
         nonenh_extra=bool(rng.random() < 0.5),
-        nodular=bool(rng.random() < 0.25),
+        nodular=bool(rng.random() < (0.33 if wide else 0.25)),
     )
+
+
+def add_satellites(rng: np.random.Generator, label: np.ndarray, tissue: np.ndarray,
+                   spec: TumorSpec, n: int) -> np.ndarray:
+    """``label`` (X, Y, Z) uint8 with ``n`` satellite edema islands (label 1) added, each an
+    irregular blob of 4-10 mm radius, 10-30 mm beyond the tumour core, in grey or white
+    matter where there is no tumour yet."""
+    out = label.copy()
+    for _ in range(n):
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        c = spec.centre + direction * (spec.r_core + rng.uniform(10.0, 30.0))
+        r = rng.uniform(4.0, 10.0)
+        half = int(np.ceil(r * 1.6)) + 1
+        lo = np.maximum(np.floor(c).astype(int) - half, 0)
+        hi = np.minimum(np.floor(c).astype(int) + half + 1, label.shape)
+        if np.any(hi - lo < 3):
+            continue
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        grids = np.ogrid[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+        dist = np.sqrt(sum((g.astype(np.float32) - ci) ** 2 for g, ci in zip(grids, c)))
+        blob = dist / r * (1.0 + 0.3 * smooth_noise(rng, dist.shape, 4.0)) < 1.0
+        blob &= (tissue[box] == GM) | (tissue[box] == WM)
+        out[box][blob & (out[box] == 0)] = 1
+    return out
 
 
 def tumor_box(spec: TumorSpec, shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -125,7 +160,7 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     label = np.zeros(bshape, np.uint8)
     label[core] = 3
     label[necrosis] = 2
-    if spec.nodular:  # solid non-enhancing tumour; a few enhancing nodules (12-30 % of it)
+    if spec.nodular and core.any():  # solid non-enhancing tumour; a few enhancing nodules (12-30 % of it)
         nod = smooth_noise(rng, bshape, 6.0)
         q = float(np.quantile(nod[core], 1.0 - rng.uniform(0.12, 0.3)))
         label[core] = 2

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from tumorseg.data import DataError
+from tumorseg.patches.augment import Augment, augment, augment_raw
 from tumorseg.patches.standardize import standardize_patch
 
 
@@ -67,8 +68,10 @@ class VolumeDataGenerator(keras.utils.PyDataset):
     ``standardize_patch(x, standardize)`` ("slice", "brain", or None for raw intensities), and
     y ``(B, num_classes, *dim)`` float32 = the file's one-hot y moved channels-first without its
     background channel.  ``len`` is ``floor(n / batch_size)``; with ``shuffle`` the order is
-    redrawn every epoch (reproducibly from ``seed``).  ``augment=True`` applies random flips along
-    x and y, and a per-channel intensity scale (×0.9..1.1) and shift (±0.1) to brain voxels.
+    redrawn every epoch (reproducibly from ``seed``).  ``augment`` is an ``Augment`` level
+    (``True`` means ``Augment.FLIP``): random flips along x and y and a per-channel intensity
+    jitter of the brain voxels; ``Augment.STRONG`` adds scanner-like changes of the raw
+    intensities before standardization (see ``tumorseg.patches.augment``).
     Extra keyword arguments (``workers``, ``use_multiprocessing``, ``max_queue_size``) go to
     ``keras.utils.PyDataset``.
     """
@@ -84,7 +87,7 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         num_classes: int = 3,
         verbose: int = 1,
         standardize: str | None = "slice",
-        augment: bool = False,
+        augment: bool | Augment | str = False,
         seed: int | None = None,
         **kwargs,
     ):
@@ -98,7 +101,7 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         self.num_classes = num_classes
         self.verbose = verbose
         self.standardize = standardize
-        self.augment = augment
+        self.augment = Augment.FLIP if augment is True else Augment(augment or Augment.NONE)
         self.rng = np.random.default_rng(seed)
         self.indexes = np.arange(len(self.sample_list))
         self.on_epoch_end()
@@ -127,23 +130,16 @@ class VolumeDataGenerator(keras.utils.PyDataset):
                 f"{path}: y has {y.shape[-1]} classes, expected {self.num_classes + 1} "
                 f"(background included). Rebuild the patch store with `tumorseg patches`."
             )
-        brain = x != 0 if self.augment else None
+        y = np.ascontiguousarray(np.moveaxis(y, 3, 0)[1 : self.num_classes + 1])
+        if self.augment is Augment.NONE:
+            return (standardize_patch(x, self.standardize) if self.standardize else x), y
+        rng = self.rng if rng is None else rng
+        if self.augment is Augment.STRONG:
+            x = augment_raw(x, rng)
+        brain = x != 0
         if self.standardize:
             x = standardize_patch(x, self.standardize)
-        y = np.ascontiguousarray(np.moveaxis(y, 3, 0)[1 : self.num_classes + 1])
-        if self.augment:
-            x, y = self._augment(x, y, brain, self.rng if rng is None else rng)
-        return x, y
-
-    @staticmethod
-    def _augment(x: np.ndarray, y: np.ndarray, brain: np.ndarray, rng: np.random.Generator):
-        for axis in (1, 2):  # flips along X and Y (left-right is symmetric in the brain)
-            if rng.random() < 0.5:
-                x, y, brain = np.flip(x, axis), np.flip(y, axis), np.flip(brain, axis)
-        scale = rng.uniform(0.9, 1.1, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
-        shift = rng.uniform(-0.1, 0.1, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
-        x = np.where(brain, x * scale + shift, x).astype(np.float32)
-        return np.ascontiguousarray(x), np.ascontiguousarray(y)
+        return augment(x, y, brain, rng, self.augment)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``index``: ``(x (B, C, *dim) float32, y (B, classes, *dim) float32)``."""

@@ -143,6 +143,7 @@ def build_patch_store(
         "seed": seed,
         "per_case": per_case,
         "patch_size": list(PATCH_SIZE),
+        "source": {"data": str(data), "release": _dataset_release(Path(data))},
     }
     write_text(out / "config.json", json.dumps(config, indent=1))
     if verbose:
@@ -151,6 +152,14 @@ def build_patch_store(
             f"{len(config['valid'])} valid patches ({len(valid_ids)} cases) in {out}"
         )
     return config
+
+
+def _dataset_release(data: Path) -> str | None:
+    """The "release" field of ``data/dataset.json`` (which generator made a synthetic set)."""
+    try:
+        return json.loads((data / "dataset.json").read_text()).get("release")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tumorseg.atomic import atomic_path, write_text
+from tumorseg.patches.augment import Augment, augment, epoch_order
 
 CLASS_NAMES = ("edema", "non_enhancing", "enhancing")
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,33 +114,15 @@ class MemoryBatches:
     def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """The batch of training step ``step``: ``(x (B, C, X, Y, Z), y (B, classes, X, Y, Z))``."""
         epoch, i = divmod(step, self.per_epoch)
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.x))
+        order = epoch_order(self.seed, epoch, len(self.x))
         ids = np.sort(order[i * self.batch_size : (i + 1) * self.batch_size])
         x, y = self.x[ids], self.y[ids]
         if not self.augment:
             return x, y
         rng = np.random.default_rng([self.seed, step, 1])
         brain = self.brain[ids] if self.brain is not None else x != 0
-        return augment_batch(x, y, brain, rng)
-
-
-def augment_batch(
-    x: np.ndarray, y: np.ndarray, brain: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Random flips along X and Y and per-sample, per-channel intensity scale (×0.9–1.1) and
-    shift (±0.1) of brain voxels; ``x, y, brain (B, C, X, Y, Z)``; returns new float32 arrays."""
-    x = x.copy()
-    y = y.copy()
-    for b in range(len(x)):
-        for axis in (1, 2):
-            if rng.random() < 0.5:
-                x[b] = np.flip(x[b], axis)
-                y[b] = np.flip(y[b], axis)
-                brain[b] = np.flip(brain[b], axis)
-        scale = rng.uniform(0.9, 1.1, size=(x.shape[1], 1, 1, 1)).astype(np.float32)
-        shift = rng.uniform(-0.1, 0.1, size=(x.shape[1], 1, 1, 1)).astype(np.float32)
-        x[b] = np.where(brain[b], x[b] * scale + shift, x[b])
-    return x, y
+        pairs = [augment(x[b], y[b], brain[b], rng, Augment.FLIP) for b in range(len(x))]
+        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
 class GeneratorBatches:
@@ -156,7 +139,7 @@ class GeneratorBatches:
         epoch, i = divmod(step, self.per_epoch)
         gen = self.gen
         n = len(gen.sample_list)
-        ids = np.random.default_rng([self.seed, epoch]).permutation(n)
+        ids = epoch_order(self.seed, epoch, n)
         sel = ids[i * gen.batch_size : (i + 1) * gen.batch_size]
         xs, ys = [], []
         for k, j in enumerate(sel):
@@ -397,7 +380,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bf16", action="store_true", help="mixed_bfloat16 precision")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--standardize", choices=("slice", "brain"), default="brain")
-    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--augment", choices=[a.value for a in Augment], default=Augment.FLIP.value,
+                   help="augmentation level: none, flip (flips and mild jitter, default) or "
+                        "strong (also scanner-like changes of the raw intensities)")
+    p.add_argument("--no-augment", action="store_true", help="same as --augment none")
+    p.add_argument("--init-weights", default=None,
+                   help="start from these .weights.h5 (fine-tuning) instead of a fresh model")
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="stop (and save) after this much training time; the schedule follows it")
     p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: at the end)")
     p.add_argument("--checkpoint-every", type=int, default=50)
     p.add_argument("--max-valid", type=int, default=32, help="validation patches to score")
@@ -411,9 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     if not cfg_path.is_file():
         raise SystemExit(f"{cfg_path} not found: build the patch store with `tumorseg patches` first")
     store = json.loads(cfg_path.read_text())
+    level = Augment.NONE if args.no_augment else Augment(args.augment)
     gen = VolumeDataGenerator(store["train"], data / "train", batch_size=args.batch_size,
                               verbose=0, standardize=args.standardize,
-                              augment=not args.no_augment, seed=args.seed)
+                              augment=level, seed=args.seed)
     if len(gen) == 0:
         raise SystemExit(f"{cfg_path}: fewer training patches than one batch")
     vgen = VolumeDataGenerator(store["valid"][: args.max_valid], data / "valid", batch_size=1,
@@ -426,12 +417,13 @@ def main(argv: list[str] | None = None) -> int:
     config = {"n_base_filters": args.n_base_filters, "input_shape": [4, 160, 160, 16]}
     extra = {
         "standardize": args.standardize,
-        "augment": not args.no_augment,
+        "augment": level.value,
         "data": {
             "patch_store": str(data),
             "seed": store.get("seed"),
             "train_cases": store.get("train_cases"),
             "valid_cases": store.get("valid_cases"),
+            "source": store.get("source"),
             "train_patches": len(store["train"]),
             "valid_patches": len(store["valid"]),
         },
@@ -440,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
         train(GeneratorBatches(gen, args.seed), args.out, args.steps, config, seed=args.seed,
               lr=args.lr, bf16=args.bf16, resume=args.resume,
               valid=valid if store["valid"] else None, eval_every=args.eval_every,
-              checkpoint_every=args.checkpoint_every, manifest_extra=extra)
+              checkpoint_every=args.checkpoint_every, manifest_extra=extra,
+              init_weights=args.init_weights, max_seconds=args.max_seconds)
     except DataError as exc:
         print(f"tumorseg train: {exc}")
         return 1

@@ -1,0 +1,93 @@
+"""Training-time augmentation of channels-first patches: one place for flips and intensity jitter.
+
+Two stages, both pure functions of their inputs and an ``np.random.Generator``:
+
+* ``augment_raw`` works on raw intensities ``x (C, X, Y, Z)`` BEFORE standardization: a
+  per-channel gamma, a smooth multiplicative bias field, in-plane blur, thick slices and
+  Gaussian noise. It is what makes a model trained on synthetic scans meet new scanners.
+* ``augment`` works on the standardized patch and its labels: random flips along X and Y
+  (the brain is roughly symmetric left-right and the flips keep the z-axis) and a per-channel
+  intensity scale and shift of the brain voxels.
+
+``Augment`` names the levels: NONE, FLIP (flips and a mild jitter) and STRONG (both stages,
+wider jitter).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+from scipy import ndimage as ndi
+
+
+class Augment(str, Enum):
+    """Augmentation level of the training patches."""
+
+    NONE = "none"
+    FLIP = "flip"
+    STRONG = "strong"
+
+
+def augment_raw(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random scanner-like changes of raw intensities ``x (C, X, Y, Z)``; returns float32.
+
+    Per channel and independently: gamma in [0.6, 1.6] (p 0.8), a low-frequency multiplicative
+    bias field of log-SD up to 0.3 (p 0.5), in-plane Gaussian blur of SD up to 1.2 voxels
+    (p 0.3), 2-4 voxel thick slices along z (p 0.2) and Gaussian noise up to 8 % of the mean
+    brain intensity (p 0.4). Voxels that are 0 (outside the brain) stay 0.
+    """
+    x = np.asarray(x, np.float32).copy()
+    brain = x != 0
+    for c in range(x.shape[0]):
+        ch, mask = x[c], brain[c]
+        if not mask.any():
+            continue
+        top = float(ch[mask].max()) + 1e-6
+        if rng.random() < 0.8:
+            ch = top * np.clip(ch / top, 0.0, None) ** float(np.exp(rng.uniform(-0.5, 0.47)))
+        if rng.random() < 0.5:
+            coarse = rng.standard_normal((4, 4, 2)).astype(np.float32)
+            field = ndi.zoom(coarse, np.array(ch.shape) / coarse.shape, order=1, mode="nearest")
+            ch = ch * np.exp(rng.uniform(0.0, 0.3) * field[: ch.shape[0], : ch.shape[1], : ch.shape[2]])
+        if rng.random() < 0.3:
+            sd = rng.uniform(0.3, 1.2)
+            ch = ndi.gaussian_filter(ch, (sd, sd, 0))
+        if rng.random() < 0.2 and ch.shape[2] >= 4:
+            t = int(rng.integers(2, 5))
+            ch = ndi.uniform_filter1d(ch, t, axis=2, mode="nearest")
+        if rng.random() < 0.4:
+            mean = float(ch[mask].mean())
+            ch = ch + rng.normal(0.0, rng.uniform(0.0, 0.08) * mean, ch.shape).astype(np.float32)
+        x[c] = np.where(mask, np.maximum(ch, 1e-3), 0.0)
+    return x
+
+
+def augment(
+    x: np.ndarray, y: np.ndarray, brain: np.ndarray, rng: np.random.Generator,
+    level: Augment = Augment.FLIP,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Flip and jitter one standardized sample; returns new contiguous float32 ``(x, y)``.
+
+    x: ``(C, X, Y, Z)`` standardized image; y: ``(K, X, Y, Z)`` labels; brain: ``(C, X, Y, Z)``
+    bool mask of the brain voxels (where the jitter applies). Flips along X and Y (p 0.5
+    each), then per channel ``x * scale + shift`` on brain voxels: scale 0.9-1.1 and shift
+    +-0.1 (FLIP), or scale 0.75-1.3 and shift +-0.3 (STRONG). NONE returns copies.
+    """
+    level = Augment(level)
+    if level is Augment.NONE:
+        return np.array(x, np.float32), np.array(y, np.float32)
+    for axis in (1, 2):
+        if rng.random() < 0.5:
+            x, y, brain = np.flip(x, axis), np.flip(y, axis), np.flip(brain, axis)
+    (s_lo, s_hi), d = ((0.75, 1.3), 0.3) if level is Augment.STRONG else ((0.9, 1.1), 0.1)
+    scale = rng.uniform(s_lo, s_hi, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
+    shift = rng.uniform(-d, d, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
+    x = np.where(brain, x * scale + shift, x).astype(np.float32)
+    return np.ascontiguousarray(x), np.ascontiguousarray(y, dtype=np.float32)
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order ``(n,)`` in which epoch ``epoch`` visits ``n`` samples: a pure function of
+    ``(seed, epoch)``, so a resumed run sees the same batches."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(int(n))
