@@ -94,3 +94,23 @@ def test_truncated_or_foreign_h5_raises_dataerror_naming_file(tmp_path):
         with pytest.raises(DataError, match=bad.name):
             gen[0]
     assert VolumeDataGenerator(["good.h5"], tmp_path, verbose=0)[0][0].shape == (1, 4, 160, 160, 16)
+
+
+def test_strong_augmentation_standardizes_after_the_raw_changes(tmp_path):
+    rng = np.random.default_rng(2)
+    dim = (16, 16, 8)
+    x = np.zeros((4, *dim), np.float32)
+    x[:, 2:14, 2:14] = rng.uniform(100, 900, size=(4, 12, 12, 8))
+    y = np.zeros((*dim, 4), np.float32)
+    y[..., 0] = 1
+    write_patch_h5(tmp_path / "p.h5", x, y)
+    gen = VolumeDataGenerator(["p.h5"], tmp_path, dim=dim, verbose=0, seed=3, shuffle=False,
+                              standardize="brain", augment="strong")
+    outs = [gen.load("p.h5", rng=np.random.default_rng(k))[0] for k in range(8)]
+    plain = standardize_patch(x, "brain")
+    for out in outs:
+        assert np.isfinite(out).all() and out.shape == x.shape
+        assert np.count_nonzero(out) == np.count_nonzero(x)  # background stays 0 (flipped)
+    assert any(not np.allclose(o, plain, atol=0.05) for o in outs)
+    with pytest.raises(ValueError):
+        VolumeDataGenerator(["p.h5"], tmp_path, dim=dim, verbose=0, augment="wild")

@@ -1,0 +1,77 @@
+"""Training-time augmentation (tumorseg.patches.augment): one module for generator and training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tumorseg.patches.augment import Augment, augment, augment_raw, epoch_order
+
+
+def _patch(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A raw (4, 24, 20, 8) patch with a zero background border and a (3, ...) label map."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((4, 24, 20, 8), np.float32)
+    x[:, 3:-3, 3:-3, :] = rng.uniform(100, 900, size=(4, 18, 14, 8))
+    y = np.zeros((3, 24, 20, 8), np.float32)
+    y[0, 5:9, 4:8, 2:5] = 1
+    return x, y
+
+
+def test_augment_raw_keeps_background_and_is_reproducible():
+    x, _ = _patch()
+    outs = [augment_raw(x, np.random.default_rng([4, k])) for k in range(12)]
+    for out in outs:
+        assert out.dtype == np.float32 and out.shape == x.shape
+        assert np.all(out[x == 0] == 0) and np.all(out[x != 0] > 0)
+    assert not all(np.allclose(o, x) for o in outs)  # something changed
+    again = augment_raw(x, np.random.default_rng([4, 0]))
+    np.testing.assert_array_equal(again, outs[0])
+    np.testing.assert_array_equal(x, _patch()[0])  # input untouched
+
+
+def test_augment_none_returns_copies():
+    x, y = _patch()
+    ax, ay = augment(x, y, x != 0, np.random.default_rng(0), Augment.NONE)
+    np.testing.assert_array_equal(ax, x)
+    assert ax is not x and ay is not y
+
+
+@pytest.mark.parametrize("level", [Augment.FLIP, Augment.STRONG, "strong"])
+def test_augment_flips_image_and_labels_together(level):
+    x, y = _patch(1)
+    seen = set()
+    for k in range(16):
+        ax, ay = augment(x, y, x != 0, np.random.default_rng(k), level)
+        assert ax.flags.c_contiguous and ay.flags.c_contiguous
+        # the labels moved exactly as one of the four X/Y flips; the image's brain mask too
+        for fx in (False, True):
+            for fy in (False, True):
+                ref_y, ref_b = y, x != 0
+                if fx:
+                    ref_y, ref_b = np.flip(ref_y, 1), np.flip(ref_b, 1)
+                if fy:
+                    ref_y, ref_b = np.flip(ref_y, 2), np.flip(ref_b, 2)
+                if np.array_equal(ay, ref_y) and np.array_equal(ax != 0, ref_b):
+                    seen.add((fx, fy))
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_strong_jitter_is_wider_than_flip():
+    x = np.ones((4, 8, 8, 4), np.float32)
+    y = np.zeros((3, 8, 8, 4), np.float32)
+
+    def spread(level):
+        vals = [augment(x, y, x != 0, np.random.default_rng(k), level)[0][:, 0, 0, 0]
+                for k in range(64)]
+        return np.ptp(np.concatenate(vals))
+
+    assert spread(Augment.FLIP) <= 0.2 * 1.1 + 0.2 + 1e-6
+    assert spread(Augment.STRONG) > spread(Augment.FLIP) * 1.5
+
+
+def test_epoch_order_is_a_reproducible_permutation():
+    a = epoch_order(3, 0, 10)
+    assert sorted(a.tolist()) == list(range(10))
+    np.testing.assert_array_equal(a, epoch_order(3, 0, 10))
+    assert not np.array_equal(a, epoch_order(3, 1, 10))
