@@ -102,8 +102,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     """``--weights``, ``--threshold`` and ``--standardize``, shared by predict and evaluate."""
     parser.add_argument(
         "--weights",
-        default="data/model_pretrained.weights.h5",
-        help="*.weights.h5 with its JSON manifest beside it (default: the shipped model)",
+        default=None,
+        help="*.weights.h5 with its JSON manifest beside it (default: the model shipped in the "
+        "package)",
     )
     parser.add_argument(
         "--threshold",
