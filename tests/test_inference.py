@@ -151,6 +151,17 @@ def test_resolve_standardize_order():
     assert resolve_standardize(m, "slice") == "slice"
 
 
+def test_one_standardization_default_matches_the_shipped_model():
+    from tumorseg.model.pretrained import manifest_path
+    from tumorseg.resources import pretrained_weights
+
+    shipped = json.loads(manifest_path(pretrained_weights()).read_text())["standardize"]
+    assert resolve_standardize(object(), None) == shipped
+    x = np.random.default_rng(2).uniform(0, 900, (4, 6, 5, 3)).astype(np.float32)
+    x[:, :2] = 0  # background, which only "brain" keeps at exactly 0
+    np.testing.assert_array_equal(standardize_patch(x), standardize_patch(x, shipped))
+
+
 def test_plan_tiles_covers_region():
     size = (141, 170, 139)
     for tile, overlap in [((64, 64, 64), 0.25), ((160, 160, 16), 0.0), (None, 0.5)]:
@@ -354,7 +365,7 @@ def test_evaluate_cli_writes_csv(tmp_path, tiny_weights, capsys):
     assert main([*args, "--cases", "BRATS_002"]) == 0
     table = pd.read_csv(out)
     assert table["case"].tolist() == ["BRATS_002"]
-    for col in ("WT_dice", "TC_hd95", "ET_dice", "edema_sensitivity", "enh_specificity"):
+    for col in ("WT_dice", "TC_hd95", "ET_dice", "edema_sensitivity", "enhancing_specificity"):
         assert col in table.columns
     assert ((table["WT_dice"] >= 0) & (table["WT_dice"] <= 1)).all()
     with pytest.raises(SystemExit) as exc:
@@ -395,7 +406,8 @@ def test_tile_budget_follows_free_memory(monkeypatch):
 def test_predict_cli_accepts_a_brats_case_folder(tmp_path, tiny_weights, tiny_unet):
     import nibabel as nib
 
-    from tumorseg.inference.cli import main, read_case_image
+    from tumorseg.data import load_image
+    from tumorseg.inference.cli import main
 
     image = make_image(shape=(24, 20, 16), box=((2, 22), (2, 18), (1, 15)), seed=6)
     affine = np.diag([1.0, 1.0, 1.5, 1.0])
@@ -406,7 +418,7 @@ def test_predict_cli_accepts_a_brats_case_folder(tmp_path, tiny_weights, tiny_un
             nib.Nifti1Image(image[..., c].astype(np.float32), affine),
             folder / f"{folder.name}_{suffix}.nii.gz",
         )
-    stacked, reference = read_case_image(folder)
+    stacked, reference = load_image(folder)
     np.testing.assert_allclose(stacked, image.astype(np.float32))
     out = tmp_path / "seg.nii"
     assert main([str(folder), "--weights", str(tiny_weights), "--out", str(out)]) == 0

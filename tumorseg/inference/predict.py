@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.patches.standardize import DEFAULT_MODE, standardize_patch
+
 #: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 1.4 GiB
 #: of activations at n_base_filters=16, so a whole-scan prediction keeps the course notebook
 #: within 4 GB on a laptop (a whole brain crop in one pass needs about 6 GB); a 240x240x155
@@ -32,8 +34,6 @@ BYTES_PER_VOXEL_16 = 1200
 #: Spatial sizes given to the model are multiples of this (2**(depth-1) for the course U-Net).
 DIVISOR = 8
 
-#: Standardization used when neither the argument nor the model says which.
-DEFAULT_STANDARDIZE = "brain"
 
 
 def brain_bbox(image: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -62,7 +62,8 @@ def resolve_standardize(model: Any, standardize: str | None) -> str:
 
     Order: the ``standardize`` argument; else ``model.standardize`` (a str); else
     ``model.manifest["standardize"]`` (the training manifest, if attached to the model); else
-    ``DEFAULT_STANDARDIZE`` ("brain").  ``"none"`` means raw intensities (benchmarks only).
+    ``tumorseg.patches.standardize.DEFAULT_MODE`` ("brain").  ``"none"`` means raw intensities
+    (benchmarks only).
     """
     if standardize is not None:
         return standardize
@@ -74,7 +75,7 @@ def resolve_standardize(model: Any, standardize: str | None) -> str:
         mode = manifest.get("standardize") if manifest is not None else None
     except AttributeError:
         mode = None
-    return mode if isinstance(mode, str) else DEFAULT_STANDARDIZE
+    return mode if isinstance(mode, str) else DEFAULT_MODE
 
 
 def _round_up(n: int, k: int = DIVISOR) -> int:
@@ -289,8 +290,6 @@ def predict_volume(
         dst.append(slice(lo - o, hi - o))
     work[(slice(None), *dst)] = np.moveaxis(image[tuple(src)], -1, 0)
     if mode != "none":
-        from tumorseg.patches import standardize_patch
-
         work = standardize_patch(work, mode).astype(np.float32, copy=False)
 
     corners = [(i, j, k) for i in starts[0] for j in starts[1] for k in starts[2]]
