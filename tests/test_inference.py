@@ -15,7 +15,14 @@ from tumorseg.inference import (
     predict_volume,
     probabilities_to_labels,
 )
-from tumorseg.inference.predict import MAX_TILE_VOXELS, gaussian_weight, resolve_standardize
+from tumorseg.inference.predict import (
+    MAX_TILE_VOXELS,
+    gaussian_weight,
+    paste_region,
+    prepare_region,
+    resolve_standardize,
+    sliding_window,
+)
 from tumorseg.patches import standardize_patch
 
 RNG_W = np.random.default_rng(42).normal(size=(3, 4))
@@ -97,6 +104,40 @@ def test_tiling_reproduces_whole_volume(tile, overlap, batch_size):
     assert all(shape[0] <= batch_size for shape in model.calls)
     if tile is not None:
         assert len(model.calls) > 1
+
+
+def test_prepare_region_crops_pads_and_paste_region_puts_back():
+    box_ = ((0, 13), (4, 9), (1, 6))  # touches the image's low x border, narrower than the tile
+    image = make_image(shape=(13, 10, 7), box=box_, seed=3)
+    box = brain_bbox(image)
+    work, origin = prepare_region(image, box, (16, 8, 8), "none")
+    assert work.shape == (4, 16, 8, 8) and work.dtype == np.float32
+    assert origin == (-1, 3, 0)  # widened symmetrically, reaching outside the image
+    cf = np.moveaxis(image, -1, 0).astype(np.float32)
+    np.testing.assert_array_equal(work[:, 1:14, 1:7, 0:7], cf[:, :, 4:10, :])
+    assert (work[:, 0] == 0).all() and (work[:, 14:] == 0).all() and (work[..., 7] == 0).all()
+    back = paste_region(work, box, origin, image.shape[:3])
+    np.testing.assert_array_equal(back, cf)  # everything outside the box was zero already
+    brain, _ = prepare_region(image, box, (16, 8, 8), "brain")
+    np.testing.assert_array_equal(brain, standardize_patch(work, "brain"))
+
+
+@pytest.mark.parametrize("tile, overlap", [((24, 16, 16), 0.0), ((8, 8, 8), 0.5), ((16, 8, 8), 0.2)])
+def test_sliding_window_is_pure_and_blends_to_the_direct_result(tile, overlap):
+    work = np.random.default_rng(5).normal(size=(4, 24, 16, 16)).astype(np.float32)
+    before = work.copy()
+    size, starts = plan_tiles(work.shape[1:], tile, overlap)
+    seen = []
+
+    def predict(batch):
+        seen.append(batch.shape[0])
+        return pointwise(batch).astype(np.float32)
+
+    out = sliding_window(work, predict, size, starts, batch_size=3)
+    np.testing.assert_array_equal(work, before)
+    assert out.shape == (3, 24, 16, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(out, pointwise_reference(work), rtol=1e-5, atol=1e-6)
+    assert sum(seen) == np.prod([len(s) for s in starts]) and max(seen) <= 3
 
 
 def test_brain_touching_odd_borders_is_padded_and_cropped():

@@ -36,7 +36,7 @@ __all__ = [
     "VolumeDataGenerator",  # keras PyDataset over the h5 patch store
     "standardize_patch",  # the standardization the generator and the predictor apply
     "predict_volume",  # whole-scan probabilities (3,X,Y,Z) by batched, overlapping tiles
-    "predict_and_viz",  # the original course's whole-scan call, with its bugs fixed
+    "predict_and_viz",  # whole scan: predict, threshold, plot ground truth against prediction
     # evaluation
     "sens_spec_table",  # per-class sensitivity/specificity as a pandas DataFrame
     "region_scores",  # BraTS WT/TC/ET Dice, HD95, sensitivity, specificity
