@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.cli import fail
 from tumorseg.data import DataError, load_image, save_label_map
 from tumorseg.labels import CLASS_NAMES
 from tumorseg.patches.standardize import MODES
@@ -45,14 +46,14 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any
     """The model of ``args.weights`` for any input size, ``args.standardize`` applied.
 
     ``load_pretrained`` sets ``model.standardize`` from the manifest, and ``predict_volume``
-    reads it; a missing file exits with status 2 and the loader's message.
+    reads it; a missing file is a user error (``tumorseg.cli.fail``) with the loader's message.
     """
     from tumorseg.model import load_pretrained
 
     try:
         model, _ = load_pretrained(args.weights, input_shape=(4, None, None, None))
     except FileNotFoundError as exc:
-        parser.exit(2, f"{parser.prog}: {exc}\n")
+        fail(parser.prog, exc)
     if args.standardize:
         model.standardize = args.standardize
     return model
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         image, reference = load_image(args.case)
     except DataError as exc:
-        parser.exit(2, f"tumorseg predict: {exc}\n")
+        fail(parser.prog, exc)
     model = load_model(parser, args)
     start = time.perf_counter()
     probs = predict_volume(image, model)

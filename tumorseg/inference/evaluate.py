@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.atomic import write_text
+from tumorseg.cli import fail
 from tumorseg.data import DataError
 from tumorseg.inference.cli import add_model_options, load_model
 from tumorseg.labels import CLASS_KEYS, REGIONS
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = evaluate(args.data, model, args.cases, args.threshold, model.standardize)
     except (DataError, KeyError) as exc:
-        parser.exit(2, f"tumorseg evaluate: {exc.args[0] if exc.args else exc}\n")
+        fail(parser.prog, exc)
     if args.out:
         print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
     with pd.option_context("display.width", 120, "display.precision", 4):
