@@ -1,42 +1,7 @@
-"""Helpers for the brain-tumor segmentation course notebook.
+"""What the course notebook imports as ``util``: the helpers of ``tumorseg.course.facade``.
 
-This module is a thin facade: every name below is re-exported from the ``tumorseg``
-package, where the code, its tests and its full docstrings live.  Students import
-``util``; the library stays organised by pipeline stage.
+See ``tumorseg/course/facade.py`` for the list of names and what each one does.
 """
 
-from tumorseg.data import DataError, load_case, open_dataset
-from tumorseg.inference import predict_and_viz, predict_volume
-from tumorseg.metrics import region_scores, sens_spec_table
-from tumorseg.model import load_pretrained, unet_model_3d
-from tumorseg.patches import VolumeDataGenerator, standardize_patch
-from tumorseg.viz import (
-    get_labeled_image,
-    plot_image_grid,
-    slice_viewer,
-    visualize_data_gif,
-    visualize_patch,
-)
-
-__all__ = [
-    # data: read one case as (240, 240, 155, 4) float64 image + (240, 240, 155) label
-    "DataError",  # the one error type for bad input files; its message names the file and the fix
-    "load_case",  # (image_path, label_path) -> (image (X,Y,Z,4) float64, label (X,Y,Z) float64)
-    "open_dataset",  # discover cases in an MSD or BraTS 2020/2021 folder
-    # visualisation
-    "get_labeled_image",  # FLAIR in grey with edema red, non-enhancing green, enhancing blue
-    "plot_image_grid",  # coronal / transversal / sagittal rows of a labeled (X,Y,Z,3) volume
-    "visualize_data_gif",  # animated sweep through the three axes, returned as an IPython Image
-    "visualize_patch",  # z-slice of an image patch next to its label
-    "slice_viewer",  # interactive ipywidgets viewer: slice slider, axis choice, overlay toggle
-    # model, data feeding, prediction
-    "unet_model_3d",  # the course's 3D U-Net, channels-first (4,X,Y,Z) -> (3,X,Y,Z)
-    "load_pretrained",  # the shipped model and its manifest
-    "VolumeDataGenerator",  # keras PyDataset over the h5 patch store
-    "standardize_patch",  # the standardization the generator and the predictor apply
-    "predict_volume",  # whole-scan probabilities (3,X,Y,Z) by batched, overlapping tiles
-    "predict_and_viz",  # the original course's whole-scan call, with its bugs fixed
-    # evaluation
-    "sens_spec_table",  # per-class sensitivity/specificity as a pandas DataFrame
-    "region_scores",  # BraTS WT/TC/ET Dice, HD95, sensitivity, specificity
-]
+from tumorseg.course.facade import *  # noqa: F403
+from tumorseg.course.facade import __all__  # noqa: F401

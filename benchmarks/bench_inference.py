@@ -3,7 +3,7 @@
 The ORIGINAL algorithm (re-implemented below from its description): zero-pad the scan to a
 320x320x160 grid, cut it into 2x2x10 = 40 tiles of 160x160x16, run ``model.predict`` once per
 tile (batch 1) on RAW intensities (no standardization), paste the outputs back and crop to the
-scan.  Both run the same model and weights (the shipped ``data/model_pretrained.weights.h5``
+scan.  Both run the same model and weights (the shipped ``tumorseg/model/weights/model_pretrained.weights.h5``
 when present, else a randomly initialised n_base_filters=16 U-Net with a fixed seed, whose
 Dice means nothing).  Prints both times, the ratio (target >= 4x), the WT/TC/ET Dice of both
 at threshold 0.5 (same label rule for both), and the peak RSS during each.
@@ -28,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
+
+from tumorseg.resources import pretrained_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(ROOT / "data" / "BraTS-Data"))
     parser.add_argument("--case", default=None, help="case id (default: the last case)")
-    parser.add_argument("--weights", default=str(ROOT / "data" / "model_pretrained.weights.h5"))
+    parser.add_argument("--weights", default=str(pretrained_weights()))
     args = parser.parse_args(argv)
 
     from tumorseg.inference import plan_tiles, probabilities_to_labels

@@ -5,7 +5,7 @@ Prints
 * seconds per training step (batch 1, 160x160x16, Dice+BCE) and per predicted patch, base 16,
   float32 on this CPU (median of a few steps after a warm-up);
 * peak resident memory of this process;
-* the shipped model's (data/model_pretrained.weights.h5) mean patch Dice per class at threshold
+* the shipped model's (``load_pretrained()``) mean patch Dice per class at threshold
   0.5 with its training standardization, on ../shared/real-brats/train (real, never trained on)
   and on the valid split of the local synthetic patch store.
 Timings are wall-clock; other processes sharing the CPU make them noisy.
@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from tumorseg.model import dice_bce_loss, load_pretrained, unet_model_3d  # noqa: E402
 from tumorseg.patches import VolumeDataGenerator  # noqa: E402
+from tumorseg.resources import pretrained_weights  # noqa: E402
 from tumorseg.train import evaluate_batches  # noqa: E402
 
 
@@ -64,7 +65,7 @@ def main() -> int:
           f"{pred[0]:.2f} s/predicted patch ({pred[1]:.2f} CPU-s); load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
-    weights = ROOT / "data" / "model_pretrained.weights.h5"
+    weights = pretrained_weights()
     if weights.is_file():
         shipped, manifest = load_pretrained(weights)
         mode = manifest.get("standardize", "slice")
@@ -79,7 +80,7 @@ def main() -> int:
             if valid:
                 print(f"  synthetic valid patches : {_patch_dice(shipped, store / 'valid', valid, mode)}")
     else:
-        print("shipped model: data/model_pretrained.weights.h5 not found")
+        print(f"shipped model: {weights} not found")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak:.0f} MB")
     return 0

@@ -20,6 +20,13 @@ def repo_root() -> Path:
     return ROOT
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the real data ``realdata``: ``-m realdata`` selects them."""
+    for item in items:
+        if "real_brats" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
+
+
 @pytest.fixture(scope="session")
 def real_brats() -> Path:
     """The real evaluation patches and labels, or a skip when this clone has no ../shared."""

@@ -10,7 +10,16 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tumorseg.data import Case, DataError, Dataset, load_case, open_dataset
+from tumorseg.data import (
+    Case,
+    DataError,
+    Dataset,
+    load_case,
+    load_image,
+    open_dataset,
+    save_label_map,
+)
+from tumorseg.data.io import find_nifti
 
 SHAPE = (12, 10, 8)
 
@@ -260,6 +269,43 @@ def test_open_brats_stacks_and_remaps(tmp_path):
     assert x.shape == SHAPE + (4,) and x.dtype == np.float64 and y.dtype == np.float64
     np.testing.assert_allclose(x, ref_x)  # channel order FLAIR, T1, T1Gd, T2
     np.testing.assert_array_equal(y, ref_y)  # raw 2 -> 1, 1 -> 2, 4 -> 3
+
+
+def test_nii_gz_wins_over_nii_for_discovery_and_load_image(tmp_path):
+    """One rule picks between ``x.nii.gz`` and ``x.nii``: the dataset and the predict reader
+    read the same FLAIR file."""
+    root = _brats(tmp_path / "b", n=1)
+    folder = root / "BraTS2021_00000"
+    gz = folder / "BraTS2021_00000_flair.nii.gz"
+    _save(folder / "BraTS2021_00000_flair.nii", np.full(SHAPE, 7.0, np.float32))  # a stale copy
+    _save(folder / "._BraTS2021_00000_flair.nii.gz", np.full(SHAPE, 9.0, np.float32))  # hidden
+    assert find_nifti(folder, "*_flair") == gz
+    case = open_dataset(root)[0]
+    assert case.image_paths[0] == gz
+    image, reference = load_image(folder)
+    np.testing.assert_array_equal(image, case.load()[0])
+    np.testing.assert_allclose(image[..., 0], _case_arrays(10)[0][..., 0])
+    assert reference.get_filename() == str(gz)
+    gz.unlink()  # without the .nii.gz both fall back to the .nii
+    assert open_dataset(root)[0].image_paths[0].name == "BraTS2021_00000_flair.nii"
+    assert (load_image(folder)[0][..., 0] == 7.0).all()
+
+
+def test_load_image_reads_msd_files_and_save_label_map_keeps_the_grid(tmp_path):
+    image, _ = _case_arrays(3)
+    affine = np.diag([1.0, 1.2, 1.5, 1.0])
+    path = tmp_path / "case.nii.gz"
+    nib.save(nib.Nifti1Image(image, affine), str(path))
+    loaded, reference = load_image(path)
+    np.testing.assert_allclose(loaded, image)
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[1:3, 2:4, 3:5] = 3
+    out = save_label_map(labels, reference, tmp_path / "seg.nii.gz")
+    seg = nib.load(str(out))
+    assert seg.get_data_dtype() == np.uint8 and seg.shape == SHAPE
+    np.testing.assert_array_equal(np.asarray(seg.dataobj), labels)
+    np.testing.assert_allclose(seg.affine, affine)
+    _raises_naming(tmp_path / "nothing.nii.gz", load_image, tmp_path / "nothing.nii.gz")
 
 
 def test_brats_raw_label_3_rejected(tmp_path):

@@ -137,9 +137,9 @@ def test_checksum_mismatch_keeps_nothing(tmp_path):
 
 def test_cli_reports_mismatch(tmp_path, capsys):
     blob = _tar_bytes()
-    with _Server(blob) as srv:
-        rc = main(["--dest", str(tmp_path), "--url", srv.url, "--md5", "f" * 32])
-    assert rc == 1 and "md5" in capsys.readouterr().err
+    with _Server(blob) as srv, pytest.raises(SystemExit) as exc:
+        main(["--dest", str(tmp_path), "--url", srv.url, "--md5", "f" * 32])
+    assert exc.value.code == 2 and "md5" in capsys.readouterr().err
     assert not (tmp_path / "Task01_BrainTumour.tar").exists()
 
 

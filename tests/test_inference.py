@@ -15,7 +15,14 @@ from tumorseg.inference import (
     predict_volume,
     probabilities_to_labels,
 )
-from tumorseg.inference.predict import MAX_TILE_VOXELS, gaussian_weight, resolve_standardize
+from tumorseg.inference.predict import (
+    MAX_TILE_VOXELS,
+    gaussian_weight,
+    paste_region,
+    prepare_region,
+    resolve_standardize,
+    sliding_window,
+)
 from tumorseg.patches import standardize_patch
 
 RNG_W = np.random.default_rng(42).normal(size=(3, 4))
@@ -99,6 +106,40 @@ def test_tiling_reproduces_whole_volume(tile, overlap, batch_size):
         assert len(model.calls) > 1
 
 
+def test_prepare_region_crops_pads_and_paste_region_puts_back():
+    box_ = ((0, 13), (4, 9), (1, 6))  # touches the image's low x border, narrower than the tile
+    image = make_image(shape=(13, 10, 7), box=box_, seed=3)
+    box = brain_bbox(image)
+    work, origin = prepare_region(image, box, (16, 8, 8), "none")
+    assert work.shape == (4, 16, 8, 8) and work.dtype == np.float32
+    assert origin == (-1, 3, 0)  # widened symmetrically, reaching outside the image
+    cf = np.moveaxis(image, -1, 0).astype(np.float32)
+    np.testing.assert_array_equal(work[:, 1:14, 1:7, 0:7], cf[:, :, 4:10, :])
+    assert (work[:, 0] == 0).all() and (work[:, 14:] == 0).all() and (work[..., 7] == 0).all()
+    back = paste_region(work, box, origin, image.shape[:3])
+    np.testing.assert_array_equal(back, cf)  # everything outside the box was zero already
+    brain, _ = prepare_region(image, box, (16, 8, 8), "brain")
+    np.testing.assert_array_equal(brain, standardize_patch(work, "brain"))
+
+
+@pytest.mark.parametrize("tile, overlap", [((24, 16, 16), 0.0), ((8, 8, 8), 0.5), ((16, 8, 8), 0.2)])
+def test_sliding_window_is_pure_and_blends_to_the_direct_result(tile, overlap):
+    work = np.random.default_rng(5).normal(size=(4, 24, 16, 16)).astype(np.float32)
+    before = work.copy()
+    size, starts = plan_tiles(work.shape[1:], tile, overlap)
+    seen = []
+
+    def predict(batch):
+        seen.append(batch.shape[0])
+        return pointwise(batch).astype(np.float32)
+
+    out = sliding_window(work, predict, size, starts, batch_size=3)
+    np.testing.assert_array_equal(work, before)
+    assert out.shape == (3, 24, 16, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(out, pointwise_reference(work), rtol=1e-5, atol=1e-6)
+    assert sum(seen) == np.prod([len(s) for s in starts]) and max(seen) <= 3
+
+
 def test_brain_touching_odd_borders_is_padded_and_cropped():
     # brain fills the whole odd-sized image: the working region reaches outside it
     shape = (13, 10, 7)
@@ -149,6 +190,17 @@ def test_resolve_standardize_order():
     m.standardize = "brain"
     assert resolve_standardize(m, None) == "brain"
     assert resolve_standardize(m, "slice") == "slice"
+
+
+def test_one_standardization_default_matches_the_shipped_model():
+    from tumorseg.model.pretrained import manifest_path
+    from tumorseg.resources import pretrained_weights
+
+    shipped = json.loads(manifest_path(pretrained_weights()).read_text())["standardize"]
+    assert resolve_standardize(object(), None) == shipped
+    x = np.random.default_rng(2).uniform(0, 900, (4, 6, 5, 3)).astype(np.float32)
+    x[:, :2] = 0  # background, which only "brain" keeps at exactly 0
+    np.testing.assert_array_equal(standardize_patch(x), standardize_patch(x, shipped))
 
 
 def test_plan_tiles_covers_region():
@@ -354,7 +406,7 @@ def test_evaluate_cli_writes_csv(tmp_path, tiny_weights, capsys):
     assert main([*args, "--cases", "BRATS_002"]) == 0
     table = pd.read_csv(out)
     assert table["case"].tolist() == ["BRATS_002"]
-    for col in ("WT_dice", "TC_hd95", "ET_dice", "edema_sensitivity", "enh_specificity"):
+    for col in ("WT_dice", "TC_hd95", "ET_dice", "edema_sensitivity", "enhancing_specificity"):
         assert col in table.columns
     assert ((table["WT_dice"] >= 0) & (table["WT_dice"] <= 1)).all()
     with pytest.raises(SystemExit) as exc:
@@ -395,7 +447,8 @@ def test_tile_budget_follows_free_memory(monkeypatch):
 def test_predict_cli_accepts_a_brats_case_folder(tmp_path, tiny_weights, tiny_unet):
     import nibabel as nib
 
-    from tumorseg.inference.cli import main, read_case_image
+    from tumorseg.data import load_image
+    from tumorseg.inference.cli import main
 
     image = make_image(shape=(24, 20, 16), box=((2, 22), (2, 18), (1, 15)), seed=6)
     affine = np.diag([1.0, 1.0, 1.5, 1.0])
@@ -406,7 +459,7 @@ def test_predict_cli_accepts_a_brats_case_folder(tmp_path, tiny_weights, tiny_un
             nib.Nifti1Image(image[..., c].astype(np.float32), affine),
             folder / f"{folder.name}_{suffix}.nii.gz",
         )
-    stacked, reference = read_case_image(folder)
+    stacked, reference = load_image(folder)
     np.testing.assert_allclose(stacked, image.astype(np.float32))
     out = tmp_path / "seg.nii"
     assert main([str(folder), "--weights", str(tiny_weights), "--out", str(out)]) == 0

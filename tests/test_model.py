@@ -125,11 +125,8 @@ def test_load_pretrained_round_trip_and_missing_files(tmp_path):
         load_pretrained(tmp_path / "nothing.weights.h5")
 
 
-def test_shipped_weights_load(repo_root):
-    path = repo_root / "data" / "model_pretrained.weights.h5"
-    if not path.is_file():
-        pytest.skip("shipped weights not present")
-    model, manifest = load_pretrained(path)
+def test_shipped_weights_load():
+    model, manifest = load_pretrained()  # the model shipped inside the package
     assert model.count_params() == 4_081_075
     assert manifest["config"]["n_base_filters"] == 16
     assert manifest["standardize"] in ("brain", "slice")

@@ -1,13 +1,24 @@
 """Command-line entry point: ``tumorseg <command> [options]``.
 
 Each command lives next to the stage it drives and exposes ``main(argv) -> int``;
-this module only dispatches, importing the stage lazily so ``tumorseg --help`` is fast.
+this module dispatches, importing the stage lazily so ``tumorseg --help`` is fast.
+
+User errors (a missing or bad input file, an impossible option) are reported one way by every
+command, through :func:`fail`: ``tumorseg <command>: error: <message>`` on stderr and exit
+status 2, the form argparse uses for a bad option.  A ``DataError`` that a command does not
+handle itself is reported the same way here.  Exit status 1 means the command ran but its
+result is negative (``release --check`` found a stale notebook, ``grade`` had grader errors,
+a download failed on the network).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from typing import NoReturn
+
+#: Exit status of a command stopped by a user error.
+USER_ERROR = 2
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("tumorseg.data.synth", "build the synthetic MSD-style sample dataset"),
@@ -23,10 +34,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _usage() -> str:
-    lines = ["usage: tumorseg <command> [options]", "", "commands:"]
+    lines = ["usage: tumorseg <command> [options]   (or: python -m tumorseg ...)", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
     lines += ["", "Run 'tumorseg <command> --help' for a command's options."]
     return "\n".join(lines)
+
+
+def fail(prog: str, error: BaseException | str) -> NoReturn:
+    """Stop a command on a user error: ``<prog>: error: <message>`` on stderr, exit status 2.
+
+    prog: the command as typed, e.g. ``"tumorseg predict"``.
+    error: the message, or an exception whose first argument is the message (a ``KeyError``'s
+        text without the quotes ``str()`` would add).
+    Raises SystemExit(2).
+    """
+    if isinstance(error, BaseException) and error.args and isinstance(error.args[0], str):
+        error = error.args[0]
+    print(f"{prog}: error: {error}", file=sys.stderr)
+    raise SystemExit(USER_ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,10 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"tumorseg: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
+        print(_usage(), file=sys.stderr)
+        fail("tumorseg", f"unknown command {name!r}")
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    from tumorseg.data.errors import DataError
+
+    try:
+        return int(module.main(rest) or 0)
+    except DataError as exc:
+        fail(f"tumorseg {name}", exc)
 
 
 if __name__ == "__main__":

@@ -48,12 +48,12 @@ from typing import Any
 
 import nbformat
 
+from tumorseg import resources
 from tumorseg.atomic import write_text
 
 from .grading import checks, nbtools, reference
 
-ROOT = Path(__file__).resolve().parents[2]
-INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+INSTRUCTOR = resources.instructor_notebook()
 STATUSES = ("passed", "failed", "error", "timeout", "missing", "grader-error")
 #: outcomes of an item that did not (reliably) run
 NOT_RUN = {"after-timeout", "kernel-dead", "skipped", "setup-error", None}
@@ -64,7 +64,7 @@ MAX_RUNS = 8  # per submission; every run settles at least one exercise, so 7 su
 # read once: later runs use these texts even if a submission rewrites files on disk
 _CHECKS_SOURCE = Path(checks.__file__).read_text(encoding="utf-8")
 _CONFTEST_SOURCE = (Path(__file__).parent / "grading" / "folder_conftest.py").read_text(encoding="utf-8")
-_UTIL_SOURCE = (ROOT / "util.py").read_text(encoding="utf-8") if (ROOT / "util.py").is_file() else ""
+_UTIL_SOURCE = resources.facade_source()
 
 
 @dataclass
@@ -467,8 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("submissions", nargs="+", help="notebooks, or folders of .ipynb files")
     parser.add_argument("--out", required=True, type=Path, help="folder for results.csv and <name>.json")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks graded at once (default 2)")
-    parser.add_argument("--instructor", type=Path, default=INSTRUCTOR,
-                        help="instructor notebook with the expected outputs and checks")
+    parser.add_argument("--source", "--instructor", dest="instructor", type=Path, default=INSTRUCTOR,
+                        help="instructor notebook with the expected outputs and checks "
+                        "(default: the one shipped in the package)")
     parser.add_argument("--cell-timeout", type=float, default=Limits.cell_timeout,
                         help="seconds for a student cell and for a graded check (default 30)")
     parser.add_argument("--total-timeout", type=float, default=Limits.total_timeout,

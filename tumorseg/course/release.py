@@ -1,7 +1,7 @@
 """Generate the student notebook from the instructor notebook (``tumorseg release``).
 
-The instructor notebook ``notebooks/instructor/Brain_Tumor_Segmentation.ipynb`` is the single
-source.  The release:
+The instructor notebook (package data, ``tumorseg.resources.instructor_notebook()``) is the
+single source.  The release:
 
 - replaces the code between ``### START CODE HERE`` and ``### END CODE HERE`` by ``None``
   placeholders that keep the code's shape: ``x = expr`` becomes ``x = None``, ``x += 1``
@@ -26,11 +26,12 @@ from pathlib import Path
 
 import nbformat
 
+from tumorseg import resources
 from tumorseg.atomic import write_text
 
-ROOT = Path(__file__).resolve().parents[2]
-INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
-STUDENT = ROOT / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
+INSTRUCTOR = resources.instructor_notebook()
+#: the committed student notebook in a source checkout, else a file in the working directory
+STUDENT = resources.student_notebook()
 
 START = "### START CODE HERE"
 END = "### END CODE HERE"

@@ -8,8 +8,9 @@ Supported layouts of ``root``:
   are paired by file name. A folder holding exactly one such dataset (e.g. the ``--dest`` of
   ``tumorseg download``, which contains ``Task01_BrainTumour/``) is accepted too.
 * **BraTS 2020/2021**: one folder per case with ``<case>_flair``, ``_t1``, ``_t1ce``, ``_t2``
-  and ``_seg`` ``.nii.gz`` (or ``.nii``) files; stacked as FLAIR, T1, T1Gd, T2 and labels
-  remapped from BraTS codes (1 NCR/NET, 2 edema, 4 ET) to course codes (1 edema, 2 NET, 3 ET).
+  and ``_seg`` ``.nii.gz`` (or ``.nii``) files, chosen by ``tumorseg.data.io.find_nifti``;
+  stacked as FLAIR, T1, T1Gd, T2 and labels remapped from BraTS codes (1 NCR/NET, 2 edema,
+  4 ET) to course codes (1 edema, 2 NET, 3 ET).
 
 Discovery checks that every file exists; the contents are validated when a case is loaded.
 """
@@ -25,10 +26,15 @@ from typing import overload
 import numpy as np
 
 from tumorseg.data.errors import DataError
-from tumorseg.data.io import PathLike, load_brats_case, load_case
-
-BRATS_SUFFIXES = ("flair", "t1", "t1ce", "t2")  # stacking order: FLAIR, T1, T1Gd, T2
-_NII = (".nii.gz", ".nii")
+from tumorseg.data.io import (
+    NIFTI_EXTENSIONS,
+    PathLike,
+    brats_modality_files,
+    find_nifti,
+    load_brats_case,
+    load_case,
+)
+from tumorseg.labels import BRATS_SEG_SUFFIX, BRATS_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,7 @@ class Dataset(Sequence[Case]):
 
 
 def _strip_nii(name: str) -> str:
-    for ext in _NII:
+    for ext in NIFTI_EXTENSIONS:
         if name.endswith(ext):
             return name[: -len(ext)]
     return name
@@ -138,7 +144,7 @@ def _open_msd_json(root: Path) -> Dataset:
 def _open_msd_dirs(root: Path) -> Dataset:
     cases = []
     for img in sorted((root / "imagesTr").iterdir()):
-        if img.name.startswith(".") or not img.name.endswith(_NII):
+        if img.name.startswith(".") or not img.name.endswith(NIFTI_EXTENSIONS):
             continue  # AppleDouble ._* files of the MSD tar, hidden files, anything else
         lab = _require(
             root / "labelsTr" / img.name,
@@ -151,29 +157,18 @@ def _open_msd_dirs(root: Path) -> Dataset:
     return Dataset(root, "msd", cases)
 
 
-def _brats_file(folder: Path, suffix: str) -> Path | None:
-    for ext in _NII:
-        hits = sorted(folder.glob(f"*_{suffix}{ext}"))
-        hits = [h for h in hits if not h.name.startswith(".")]
-        if hits:
-            return hits[0]
-    return None
-
-
 def _open_brats(root: Path, folders: list[Path]) -> Dataset:
     cases = []
     for folder in folders:
-        files = []
-        for suffix in (*BRATS_SUFFIXES, "seg"):
-            f = _brats_file(folder, suffix)
-            if f is None:
-                raise DataError(
-                    f"{folder / (folder.name + '_' + suffix + '.nii.gz')}: missing. A BraTS case "
-                    f"folder needs *_flair, *_t1, *_t1ce, *_t2 and *_seg .nii.gz files; "
-                    f"add it or remove the incomplete folder {folder}."
-                )
-            files.append(f)
-        cases.append(Case(folder.name, tuple(files[:4]), files[4], "brats"))
+        modalities = brats_modality_files(folder)
+        seg = find_nifti(folder, f"*_{BRATS_SEG_SUFFIX}")
+        if seg is None:
+            raise DataError(
+                f"{folder / (folder.name + '_' + BRATS_SEG_SUFFIX + '.nii.gz')}: missing. A BraTS "
+                f"case folder needs *_flair, *_t1, *_t1ce, *_t2 and *_seg .nii.gz files; "
+                f"add it or remove the incomplete folder {folder}."
+            )
+        cases.append(Case(folder.name, modalities, seg, "brats"))
     return Dataset(root, "brats", cases)
 
 
@@ -183,7 +178,7 @@ def _find_layout(root: Path) -> Dataset | None:
     if (root / "imagesTr").is_dir() and (root / "labelsTr").is_dir():
         return _open_msd_dirs(root)
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    brats = [d for d in subdirs if _brats_file(d, "flair") is not None]
+    brats = [d for d in subdirs if find_nifti(d, f"*_{BRATS_SUFFIXES[0]}") is not None]
     if brats:
         return _open_brats(root, brats)
     return None

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from tumorseg.cli import fail
 from tumorseg.data.errors import DataError
 
 MSD_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
@@ -222,8 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         path = download(args.dest, args.url, args.md5 or None, extract=not args.no_extract)
     except DataError as exc:
-        print(f"tumorseg download: error: {exc}", file=sys.stderr)
-        return 1
+        fail(ap.prog, exc)
     except (OSError, http.client.HTTPException) as exc:
         print(
             f"tumorseg download: network error: {exc}. Rerun the same command to resume.",

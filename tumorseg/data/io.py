@@ -1,9 +1,14 @@
-"""Read NIfTI cases into numpy arrays, validating them on the way.
+"""Read NIfTI cases into numpy arrays, validating them on the way, and write label maps.
 
 Arrays come back exactly as the original course built them, ``np.array(nib.load(p).get_fdata())``:
 image ``(X, Y, Z, 4)`` float64 with channels FLAIR, T1, T1Gd, T2 (last axis), and label
 ``(X, Y, Z)`` float64 with values 0 background, 1 edema, 2 non-enhancing tumor, 3 enhancing tumor.
 No reorientation and no resampling is applied; sizes are not fixed (MSD/BraTS use 240x240x155).
+
+Two layouts (names in :mod:`tumorseg.labels`): MSD, one 4-channel file per case; BraTS
+2020/2021, one folder per case with ``<case>_flair``, ``_t1``, ``_t1ce``, ``_t2`` (and
+``_seg``) files.  Where a file exists as both ``.nii.gz`` and ``.nii``, ``find_nifti`` picks the
+``.nii.gz`` one, for dataset discovery and for ``load_image`` alike.
 """
 
 from __future__ import annotations
@@ -12,18 +17,39 @@ import gzip
 import os
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from tumorseg.atomic import atomic_path
 from tumorseg.data.errors import DataError
+from tumorseg.labels import (
+    BRATS_LABEL_MAP,
+    BRATS_SUFFIXES,
+    LABEL_VALUES,
+    MODALITIES,
+    N_CHANNELS,
+)
 
-N_CHANNELS = 4
-MODALITIES = ("FLAIR", "T1", "T1Gd", "T2")
-LABEL_VALUES = (0, 1, 2, 3)
-#: Raw BraTS 2020/2021 label codes -> MSD/course codes (NCR/NET 1 -> 2, edema 2 -> 1, ET 4 -> 3).
-BRATS_LABEL_MAP = {0: 0, 1: 2, 2: 1, 4: 3}
+#: NIfTI file extensions, in the order of preference when a file exists with both.
+NIFTI_EXTENSIONS = (".nii.gz", ".nii")
 
 PathLike = str | os.PathLike
+
+
+def find_nifti(folder: PathLike, pattern: str) -> Path | None:
+    """The NIfTI file of ``folder`` matching ``pattern`` + an extension, or ``None``.
+
+    pattern: a glob without extension, e.g. ``"*_flair"``.  ``.nii.gz`` files are preferred to
+    ``.nii`` ones; among several matches of one extension the first by name wins; hidden files
+    (``._*`` AppleDouble copies, ``.*``) are ignored.
+    """
+    folder = Path(folder)
+    for ext in NIFTI_EXTENSIONS:
+        hits = sorted(p for p in folder.glob(pattern + ext) if not p.name.startswith("."))
+        if hits:
+            return hits[0]
+    return None
 
 
 def _read_nifti(path: PathLike, what: str) -> np.ndarray:
@@ -32,6 +58,11 @@ def _read_nifti(path: PathLike, what: str) -> np.ndarray:
     ``what`` describes the file's role in messages (e.g. "image", "label", "FLAIR image").
     Returns an array of whatever shape the file holds.
     """
+    return _read_nifti_image(path, what)[0]
+
+
+def _read_nifti_image(path: PathLike, what: str) -> tuple[np.ndarray, Any]:
+    """``_read_nifti`` that also returns the ``nibabel`` image (affine and header)."""
     import nibabel as nib  # lazy: nibabel pulls in a fair amount on import
 
     p = Path(path)
@@ -65,7 +96,7 @@ def _read_nifti(path: PathLike, what: str) -> np.ndarray:
             f"{p}: {what} file is not a readable NIfTI image ({type(exc).__name__}: {exc}). "
             f"Delete it and download or regenerate it; files must be .nii or .nii.gz NIfTI-1/2."
         ) from exc
-    return data
+    return data, img
 
 
 def _check_finite(arr: np.ndarray, path: PathLike, what: str) -> None:
@@ -144,14 +175,28 @@ def load_case(image_path: PathLike, label_path: PathLike) -> tuple[np.ndarray, n
     return image, label
 
 
-def load_brats_case(
-    modality_paths: tuple[PathLike, PathLike, PathLike, PathLike], seg_path: PathLike
-) -> tuple[np.ndarray, np.ndarray]:
-    """Load one BraTS 2020/2021 case from its per-modality files and segmentation.
+def brats_modality_files(folder: PathLike) -> tuple[Path, Path, Path, Path]:
+    """The FLAIR, T1, T1Gd, T2 files (``*_flair``, ``*_t1``, ``*_t1ce``, ``*_t2``) of a BraTS
+    case folder, chosen by ``find_nifti``.  Raises DataError naming the first missing one."""
+    folder = Path(folder)
+    files = []
+    for suffix in BRATS_SUFFIXES:
+        found = find_nifti(folder, f"*_{suffix}")
+        if found is None:
+            raise DataError(
+                f"{folder / (folder.name + '_' + suffix + '.nii.gz')}: missing. A BraTS case "
+                f"folder needs *_flair, *_t1, *_t1ce and *_t2 .nii.gz files (and *_seg for a "
+                f"labelled case); add the missing file or leave out the incomplete folder."
+            )
+        files.append(found)
+    return files[0], files[1], files[2], files[3]
 
-    ``modality_paths`` are the FLAIR, T1, T1Gd (``_t1ce``) and T2 files, each ``(X, Y, Z)``.
-    Returns image ``(X, Y, Z, 4)`` float64 stacked in that order and label ``(X, Y, Z)`` float64
-    remapped from raw BraTS codes {0, 1, 2, 4} to course codes (1->2, 2->1, 4->3).
+
+def load_brats_image(modality_paths: tuple[PathLike, PathLike, PathLike, PathLike]) -> np.ndarray:
+    """Stack the FLAIR, T1, T1Gd (``_t1ce``) and T2 files of a BraTS case, each ``(X, Y, Z)``.
+
+    Returns image ``(X, Y, Z, 4)`` float64 in that order.  Raises DataError for an unreadable
+    file, a modality that is not 3-D, modalities of different shapes, or NaN/inf.
     """
     image: np.ndarray | None = None
     for c, (p, name) in enumerate(zip(modality_paths, MODALITIES, strict=True)):
@@ -175,6 +220,19 @@ def load_brats_case(
         image[..., c] = vol
         del vol
     assert image is not None
+    return image
+
+
+def load_brats_case(
+    modality_paths: tuple[PathLike, PathLike, PathLike, PathLike], seg_path: PathLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load one BraTS 2020/2021 case from its per-modality files and segmentation.
+
+    ``modality_paths`` are the FLAIR, T1, T1Gd (``_t1ce``) and T2 files, each ``(X, Y, Z)``.
+    Returns image ``(X, Y, Z, 4)`` float64 stacked in that order and label ``(X, Y, Z)`` float64
+    remapped from raw BraTS codes {0, 1, 2, 4} to course codes (1->2, 2->1, 4->3).
+    """
+    image = load_brats_image(modality_paths)
     raw = _read_nifti(seg_path, "label")
     if raw.ndim != 3:
         raise DataError(
@@ -193,3 +251,48 @@ def load_brats_case(
         if dst:
             label[raw == src] = dst
     return image, label
+
+
+def load_image(path: PathLike) -> tuple[np.ndarray, Any]:
+    """Read the image of one case, without a label, and the NIfTI that describes its grid.
+
+    path: a 4-channel NIfTI ``(X, Y, Z, 4)`` (MSD layout, channels FLAIR, T1, T1Gd, T2), or a
+        BraTS 2020/2021 case folder with ``*_flair``, ``*_t1``, ``*_t1ce``, ``*_t2`` files.
+    Returns ``(image, reference)``: image ``(X, Y, Z, 4)`` float64 and the ``nibabel`` image whose
+    affine and header describe it (a BraTS folder's FLAIR file).  Raises DataError for a missing
+    or unreadable file, a wrong shape or channel count, or NaN/inf.
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if path.is_dir():
+        files = brats_modality_files(path)
+        image = load_brats_image(files)
+        reference = nib.load(str(files[0]))  # header only; the data were read above
+    else:
+        image, reference = _read_nifti_image(path, "image")
+    check_image(image, path)
+    return image, reference
+
+
+def save_label_map(labels: np.ndarray, reference: Any, out: PathLike) -> Path:
+    """Write ``labels`` (X, Y, Z) uint8 as NIfTI with ``reference``'s affine and header, atomically.
+
+    reference: the ``nibabel`` image of the scan (``load_image`` returns it).  The header keeps
+    its orientation (qform/sform), voxel size and units; its data type becomes uint8, its shape
+    3-D, scaling is removed and the display range is 0..3.  ``out`` ending in ``.gz`` is
+    compressed.  Returns ``out`` as a Path.
+    """
+    import nibabel as nib
+
+    out = Path(out)
+    header = reference.header.copy()
+    header.set_data_shape(labels.shape)
+    header.set_data_dtype(np.uint8)
+    img = nib.Nifti1Image(labels.astype(np.uint8), reference.affine, header=header)
+    img.header.set_slope_inter(1.0, 0.0)
+    img.header["cal_min"], img.header["cal_max"] = 0, max(LABEL_VALUES)
+    suffix = ".nii.gz" if out.name.endswith(".gz") else ".nii"
+    with atomic_path(out, suffix=suffix) as tmp:
+        nib.save(img, str(tmp))
+    return out

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.atomic import write_text
+from tumorseg.cli import fail
 from tumorseg.data import DataError
 from tumorseg.inference.cli import add_model_options, load_model
-
-CLASS_KEYS = ("edema", "nonenh", "enh")
+from tumorseg.labels import CLASS_KEYS, REGIONS
 
 
 def score_case(
@@ -39,7 +39,8 @@ def score_case(
 
     Returns:
         ``{"WT_dice", "WT_hd95", "WT_sensitivity", "WT_specificity", ... TC_*, ET_*,
-        "edema_sensitivity", "edema_specificity", "nonenh_*", "enh_*"}``.
+        "edema_sensitivity", "edema_specificity", "non_enhancing_*", "enhancing_*"}``
+        (class keys from ``tumorseg.labels.CLASS_KEYS``).
     """
     from tumorseg.inference.predict import probabilities_to_labels
     from tumorseg.metrics import region_scores, sensitivity_specificity
@@ -110,7 +111,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     hd95_mean, hd95_median (NaN-aware).
     """
     rows = {}
-    for region in ("WT", "TC", "ET"):
+    for region in REGIONS:
         d, h = table[f"{region}_dice"], table[f"{region}_hd95"]
         rows[region] = {
             "dice_mean": d.mean(),
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = evaluate(args.data, model, args.cases, args.threshold, model.standardize)
     except (DataError, KeyError) as exc:
-        parser.exit(2, f"tumorseg evaluate: {exc.args[0] if exc.args else exc}\n")
+        fail(parser.prog, exc)
     if args.out:
         print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
     with pd.option_context("display.width", 120, "display.precision", 4):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from tumorseg.patches.standardize import DEFAULT_MODE, standardize_patch
 
 #: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 1.4 GiB
 #: of activations at n_base_filters=16, so a whole-scan prediction keeps the course notebook
@@ -32,8 +34,6 @@ BYTES_PER_VOXEL_16 = 1200
 #: Spatial sizes given to the model are multiples of this (2**(depth-1) for the course U-Net).
 DIVISOR = 8
 
-#: Standardization used when neither the argument nor the model says which.
-DEFAULT_STANDARDIZE = "brain"
 
 
 def brain_bbox(image: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -62,7 +62,8 @@ def resolve_standardize(model: Any, standardize: str | None) -> str:
 
     Order: the ``standardize`` argument; else ``model.standardize`` (a str); else
     ``model.manifest["standardize"]`` (the training manifest, if attached to the model); else
-    ``DEFAULT_STANDARDIZE`` ("brain").  ``"none"`` means raw intensities (benchmarks only).
+    ``tumorseg.patches.standardize.DEFAULT_MODE`` ("brain").  ``"none"`` means raw intensities
+    (benchmarks only).
     """
     if standardize is not None:
         return standardize
@@ -74,7 +75,7 @@ def resolve_standardize(model: Any, standardize: str | None) -> str:
         mode = manifest.get("standardize") if manifest is not None else None
     except AttributeError:
         mode = None
-    return mode if isinstance(mode, str) else DEFAULT_STANDARDIZE
+    return mode if isinstance(mode, str) else DEFAULT_MODE
 
 
 def _round_up(n: int, k: int = DIVISOR) -> int:
@@ -229,11 +230,11 @@ def predict_volume(
 ) -> np.ndarray:
     """Class probabilities for a whole scan.
 
-    Steps: crop to the bounding box of the nonzero (brain) voxels; extend the crop with
-    background up to the tile grid (sizes are multiples of 8, as the U-Net needs); standardize
-    the extended crop exactly as training did (``tumorseg.patches.standardize_patch``); run the
-    tiles through the model ``batch_size`` at a time; blend overlapping tiles with a Gaussian
-    weight; crop back and paste into a zero volume.
+    Steps: plan the tiles over the bounding box of the nonzero (brain) voxels (``plan_tiles``);
+    cut that box out, extended with background to the tile grid and standardized exactly as
+    training did (``prepare_region``); run the tiles through the model ``batch_size`` at a time
+    and blend overlapping tiles with a Gaussian weight (``sliding_window``); paste the result
+    into a zero volume (``paste_region``).
 
     Args:
         image: (X, Y, Z, C) raw intensities, channels last as ``load_case`` returns them
@@ -253,8 +254,7 @@ def predict_volume(
             ``MAX_TILE_VOXELS`` voxels, less when free memory is short), else a few large tiles.
             A model trained on thin 160x160x16 patches sees far more z context in one big
             tile; ``tile=(240, 240, 16), overlap=0.5`` feeds it training-like slabs instead
-            (on 3 synthetic cases: Dice within +-0.01 except one case's TC, 0.82 -> 0.86, at
-            about 2.2x the time).
+            (about 2.2x the time; see CHANGES.md).
 
     Returns:
         (K, X, Y, Z) float32 probabilities (K = 3: edema, non-enhancing, enhancing); voxels
@@ -266,22 +266,42 @@ def predict_volume(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     mode = resolve_standardize(model, standardize)
-    n_channels = image.shape[-1]
     box = brain_bbox(image)
     if box is None:
-        n_out = _n_outputs(model)
-        return np.zeros((n_out, *image.shape[:3]), np.float32)
+        return np.zeros((_n_outputs(model), *image.shape[:3]), np.float32)
 
     size = [s.stop - s.start for s in box]
     budget = auto_max_voxels(model)
     tile_size, starts = plan_tiles(size, tile, overlap, budget if tile is None else None)
     # batch as many tiles as the memory budget allows, up to batch_size
     batch_size = max(1, min(batch_size, budget // math.prod(tile_size)))
-    extent = [max(s, t) for s, t in zip(size, tile_size)]
-    # Working region in image coordinates: the crop, widened symmetrically to ``extent``;
-    # whatever lies outside the image is zero (background), like the image's own border.
-    origin = [b.start - (e - s) // 2 for b, e, s in zip(box, extent, size)]
-    work = np.zeros((n_channels, *extent), np.float32)
+    work, origin = prepare_region(image, box, tile_size, mode)
+    net = _flexible(model, image.shape[-1], tile_size)
+    probs = sliding_window(work, lambda batch: _run(net, batch), tile_size, starts, batch_size)
+    return paste_region(probs, box, origin, image.shape[:3])
+
+
+def prepare_region(
+    image: np.ndarray, box: tuple[slice, slice, slice], tile_size: Sequence[int], mode: str
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Cut the model's input out of a scan: crop, extend with background, standardize.
+
+    Args:
+        image: (X, Y, Z, C) raw intensities.
+        box: the region to cover, e.g. ``brain_bbox(image)``.
+        tile_size: (TX, TY, TZ); the region is widened symmetrically to at least this size
+            along each axis, and whatever then lies outside the image is zero (background),
+            like the image's own border.
+        mode: ``standardize_patch`` mode, or "none" for raw intensities.
+
+    Returns:
+        ``(work, origin)``: work (C, EX, EY, EZ) float32 channels-first, ``EX = max(box size,
+        TX)`` ...; origin the image coordinates of ``work[:, 0, 0, 0]`` (may be negative).
+    """
+    size = [s.stop - s.start for s in box]
+    extent = [max(s, int(t)) for s, t in zip(size, tile_size)]
+    origin = tuple(b.start - (e - s) // 2 for b, e, s in zip(box, extent, size))
+    work = np.zeros((image.shape[-1], *extent), np.float32)
     src, dst = [], []
     for o, e, dim in zip(origin, extent, image.shape[:3]):
         lo, hi = max(o, 0), min(o + e, dim)
@@ -289,33 +309,44 @@ def predict_volume(
         dst.append(slice(lo - o, hi - o))
     work[(slice(None), *dst)] = np.moveaxis(image[tuple(src)], -1, 0)
     if mode != "none":
-        from tumorseg.patches import standardize_patch
-
         work = standardize_patch(work, mode).astype(np.float32, copy=False)
+    return work, (origin[0], origin[1], origin[2])
 
+
+def sliding_window(
+    work: np.ndarray,
+    predict: Callable[[np.ndarray], np.ndarray],
+    tile_size: Sequence[int],
+    starts: Sequence[Sequence[int]],
+    batch_size: int = 1,
+) -> np.ndarray:
+    """Run ``predict`` over overlapping tiles of ``work`` and blend them into one map.
+
+    Args:
+        work: (C, EX, EY, EZ) model input (``prepare_region``); not modified.
+        predict: maps a batch (B, C, TX, TY, TZ) to (B, K, TX, TY, TZ) float32.
+        tile_size: (TX, TY, TZ), at most ``work``'s spatial size.
+        starts: tile offsets per axis (``plan_tiles``); tiles must cover ``work``.
+        batch_size: tiles per ``predict`` call.
+
+    Returns:
+        (K, EX, EY, EZ) float32: one tile's output where a single tile covers ``work``, else the
+        Gaussian-weighted mean (``gaussian_weight``) of the tiles covering each voxel.
+    """
+    tx, ty, tz = (int(t) for t in tile_size)
+    extent = work.shape[1:]
     corners = [(i, j, k) for i in starts[0] for j in starts[1] for k in starts[2]]
-    net = _flexible(model, n_channels, tile_size)
     single = len(corners) == 1
-    weight = None if single else gaussian_weight(tile_size)
+    weight = None if single else gaussian_weight((tx, ty, tz))
     acc: np.ndarray | None = None
     wsum = None if single else np.zeros(extent, np.float32)
-
     for batch_corners in _progress(_batches(corners, batch_size), len(corners), batch_size):
-        batch = np.stack(
-            [
-                work[:, i : i + tile_size[0], j : j + tile_size[1], k : k + tile_size[2]]
-                for i, j, k in batch_corners
-            ]
-        )
-        pred = _run(net, batch)
+        batch = np.stack([work[:, i : i + tx, j : j + ty, k : k + tz] for i, j, k in batch_corners])
+        pred = predict(batch)
         if acc is None:
             acc = np.zeros((pred.shape[1], *extent), np.float32)
         for (i, j, k), p in zip(batch_corners, pred):
-            region = (
-                slice(i, i + tile_size[0]),
-                slice(j, j + tile_size[1]),
-                slice(k, k + tile_size[2]),
-            )
+            region = (slice(i, i + tx), slice(j, j + ty), slice(k, k + tz))
             if single:
                 acc[(slice(None), *region)] = p
             else:
@@ -324,11 +355,20 @@ def predict_volume(
     assert acc is not None
     if not single:
         acc /= wsum
+    return acc
 
-    out = np.zeros((acc.shape[0], *image.shape[:3]), np.float32)
-    offset = [b.start - o for b, o in zip(box, origin)]
-    inner = tuple(slice(f, f + s) for f, s in zip(offset, size))
-    out[(slice(None), *box)] = acc[(slice(None), *inner)]
+
+def paste_region(
+    probs: np.ndarray,
+    box: tuple[slice, slice, slice],
+    origin: Sequence[int],
+    shape: Sequence[int],
+) -> np.ndarray:
+    """Put the ``box`` part of ``probs`` (K, EX, EY, EZ), whose voxel 0 sits at ``origin``,
+    into a zero volume (K, X, Y, Z) of spatial ``shape``; returns float32."""
+    out = np.zeros((probs.shape[0], *shape), np.float32)
+    inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))
+    out[(slice(None), *box)] = probs[(slice(None), *inner)]
     return out
 
 
@@ -384,15 +424,10 @@ def predict_and_viz(
 ) -> np.ndarray:
     """Segment a whole scan, plot ground truth against prediction, return the prediction.
 
-    Same signature and return layout as the original course's helper, with its bugs fixed:
-
-    - ``threshold`` is applied (a class is on where its probability is > ``threshold``); the
-      original truncated probabilities to uint8, so every class was 0 and the threshold did
-      nothing;
-    - channel 0 is the PREDICTED background (no class on), not a copy of the ground truth;
-    - no uint8 truncation or wrap-around: the result is float32 0.0/1.0;
-    - the input is standardized the way the model was trained (see ``predict_volume``), and the
-      scan goes through as a few large batched tiles instead of 40 padded 160x160x16 calls.
+    The course's signature and return layout.  The probabilities come from ``predict_volume``
+    (standardized the way the model was trained); a class is on where its probability is
+    > ``threshold``, and channel 0 is the predicted background (no class on).  CHANGES.md lists
+    how this differs from the original course's helper.
 
     Args:
         image: (X, Y, Z, 4) raw intensities, as ``load_case`` returns (240x240x155 in BraTS).

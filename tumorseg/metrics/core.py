@@ -8,13 +8,10 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from tumorseg.labels import CLASS_NAMES, REGIONS
+
 #: HD95 (mm) when exactly one of the two masks is empty, as in BraTS scoring.
 HD95_EMPTY = 373.13
-
-#: BraTS evaluation regions as sets of label values.
-REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (2, 3), "ET": (3,)}
-
-CLASS_NAMES = ["Edema", "Non-Enhancing Tumor", "Enhancing Tumor"]
 
 
 def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

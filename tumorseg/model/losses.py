@@ -3,8 +3,7 @@
 Every function here takes one sample's ``y_true, y_pred: (classes, X, Y, Z)`` and reduces
 over ``axis=(1, 2, 3)`` (the spatial axes), exactly like the course exercises.  Keras hands a
 loss the whole batch ``(B, classes, X, Y, Z)``; :func:`per_sample` maps a one-sample function
-over the batch axis and averages, so the reduction axes mean what they say.  (The original
-course passed the batch straight in, which summed over ``(classes, X, Y)`` instead.)
+over the batch axis and averages, so the reduction axes mean what they say.
 """
 
 from __future__ import annotations

@@ -10,9 +10,7 @@ import keras
 
 from tumorseg.model.losses import dice_bce_loss, dice_coefficient
 from tumorseg.model.unet import unet_model_3d
-
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_WEIGHTS = ROOT / "data" / "model_pretrained.weights.h5"
+from tumorseg.resources import pretrained_weights
 
 
 def manifest_path(weights: str | Path) -> Path:
@@ -24,28 +22,26 @@ def manifest_path(weights: str | Path) -> Path:
 
 
 def load_pretrained(
-    path: str | Path = DEFAULT_WEIGHTS, input_shape: Sequence[int | None] | None = None
+    path: str | Path | None = None, input_shape: Sequence[int | None] | None = None
 ) -> tuple[keras.Model, dict]:
     """Rebuild the model described by the manifest beside ``path`` and load its weights.
 
     path: a ``*.weights.h5`` file; its manifest ``*.json`` (same stem) holds ``config``, the keyword
-        arguments of ``unet_model_3d`` that rebuild the architecture.  Relative paths are tried
-        against the working directory first, then the repository root.
+        arguments of ``unet_model_3d`` that rebuild the architecture.  ``None``: the model shipped
+        inside the package (``tumorseg.resources.pretrained_weights()``).
     input_shape: override ``(C, X, Y, Z)`` (e.g. ``(4, None, None, None)`` for any tile size).
     Returns ``(model, manifest)``; the model is compiled with the Dice+BCE loss and Dice metric and
     maps ``(B, 4, X, Y, Z) -> (B, 3, X, Y, Z)`` sigmoid probabilities.
     Raises FileNotFoundError naming the missing file and how to get it.
     """
-    weights = Path(path)
-    if not weights.is_absolute() and not weights.exists() and (ROOT / weights).exists():
-        weights = ROOT / weights
+    weights = pretrained_weights() if path is None else Path(path)
     manifest_file = manifest_path(weights)
     for f in (weights, manifest_file):
         if not f.is_file():
             raise FileNotFoundError(
                 f"{f} not found: load_pretrained needs the weights file and its JSON manifest side "
-                f"by side. Use the shipped data/model_pretrained.weights.h5 (a git checkout has it) "
-                f"or train one with `tumorseg train`."
+                f"by side. Call load_pretrained() without a path for the shipped model, or train one "
+                f"with `tumorseg train`."
             )
     manifest = json.loads(manifest_file.read_text())
     config = dict(manifest["config"])

@@ -56,7 +56,7 @@ def unet_model_3d(
     metrics: one-sample metric functions (wrapped like the loss) or Keras metric names.
     batch_normalization: add BatchNormalization after every 3x3x3 convolution.
     output_bias: initial bias of the final 1x1x1 convolution (e.g. -2.0 starts every class
-        mostly "off", which helps rare classes learn); 0.0 reproduces the original.
+        mostly "off", which helps rare classes learn); 0.0: no bias, as in the original course.
     Returns a compiled ``keras.Model``: ``(B, C, X, Y, Z) -> (B, n_labels, X, Y, Z)``, float32
     output even under a mixed-precision policy; optimizer ``Adam(learning_rate=initial_learning_rate)``.
     """

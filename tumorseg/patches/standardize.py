@@ -6,8 +6,14 @@ import numpy as np
 
 MODES = ("slice", "brain")
 
+#: The mode wherever a model is trained or run and nothing else says which: the shipped model,
+#: ``tumorseg train`` and ``predict_volume`` use it.  A trained model's manifest records its mode
+#: (``load_pretrained`` sets ``model.standardize`` from it), and that record wins.  "slice" is
+#: the course exercise's per-slice standardization, used where the notebook asks for it.
+DEFAULT_MODE = "brain"
 
-def standardize_patch(x: np.ndarray, mode: str = "slice") -> np.ndarray:
+
+def standardize_patch(x: np.ndarray, mode: str = DEFAULT_MODE) -> np.ndarray:
     """Standardize an image patch ``x: (C, X, Y, Z)`` of raw intensities; returns float32, same shape.
 
     mode="slice": per channel ``c`` and z-slice ``z``, subtract the mean of ``x[c, :, :, z]`` over

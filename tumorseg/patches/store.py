@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tumorseg.atomic import atomic_path, write_text
+from tumorseg.cli import fail
 from tumorseg.data import DataError, open_dataset
 from tumorseg.patches.sampling import sample_patch
 
@@ -173,6 +174,5 @@ def main(argv: list[str] | None = None) -> int:
     try:
         build_patch_store(args.data, args.out, per_case=args.per_case, seed=args.seed)
     except DataError as exc:
-        print(f"tumorseg patches: {exc}")
-        return 1
+        fail(p.prog, exc)
     return 0
