@@ -5,7 +5,7 @@ training standardization:
 
 * per-class patch Dice (edema, non-enhancing, enhancing; hard, threshold 0.5, mean over
   patches) on every ``--patches DIR`` of course h5 patches, e.g. ``../shared/real-brats/train``
-  (real, never trained on) or the valid split of a randomized patch store;
+  (real, never trained on; the default when it exists) or the valid split of a randomized patch store;
 * whole-scan WT/TC/ET Dice on the cases of ``--scans DIR`` (default: the course's seed-0
   synthetic cases in data/BraTS-Data, which no shipped model was trained on).
 
@@ -59,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scans", default=str(ROOT / "data" / "BraTS-Data"),
                    help="dataset of whole cases ('' to skip)")
     args = p.parse_args(argv)
+    real = ROOT.parent / "shared" / "real-brats" / "train"
+    if not args.patches and real.is_dir():
+        args.patches = [str(real)]
 
     from tumorseg.model import load_pretrained
 
