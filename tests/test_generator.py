@@ -22,7 +22,8 @@ def _write(path, x, y):
 def test_reads_real_course_files(real_brats, capsys):
     folder = real_brats / "train"
     ids = sorted(os.listdir(folder))[:4]
-    gen = VolumeDataGenerator(ids, str(folder) + "/", batch_size=2, shuffle=False, verbose=1)
+    gen = VolumeDataGenerator(ids, str(folder) + "/", batch_size=2, shuffle=False, verbose=1,
+                              standardize="slice")
     assert isinstance(gen, keras.utils.PyDataset) and len(gen) == 2
     x, y = gen[0]
     assert "Training on:" in capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Training loop: a 2-step CLI run writes weights + manifest + CSV and resumes."""
+"""Training: the CLI writes weights + manifest + CSV and resumes; config, batches, input workers."""
 
 from __future__ import annotations
 
@@ -10,12 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tumorseg.train.loop import (
-    MemoryBatches,
-    hard_dice_per_class,
-    learning_rate_at,
-    main,
-)
+from tumorseg.train.config import TrainConfig
+from tumorseg.train.data import MemoryBatches, Prefetcher, StoreBatches
+from tumorseg.train.loop import hard_dice_per_class, learning_rate_at, main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_patches import make_fake_msd  # noqa: E402
@@ -49,6 +46,8 @@ def test_two_steps_write_weights_manifest_log_and_resume(store, tmp_path):
     assert manifest["data"]["valid_cases"] == cfg["valid_cases"]
     assert set(manifest["validation_patch_dice"]) >= {"edema", "non_enhancing", "enhancing"}
     assert manifest["git_commit"] and manifest["train_seconds"] > 0
+    assert manifest["distribution"]["devices"] == 1 and manifest["distribution"]["global_batch"] == 1
+    assert TrainConfig(**manifest["training"]).seed == 3  # the manifest rebuilds the config
     rows = _rows(out / "log.csv")
     assert [r["step"] for r in rows if r["lr"]] == ["1", "2"]
     assert all(np.isfinite(float(r["loss"])) for r in rows)
@@ -92,3 +91,85 @@ def test_hard_dice_conventions_and_schedule():
     assert np.isclose(learning_rate_at(50, 100, 1e-3), 1e-3)
     assert np.isclose(learning_rate_at(100, 100, 1e-3), 5e-5)
     assert np.isclose(learning_rate_at(60, 10**6, 1e-3, progress=1.0), 5e-5)
+
+
+def _tiny_store(folder: Path, n: int = 6, dim=(16, 16, 8)) -> Path:
+    """A patch store of ``n`` random ``dim`` patches with a config.json, as `tumorseg patches` writes."""
+    from tumorseg.patches.store import write_patch_h5
+
+    rng = np.random.default_rng(0)
+    (folder / "train").mkdir(parents=True)
+    names = []
+    for i in range(n):
+        x = np.zeros((4, *dim), np.float32)
+        x[:, 2:-2, 2:-2] = rng.uniform(10, 200, size=(4, dim[0] - 4, dim[1] - 4, dim[2]))
+        lab = rng.integers(0, 4, size=dim)
+        names.append(f"c{i}.nii.gz_0_x0_y0_z0.h5")
+        write_patch_h5(folder / "train" / names[-1], x, (lab[..., None] == np.arange(4)).astype(np.float32))
+    cfg = {"train": names, "valid": [], "train_cases": [f"c{i}" for i in range(n)],
+           "valid_cases": [], "seed": 0, "patch_size": list(dim)}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_train_config_is_frozen_checked_and_round_trips():
+    import dataclasses
+
+    cfg = TrainConfig(out="o", batch_size=4, patch_size=[16, 16, 8], snapshot_steps=[5])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.steps = 3
+    assert cfg.model_config() == {"n_base_filters": 16, "input_shape": [4, 16, 16, 8]}
+    again = TrainConfig(**json.loads(json.dumps(cfg.asdict())))
+    assert again == cfg and again.patch_size == (16, 16, 8) and again.snapshot_steps == (5,)
+    assert cfg.replace(devices=2).devices == 2 and cfg.devices is None
+    with pytest.raises(ValueError, match="batch_size must be >= 1.*standardize must be"):
+        TrainConfig(out="o", batch_size=0, standardize="volume")
+    with pytest.raises(ValueError):
+        TrainConfig(out="o", augment="wild")
+
+
+def test_store_batches_split_by_rows_and_match_across_worker_kinds(tmp_path):
+    from tumorseg.patches import VolumeDataGenerator
+
+    store = _tiny_store(tmp_path / "store")
+    names = json.loads((store / "config.json").read_text())["train"]
+    src = StoreBatches(store / "train", names, batch_size=4, seed=2, dim=(16, 16, 8))
+    x, y = src.batch(5)
+    assert x.shape == (4, 4, 16, 16, 8) and y.shape == (4, 3, 16, 16, 8) and x.dtype == np.float32
+    # two hosts' rows put together are the global batch (each sample has its own draws)
+    x0, y0 = src.batch(5, slice(0, 2))
+    x1, y1 = src.batch(5, slice(2, 4))
+    np.testing.assert_array_equal(np.concatenate([x0, x1]), x)
+    np.testing.assert_array_equal(np.concatenate([y0, y1]), y)
+    assert not np.array_equal(src.batch(6)[0], x)
+    # threads and spawned processes deliver the same batches, in order
+    got = {}
+    for processes in (False, True):
+        feed = Prefetcher(src, range(2, 5), workers=2, processes=processes)
+        try:
+            got[processes] = [feed.get(s) for s in range(2, 5)]
+        finally:
+            feed.close()
+        assert feed.patches == 12 and feed.worker_rate() > 0
+    for (a, b), (c, d) in zip(got[False], got[True]):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+    # unaugmented, a store batch is what the generator gives, with its default ("brain") standardization
+    plain = StoreBatches(store / "train", names, batch_size=1, seed=0, level="none", dim=(16, 16, 8))
+    gen = VolumeDataGenerator(names, store / "train", dim=(16, 16, 8), shuffle=False, verbose=0)
+    assert gen.standardize == "brain"
+    from tumorseg.patches.augment import epoch_order
+
+    first = int(epoch_order(0, 0, len(names))[0])
+    np.testing.assert_array_equal(plain.batch(0)[0], gen[first][0])
+
+
+def test_cli_reports_user_errors_with_exit_2(tmp_path, capsys):
+    assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    assert "build the patch store with `tumorseg patches" in capsys.readouterr().err
+    store = _tiny_store(tmp_path / "store")
+    assert main(["--data", str(store), "--out", str(tmp_path / "o"), "--devices", "2"]) == 2
+    assert "needs the JAX backend" in capsys.readouterr().err  # the tests run TensorFlow
+    assert main(["--data", str(store), "--out", str(tmp_path / "o"), "--batch-size", "9"]) == 2
+    assert "fewer than one batch" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "model.json").exists()

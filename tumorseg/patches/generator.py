@@ -6,57 +6,13 @@ import math
 import os
 from collections.abc import Sequence
 
-import h5py
 import keras
 import numpy as np
 
-from tumorseg.data import DataError
-from tumorseg.patches.augment import Augment, augment, augment_raw
-from tumorseg.patches.standardize import standardize_patch
+from tumorseg.patches.augment import Augment
+from tumorseg.patches.reader import load_sample, read_patch
 
-
-def read_patch(
-    path: str | os.PathLike, dim: tuple[int, int, int] = (160, 160, 16), num_channels: int = 4
-) -> tuple[np.ndarray, np.ndarray]:
-    """Read one course h5 patch: returns ``x (C, *dim)`` raw float32 and ``y (*dim, C)`` float32.
-
-    Accepts float32 or float64 files (the real course files are float64).  Raises DataError naming
-    the file when it is unreadable/truncated, lacks ``x``/``y``, or has other shapes.
-    """
-    path = os.fspath(path)
-    fix = "Delete it and rebuild the patch store with `tumorseg patches` (or `make patches`)."
-    try:
-        with h5py.File(path, "r") as f:
-            if "x" not in f or "y" not in f:
-                raise DataError(
-                    f"{path}: h5 file lacks dataset 'x' or 'y' (has {sorted(f.keys())}), so it is "
-                    f"not a course patch. {fix}"
-                )
-            dx, dy = f["x"], f["y"]
-            if dx.shape != (num_channels, *dim) or dy.shape[:3] != tuple(dim) or dy.ndim != 4:
-                raise DataError(
-                    f"{path}: x has shape {dx.shape} and y {dy.shape}; expected x "
-                    f"{(num_channels, *dim)} and y {(*dim, 'classes')}. {fix}"
-                )
-            x = _read_float32(dx)
-            y = _read_float32(dy)
-    except DataError:
-        raise
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(
-            f"{path}: cannot read this h5 patch ({exc}); truncated or corrupt. {fix}"
-        ) from exc
-    return x, y
-
-
-def _read_float32(dataset) -> np.ndarray:
-    """An h5 dataset as a float32 array (float32 files are read straight into the result)."""
-    if dataset.dtype == np.float32:
-        out = np.empty(dataset.shape, np.float32)
-        if dataset.size:
-            dataset.read_direct(out)
-        return out
-    return np.asarray(dataset[()], dtype=np.float32)
+__all__ = ["VolumeDataGenerator", "read_patch"]
 
 
 class VolumeDataGenerator(keras.utils.PyDataset):
@@ -65,7 +21,8 @@ class VolumeDataGenerator(keras.utils.PyDataset):
     sample_list: file names (as in ``config.json``'s "train"/"valid"); base_dir: their folder
         (with or without a trailing slash).
     Each batch is ``(x, y)``: x ``(B, num_channels, *dim)`` float32 standardized with
-    ``standardize_patch(x, standardize)`` ("slice", "brain", or None for raw intensities), and
+    ``standardize_patch(x, standardize)`` ("brain", the default and the shipped model's;
+    "slice", the course exercise's per-slice formula; or None for raw intensities), and
     y ``(B, num_classes, *dim)`` float32 = the file's one-hot y moved channels-first without its
     background channel.  ``len`` is ``floor(n / batch_size)``; with ``shuffle`` the order is
     redrawn every epoch (reproducibly from ``seed``).  ``augment`` is an ``Augment`` level
@@ -86,7 +43,7 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         num_channels: int = 4,
         num_classes: int = 3,
         verbose: int = 1,
-        standardize: str | None = "slice",
+        standardize: str | None = "brain",
         augment: bool | Augment | str = False,
         seed: int | None = None,
         **kwargs,
@@ -124,22 +81,10 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         path = os.path.join(self.base_dir, sample_id)
         if self.verbose == 1:
             print(f"Training on: {path}")
-        x, y = read_patch(path, self.dim, self.num_channels)
-        if y.shape[-1] < self.num_classes + 1:
-            raise DataError(
-                f"{path}: y has {y.shape[-1]} classes, expected {self.num_classes + 1} "
-                f"(background included). Rebuild the patch store with `tumorseg patches`."
-            )
-        y = np.ascontiguousarray(np.moveaxis(y, 3, 0)[1 : self.num_classes + 1])
-        if self.augment is Augment.NONE:
-            return (standardize_patch(x, self.standardize) if self.standardize else x), y
-        rng = self.rng if rng is None else rng
-        if self.augment is Augment.STRONG:
-            x = augment_raw(x, rng)
-        brain = x != 0
-        if self.standardize:
-            x = standardize_patch(x, self.standardize)
-        return augment(x, y, brain, rng, self.augment)
+        return load_sample(
+            path, self.rng if rng is None else rng, dim=self.dim, num_channels=self.num_channels,
+            num_classes=self.num_classes, standardize=self.standardize, level=self.augment,
+        )
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Batch ``index``: ``(x (B, C, *dim) float32, y (B, classes, *dim) float32)``."""

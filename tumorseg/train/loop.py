@@ -1,16 +1,17 @@
-"""Training the 3D U-Net: ``tumorseg train``.
+"""Training the 3D U-Net: ``train(TrainConfig, source)`` and ``tumorseg train``.
 
-``train()`` runs a step-based loop over a batch source (the h5 patch store through
-``VolumeDataGenerator``, or patches held in memory), with
+One training path for every device: the CPU, one GPU, or data-parallel over all visible
+devices (JAX backend, ``tumorseg.train.distribute``), on one or several hosts. A run is
 
-* everything seeded: batch ``s`` is a pure function of ``(seed, s)`` (epoch order, flips and
-  intensity jitter), so a resumed run sees exactly the batches an uninterrupted one would;
-* checkpoints (``OUT/checkpoint/``: weights, optimizer state, step) it can ``--resume`` from;
-* a CSV log (``OUT/log.csv``: step, loss, learning rate, seconds, validation Dice per class);
-* a tqdm progress bar;
-* at the end ``OUT/model.weights.h5`` plus the manifest ``OUT/model.json``: the
-  ``unet_model_3d`` kwargs (``config``), standardization, data seed and case lists, git commit,
-  wall time and validation Dice per class.
+* seeded: batch ``s`` is a pure function of ``(seed, s)`` (``tumorseg.train.data``), so a
+  resumed run, and a run on any number of devices, sees the same batches;
+* fed by input workers that read and augment batches ahead of the device steps;
+* checkpointed (``OUT/checkpoint/``: weights, optimizer state, step) for ``--resume``;
+* logged to ``OUT/log.csv`` (step, loss, learning rate, seconds, validation Dice per class);
+* finished with ``OUT/model.weights.h5`` (float32 weights only, loadable under any backend)
+  and the manifest ``OUT/model.json``: ``config`` (the ``unet_model_3d`` kwargs that
+  ``load_pretrained`` reads), ``standardize``, ``training`` (the ``TrainConfig``),
+  ``distribution``, ``timings``, ``data`` and the validation Dice per class.
 
 Loss: soft Dice + binary cross-entropy per sample; the output bias starts at -2 so that rare
 classes are not stuck "on" (measured: the non-enhancing class never learned otherwise).
@@ -18,29 +19,36 @@ classes are not stuck "on" (measured: the non-enhancing class never learned othe
 
 from __future__ import annotations
 
-import argparse
-import csv
 import json
 import math
 import os
 import platform
 import random
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from tumorseg.atomic import atomic_path, write_text
-from tumorseg.patches.augment import Augment, augment, epoch_order
+from tumorseg.atomic import write_text
+from tumorseg.train.config import TrainConfig
+from tumorseg.train.data import Prefetcher
+from tumorseg.train.distribute import Distribution, clear_distribution, setup_distribution
+from tumorseg.train.state import (
+    CLASS_NAMES,
+    export_weights,
+    load_checkpoint,
+    log_row,
+    save_checkpoint,
+    start_log,
+)
 
-CLASS_NAMES = ("edema", "non_enhancing", "enhancing")
 ROOT = Path(__file__).resolve().parents[2]
+OUTPUT_BIAS = -2.0
 
 
 def seed_everything(seed: int) -> None:
@@ -79,15 +87,22 @@ def hard_dice_per_class(pred: np.ndarray, truth: np.ndarray, threshold: float = 
 
 
 def evaluate_batches(
-    model: Any, batches: Iterable, threshold: float = 0.5, batch_size: int = 4
+    model: Any, batches: Iterable, threshold: float = 0.5, batch_size: int = 4, multiple: int = 1
 ) -> dict:
     """Mean patch Dice per class over ``batches`` (an iterable of ``(x, y)`` channels-first arrays).
 
+    multiple: the number of data-parallel devices; each predicted batch is padded to a
+    multiple of it (the padding is not scored).
     Returns ``{"edema": d1, "non_enhancing": d2, "enhancing": d3, "mean": mean, "patches": n}``.
     """
+    step = multiple * math.ceil(batch_size / multiple)
     scores = []
     for x, y in batches:
-        pred = model.predict(x, batch_size=batch_size, verbose=0)
+        n = len(x)
+        pad = (-n) % multiple
+        if pad:
+            x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+        pred = np.asarray(model.predict(x, batch_size=step, verbose=0))[:n]
         scores.append(hard_dice_per_class(pred, y, threshold))
     if not scores:
         return {}
@@ -96,105 +111,6 @@ def evaluate_batches(
     out["mean"] = float(s.mean())
     out["patches"] = int(s.shape[0])
     return out
-
-
-class MemoryBatches:
-    """Batches from patches held in memory; batch ``s`` depends only on ``(seed, s)``.
-
-    x: ``(N, C, X, Y, Z)`` float32, ALREADY standardized; y: ``(N, classes, X, Y, Z)`` float32
-    (no background); brain: optional ``(N, C, X, Y, Z)`` bool mask of nonzero raw voxels (where
-    the intensity jitter applies; default ``x != 0``).
-    """
-
-    def __init__(self, x, y, batch_size: int, seed: int = 0, augment: bool = True, brain=None):
-        self.x, self.y, self.brain = x, y, brain
-        self.batch_size, self.seed, self.augment = batch_size, seed, augment
-        self.per_epoch = max(1, len(x) // batch_size)
-
-    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """The batch of training step ``step``: ``(x (B, C, X, Y, Z), y (B, classes, X, Y, Z))``."""
-        epoch, i = divmod(step, self.per_epoch)
-        order = epoch_order(self.seed, epoch, len(self.x))
-        ids = np.sort(order[i * self.batch_size : (i + 1) * self.batch_size])
-        x, y = self.x[ids], self.y[ids]
-        if not self.augment:
-            return x, y
-        rng = np.random.default_rng([self.seed, step, 1])
-        brain = self.brain[ids] if self.brain is not None else x != 0
-        pairs = [augment(x[b], y[b], brain[b], rng, Augment.FLIP) for b in range(len(x))]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
-
-
-class GeneratorBatches:
-    """Batches from a ``VolumeDataGenerator``; batch ``s`` depends only on ``(seed, s)``."""
-
-    def __init__(self, generator, seed: int = 0):
-        self.gen = generator
-        self.seed = seed
-        self.batch_size = generator.batch_size
-        self.per_epoch = max(1, len(generator))
-
-    def batch(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """The batch of training step ``step`` (thread-safe: no shared random state)."""
-        epoch, i = divmod(step, self.per_epoch)
-        gen = self.gen
-        n = len(gen.sample_list)
-        ids = epoch_order(self.seed, epoch, n)
-        sel = ids[i * gen.batch_size : (i + 1) * gen.batch_size]
-        xs, ys = [], []
-        for k, j in enumerate(sel):
-            x, y = gen.load(gen.sample_list[j], rng=np.random.default_rng([self.seed, step, 1, k]))
-            xs.append(x)
-            ys.append(y)
-        return np.stack(xs), np.stack(ys)
-
-
-def _atomic_save_weights(model, path: Path) -> None:
-    with atomic_path(path, suffix=".weights.h5") as tmp:
-        tmp.unlink()  # Keras writes the file itself
-        model.save_weights(str(tmp))
-
-
-def export_weights(model: Any, config: dict, path: Path) -> None:
-    """Write only the model's weights (no optimizer state) to ``path`` (``*.weights.h5``).
-
-    A compiled, trained model's ``save_weights`` also stores the Adam moments (3x the size);
-    copying the weights into a fresh float32 model of the same ``config`` leaves them out.
-    """
-    import keras
-
-    from tumorseg.model import soft_dice_loss, unet_model_3d
-
-    keras.mixed_precision.set_global_policy("float32")
-    clean = unet_model_3d(soft_dice_loss, **config)
-    clean.set_weights(model.get_weights())
-    _atomic_save_weights(clean, Path(path))
-
-
-def save_checkpoint(model: Any, folder: Path, step: int, seconds: float = 0.0) -> None:
-    """Write weights, optimizer state and the step to ``folder`` (atomically, state last)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    _atomic_save_weights(model, folder / "ckpt.weights.h5")
-    opt = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
-    fd, tmp = tempfile.mkstemp(prefix="opt.", suffix=".npz", dir=folder)
-    os.close(fd)
-    np.savez(tmp, **opt)
-    os.replace(tmp, folder / "optimizer.npz")
-    write_text(folder / "state.json", json.dumps({"step": step, "seconds": seconds}))
-
-
-def load_checkpoint(model: Any, folder: Path) -> int:
-    """Restore weights and optimizer state from ``folder``; returns the step to continue from."""
-    state = json.loads((folder / "state.json").read_text())
-    model.optimizer.build(model.trainable_variables)
-    model.load_weights(folder / "ckpt.weights.h5")
-    saved = np.load(folder / "optimizer.npz")
-    variables = model.optimizer.variables
-    if len(saved.files) != len(variables):
-        raise ValueError(f"{folder}: optimizer state does not match the model; cannot resume")
-    for i, v in enumerate(variables):
-        v.assign(saved[f"v{i}"])
-    return int(state["step"])
 
 
 def learning_rate_at(step: int, steps: int, lr: float, warmup: int = 50,
@@ -212,229 +128,207 @@ def learning_rate_at(step: int, steps: int, lr: float, warmup: int = 50,
     return lr / 20 + (lr - lr / 20) * 0.5 * (1 + math.cos(math.pi * t))
 
 
-def train(
-    source: Any,
-    out: str | Path,
-    steps: int,
-    config: dict,
-    *,
-    seed: int = 0,
-    lr: float = 3e-4,
-    bf16: bool = False,
-    resume: bool = False,
-    valid: Callable[[], list] | None = None,
-    eval_every: int = 0,
-    checkpoint_every: int = 50,
-    max_seconds: float | None = None,
-    manifest_extra: dict | None = None,
-    prefetch: int = 2,
-    snapshot_steps: tuple[int, ...] | list[int] = (),
-    init_weights: str | Path | None = None,
-    verbose: bool = True,
-) -> dict:
-    """Train ``unet_model_3d(**config)`` for ``steps`` steps on ``source.batch(step)`` batches.
-
-    source: an object with ``batch(step) -> (x (B, 4, X, Y, Z), y (B, 3, X, Y, Z))`` float32
-        (``MemoryBatches`` or ``GeneratorBatches``).
-    config: keyword arguments of ``unet_model_3d`` (without the loss); recorded in the manifest.
-    valid: returns a list of ``(x, y)`` validation batches (mean patch Dice per class, thr 0.5),
-        evaluated every ``eval_every`` steps (0: only at the end).
-    max_seconds: stop early (and save) once training has run this long.
-    snapshot_steps: also keep a copy of the weights as ``out/snapshot_<step>.weights.h5`` there.
-    init_weights: start from these ``.weights.h5`` (fine-tuning) instead of a fresh initialisation;
-        recorded in the manifest. Ignored when resuming from a checkpoint.
-    Writes ``out/model.weights.h5``, ``out/model.json``, ``out/log.csv``, ``out/checkpoint/``.
-    Returns the manifest dict.
-    """
+def build_model(cfg: TrainConfig) -> Any:
+    """The compiled U-Net of ``cfg`` (Dice+BCE, output bias -2, mixed bfloat16 when ``bf16``),
+    started from ``cfg.init_weights`` when given. Built under the current distribution."""
     import keras
 
     from tumorseg.model import dice_bce_loss, unet_model_3d
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(seed)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if bf16 else "float32")
+    keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.bf16 else "float32")
     try:
-        model = unet_model_3d(dice_bce_loss, initial_learning_rate=lr, output_bias=-2.0, **config)
+        model = unet_model_3d(dice_bce_loss, initial_learning_rate=cfg.lr,
+                              output_bias=OUTPUT_BIAS, **cfg.model_config())
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    if init_weights is not None:
-        model.load_weights(str(init_weights))
-    ckpt = out / "checkpoint"
-    start = 0
-    log_path = out / "log.csv"
-    fields = ["step", "loss", "lr", "seconds"] + [f"valid_{c}" for c in CLASS_NAMES]
-    prior_seconds = 0.0
-    if resume and (ckpt / "state.json").is_file():
-        start = load_checkpoint(model, ckpt)
-        prior_seconds = float(json.loads((ckpt / "state.json").read_text()).get("seconds", 0.0))
-        rows = []
-        if log_path.is_file():
-            with open(log_path, newline="") as f:  # drop rows past the checkpoint and final evals
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start and r["lr"]]
-        write_text(log_path, _csv_text(fields, rows))
-        if verbose:
-            print(f"resumed from {ckpt} at step {start}")
-    else:
-        write_text(log_path, _csv_text(fields, []))
+    if cfg.init_weights is not None:
+        model.load_weights(str(cfg.init_weights))
+    return model
 
-    t0 = time.time() - prior_seconds
-    metrics: dict = {}
-    loss = float("nan")
-    step = start
-    pool = ThreadPoolExecutor(max_workers=max(1, prefetch))
-    pending = {s: pool.submit(source.batch, s) for s in range(start, min(steps, start + prefetch))}
-    bar = tqdm(total=steps, initial=start, desc="train", unit="step", disable=not verbose)
-    with open(log_path, "a", newline="") as logf:
-        writer = csv.DictWriter(logf, fieldnames=fields)
-        while step < steps:
-            x, y = pending.pop(step).result()
-            nxt = step + prefetch
-            if nxt < steps:
-                pending[nxt] = pool.submit(source.batch, nxt)
+
+def train_step(model: Any, x: np.ndarray, y: np.ndarray, rate: float) -> float:
+    """One optimizer step at learning rate ``rate`` on this host's rows of a global batch;
+    returns the loss of the whole global batch."""
+    model.optimizer.learning_rate.assign(rate)
+    return float(np.asarray(model.train_on_batch(x, y, return_dict=True)["loss"]))
+
+
+@dataclass
+class RunState:
+    """Progress of a run: steps done, loss, wall time and the timings of the manifest."""
+
+    step: int = 0
+    loss: float = float("nan")
+    prior_seconds: float = 0.0
+    t0: float = field(default_factory=time.time)
+    first_step_seconds: float | None = None
+    step_seconds: list[float] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    input: dict | None = None
+
+    def elapsed(self) -> float:
+        """Training wall time so far, resumed runs included."""
+        return time.time() - self.t0 + self.prior_seconds
+
+
+def resume_or_start(model: Any, out: Path, resume: bool, write: bool, verbose: bool) -> RunState:
+    """Restore ``out/checkpoint`` into ``model`` when ``resume`` and one exists; (re)start the
+    log when ``write`` (the process that writes outputs). Returns the run's starting state."""
+    ckpt = out / "checkpoint"
+    state = RunState()
+    if resume and (ckpt / "state.json").is_file():
+        state.step, state.prior_seconds = load_checkpoint(model, ckpt)
+        if verbose:
+            print(f"resumed from {ckpt} at step {state.step}")
+    if write:
+        start_log(out / "log.csv", state.step if state.step else None)
+    return state
+
+
+def run_steps(model: Any, cfg: TrainConfig, source: Any, dist: Distribution, state: RunState,
+              valid: Callable[[], Iterable] | None, verbose: bool) -> None:
+    """Train from ``state.step`` to ``cfg.steps`` (or the time budget), logging, validating,
+    checkpointing and snapshotting on the way; updates ``state``."""
+    out = Path(cfg.out)
+    feed = Prefetcher(source, range(state.step, cfg.steps), cfg.workers, cfg.processes, dist.rows)
+    bar = tqdm(total=cfg.steps, initial=state.step, desc="train", unit="step",
+               disable=not (verbose and dist.is_chief))
+    try:
+        while state.step < cfg.steps:
+            x, y = feed.get(state.step)
             progress = None
-            if max_seconds:
-                progress = max(step / steps, (time.time() - t0 - prior_seconds) / max_seconds)
-            rate = learning_rate_at(step, steps, lr, progress=progress)
-            model.optimizer.learning_rate.assign(rate)
-            loss = float(np.asarray(model.train_on_batch(x, y, return_dict=True)["loss"]))
-            step += 1
-            row = {"step": step, "loss": f"{loss:.5f}", "lr": f"{rate:.3g}",
-                   "seconds": f"{time.time() - t0:.1f}"}
-            if valid is not None and eval_every and step % eval_every == 0 and step < steps:
-                metrics = evaluate_batches(model, valid())
-                row.update({f"valid_{c}": f"{metrics[c]:.4f}" for c in CLASS_NAMES})
-            writer.writerow(row)
-            logf.flush()
+            if cfg.max_seconds:
+                progress = max(state.step / cfg.steps, state.elapsed() / cfg.max_seconds)
+            rate = learning_rate_at(state.step, cfg.steps, cfg.lr, cfg.warmup, progress)
+            t = time.perf_counter()
+            state.loss = train_step(model, x, y, rate)
+            seconds = time.perf_counter() - t
+            if state.first_step_seconds is None:
+                state.first_step_seconds = seconds  # includes compiling the step
+            else:
+                state.step_seconds.append(seconds)
+            state.step += 1
+            metrics = None
+            if valid is not None and cfg.eval_every and state.step % cfg.eval_every == 0 \
+                    and state.step < cfg.steps:
+                metrics = state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
+            timed_out = cfg.max_seconds is not None and state.elapsed() > cfg.max_seconds
+            if dist.is_chief:
+                log_row(out / "log.csv", state.step, state.elapsed(), state.loss, rate, metrics)
+                if state.step in cfg.snapshot_steps:
+                    export_weights(model, cfg.model_config(),
+                                   out / f"snapshot_{state.step}.weights.h5")
+                if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps or timed_out:
+                    save_checkpoint(model, out / "checkpoint", state.step, state.elapsed())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}")
-            timed_out = max_seconds is not None and time.time() - t0 - prior_seconds > max_seconds
-            if step in snapshot_steps:
-                export_weights(model, config, out / f"snapshot_{step}.weights.h5")
-            if step % checkpoint_every == 0 or step == steps or timed_out:
-                save_checkpoint(model, ckpt, step, time.time() - t0)
+            bar.set_postfix(loss=f"{state.loss:.3f}")
             if timed_out:
-                if verbose:
-                    print(f"time budget reached after {step} steps")
+                if verbose and dist.is_chief:
+                    print(f"time budget reached after {state.step} steps")
                 break
-    bar.close()
-    pool.shutdown(wait=False, cancel_futures=True)
-    train_seconds = time.time() - t0  # wall time of all runs, resumed ones included
-    if valid is not None:
-        metrics = evaluate_batches(model, valid())
-        with open(log_path, "a", newline="") as logf:
-            csv.DictWriter(logf, fieldnames=fields).writerow(
-                {"step": step, "loss": f"{loss:.5f}", "seconds": f"{time.time() - t0:.1f}",
-                 **{f"valid_{c}": f"{metrics[c]:.4f}" for c in CLASS_NAMES}}
-            )
-    export_weights(model, config, out / "model.weights.h5")
-    manifest = {
-        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+    finally:
+        bar.close()
+        feed.close()
+    state.input = {"workers": cfg.workers, "processes": cfg.processes,
+                   "wait_seconds": round(feed.wait_seconds, 2),
+                   "patches_per_worker_second": _round(feed.worker_rate())}
+
+
+def _round(v: float | None, digits: int = 2) -> float | None:
+    return None if v is None else round(v, digits)
+
+
+def timings(state: RunState, dist: Distribution) -> dict:
+    """The manifest's ``"timings"``: wall time, compile step, steady step time and rates."""
+    steady = float(np.median(state.step_seconds)) if state.step_seconds else None
+    return {
+        "train_seconds": round(state.elapsed(), 1),
+        "first_step_seconds": _round(state.first_step_seconds),
+        "seconds_per_step": _round(steady, 4),
+        "patches_per_second": _round(dist.global_batch / steady if steady else None),
+        "input": state.input,
+    }
+
+
+def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState,
+                  data: dict | None) -> dict:
+    """The run's manifest (``model.json``); ``config`` and ``standardize`` are what
+    ``load_pretrained`` and ``predict_volume`` read."""
+    import keras
+
+    return {
+        "config": cfg.model_config(),
+        "standardize": cfg.standardize,
+        "augment": cfg.augment,
         "loss": "soft Dice + binary cross-entropy, per sample",
-        "output_bias_init": -2.0,
-        "learning_rate": lr,
-        "schedule": "linear warm-up 50 steps, cosine decay to lr/20"
-        + (f" over {max_seconds:.0f} s" if max_seconds else ""),
-        "steps": step,
-        "steps_planned": steps,
-        "batch_size": int(getattr(source, "batch_size", 0) or 0) or None,
-        "seed": seed,
-        "precision": "mixed_bfloat16" if bf16 else "float32",
-        "backend": keras.backend.backend(),
+        "output_bias_init": OUTPUT_BIAS,
+        "schedule": f"linear warm-up {cfg.warmup} steps, cosine decay to lr/20"
+        + (f" over {cfg.max_seconds:.0f} s" if cfg.max_seconds else ""),
+        "steps": state.step,
+        "seed": cfg.seed,
+        "precision": "mixed_bfloat16" if cfg.bf16 else "float32",
+        "training": cfg.asdict(),
+        "distribution": dist.record(),
+        "timings": timings(state, dist),
+        "train_seconds": round(state.elapsed(), 1),
         "keras": keras.__version__,
         "machine": platform.node() or "unknown",
         "git_commit": git_commit(),
-        "train_seconds": round(train_seconds, 1),
-        "validation_patch_dice": metrics,
+        "validation_patch_dice": state.metrics,
         "threshold": 0.5,
-        "init_weights": Path(init_weights).name if init_weights is not None else None,
+        "data": data or {},
     }
-    manifest.update(manifest_extra or {})
-    write_text(out / "model.json", json.dumps(manifest, indent=1))
-    if verbose:
-        print(f"wrote {out / 'model.weights.h5'} after {step} steps; validation Dice {metrics}")
+
+
+def train(cfg: TrainConfig, source: Any, valid: Callable[[], Iterable] | None = None, *,
+          data: dict | None = None, resume: bool = False, verbose: bool = True) -> dict:
+    """Train ``unet_model_3d(**cfg.model_config())`` for ``cfg.steps`` steps; returns the manifest.
+
+    source: ``batch(step, rows) -> (x (b, 4, X, Y, Z), y (b, 3, X, Y, Z))`` float32 (a
+        ``StoreBatches`` or ``MemoryBatches`` with ``batch_size == cfg.batch_size``).
+    valid: returns an iterable of ``(x, y)`` validation batches (mean patch Dice per class,
+        threshold 0.5), evaluated every ``cfg.eval_every`` steps and at the end.
+    data: the manifest's description of the training data.
+    resume: continue from ``cfg.out/checkpoint`` when there is one.
+    Under JAX with several devices the run is data-parallel (``setup_distribution``); only
+    process 0 of a multi-host run writes files. Writes ``model.weights.h5``, ``model.json``,
+    ``log.csv`` and ``checkpoint/`` in ``cfg.out``.
+    """
+    out = Path(cfg.out)
+    seed_everything(cfg.seed)
+    dist = setup_distribution(cfg.devices, cfg.batch_size)
+    if dist.is_chief:
+        out.mkdir(parents=True, exist_ok=True)
+    if verbose and dist.is_chief:
+        print(f"training on {dist.devices} {dist.device_kind} device(s), {dist.hosts} host(s), "
+              f"{dist.backend} backend, global batch {cfg.batch_size}", flush=True)
+    if dist.hosts > 1 and valid is not None:
+        valid = None  # validation predicts on one host; score the result with `tumorseg evaluate`
+    try:
+        model = build_model(cfg)
+        state = resume_or_start(model, out, resume, dist.is_chief, verbose)
+        run_steps(model, cfg, source, dist, state, valid, verbose)
+        if valid is not None:
+            state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
+        manifest = make_manifest(cfg, dist, state, data)
+        if dist.is_chief:
+            if valid is not None:
+                log_row(out / "log.csv", state.step, state.elapsed(), state.loss,
+                        metrics=state.metrics)
+            export_weights(model, cfg.model_config(), out / "model.weights.h5")
+            write_text(out / "model.json", json.dumps(manifest, indent=1))
+    finally:
+        clear_distribution()
+    if verbose and dist.is_chief:
+        t = manifest["timings"]
+        print(f"wrote {out / 'model.weights.h5'} after {state.step} steps "
+              f"({t['seconds_per_step']} s/step, {t['patches_per_second']} patches/s); "
+              f"validation Dice {state.metrics}")
     return manifest
 
 
-def _csv_text(fields, rows) -> str:
-    import io
-
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: r.get(k, "") for k in fields})
-    return buf.getvalue()
-
-
 def main(argv: list[str] | None = None) -> int:
-    """``tumorseg train --data DIR/processed --out DIR --steps N [--seed S] ...``."""
-    p = argparse.ArgumentParser(prog="tumorseg train", description="train the 3D U-Net on a patch store")
-    p.add_argument("--data", required=True, help="patch store folder with config.json, train/, valid/")
-    p.add_argument("--out", required=True, help="output folder (weights, manifest, log, checkpoint)")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--n-base-filters", type=int, default=16)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (Adam)")
-    p.add_argument("--bf16", action="store_true", help="mixed_bfloat16 precision")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    p.add_argument("--standardize", choices=("slice", "brain"), default="brain")
-    p.add_argument("--augment", choices=[a.value for a in Augment], default=Augment.FLIP.value,
-                   help="augmentation level: none, flip (flips and mild jitter, default) or "
-                        "strong (also scanner-like changes of the raw intensities)")
-    p.add_argument("--no-augment", action="store_true", help="same as --augment none")
-    p.add_argument("--init-weights", default=None,
-                   help="start from these .weights.h5 (fine-tuning) instead of a fresh model")
-    p.add_argument("--max-seconds", type=float, default=None,
-                   help="stop (and save) after this much training time; the schedule follows it")
-    p.add_argument("--eval-every", type=int, default=0, help="validate every N steps (0: at the end)")
-    p.add_argument("--checkpoint-every", type=int, default=50)
-    p.add_argument("--max-valid", type=int, default=32, help="validation patches to score")
-    args = p.parse_args(argv)
+    """``tumorseg train``: see ``tumorseg.train.cli``."""
+    from tumorseg.train.cli import main as cli_main
 
-    from tumorseg.data import DataError
-    from tumorseg.patches import VolumeDataGenerator
-
-    data = Path(args.data)
-    cfg_path = data / "config.json"
-    if not cfg_path.is_file():
-        raise SystemExit(f"{cfg_path} not found: build the patch store with `tumorseg patches` first")
-    store = json.loads(cfg_path.read_text())
-    level = Augment.NONE if args.no_augment else Augment(args.augment)
-    gen = VolumeDataGenerator(store["train"], data / "train", batch_size=args.batch_size,
-                              verbose=0, standardize=args.standardize,
-                              augment=level, seed=args.seed)
-    if len(gen) == 0:
-        raise SystemExit(f"{cfg_path}: fewer training patches than one batch")
-    vgen = VolumeDataGenerator(store["valid"][: args.max_valid], data / "valid", batch_size=1,
-                               shuffle=False, verbose=0, standardize=args.standardize)
-
-    def valid() -> list:
-        """The validation batches (read on each call)."""
-        return [vgen[i] for i in range(len(vgen))]
-
-    config = {"n_base_filters": args.n_base_filters, "input_shape": [4, 160, 160, 16]}
-    extra = {
-        "standardize": args.standardize,
-        "augment": level.value,
-        "data": {
-            "patch_store": str(data),
-            "seed": store.get("seed"),
-            "train_cases": store.get("train_cases"),
-            "valid_cases": store.get("valid_cases"),
-            "source": store.get("source"),
-            "train_patches": len(store["train"]),
-            "valid_patches": len(store["valid"]),
-        },
-    }
-    try:
-        train(GeneratorBatches(gen, args.seed), args.out, args.steps, config, seed=args.seed,
-              lr=args.lr, bf16=args.bf16, resume=args.resume,
-              valid=valid if store["valid"] else None, eval_every=args.eval_every,
-              checkpoint_every=args.checkpoint_every, manifest_extra=extra,
-              init_weights=args.init_weights, max_seconds=args.max_seconds)
-    except DataError as exc:
-        print(f"tumorseg train: {exc}")
-        return 1
-    return 0
+    return cli_main(argv)

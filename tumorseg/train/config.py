@@ -1,0 +1,87 @@
+"""``TrainConfig``: every setting of one training run, frozen; its ``asdict`` is the manifest's record."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from tumorseg.patches.augment import Augment
+from tumorseg.patches.standardize import MODES
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The settings of a training run (what ``tumorseg train`` takes as flags).
+
+    data: the patch store folder (``None`` when the batches come from memory).
+    out: output folder: ``model.weights.h5``, ``model.json``, ``log.csv``, ``checkpoint/``.
+    steps: optimizer steps; batch_size: the GLOBAL batch, split evenly across ``devices``.
+    patch_size: ``(X, Y, Z)`` of the training patches; the model's input is ``(4, X, Y, Z)``.
+    lr: peak Adam learning rate, reached after ``warmup`` steps, then cosine decay to ``lr/20``.
+    bf16: mixed bfloat16 precision (float32 weights, bfloat16 compute).
+    standardize: "brain" or "slice" (see ``standardize_patch``); augment: an ``Augment`` level.
+    init_weights: start from these ``.weights.h5`` (fine-tuning) instead of a fresh model.
+    max_seconds: stop and save after this much training time; the schedule then follows time.
+    eval_every: validate every N steps (0: only at the end); max_valid: validation patches.
+    checkpoint_every: write ``checkpoint/`` every N steps (and at the end).
+    snapshot_steps: also keep ``snapshot_<step>.weights.h5`` at these steps.
+    devices: data-parallel devices (JAX backend); None: all visible devices.
+    workers: input workers that read and augment batches ahead of the steps;
+    processes: make them spawned processes (no GIL, for fast devices) instead of threads.
+    """
+
+    out: str
+    data: str | None = None
+    steps: int = 1000
+    batch_size: int = 1
+    seed: int = 0
+    n_base_filters: int = 16
+    patch_size: tuple[int, int, int] = (160, 160, 16)
+    lr: float = 3e-4
+    warmup: int = 50
+    bf16: bool = False
+    standardize: str = "brain"
+    augment: str = Augment.FLIP.value
+    init_weights: str | None = None
+    max_seconds: float | None = None
+    eval_every: int = 0
+    max_valid: int = 32
+    checkpoint_every: int = 50
+    snapshot_steps: tuple[int, ...] = ()
+    devices: int | None = None
+    workers: int = 2
+    processes: bool = False
+
+    def __post_init__(self) -> None:
+        # normalise list-valued fields (from JSON or argparse) to tuples; frozen, so via object
+        object.__setattr__(self, "patch_size", tuple(int(v) for v in self.patch_size))
+        object.__setattr__(self, "snapshot_steps", tuple(int(v) for v in self.snapshot_steps))
+        object.__setattr__(self, "augment", Augment(self.augment).value)
+        problems = []
+        if self.steps < 1:
+            problems.append(f"steps must be >= 1 (got {self.steps})")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1 (got {self.batch_size})")
+        if self.devices is not None and self.devices < 1:
+            problems.append(f"devices must be >= 1 (got {self.devices})")
+        if self.standardize not in MODES:
+            problems.append(f"standardize must be one of {MODES} (got {self.standardize!r})")
+        if len(self.patch_size) != 3:
+            problems.append(f"patch_size must be (X, Y, Z) (got {self.patch_size})")
+        if self.workers < 1:
+            problems.append(f"workers must be >= 1 (got {self.workers})")
+        if problems:
+            raise ValueError("TrainConfig: " + "; ".join(problems))
+
+    def model_config(self) -> dict:
+        """The ``unet_model_3d`` keyword arguments (the manifest's ``config``, which
+        ``load_pretrained`` rebuilds the architecture from)."""
+        return {"n_base_filters": self.n_base_filters, "input_shape": [4, *self.patch_size]}
+
+    def asdict(self) -> dict:
+        """All settings as a JSON-ready dict (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes) -> TrainConfig:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
