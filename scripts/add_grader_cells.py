@@ -23,7 +23,7 @@ import nbformat
 from tumorseg.course.grading import nbtools
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+DEFAULT = ROOT / "tumorseg" / "course" / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
 
 
 def main(argv: list[str] | None = None) -> int:

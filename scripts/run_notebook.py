@@ -34,7 +34,7 @@ from nbclient.exceptions import CellExecutionError
 from tumorseg.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_NB = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+DEFAULT_NB = ROOT / "tumorseg" / "course" / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
 DEFAULT_HTML = ROOT / "build" / "Brain_Tumor_Segmentation.html"
 SECTION = re.compile(r"^##\s+(\d+)\s+(.*)$", re.M)
 CHECK_MARKER = "NBVAL_CHECK_OUTPUT"

@@ -23,7 +23,7 @@ from tumorseg.course import grader
 from tumorseg.course.grading import checks, nbtools, reference
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+INSTRUCTOR = ROOT / "tumorseg" / "course" / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
 CELL_TIMEOUT = 15
 
 

@@ -56,9 +56,6 @@ def mni_file(name: str) -> Path:
 
 def instructor_notebook() -> Path:
     """The instructor notebook (with solutions and grader cells)."""
-    root = checkout_root()
-    if root is not None and (root / "notebooks" / "instructor" / NOTEBOOK_NAME).is_file():
-        return root / "notebooks" / "instructor" / NOTEBOOK_NAME
     return package_file(*INSTRUCTOR)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+INSTRUCTOR = ROOT / "tumorseg" / "course" / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
 EXERCISES = ("C1", "C2", "C3", "C4", "C5", "C6")
 HEADER = "# UNQ_{ex} (UNIQUE CELL IDENTIFIER, DO NOT EDIT)\n"
 #: a marker the leftover-process test looks for in the process table
