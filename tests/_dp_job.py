@@ -3,6 +3,9 @@
 usage: KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 python _dp_job.py OUT
 Writes OUT/dp and OUT/single (weights + manifests) and OUT/jax_pred.npz (the data-parallel
 model's prediction of a fixed input, for the TensorFlow comparison).
+
+usage: KERAS_BACKEND=jax KERAS_DISTRIBUTION_...=... python _dp_job.py OUT --hosts
+One process of a multi-host run of the same training, into OUT/hosts.
 """
 
 from __future__ import annotations
@@ -28,10 +31,22 @@ def tiny_data(n: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+BASE = TrainConfig(out="", steps=3, batch_size=2, seed=1, n_base_filters=8, patch_size=SHAPE,
+                   lr=1e-3, warmup=1, checkpoint_every=100, snapshot_steps=(1,), workers=1)
+
+
+def hosts(out: Path) -> None:
+    from tumorseg.train.distribute import initialize_hosts
+
+    assert initialize_hosts()
+    x, y = tiny_data()
+    cfg = BASE.replace(out=str(out / "hosts"))
+    train(cfg, MemoryBatches(x, y, cfg.batch_size, cfg.seed), None, verbose=False)
+
+
 def main(out: Path) -> None:
     x, y = tiny_data()
-    base = TrainConfig(out="", steps=3, batch_size=2, seed=1, n_base_filters=8, patch_size=SHAPE,
-                       lr=1e-3, warmup=1, checkpoint_every=100, snapshot_steps=(1,), workers=1)
+    base = BASE
     valid = lambda: [(x[:3], y[:3])]  # noqa: E731 - 3 patches: padded to 4 on 2 devices
     for name, devices in (("dp", 2), ("single", 1)):
         cfg = base.replace(out=str(out / name), devices=devices)
@@ -45,4 +60,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    (hosts if sys.argv[2:] == ["--hosts"] else main)(Path(sys.argv[1]))

@@ -176,7 +176,7 @@ def resume_or_start(model: Any, out: Path, resume: bool, write: bool, verbose: b
     log when ``write`` (the process that writes outputs). Returns the run's starting state."""
     ckpt = out / "checkpoint"
     state = RunState()
-    if resume and (ckpt / "state.json").is_file():
+    if resume and (ckpt / "state.npz").is_file():
         state.step, state.prior_seconds = load_checkpoint(model, ckpt)
         if verbose:
             print(f"resumed from {ckpt} at step {state.step}")
@@ -213,11 +213,11 @@ def run_steps(model: Any, cfg: TrainConfig, source: Any, dist: Distribution, sta
                     and state.step < cfg.steps:
                 metrics = state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
             timed_out = cfg.max_seconds is not None and state.elapsed() > cfg.max_seconds
+            if state.step in cfg.snapshot_steps:
+                export_weights(model, cfg.model_config(),
+                               out / f"snapshot_{state.step}.weights.h5", dist.is_chief)
             if dist.is_chief:
                 log_row(out / "log.csv", state.step, state.elapsed(), state.loss, rate, metrics)
-                if state.step in cfg.snapshot_steps:
-                    export_weights(model, cfg.model_config(),
-                                   out / f"snapshot_{state.step}.weights.h5")
                 if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps or timed_out:
                     save_checkpoint(model, out / "checkpoint", state.step, state.elapsed())
             bar.update(1)
@@ -311,11 +311,11 @@ def train(cfg: TrainConfig, source: Any, valid: Callable[[], Iterable] | None = 
         if valid is not None:
             state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
         manifest = make_manifest(cfg, dist, state, data)
+        export_weights(model, cfg.model_config(), out / "model.weights.h5", dist.is_chief)
         if dist.is_chief:
             if valid is not None:
                 log_row(out / "log.csv", state.step, state.elapsed(), state.loss,
                         metrics=state.metrics)
-            export_weights(model, cfg.model_config(), out / "model.weights.h5")
             write_text(out / "model.json", json.dumps(manifest, indent=1))
     finally:
         clear_distribution()

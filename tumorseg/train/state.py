@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,58 +17,75 @@ CLASS_NAMES = ("edema", "non_enhancing", "enhancing")
 LOG_FIELDS = ["step", "loss", "lr", "seconds"] + [f"valid_{c}" for c in CLASS_NAMES]
 
 
-def _atomic_save_weights(model: Any, path: Path) -> None:
-    with atomic_path(path, suffix=".weights.h5") as tmp:
-        tmp.unlink()  # Keras writes the file itself
-        model.save_weights(str(tmp))
+def host_array(variable: Any) -> np.ndarray:
+    """A variable's value as a numpy array on this process.
+
+    Under a multi-host distribution the replicated weights span devices of other processes, so
+    the array is read from this process's own replica.
+    """
+    value = getattr(variable, "value", variable)
+    if getattr(value, "is_fully_addressable", True) is False:
+        value = value.addressable_data(0)
+    return np.asarray(value)
 
 
-def export_weights(model: Any, config: dict, path: str | Path) -> None:
+def export_weights(model: Any, config: dict, path: str | Path, write: bool = True) -> None:
     """Write only the model's weights (no optimizer state) to ``path`` (``*.weights.h5``).
 
     A compiled, trained model's ``save_weights`` also stores the Adam moments (3x the size);
     copying the weights into a fresh float32 model of the same ``config`` (``unet_model_3d``
-    kwargs) leaves them out. The file loads under any Keras backend.
+    kwargs), built outside any distribution, leaves them out. The file loads under any Keras
+    backend. In a multi-host run every process calls this (building a model draws from the
+    shared seed state) and only the one with ``write`` keeps the file.
     """
     import keras
 
     from tumorseg.model import soft_dice_loss, unet_model_3d
 
     policy = keras.mixed_precision.global_policy().name
+    distribution = keras.distribution.distribution()
     keras.mixed_precision.set_global_policy("float32")
+    keras.distribution.set_distribution(None)
     try:
         clean = unet_model_3d(soft_dice_loss, **config)
     finally:
         keras.mixed_precision.set_global_policy(policy)
-    clean.set_weights([np.asarray(w) for w in model.get_weights()])
-    _atomic_save_weights(clean, Path(path))
+        keras.distribution.set_distribution(distribution)
+    clean.set_weights([host_array(v) for v in model.weights])
+    if not write:  # save all the same (saving may touch shared state), into a throwaway file
+        with tempfile.TemporaryDirectory() as tmp:
+            clean.save_weights(str(Path(tmp) / "discard.weights.h5"))
+        return
+    with atomic_path(Path(path), suffix=".weights.h5") as tmp:
+        tmp.unlink()  # Keras writes the file itself
+        clean.save_weights(str(tmp))
 
 
 def save_checkpoint(model: Any, folder: Path, step: int, seconds: float = 0.0) -> None:
-    """Write weights, optimizer state and the step to ``folder`` (atomically, state last)."""
+    """Write weights, optimizer state and step in one atomic ``state.npz`` (what ``--resume``
+    reads), then ``state.json`` (the same step and seconds, for people)."""
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_save_weights(model, folder / "ckpt.weights.h5")
-    opt = {f"v{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)}
-    fd, tmp = tempfile.mkstemp(prefix="opt.", suffix=".npz", dir=folder)
-    os.close(fd)
-    np.savez(tmp, **opt)
-    os.replace(tmp, folder / "optimizer.npz")
+    arrays = {"step": np.int64(step), "seconds": np.float64(seconds)}
+    arrays.update({f"w{i}": host_array(v) for i, v in enumerate(model.weights)})
+    arrays.update({f"o{i}": host_array(v) for i, v in enumerate(model.optimizer.variables)})
+    with atomic_path(folder / "state.npz", suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
     write_text(folder / "state.json", json.dumps({"step": step, "seconds": seconds}))
 
 
 def load_checkpoint(model: Any, folder: Path) -> tuple[int, float]:
     """Restore weights and optimizer state from ``folder``; returns ``(step, seconds)`` so far."""
-    state = json.loads((folder / "state.json").read_text())
     model.optimizer.build(model.trainable_variables)
-    model.load_weights(folder / "ckpt.weights.h5")
-    saved = np.load(folder / "optimizer.npz")
-    variables = model.optimizer.variables
-    if len(saved.files) != len(variables):
-        raise ValueError(f"{folder}: optimizer state does not match the model; cannot resume "
+    saved = np.load(folder / "state.npz")
+    weights, opt = model.weights, model.optimizer.variables
+    if len(saved.files) != 2 + len(weights) + len(opt):
+        raise ValueError(f"{folder}: the checkpoint does not match this model; cannot resume "
                          f"(train into a new --out, or delete {folder})")
-    for i, v in enumerate(variables):
-        v.assign(saved[f"v{i}"])
-    return int(state["step"]), float(state.get("seconds", 0.0))
+    for prefix, variables in (("w", weights), ("o", opt)):
+        for i, v in enumerate(variables):
+            v.assign(saved[f"{prefix}{i}"])
+    return int(saved["step"]), float(saved["seconds"])
 
 
 def start_log(path: Path, keep_until: int | None) -> None:
