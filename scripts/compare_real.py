@@ -27,7 +27,7 @@ from scipy import ndimage as ndi
 ROOT = Path(__file__).resolve().parents[1]
 REAL = ROOT.parent / "shared" / "real-brats" / "train"
 MODS = ("FLAIR", "T1", "T1Gd", "T2")
-REGIONS = ("edema", "core", "enh")
+REGIONS = ("edema", "non_enhancing", "enhancing")
 
 
 def patch_stats(x: np.ndarray, lab: np.ndarray) -> dict[str, np.ndarray]:

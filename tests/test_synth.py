@@ -35,8 +35,9 @@ def _summary(case: synth.SynthCase) -> dict:
     for m in range(4):
         ch = im[..., m]
         means[m] = {t: float(ch[sel].mean()) for t, sel in healthy.items()}
-        for r, v in (("edema", 1), ("core", 2), ("enh", 3)):
-            means[m][r] = float(ch[lab == v].mean())
+        for r, v in (("edema", 1), ("non_enhancing", 2), ("enhancing", 3)):
+            sel = lab == v
+            means[m][r] = float(ch[sel].mean()) if sel.any() else float("nan")
     brain = tis > 0
     return {
         "image_sha": _digest(im),
@@ -103,17 +104,17 @@ def test_zero_outside_brain(summaries):
 def test_intensity_orderings(summaries, m):
     for i, s in enumerate(summaries):
         g = s["means"][m]
-        tumour = (g["edema"], g["core"], g["enh"])
+        tumour = (g["edema"], g["non_enhancing"], g["enhancing"])
         others = (g["gm"], g["wm"]) + tumour
         msg = f"case {i} {MODS[m]}: " + ", ".join(f"{k} {v:.0f}" for k, v in g.items())
         if m == 0:
-            assert g["edema"] > g["core"] > g["gm"] > g["wm"], msg
+            assert g["edema"] > g["non_enhancing"] > g["gm"] > g["wm"], msg
             assert g["csf"] < min(others), msg
         elif m == 1:
             assert g["wm"] > g["gm"] > max(tumour), msg
             assert g["csf"] < min(others), msg
         elif m == 2:
-            assert g["enh"] > g["wm"] > g["gm"] > g["core"], msg
+            assert g["enhancing"] > g["wm"] > g["gm"] > g["non_enhancing"], msg
             assert g["csf"] < min(others), msg
         else:
             assert g["csf"] > g["edema"] > g["gm"] > g["wm"], msg
@@ -159,7 +160,7 @@ def randomized() -> list[dict]:
     for i in range(N_RANDOM):
         case = synthesize_case(3, i, randomize=True)
         summary = _summary(case)
-        summary["z"] = {r: case.contrasts[r].copy() for r in ("edema", "core", "enh")}
+        summary["z"] = {r: case.contrasts[r].copy() for r in ("edema", "non_enhancing", "enhancing")}
         out.append(summary)
     return out
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
+from tumorseg.resources import mni_file
+
 GRID = (240, 240, 155)  # BraTS / MSD Task01 volume shape, 1 mm isotropic
-MNI_DIR = Path(__file__).resolve().parent / "mni"
 MNI_FILES = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
     "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
@@ -54,7 +54,7 @@ def load_atlas() -> Atlas:
     """Load (once per process) the vendored MNI ICBM152 2009a symmetric T1/GM/WM maps."""
     arrays = {}
     for key, name in MNI_FILES.items():
-        img = nib.load(str(MNI_DIR / name))
+        img = nib.load(str(mni_file(name)))
         arrays[key] = np.asarray(img.dataobj, dtype=np.float32) / 255.0
     brain = (arrays["t1"] > 0).astype(np.float32)
     idx = np.argwhere(brain > 0)

@@ -55,10 +55,10 @@ from tumorseg.data.tumor import (
     random_spec,
     smooth_noise,
 )
+from tumorseg.labels import CLASS_KEYS, MSD_MODALITY_NAMES
 
 VERSION = "synth-v9"  # bump when the output changes: a rerun then regenerates old cases
-MODALITIES = ("FLAIR", "T1w", "t1gd", "T2w")
-REGIONS = ("csf", "gm", "wm", "edema", "core", "enh")
+REGIONS = ("csf", "gm", "wm", *CLASS_KEYS)
 GZIP_LEVEL = 4  # level 6 saves ~1 % of size for ~30 % more time
 
 DATASET_JSON = {
@@ -75,7 +75,8 @@ DATASET_JSON = {
     "licence": "CC-BY-SA 4.0 (synthetic data); MNI ICBM152 notice in tumorseg/data/mni/NOTICE.txt",
     "release": "tumorseg synth " + VERSION,
     "tensorImageSize": "4D",
-    "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
+    "modality": {str(i): name for i, name in enumerate(MSD_MODALITY_NAMES)},
+    # spelled exactly as in the real MSD Task01 dataset.json ("tumor", then "tumour")
     "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor",
                "3": "enhancing tumour"},
 }
@@ -91,7 +92,7 @@ class SynthCase:
     tissue: (240, 240, 155) uint8 healthy anatomy under the tumour, 0 outside / 1 CSF /
         2 GM / 3 WM (for tests and analysis; not written to disk).
     contrasts: healthy tissue ("csf", "gm", "wm": relative to white matter) and tumour
-        ("edema", "core", "enh": z-scores over healthy brain) contrasts, each (4,).
+        ("edema", "non_enhancing", "enhancing": z-scores over healthy brain) contrasts, each (4,).
     """
 
     image: np.ndarray
@@ -110,7 +111,7 @@ def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
 
     "csf", "gm", "wm": healthy-tissue intensities relative to white matter (wm = 1); the
     contrast of each tissue to white matter varies by about +-30-50 % from case to case.
-    "edema", "core", "enh": wanted tumour intensities in healthy-tissue SD units (z-scores
+    "edema", "non_enhancing", "enhancing": wanted tumour intensities in healthy-tissue SD units (z-scores
     over the healthy brain), drawn around what real BraTS scans show; rendering clamps them
     so the BraTS orderings hold.
     """
@@ -119,8 +120,8 @@ def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
     c["gm"] = np.array([u(1.08, 1.32), u(0.86, 0.95), u(0.82, 0.93), u(1.12, 1.42)], np.float32)
     c["csf"] = np.array([u(0.2, 0.55), u(0.2, 0.5), u(0.2, 0.5), u(2.0, 3.2)], np.float32)
     c["edema"] = np.array([u(1.8, 3.4), u(-0.3, 0.1), u(-0.95, -0.4), u(0.6, 1.8)], np.float32)
-    c["core"] = np.array([u(0.9, 2.0), u(-0.5, 0.0), u(-0.85, -0.35), u(0.4, 1.4)], np.float32)
-    c["enh"] = np.array([u(0.7, 1.9), u(-0.5, 0.0), u(1.4, 2.6), u(0.4, 1.3)], np.float32)
+    c["non_enhancing"] = np.array([u(0.9, 2.0), u(-0.5, 0.0), u(-0.85, -0.35), u(0.4, 1.4)], np.float32)
+    c["enhancing"] = np.array([u(0.7, 1.9), u(-0.5, 0.0), u(1.4, 2.6), u(0.4, 1.3)], np.float32)
     return c
 
 
@@ -138,8 +139,8 @@ def random_contrasts_wide(rng: np.random.Generator) -> dict[str, np.ndarray]:
     c["gm"] = draw((0.85, 1.5), (0.6, 1.05), (0.6, 1.05), (0.9, 1.6))
     c["csf"] = draw((0.1, 0.9), (0.1, 0.7), (0.1, 0.8), (1.3, 3.5))
     c["edema"] = draw((0.3, 4.0), (-1.5, 0.5), (-1.5, 0.5), (0.3, 3.0))
-    c["core"] = draw((-0.5, 3.0), (-2.5, 0.3), (-2.5, 0.3), (0.0, 3.5))
-    c["enh"] = draw((-0.5, 2.5), (-1.5, 0.5), (0.3, 4.5), (-0.5, 2.0))
+    c["non_enhancing"] = draw((-0.5, 3.0), (-2.5, 0.3), (-2.5, 0.3), (0.0, 3.5))
+    c["enhancing"] = draw((-0.5, 2.5), (-1.5, 0.5), (0.3, 4.5), (-0.5, 2.0))
     return c
 
 
@@ -213,15 +214,15 @@ def order_tumor_z(m: int, z: dict[str, float], tz: dict[str, float]) -> dict[str
     z = dict(z)
     lo = tz["csf"] + 0.6  # CSF darkest (FLAIR, T1, T1Gd)
     if m == 0:  # FLAIR: edema > core > GM > WM
-        z["core"] = max(z["core"], tz["gm"] + 0.4)
-        z["edema"] = max(z["edema"], z["core"] + 0.45)
-        z["enh"] = max(z["enh"], lo)
+        z["non_enhancing"] = max(z["non_enhancing"], tz["gm"] + 0.4)
+        z["edema"] = max(z["edema"], z["non_enhancing"] + 0.45)
+        z["enhancing"] = max(z["enhancing"], lo)
     elif m == 1:  # T1: WM > GM > tumour
-        for r in ("edema", "core", "enh"):
+        for r in ("edema", "non_enhancing", "enhancing"):
             z[r] = max(min(z[r], tz["gm"] - 0.08), lo)
     elif m == 2:  # T1Gd: enh > WM > GM > core
-        z["enh"] = max(z["enh"], tz["wm"] + 0.8)
-        z["core"] = max(min(z["core"], tz["gm"] - 0.2), lo)
+        z["enhancing"] = max(z["enhancing"], tz["wm"] + 0.8)
+        z["non_enhancing"] = max(min(z["non_enhancing"], tz["gm"] - 0.2), lo)
         z["edema"] = max(z["edema"], lo)
     else:  # T2: CSF > edema > GM
         z["edema"] = min(max(z["edema"], tz["gm"] + 0.4), tz["csf"] - 0.4)
@@ -235,19 +236,19 @@ def visible_tumor_z(m: int, z: dict[str, float], tz: dict[str, float]) -> dict[s
     if m == 0:
         z["edema"] = max(z["edema"], tz["wm"] + 0.3)
     elif m == 2:
-        z["enh"] = max(z["enh"], tz["wm"] + 0.3)
+        z["enhancing"] = max(z["enhancing"], tz["wm"] + 0.3)
     return z
 
 
 # Orderings of region means (higher, lower) per modality that involve a tumour region.
 ORDER_PAIRS = {
-    0: [("edema", "core"), ("core", "gm"), ("enh", "csf")],
-    1: [("gm", "edema"), ("gm", "core"), ("gm", "enh"), ("edema", "csf"), ("core", "csf"),
-        ("enh", "csf")],
-    2: [("enh", "wm"), ("gm", "core"), ("edema", "csf"), ("core", "csf")],
+    0: [("edema", "non_enhancing"), ("non_enhancing", "gm"), ("enhancing", "csf")],
+    1: [("gm", "edema"), ("gm", "non_enhancing"), ("gm", "enhancing"), ("edema", "csf"), ("non_enhancing", "csf"),
+        ("enhancing", "csf")],
+    2: [("enhancing", "wm"), ("gm", "non_enhancing"), ("edema", "csf"), ("non_enhancing", "csf")],
     3: [("csf", "edema"), ("edema", "gm")],
 }
-_LABEL_OF = {"edema": 1, "core": 2, "enh": 3}
+_LABEL_OF = {key: v for v, key in enumerate(CLASS_KEYS, start=1)}
 
 
 def _enforce_order(m: int, sub: np.ndarray, lab_b: np.ndarray, soft: dict[str, np.ndarray],
@@ -398,8 +399,8 @@ def _render_modality(m: int, rng: np.random.Generator, style: Style, anat: Anato
     for r in _LABEL_OF:
         tumor["used"][r][m] = z[r]
         level = z[r]
-        if r == "enh" and m == 2 and style.enh_patchy > 0:  # patchy: parts fade to the core
-            level = z["core"] + (z["enh"] - z["core"]) * tumor["patch"]
+        if r == "enhancing" and m == 2 and style.enh_patchy > 0:  # patchy: parts fade to the core
+            level = z["non_enhancing"] + (z["enhancing"] - z["non_enhancing"]) * tumor["patch"]
         val = mean_h + sd_h * (level + style.het_gain * HET_AMP[r][m] * het[r])
         if r == "edema":  # some anatomy shows through the edema
             val = val + style.show_through[m] * (healthy - mean_h - sd_h * tz["wm"])
@@ -427,10 +428,10 @@ def _tumor_fields(rng: np.random.Generator, anat: Anatomy, label: np.ndarray) ->
     soft = {r: ndi.uniform_filter((lab_b3 == v).astype(np.float32), 3)[inb]
             for r, v in _LABEL_OF.items()}
     het = {r: smooth_noise(rng, lab_b3.shape, st)[inb]
-           for r, st in (("edema", 6.0), ("core", 5.0), ("enh", 4.0))}
+           for r, st in (("edema", 6.0), ("non_enhancing", 5.0), ("enhancing", 4.0))}
     patch = np.clip(0.4 - 0.6 * smooth_noise(rng, lab_b3.shape, 5.0)[inb], 0.0, 1.0)
     return {"bp": box_pos[inb], "lab_b": lab_b3[inb], "soft": soft, "het": het,
-            "total": soft["edema"] + soft["core"] + soft["enh"], "patch": patch,
+            "total": soft["edema"] + soft["non_enhancing"] + soft["enhancing"], "patch": patch,
             "used": {r: np.zeros(4, np.float32) for r in _LABEL_OF}}
 
 
@@ -479,8 +480,8 @@ def thick_slices(vol: np.ndarray, t: int, phase: int) -> np.ndarray:
 
 
 # Tumour heterogeneity amplitude per region and modality, in healthy-SD units.
-HET_AMP = {"edema": np.array([0.45, 0.1, 0.2, 0.65]), "core": np.array([0.5, 0.15, 0.4, 1.0]),
-           "enh": np.array([0.5, 0.15, 1.0, 0.5])}
+HET_AMP = {"edema": np.array([0.45, 0.1, 0.2, 0.65]), "non_enhancing": np.array([0.5, 0.15, 0.4, 1.0]),
+           "enhancing": np.array([0.5, 0.15, 1.0, 0.5])}
 Z_MARGIN = 5  # empty slices kept at the bottom and the top of every volume, as in BraTS
 
 
