@@ -260,7 +260,8 @@ def test_slice_viewer_draws_once_per_change():
 
     def expect(name: str, index: int, on: bool) -> None:
         np.testing.assert_array_equal(_picture(viewer), viewer_frame(labeled, grey, name, index, on))
-        assert f"<b>{name}</b> slice {index} " in caption.value
+        shown = "labels on FLAIR" if on else "FLAIR only"
+        assert caption.value == f"<b>{name}</b> slice {index} of 0–{slider.max}, {shown}"
 
     assert slider.max == SHAPE[2] - 1 and 4 <= slider.value <= 7  # starts on a tumor slice
     expect("axial", slider.value, True)

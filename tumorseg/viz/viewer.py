@@ -61,8 +61,8 @@ def slice_viewer(image: np.ndarray, label: np.ndarray) -> ipywidgets.VBox:
 
     ``image``: (X, Y, Z, 4) float (FLAIR in channel 0); ``label``: (X, Y, Z) codes 0..3.
     Returns an ``ipywidgets.VBox`` (display it, or make it a cell's last expression): a row
-    with the IntSlider, the axis Dropdown and the overlay Checkbox, then a caption (HTML) and
-    the picture (Image, PNG). It starts on the axial slice with the most tumor; an axis change
+    with the IntSlider, the axis Dropdown and the overlay Checkbox, then a caption (HTML: axis,
+    slice, overlay; updated after the picture) and the picture (Image, PNG). It starts on the axial slice with the most tumor; an axis change
     jumps to that axis's slice with the most tumor. Every change draws exactly once;
     ``viewer.draws`` counts the drawings.
     """
@@ -97,12 +97,14 @@ def slice_viewer(image: np.ndarray, label: np.ndarray) -> ipywidgets.VBox:
         axis, index = axis_dd.value, slider.value
         rgb = viewer_frame(labeled, grey, axis, index, overlay_cb.value)
         scale = DISPLAY_PX / longest
-        caption.value = f"<b>{axis}</b> slice {index} of 0–{shape[VIEWER_AXES[axis]] - 1}"
         # width, height and value in one message: the browser swaps the whole picture at once
         with picture.hold_sync():
             picture.width = str(round(rgb.shape[1] * scale))
             picture.height = str(round(rgb.shape[0] * scale))
             picture.value = png_bytes(rgb)
+        # the caption follows the picture: once it shows, the picture is there
+        caption.value = (f"<b>{axis}</b> slice {index} of 0–{shape[VIEWER_AXES[axis]] - 1}, "
+                         f"{'labels on FLAIR' if overlay_cb.value else 'FLAIR only'}")
         viewer.draws += 1
 
     def on_axis(change) -> None:
