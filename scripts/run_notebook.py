@@ -184,6 +184,21 @@ def execute(
     return per_section, time.perf_counter() - start, peak, error
 
 
+def merged_streams(outputs: list) -> list:
+    """``outputs`` with consecutive stream outputs of one name (stdout, stderr) merged, so the
+    stored outputs do not depend on how the kernel happened to flush them."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream"
+                and previous.get("name") == output.get("name")):
+            previous["text"] = previous["text"] + output["text"]
+        else:
+            merged.append(copy.deepcopy(output))
+    return merged
+
+
 def save_checked_outputs(executed, source: Path) -> int:
     """Store the checked cells' outputs in ``source``; other cells keep no output."""
     nb = nbformat.read(source, as_version=4)
@@ -195,7 +210,7 @@ def save_checked_outputs(executed, source: Path) -> int:
         run = by_id.get(cell.get("id"))
         cell.metadata.pop("execution", None)
         if run is not None and is_checked(cell) and run.source == cell.source:
-            cell.outputs = run.outputs
+            cell.outputs = merged_streams(run.outputs)
             cell.execution_count = run.execution_count
             saved += 1
         else:

@@ -240,7 +240,7 @@ def test_prediction_views_share_one_scale():
 
 
 def _picture(viewer) -> np.ndarray:
-    return iio.imread(viewer.children[2].value, extension=".png")
+    return iio.imread(viewer.children[3].value, extension=".png")
 
 
 def test_slice_viewer_draws_once_per_change():
@@ -249,8 +249,8 @@ def test_slice_viewer_draws_once_per_change():
     image, label = _volume()
     viewer = slice_viewer(image, label)
     assert isinstance(viewer, widgets.VBox)
-    slider, axis, overlay = viewer.children[0].children
-    caption, picture = viewer.children[1:]
+    axis, overlay = viewer.children[0].children
+    slider, caption, picture = viewer.children[1:]
     assert isinstance(slider, widgets.IntSlider) and isinstance(picture, widgets.Image)
     assert isinstance(axis, widgets.Dropdown) and list(axis.options) == ["axial", "coronal", "sagittal"]
     assert isinstance(overlay, widgets.Checkbox) and overlay.value is True
@@ -264,6 +264,7 @@ def test_slice_viewer_draws_once_per_change():
         assert caption.value == f"<b>{name}</b> slice {index} of 0–{slider.max}, {shown}"
 
     assert slider.max == SHAPE[2] - 1 and 4 <= slider.value <= 7  # starts on a tumor slice
+    assert slider.layout.width == "600px" and not slider.continuous_update
     expect("axial", slider.value, True)
     # picture scaled so the longest axis (24 voxels) spans 480 px: axial is (Y, X) = 20 x 24
     assert (picture.width, picture.height) == ("480", "400")

@@ -61,8 +61,9 @@ def slice_viewer(image: np.ndarray, label: np.ndarray) -> ipywidgets.VBox:
 
     ``image``: (X, Y, Z, 4) float (FLAIR in channel 0); ``label``: (X, Y, Z) codes 0..3.
     Returns an ``ipywidgets.VBox`` (display it, or make it a cell's last expression): a row
-    with the IntSlider, the axis Dropdown and the overlay Checkbox, then a caption (HTML: axis,
-    slice, overlay; updated after the picture) and the picture (Image, PNG). It starts on the axial slice with the most tumor; an axis change
+    with the axis Dropdown and the overlay Checkbox, the IntSlider (as wide as the picture), a
+    caption (HTML: axis, slice, overlay; updated after the picture) and the picture (Image,
+    PNG, its longer side 480 px). It starts on the axial slice with the most tumor; an axis change
     jumps to that axis's slice with the most tumor. Every change draws exactly once;
     ``viewer.draws`` counts the drawings.
     """
@@ -80,7 +81,7 @@ def slice_viewer(image: np.ndarray, label: np.ndarray) -> ipywidgets.VBox:
         max=shape[VIEWER_AXES["axial"]] - 1,
         description="slice",
         continuous_update=False,
-        layout=widgets.Layout(width="420px"),
+        layout=widgets.Layout(width=f"{DISPLAY_PX + 120}px"),  # ~2 px per slice for 240 slices
     )
     axis_dd = widgets.Dropdown(
         options=list(VIEWER_AXES), value="axial", description="axis",
@@ -89,7 +90,7 @@ def slice_viewer(image: np.ndarray, label: np.ndarray) -> ipywidgets.VBox:
     overlay_cb = widgets.Checkbox(value=True, description="label overlay", indent=False)
     caption = widgets.HTML()
     picture = widgets.Image(format="png")
-    viewer = widgets.VBox([widgets.HBox([slider, axis_dd, overlay_cb]), caption, picture])
+    viewer = widgets.VBox([widgets.HBox([axis_dd, overlay_cb]), slider, caption, picture])
     viewer.draws = 0
     busy = False  # True while an axis change moves the slider: no drawing for those steps
 
