@@ -1,4 +1,5 @@
-# tumorseg: two commands to start.  `make run` runs the course, `make test` runs every test.
+# tumorseg: two commands to start.  `make run` runs the course, `make test` runs every test;
+# `make lab` opens the course in JupyterLab.
 # Both create or refresh .venv from the pinned requirements.txt by themselves.
 
 PYTHON ?= python3
@@ -13,10 +14,11 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 export PYTHONHASHSEED := 0
 
-.PHONY: venv data patches run test lint bench release clean help
+.PHONY: venv data patches run lab test lint bench release clean help
 
 help:
 	@echo "make run    - run the course end to end on the embedded synthetic data"
+	@echo "make lab    - open the course (student notebook) in JupyterLab"
 	@echo "make test   - lint + unit tests + notebook (nbval) + grader self-checks"
 	@echo "make bench  - print speed and memory figures"
 
@@ -42,6 +44,13 @@ run: patches
 	@mkdir -p build
 	$(BIN)/tumorseg overview --data $(DATA) --out build/overview.png
 	$(BIN)/python scripts/run_notebook.py $(NB) build/Brain_Tumor_Segmentation.html
+
+# The course in JupyterLab, on the student notebook; Ctrl+C twice stops the server.
+# LAB_ARGS passes options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.
+STUDENT_NB := notebooks/Brain_Tumor_Segmentation.ipynb
+LAB_ARGS   ?=
+lab: patches
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) $(STUDENT_NB)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tumorseg tests util.py scripts benchmarks

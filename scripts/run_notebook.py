@@ -11,8 +11,12 @@ the notebook's folder.  Cells run one by one, so the script can report
 
 ``--save-checked`` writes the outputs of the ``# NBVAL_CHECK_OUTPUT`` cells back into the
 source notebook (other cells are stored without outputs, so the committed file stays small and
-its diffs stable); nbval compares against those stored outputs.  ``--executed PATH`` also
-saves the fully executed notebook.  Exit status 1 when a cell fails (its error is printed).
+its diffs stable) together with the kernel's ``language_info``; nbval compares against those
+stored outputs.  For the instructor notebook it then regenerates the student notebook
+(``tumorseg release``), so one command refreshes both after the notebook, the model weights or
+the sample data changed.  ``--executed PATH`` also saves the fully executed notebook and
+prints its size.  Every cell that wrote to stderr is listed.  Exit status 1 when a cell fails
+(its error is printed).
 """
 
 from __future__ import annotations
@@ -115,6 +119,27 @@ def gif_as_html(nb) -> None:
                 data["text/html"] = f'<img src="data:image/gif;base64,{payload.strip()}"/>'
 
 
+def stderr_cells(nb) -> list[str]:
+    """'cell N (id ...): first line' for every code cell with a stderr stream output."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        text = "".join(o.get("text", "") for o in cell.get("outputs", [])
+                       if o.get("output_type") == "stream" and o.get("name") == "stderr")
+        if text.strip():
+            found.append(f"cell {index} (id {cell.get('id')}): {text.strip().splitlines()[0][:120]}")
+    return found
+
+
+def export_html(nb) -> str:
+    """The executed notebook as nbconvert HTML (GIF outputs included as <img> tags)."""
+    from nbconvert import HTMLExporter
+
+    export = copy.deepcopy(nb)
+    gif_as_html(export)
+    html, _ = HTMLExporter().from_notebook_node(export)
+    return html
+
+
 def execute(
     nb, workdir: Path, timeout: int, per_cell: bool = False
 ) -> tuple[dict[str, tuple[float, int]], float, int, str | None]:
@@ -130,6 +155,9 @@ def execute(
     error = None
     start = time.perf_counter()
     with client.setup_kernel():
+        info = client.wait_for_reply(client.kc.kernel_info())
+        if info and "language_info" in info["content"]:
+            nb.metadata["language_info"] = info["content"]["language_info"]
         monitor = PeakRSS(client.km.provisioner.process.pid)
         monitor.start()
         try:
@@ -156,6 +184,21 @@ def execute(
     return per_section, time.perf_counter() - start, peak, error
 
 
+def merged_streams(outputs: list) -> list:
+    """``outputs`` with consecutive stream outputs of one name (stdout, stderr) merged, so the
+    stored outputs do not depend on how the kernel happened to flush them."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream"
+                and previous.get("name") == output.get("name")):
+            previous["text"] = previous["text"] + output["text"]
+        else:
+            merged.append(copy.deepcopy(output))
+    return merged
+
+
 def save_checked_outputs(executed, source: Path) -> int:
     """Store the checked cells' outputs in ``source``; other cells keep no output."""
     nb = nbformat.read(source, as_version=4)
@@ -167,13 +210,15 @@ def save_checked_outputs(executed, source: Path) -> int:
         run = by_id.get(cell.get("id"))
         cell.metadata.pop("execution", None)
         if run is not None and is_checked(cell) and run.source == cell.source:
-            cell.outputs = run.outputs
+            cell.outputs = merged_streams(run.outputs)
             cell.execution_count = run.execution_count
             saved += 1
         else:
             cell.outputs = []
             cell.execution_count = None
     nb.metadata.pop("widgets", None)
+    if executed.metadata.get("language_info"):
+        nb.metadata["language_info"] = executed.metadata["language_info"]
     write_text(source, nbformat.writes(nb) + "\n")
     return saved
 
@@ -205,19 +250,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{error}", file=sys.stderr)
         return 1
 
-    from nbconvert import HTMLExporter
-
-    export = copy.deepcopy(nb)
-    gif_as_html(export)
-    html, _ = HTMLExporter().from_notebook_node(export)
+    noisy = stderr_cells(nb)
+    print(f"cells with stderr output: {len(noisy)}" + "".join(f"\n  {line}" for line in noisy))
+    html = export_html(nb)
     write_text(args.html, html)
     print(f"wrote {args.html} ({len(html) / 2**20:.1f} MiB)")
     if args.executed:
-        write_text(args.executed, nbformat.writes(nb) + "\n")
-        print(f"wrote {args.executed}")
+        text = nbformat.writes(nb) + "\n"
+        write_text(args.executed, text)
+        print(f"wrote {args.executed} ({len(text.encode()) / 1e6:.2f} MB)")
     if args.save_checked:
         saved = save_checked_outputs(nb, source)
         print(f"stored the outputs of {saved} checked cells in {source}")
+        if source == DEFAULT_NB.resolve():
+            from tumorseg.course import release
+
+            release.main([])
     return 0
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tumorseg.course import public_tests as pt
 from tumorseg.course import release
-from tumorseg.course.release import INSTRUCTOR, STUDENT, placeholder_source
+from tumorseg.course.release import INSTRUCTOR, ROOT, STUDENT, placeholder_source
 
 PUBLIC_TESTS = {
     "unq-c1": ("test_get_sub_volume", "get_sub_volume"),
@@ -80,18 +80,71 @@ def test_placeholders_make_every_public_test_fail_helpfully(released, capsys):
     assert pt.PASSED not in capsys.readouterr().out
 
 
-def test_released_test_cells_fail_before_the_exercises_are_done(released):
-    """Run the released setup cell, exercise 1 and its public-test cell in a real kernel."""
+def test_released_notebook_has_no_nbval_markers(released):
+    instructor = nbformat.read(INSTRUCTOR, as_version=4)
+    assert any("NBVAL_CHECK_OUTPUT" in c.source for c in instructor.cells)
+    for cell in released.cells:
+        assert "NBVAL_CHECK_OUTPUT" not in cell.source, cell.id
+    by_id = {c.id: c for c in instructor.cells}
+    test_c1 = next(c for c in released.cells if c.id == "test-c1")
+    assert test_c1.source == by_id["test-c1"].source.replace("# NBVAL_CHECK_OUTPUT\n", "")
+
+
+def test_each_public_test_follows_its_exercise(released):
+    ids = [c.id for c in released.cells]
+    for unq, (_, fn_name) in PUBLIC_TESTS.items():
+        at = ids.index(unq)
+        assert ids[at + 1] == "test-" + unq.removeprefix("unq-")
+        # no code cell before the test calls the function
+        for cell in released.cells[:at]:
+            if cell.cell_type == "code":
+                assert not re.search(rf"(?<![\w.]){fn_name}\(", cell.source), (cell.id, fn_name)
+
+
+def test_release_rejects_a_test_cell_moved_away(tmp_path):
+    nb = nbformat.read(INSTRUCTOR, as_version=4)
+    ids = [c.id for c in nb.cells]
+    test = nb.cells.pop(ids.index("test-c1"))
+    nb.cells.insert(ids.index("toy-sample"), test)  # after the first use of get_sub_volume
+    with pytest.raises(ValueError, match="'test-c1' must come right after 'unq-c1'"):
+        release.release_notebook(nb)
+    source = tmp_path / "moved.ipynb"
+    nbformat.write(nb, str(source))
+    assert release.main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")]) == 1
+
+
+def test_release_writes_complete_metadata(released):
+    from ipykernel.ipkernel import IPythonKernel
+
+    meta = released.metadata
+    assert set(meta) == {"kernelspec", "language_info"}
+    assert meta["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                  "name": "python3"}
+    # what the kernel reports, which JupyterLab writes into the notebook when it differs
+    kernel = dict(IPythonKernel.language_info)
+    assert {k: v for k, v in meta["language_info"].items() if k != "version"} == {
+        k: v for k, v in kernel.items() if k != "version"}
+    assert meta["language_info"]["version"] == nbformat.read(
+        INSTRUCTOR, as_version=4).metadata["language_info"]["version"]
+
+
+@pytest.mark.slow
+def test_run_all_on_the_untouched_student_notebook_stops_at_exercise_1_test():
+    """Run the committed student notebook cell by cell, as Run All does, in a real kernel."""
     nbclient = pytest.importorskip("nbclient")
-    keep = {"imports", "unq-c1", "test-c1"}
-    nb = nbformat.v4.new_notebook(cells=[c for c in released.cells if c.id in keep])
-    nb.metadata = released.metadata
+    if not (ROOT / "data" / "BraTS-Data" / "processed" / "config.json").is_file():
+        pytest.skip("sample data not built; run `make patches`")
+    nb = nbformat.read(STUDENT, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(INSTRUCTOR.parent)}})
+                                     resources={"metadata": {"path": str(STUDENT.parent)}})
     with pytest.raises(nbclient.exceptions.CellExecutionError) as info:
         client.execute()
+    failed = [c.id for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
+    assert failed == ["test-c1"]
     assert info.value.ename == "AssertionError"
     assert "get_sub_volume returned None" in info.value.evalue
+    ran = [c.id for c in nb.cells if c.cell_type == "code" and c.execution_count]
+    assert ran[-2:] == ["unq-c1", "test-c1"] and "viewer" in ran
 
 
 # ------------------------------------------------------------------ placeholder_source

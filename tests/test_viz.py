@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from pathlib import Path
@@ -23,6 +24,8 @@ from tumorseg.viz import (  # noqa: E402
     visualize_data_gif,
     visualize_patch,
 )
+from tumorseg.viz.labeled import scale_to_uint8  # noqa: E402
+from tumorseg.viz.plots import plot_prediction_views, take_slice  # noqa: E402
 from tumorseg.viz.viewer import viewer_frame  # noqa: E402
 
 SHAPE = (24, 20, 12)
@@ -117,53 +120,88 @@ def test_image_grid_layout_and_seed():
 # ---------------------------------------------------------------- GIF
 
 
-def test_gif_frames_layout():
+def test_gif_frames_layout_matches_the_grid_orientation():
     image, label = _volume()
     labeled = get_labeled_image(image, label)
     frames = gif_frames(labeled)
     nx, ny, nz = SHAPE
-    assert frames.shape == (24, 24 + 3, nz + nz + ny, 3)
+    # panels: coronal (Z, X), transversal (Y, X), sagittal (Z, Y), as in plot_image_grid
+    assert frames.shape == (24, ny + 3, nx + nx + ny, 3)
     bar = (frames[:, -1, :, 0] == 128).sum(axis=1)  # progress bar length grows every frame
-    assert bar[-1] == nz + nz + ny and (np.diff(bar) > 0).all()
-    np.testing.assert_array_equal(frames[5, :ny, :nz], labeled[5])
-    np.testing.assert_array_equal(frames[5, :nx, nz : 2 * nz], labeled[:, 5])
-    np.testing.assert_array_equal(frames[23, :nx, 2 * nz :], labeled[:, :, nz - 1])
-    np.testing.assert_array_equal(frames[23, :nx, nz : 2 * nz], labeled[:, ny - 1])
+    assert bar[-1] == nx + nx + ny and (np.diff(bar) > 0).all()
+    top = (ny - nz) // 2  # the shorter panels are centred vertically
+    np.testing.assert_array_equal(frames[5, top : top + nz, :nx], take_slice(labeled, 1, 5))
+    np.testing.assert_array_equal(frames[5, :ny, nx : 2 * nx], take_slice(labeled, 2, 5))
+    np.testing.assert_array_equal(frames[5, top : top + nz, 2 * nx :], take_slice(labeled, 0, 5))
+    # indices past an axis stay on its last slice
+    np.testing.assert_array_equal(frames[23, :ny, nx : 2 * nx], take_slice(labeled, 2, nz - 1))
+    np.testing.assert_array_equal(frames[23, top : top + nz, :nx], take_slice(labeled, 1, ny - 1))
+    # the same picture as the grid shows for that slice (superior/anterior up)
+    grid = plot_image_grid(labeled, seed=3)
+    shown = np.asarray(grid.axes[6].images[0].get_array())  # first transversal slice
+    z = int(grid.axes[6].get_title(loc="left").removeprefix("z="))
+    np.testing.assert_array_equal(frames[z, :ny, nx : 2 * nx], shown)
 
 
-def test_gif_written_with_frames_and_durations(tmp_path):
+def test_gif_frames_step():
+    image, label = _volume()
+    labeled = get_labeled_image(image, label)
+    every = gif_frames(labeled)
+    third = gif_frames(labeled, step=3)
+    assert third.shape[0] == 8  # indices 0, 3, ..., 21 of the longest axis (24)
+    np.testing.assert_array_equal(third[:, :-3], every[::3, :-3])
+    with pytest.raises(ValueError):
+        gif_frames(labeled, step=0)
+
+
+def test_gif_written_with_frames_durations_and_colours(tmp_path):
     image, label = _volume()
     labeled = get_labeled_image(image, label)
     path = tmp_path / "sub" / "sweep.gif"
-    shown = visualize_data_gif(labeled, path=path, duration_ms=70)
-    assert Path(shown.filename) == path and path.is_file()
+    shown = visualize_data_gif(labeled, path=path, duration_ms=70, step=1)
+    assert path.read_bytes() == shown.data and shown.data[:6] == b"GIF89a"
     back = iio.imread(path, index=None)
-    assert back.shape[:3] == (24, 27, 44)
+    assert back.shape[:3] == (24, 23, 68)
     with iio.imopen(path, "r", plugin="pillow") as f:
         durations = [f.metadata(index=i)["duration"] for i in range(back.shape[0])]
     assert durations == [70] * 24
-    # frame 9: labeled[9] is in the first panel; its edema voxel (y=8, z=4) stays red
-    assert back[9, 8, 4, :3].tolist() == pytest.approx([255, 0, 0], abs=12)
+    # frame 4, transversal panel (columns 24..47): voxel (9, 8, 4) is edema and stays pure red
+    assert back[4, 20 - 1 - 8, 24 + 9, :3].tolist() == [255, 0, 0]
+    # grey is quantized to 32 levels: within half a level step of the original
+    frame = gif_frames(labeled)[4, :20]
+    grey = (frame[..., 0] == frame[..., 1]) & (frame[..., 1] == frame[..., 2])
+    err = np.abs(back[4, :20, :, 0].astype(int) - frame[..., 0].astype(int))[grey]
+    assert err.max() <= 255 / 31 / 2 + 0.5
     assert not list(tmp_path.joinpath("sub").glob(".*"))  # no temp file left behind
 
 
-def test_gif_default_path_is_a_fresh_temp_file():
+def test_gif_leaves_no_file_behind():
     image, label = _volume()
     labeled = get_labeled_image(image, label)[:6, :6, :4]
-    a = Path(visualize_data_gif(labeled).filename)
-    b = Path(visualize_data_gif(labeled).filename)
-    try:
-        assert a != b and a.parent == Path(tempfile.gettempdir()) and a.suffix == ".gif"
-        assert iio.imread(a, index=None).shape[0] == 6
-    finally:
-        a.unlink(missing_ok=True)
-        b.unlink(missing_ok=True)
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.iterdir())
+    shown = visualize_data_gif(labeled, step=1)
+    assert set(temp.iterdir()) - before == set()
+    assert shown.data[:6] == b"GIF89a" and shown._repr_mimebundle_()[0].keys() == {"image/gif"}
+    assert iio.imread(shown.data, index=None, extension=".gif").shape[0] == 6
 
 
-# ---------------------------------------------------------------- patch and viewer
+def test_gif_of_a_sample_case_stays_light(sample_data):
+    """The notebook's GIF of a 240x240x155 case: under 1.5 MB as base64 in the notebook."""
+    from tumorseg.data import open_dataset
+
+    image, label = open_dataset(sample_data)["BRATS_001"].load()
+    shown = visualize_data_gif(get_labeled_image(image, label))
+    encoded = len(base64.b64encode(shown.data))
+    print(f"GIF: {len(shown.data) / 1e6:.2f} MB, {encoded / 1e6:.2f} MB as base64")
+    assert encoded < 1.5e6
+    assert iio.imread(shown.data, index=None, extension=".gif").shape[0] == 80
 
 
-def test_visualize_patch_shows_slice_z():
+# ---------------------------------------------------------------- patch, prediction views, viewer
+
+
+def test_visualize_patch_shows_slice_z_with_titles():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(16, 16, 4))
     y = (X > 0).astype(float)
@@ -172,27 +210,85 @@ def test_visualize_patch_shows_slice_z():
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), X[:, :, 2])
     np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), y[:, :, 2])
     assert fig.axes[0].images[0].get_cmap().name == "Greys_r"
+    assert [a.get_title() for a in fig.axes] == ["image, z=2", "label, z=2"]
+    fig = visualize_patch(X, y, z=1, titles=("FLAIR", "prediction"))
+    assert [a.get_title() for a in fig.axes] == ["FLAIR, z=1", "prediction, z=1"]
 
 
-def test_slice_viewer_controls_and_frames():
+def test_prediction_views_share_one_scale():
+    image, label = _volume()
+    truth = get_labeled_image(image, label)
+    pred = get_labeled_image(image, np.where(label == 2, 3, label))
+    fig = plot_prediction_views(truth, pred, (11, 10, 99))  # z is clamped to 11
+    assert len(fig.axes) == 6
+    fig_w, fig_h = fig.get_size_inches()
+    scales = set()
+    for ax, (rgb, axis, index) in zip(
+        fig.axes, [(t, a, i) for t in (truth, pred) for a, i in ((0, 11), (1, 10), (2, 11))]
+    ):
+        shown = np.asarray(ax.images[0].get_array())
+        np.testing.assert_array_equal(shown, take_slice(rgb, axis, index))
+        box = ax.get_position()
+        scales.add(round(box.width * fig_w / shown.shape[1], 9))
+        scales.add(round(box.height * fig_h / shown.shape[0], 9))
+    assert len(scales) == 1  # inches per voxel, the same in every panel and direction
+    assert [ax.get_xlabel() for ax in fig.axes[:3]] == ["Sagittal", "Coronal", "Transversal"]
+    assert [fig.axes[0].get_ylabel(), fig.axes[3].get_ylabel()] == ["Ground Truth", "Prediction"]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _picture(viewer) -> np.ndarray:
+    return iio.imread(viewer.children[3].value, extension=".png")
+
+
+def test_slice_viewer_draws_once_per_change():
     import ipywidgets as widgets
 
     image, label = _volume()
-    w = slice_viewer(image, label)
-    assert isinstance(w, widgets.interactive)
-    slider, axis, overlay = w.children[:3]
-    assert isinstance(slider, widgets.IntSlider)
-    assert isinstance(axis, widgets.Dropdown) and set(axis.options) == {
-        "axial",
-        "coronal",
-        "sagittal",
-    }
+    viewer = slice_viewer(image, label)
+    assert isinstance(viewer, widgets.VBox)
+    axis, overlay = viewer.children[0].children
+    slider, caption, picture = viewer.children[1:]
+    assert isinstance(slider, widgets.IntSlider) and isinstance(picture, widgets.Image)
+    assert isinstance(axis, widgets.Dropdown) and list(axis.options) == ["axial", "coronal", "sagittal"]
     assert isinstance(overlay, widgets.Checkbox) and overlay.value is True
-    assert slider.max == SHAPE[2] - 1 and 4 <= slider.value <= 7  # starts on a tumor slice
-    axis.value = "sagittal"
-    assert slider.max == SHAPE[0] - 1 and 8 <= slider.value <= 13
-    overlay.value = False  # re-renders without raising (Agg backend)
+    assert picture.format == "png" and viewer.draws == 1
+    labeled = get_labeled_image(image, label)
+    grey = np.clip(np.rint(scale_to_uint8(image[..., 0])), 0, 255).astype(np.uint8)
 
+    def expect(name: str, index: int, on: bool) -> None:
+        np.testing.assert_array_equal(_picture(viewer), viewer_frame(labeled, grey, name, index, on))
+        shown = "labels on FLAIR" if on else "FLAIR only"
+        assert caption.value == f"<b>{name}</b> slice {index} of 0–{slider.max}, {shown}"
+
+    assert slider.max == SHAPE[2] - 1 and 4 <= slider.value <= 7  # starts on a tumor slice
+    assert slider.layout.width == "600px" and not slider.continuous_update
+    expect("axial", slider.value, True)
+    # picture scaled so the longest axis (24 voxels) spans 480 px: axial is (Y, X) = 20 x 24
+    assert (picture.width, picture.height) == ("480", "400")
+
+    axis.value = "sagittal"  # longer axis: the range grows, one drawing
+    assert viewer.draws == 2
+    assert slider.max == SHAPE[0] - 1 and 8 <= slider.value <= 13
+    expect("sagittal", slider.value, True)
+    slider.value = 20
+    assert viewer.draws == 3
+    expect("sagittal", 20, True)
+    axis.value = "axial"  # shorter axis while the slider is past its end: still one drawing
+    assert viewer.draws == 4 and slider.max == SHAPE[2] - 1 and 4 <= slider.value <= 7
+    expect("axial", slider.value, True)
+    overlay.value = False
+    assert viewer.draws == 5
+    expect("axial", slider.value, False)
+    axis.value = "coronal"
+    assert viewer.draws == 6 and slider.max == SHAPE[1] - 1
+    expect("coronal", slider.value, False)
+
+
+def test_viewer_frame():
+    image, label = _volume()
     labeled = get_labeled_image(image, label)
     grey = labeled[..., 0].copy()
     grey[label > 0] = 0

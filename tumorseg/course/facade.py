@@ -6,12 +6,16 @@ pipeline stage.  ``util.py`` at the top of a checkout re-exports it, and the aut
 this file as ``util.py`` into each grading folder, so it imports nothing but ``tumorseg``.
 """
 
-from tumorseg.data import DataError, load_case, open_dataset
-from tumorseg.inference import predict_and_viz, predict_volume
-from tumorseg.metrics import region_scores, sens_spec_table
-from tumorseg.model import load_pretrained, unet_model_3d
-from tumorseg.patches import VolumeDataGenerator, standardize_patch
-from tumorseg.viz import (
+from tumorseg.quiet import import_backend
+
+import_backend()  # Keras/TensorFlow without the C++ runtime's start-up lines (tumorseg/quiet.py)
+
+from tumorseg.data import DataError, load_case, open_dataset  # noqa: E402
+from tumorseg.inference import predict_and_viz, predict_volume  # noqa: E402
+from tumorseg.metrics import region_scores, sens_spec_table  # noqa: E402
+from tumorseg.model import load_pretrained, unet_model_3d, unet_summary  # noqa: E402
+from tumorseg.patches import VolumeDataGenerator, standardize_patch  # noqa: E402
+from tumorseg.viz import (  # noqa: E402
     get_labeled_image,
     plot_image_grid,
     slice_viewer,
@@ -33,6 +37,7 @@ __all__ = [
     # model, data feeding, prediction
     "unet_model_3d",  # the course's 3D U-Net, channels-first (4,X,Y,Z) -> (3,X,Y,Z)
     "load_pretrained",  # the shipped model and its manifest
+    "unet_summary",  # levels, filters and parameter count of a U-Net (model.summary(): every layer)
     "VolumeDataGenerator",  # keras PyDataset over the h5 patch store
     "standardize_patch",  # the standardization the generator and the predictor apply
     "predict_volume",  # whole-scan probabilities (3,X,Y,Z) by batched, overlapping tiles

@@ -10,7 +10,14 @@ single source.  The release:
   and a bare expression becomes ``None``.  Comments, blank lines and indentation stay, so every
   released cell still parses;
 - drops every cell tagged ``grader`` (the autograder's checks stay with the instructor);
-- clears outputs, execution counts and per-cell execution metadata.
+- removes the ``# NBVAL_CHECK_OUTPUT`` marker lines (nbval's, meaningless to students);
+- clears outputs, execution counts and per-cell execution metadata;
+- checks that each exercise's public-test cell (``test-cN``) comes right after the exercise
+  cell (``unq-cN``), so Run All on an unfinished notebook stops at the test's message before
+  any later cell uses the function;
+- writes complete notebook metadata (``kernelspec`` and ``language_info`` as the kernel reports
+  them, the version from the instructor notebook's last execution), so JupyterLab opens the
+  file without marking it changed.
 
 The output is deterministic, so a test can compare the committed student notebook with a fresh
 release.  The file is written atomically.
@@ -36,6 +43,18 @@ STUDENT = resources.student_notebook()
 START = "### START CODE HERE"
 END = "### END CODE HERE"
 DROP_TAG = "grader"
+CHECK_MARKER = "# NBVAL_CHECK_OUTPUT"
+#: The kernel JupyterLab starts for the notebook, as the ipykernel kernelspec names it.
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+#: ipykernel's language_info without the Python version (taken from the instructor notebook).
+LANGUAGE_INFO = {
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "name": "python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+}
 #: per-cell metadata keys that only describe one execution; everything else is kept
 _VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime")
 
@@ -141,8 +160,38 @@ def placeholder_source(source: str) -> str:
     return released
 
 
+def strip_check_markers(source: str) -> str:
+    """``source`` without its ``# NBVAL_CHECK_OUTPUT`` comment lines."""
+    return "\n".join(ln for ln in source.split("\n") if ln.strip() != CHECK_MARKER)
+
+
+def check_test_order(cells: list) -> None:
+    """Raise ValueError unless every exercise cell ``unq-cN`` is followed directly by its
+    public-test cell ``test-cN`` (when the notebook has one)."""
+    ids = [c.get("id") for c in cells]
+    for index, cid in enumerate(ids):
+        if not (cid and cid.startswith("unq-c")):
+            continue
+        test = "test-" + cid.removeprefix("unq-")
+        if test in ids and (index + 1 >= len(ids) or ids[index + 1] != test):
+            after = ids[index + 1] if index + 1 < len(ids) else "the end"
+            raise ValueError(
+                f"cell {test!r} must come right after {cid!r} (found {after!r} there): move it "
+                "up in the instructor notebook, so Run All stops at the test's message"
+            )
+
+
+def notebook_metadata(metadata: dict) -> dict:
+    """Complete ``kernelspec`` and ``language_info`` for the student notebook; the Python version
+    comes from ``metadata`` (the instructor notebook's, written by its last execution)."""
+    version = metadata.get("language_info", {}).get("version")
+    language_info = {**LANGUAGE_INFO, **({"version": version} if version else {})}
+    return {"kernelspec": dict(KERNELSPEC), "language_info": language_info}
+
+
 def release_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student version of an instructor notebook (a new object; ``nb`` is not modified)."""
+    """The student version of an instructor notebook (a new object; ``nb`` is not modified).
+    Raises ValueError when a public-test cell does not follow its exercise (see module doc)."""
     student = copy.deepcopy(nb)
     cells = []
     for cell in student.cells:
@@ -154,10 +203,11 @@ def release_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-            cell.source = placeholder_source(cell.source)
+            cell.source = strip_check_markers(placeholder_source(cell.source))
         cells.append(cell)
+    check_test_order(cells)
     student.cells = cells
-    student.metadata.pop("widgets", None)
+    student.metadata = nbformat.from_dict(notebook_metadata(student.metadata))
     return student
 
 

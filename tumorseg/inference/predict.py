@@ -445,6 +445,7 @@ def predict_and_viz(
     import matplotlib.pyplot as plt
 
     from tumorseg.viz import get_labeled_image
+    from tumorseg.viz.plots import plot_prediction_views
 
     image = np.asarray(image)
     label = np.asarray(label)
@@ -458,22 +459,6 @@ def predict_and_viz(
 
     truth_rgb = get_labeled_image(image, label)
     pred_rgb = get_labeled_image(image, pred, is_categorical=True)
-    # clamp to the volume, so the default works for any size
-    x, y, z = (min(max(int(v), 0), n - 1) for v, n in zip(loc, image.shape[:3]))
-    fig, axes = plt.subplots(2, 3, figsize=(10, 7))
-    for row, (rgb, name) in enumerate([(truth_rgb, "Ground Truth"), (pred_rgb, "Prediction")]):
-        views = [
-            (np.rot90(rgb[x, :, :]), "Sagittal"),
-            (np.rot90(rgb[:, y, :]), "Coronal"),
-            (np.rot90(rgb[:, :, z]), "Transversal"),
-        ]
-        for col, (view, plane) in enumerate(views):
-            ax = axes[row][col]
-            ax.imshow(view)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlabel(plane, fontsize=13)
-        axes[row][0].set_ylabel(name, fontsize=13)
-    fig.subplots_adjust(wspace=0.05, hspace=0.15)
+    plot_prediction_views(truth_rgb, pred_rgb, tuple(loc))  # loc is clamped to the volume
     plt.show()
     return pred

@@ -8,10 +8,12 @@ from tumorseg.model.losses import (
     soft_dice_loss,
 )
 from tumorseg.model.pretrained import load_pretrained
+from tumorseg.model.summary import unet_summary
 from tumorseg.model.unet import unet_model_3d
 
 __all__ = [
     "unet_model_3d",
+    "unet_summary",
     "load_pretrained",
     "dice_coefficient",
     "soft_dice_loss",

@@ -74,24 +74,71 @@ def plot_image_grid(labeled: np.ndarray, seed: int | None = None) -> Figure:
     return fig
 
 
-def visualize_patch(X: np.ndarray, y: np.ndarray, z: int = 0) -> Figure:
-    """Show slice ``z`` of an image patch next to the same slice of its label, in grey.
+def visualize_patch(
+    X: np.ndarray, y: np.ndarray, z: int = 0, titles: tuple[str, str] = ("image", "label")
+) -> Figure:
+    """Show slice ``z`` of an image patch next to the same slice of a label or prediction, in grey.
 
     ``X``: (X, Y, Z) one channel of a patch (e.g. ``patch[0]`` of a (4, 160, 160, 16) patch);
-    ``y``: (X, Y, Z) one label channel. Returns a matplotlib Figure with two axes.
+    ``y``: (X, Y, Z) one label (or prediction) channel. ``titles``: the two panels' titles,
+    each followed by ``, z=<z>``. Returns a matplotlib Figure with two axes.
     """
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim != 3 or y.shape != X.shape:
         raise ValueError(f"X and y must be (X, Y, Z) of one shape, got {X.shape} and {y.shape}")
     plt = _pyplot()
     fig, ax = plt.subplots(1, 2, figsize=(10, 5))
-    ax[0].imshow(X[:, :, z], cmap="Greys_r")
-    ax[0].set_title(f"image, z={z}")
-    ax[1].imshow(y[:, :, z], cmap="Greys_r")
-    ax[1].set_title(f"label, z={z}")
-    for a in ax:
+    for a, data, title in zip(ax, (X, y), titles):
+        a.imshow(data[:, :, z], cmap="Greys_r")
+        a.set_title(f"{title}, z={z}")
         a.set_xticks([])
         a.set_yticks([])
     fig.tight_layout()
     plt.close(fig)
+    return fig
+
+
+#: Views of :func:`plot_prediction_views`: (name, sliced axis, index of ``loc`` it uses).
+PREDICTION_VIEWS = (("Sagittal", 0), ("Coronal", 1), ("Transversal", 2))
+
+
+def plot_prediction_views(
+    truth: np.ndarray, pred: np.ndarray, loc: tuple[int, int, int], inch_per_voxel: float = 1 / 72
+) -> Figure:
+    """Ground truth (top row) and prediction (bottom row) in sagittal, coronal and transversal
+    planes through the voxel ``loc`` = (x, y, z), every panel at the same scale.
+
+    ``truth``, ``pred``: (X, Y, Z, 3) uint8 labeled volumes of one shape (from
+    :func:`get_labeled_image`); ``loc`` is clamped to the volume. Each panel's axes is exactly
+    its slice's size times ``inch_per_voxel``, so a 155-slice side is drawn 155/240 as long as
+    a 240-voxel side in every panel. Returns the pyplot Figure, still open: show or close it.
+    """
+    truth, pred = np.asarray(truth), np.asarray(pred)
+    if truth.ndim != 4 or truth.shape[-1] != 3 or pred.shape != truth.shape:
+        raise ValueError(f"truth and pred must be (X, Y, Z, 3) of one shape, got {truth.shape} "
+                         f"and {pred.shape}")
+    shape = truth.shape[:3]
+    loc = tuple(min(max(int(v), 0), n - 1) for v, n in zip(loc, shape))
+    rows = [[take_slice(rgb, axis, loc[axis]) for _, axis in PREDICTION_VIEWS] for rgb in (truth, pred)]
+    k = inch_per_voxel
+    gap, left, bottom_label, top = 0.12, 0.45, 0.4, 0.1
+    widths = [s.shape[1] * k for s in rows[0]]
+    row_h = max(s.shape[0] for s in rows[0]) * k
+    fig_w = left + sum(widths) + gap * len(widths)
+    fig_h = top + 2 * (row_h + bottom_label)
+    plt = _pyplot()
+    fig = plt.figure(figsize=(fig_w, fig_h))
+    for r, (row, name) in enumerate(zip(rows, ("Ground Truth", "Prediction"))):
+        y0 = fig_h - top - (r + 1) * row_h - r * bottom_label
+        x0 = left
+        for c, (view, (plane, _)) in enumerate(zip(row, PREDICTION_VIEWS)):
+            h, w = view.shape[0] * k, view.shape[1] * k
+            ax = fig.add_axes((x0 / fig_w, y0 / fig_h, w / fig_w, h / fig_h))  # on one baseline
+            ax.imshow(view, aspect="equal", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(plane, fontsize=12)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=12)
+            x0 += w + gap
     return fig

@@ -1,0 +1,101 @@
+"""Silent start-up: the C++ runtime's log lines are filtered, nothing else is hidden."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tumorseg.quiet import is_runtime_log_line, visible_lines
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+#: Fragments of the lines TensorFlow 2.21 prints while Keras loads it.
+NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers")
+
+TF_LINES = """\
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1795804547.593620   10502 port.cc:153] oneDNN custom operations are on.
+I0000 00:00:1795804547.593907   10502 cudart_stub.cc:31] Could not find cuda drivers on your machine.
+I0000 00:00:1795804626.171851   13126 cpu_feature_guard.cc:227] This TensorFlow binary is optimized
+To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.
+"""
+
+
+def _python(code: str, level: str = "3") -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level, "KERAS_BACKEND": "tensorflow"}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=300, cwd=ROOT)
+
+
+def test_log_lines_follow_the_level():
+    warn = "W0000 00:00:1.5   7 gpu.cc:1] slow\n"
+    error = "E0000 00:00:1.5   7 cuda_platform.cc:52] failed call to cuInit\n"
+    assert visible_lines(TF_LINES, 0) == TF_LINES.splitlines(keepends=True)
+    assert visible_lines(TF_LINES, 1) == []  # the continuation line goes with its log line
+    assert [is_runtime_log_line(warn, lv) for lv in range(4)] == [False, False, True, True]
+    assert [is_runtime_log_line(error, lv) for lv in range(4)] == [False, False, False, True]
+    fatal = "F0000 00:00:1.5   7 x.cc:1] abort\n"
+    assert not is_runtime_log_line(fatal, 3)
+
+
+def test_python_text_is_never_hidden():
+    python = (
+        "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n"
+        "/lib/x.py:3: DeprecationWarning: old\n  warnings.warn(msg)\n"
+        "plain text\n"
+    )
+    # right after a hidden log line and its continuation, other text is kept
+    assert "".join(visible_lines(TF_LINES + python, 3)) == python
+    assert visible_lines(TF_LINES.splitlines(keepends=True)[2] + "mine\n", 3) == ["mine\n"]
+    assert visible_lines("\n", 3) == ["\n"]
+
+
+def test_filter_keeps_other_text_and_raises_errors():
+    code = (
+        "import os, sys\n"
+        "from tumorseg.quiet import filtered_native_stderr\n"
+        "with filtered_native_stderr():\n"
+        f"    os.write(2, {TF_LINES.encode()!r})\n"
+        "    os.write(2, b'native message\\n')\n"
+        "    print('python message', file=sys.stderr)\n"
+        "print('after', file=sys.stderr)\n"
+        "with filtered_native_stderr():\n"
+        "    raise RuntimeError('not hidden')\n"
+    )
+    done = _python(code)
+    assert done.returncode == 1
+    assert done.stderr.startswith("native message\npython message\nafter\nTraceback")
+    assert "RuntimeError: not hidden" in done.stderr
+    assert not any(noise in done.stderr for noise in NOISE)
+
+
+def test_import_backend_is_silent_where_plain_import_is_not():
+    plain = _python("import keras")
+    quiet = _python("from tumorseg.quiet import import_backend; import_backend(); import util",
+                    level="3")
+    # the pinned TensorFlow prints these lines despite TF_CPP_MIN_LOG_LEVEL=3
+    assert any(noise in plain.stderr for noise in NOISE), plain.stderr
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+@pytest.mark.slow
+def test_notebook_start_up_shows_no_stderr_in_the_html(tmp_path):
+    """The instructor notebook's start-up cells, run and exported as `make run` does."""
+    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "scripts" / "run_notebook.py")
+    run_notebook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_notebook)
+    cells = nbformat.read(INSTRUCTOR, as_version=4).cells
+    nb = nbformat.v4.new_notebook(cells=[c for c in cells if c.id in {"imports", "imports-2"}])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    _, _, _, error = run_notebook.execute(nb, INSTRUCTOR.parent, timeout=300)
+    assert error is None
+    assert run_notebook.stderr_cells(nb) == []
+    html = run_notebook.export_html(nb)
+    assert "TensorFlow" in html  # the version line of imports-2 is there ...
+    assert not any(noise in html for noise in NOISE)  # ... the runtime's log lines are not

@@ -1,0 +1,113 @@
+"""Import the deep-learning backend without the C++ runtime's start-up lines on stderr.
+
+TensorFlow 2.21 writes lines such as ``WARNING: All log messages before absl::InitializeLog()
+is called are written to STDERR``, ``... port.cc:153] oneDNN custom operations are on ...`` and
+``... cudart_stub.cc:31] Could not find cuda drivers ...`` straight to file descriptor 2 while
+``import keras`` loads it, before it reads ``TF_CPP_MIN_LOG_LEVEL``.  In Jupyter they appear in
+red under the imports cell.  :func:`import_backend` imports Keras (and so its backend) with
+descriptor 2 redirected to a temporary file, then writes back to ``sys.stderr`` every line that
+is not such a log line.  Python errors are never hidden: an exception raised by the import
+propagates after descriptor 2 is restored, and any other text (warnings, tracebacks printed by
+native code, unknown messages) is written back unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
+from types import ModuleType
+
+#: The absl preamble printed before the first C++ log line.
+_ABSL_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"
+#: A glog/absl formatted line: severity letter, date/time, thread id, ``file.cc:line]``.
+_LOG_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+ \S+:\d+\] ")
+#: Severities hidden at each ``TF_CPP_MIN_LOG_LEVEL`` (0 all shown, 3 only fatal shown).
+_HIDDEN = {0: "", 1: "I", 2: "IW", 3: "IWE"}
+#: Lines that CPU-only machines print from the CUDA plugins of the pip wheel; never actionable.
+_HARMLESS = re.compile(
+    r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered"
+    r"|TF-TRT Warning: Could not find TensorRT"
+)
+#: Second lines of multi-line runtime messages, hidden together with their first line.
+_CONTINUATION = re.compile(r"To enable the following instructions: ")
+
+
+def _min_log_level() -> int:
+    """``TF_CPP_MIN_LOG_LEVEL`` as 0..3 (unset or unreadable: 0, TensorFlow's own default)."""
+    try:
+        return min(max(int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0")), 0), 3)
+    except ValueError:
+        return 0
+
+
+def is_runtime_log_line(line: str, level: int | None = None) -> bool:
+    """True when ``line`` is a C++ runtime log line that ``TF_CPP_MIN_LOG_LEVEL`` (or ``level``,
+    0..3) asks to hide, or a known harmless CUDA-plugin line; False for every other text."""
+    level = _min_log_level() if level is None else level
+    hidden = _HIDDEN[min(max(level, 0), 3)]
+    if line.startswith(_ABSL_PREAMBLE):
+        return level >= 1
+    match = _LOG_LINE.match(line)
+    if match is None:
+        return False
+    return match.group(1) in hidden or (level >= 1 and bool(_HARMLESS.search(line)))
+
+
+def visible_lines(text: str, level: int | None = None) -> list[str]:
+    """The lines of ``text`` (with their line ends) left after dropping the runtime log lines
+    that :func:`is_runtime_log_line` hides, with their known continuation lines (the second
+    line of TensorFlow's CPU-instructions notice).  Every other line is kept."""
+    kept, hiding = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(_ABSL_PREAMBLE) or _LOG_LINE.match(line):
+            hiding = is_runtime_log_line(line, level)
+        elif not (hiding and _CONTINUATION.match(line)):
+            hiding = False
+        if not hiding:
+            kept.append(line)
+    return kept
+
+
+@contextlib.contextmanager
+def filtered_native_stderr(level: int | None = None) -> Iterator[None]:
+    """Inside the block, file descriptor 2 goes to a temporary file; on exit it is restored and
+    every captured line that :func:`is_runtime_log_line` does not hide is written to
+    ``sys.stderr``.  Exceptions propagate unchanged.  Where descriptor 2 cannot be duplicated
+    (no console), the block runs unfiltered."""
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()  # text Python wrote to descriptor 2 lands in the file
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            text = capture.read().decode("utf-8", errors="replace")
+            kept = visible_lines(text, level)
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def import_backend() -> ModuleType:
+    """Import and return ``keras`` (which loads its backend, TensorFlow by default) with the
+    runtime's start-up log lines filtered as :func:`filtered_native_stderr` describes.  A no-op
+    returning the module when Keras is already imported."""
+    if "keras" in sys.modules:
+        return sys.modules["keras"]
+    with filtered_native_stderr():
+        import keras
+    return keras
