@@ -33,8 +33,10 @@ import nbformat
 import numpy as np
 import pytest
 
+from tumorseg.resources import instructor_notebook
+
 ROOT = Path(__file__).resolve().parents[1]
-INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+INSTRUCTOR = instructor_notebook()
 STUDENT = ROOT / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [

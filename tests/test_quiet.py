@@ -12,9 +12,10 @@ import nbformat
 import pytest
 
 from tumorseg.quiet import is_runtime_log_line, visible_lines
+from tumorseg.resources import instructor_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
+INSTRUCTOR = instructor_notebook()
 #: Fragments of the lines TensorFlow 2.21 prints while Keras loads it.
 NOISE = ("absl::InitializeLog", "oneDNN custom operations", "Could not find cuda drivers")
 
