@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
+
 ENV_VARS = (
     "KERAS_DISTRIBUTION_JOB_ADDRESSES",
     "KERAS_DISTRIBUTION_NUM_PROCESSES",
@@ -44,6 +46,15 @@ class Distribution:
     def is_chief(self) -> bool:
         """Whether this process writes the outputs (process 0)."""
         return self.process == 0
+
+    def from_chief(self, value: float) -> float:
+        """Process 0's ``value`` on every process (a collective call when there are several
+        hosts), so decisions taken from clocks (the time budget) agree across hosts."""
+        if self.hosts == 1:
+            return value
+        from jax.experimental import multihost_utils
+
+        return float(multihost_utils.broadcast_one_to_all(np.float64(value)))
 
     def record(self) -> dict:
         """The manifest's ``"distribution"`` entry."""

@@ -198,7 +198,8 @@ def run_steps(model: Any, cfg: TrainConfig, source: Any, dist: Distribution, sta
             x, y = feed.get(state.step)
             progress = None
             if cfg.max_seconds:
-                progress = max(state.step / cfg.steps, state.elapsed() / cfg.max_seconds)
+                elapsed = dist.from_chief(state.elapsed())
+                progress = max(state.step / cfg.steps, elapsed / cfg.max_seconds)
             rate = learning_rate_at(state.step, cfg.steps, cfg.lr, cfg.warmup, progress)
             t = time.perf_counter()
             state.loss = train_step(model, x, y, rate)
@@ -212,7 +213,8 @@ def run_steps(model: Any, cfg: TrainConfig, source: Any, dist: Distribution, sta
             if valid is not None and cfg.eval_every and state.step % cfg.eval_every == 0 \
                     and state.step < cfg.steps:
                 metrics = state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
-            timed_out = cfg.max_seconds is not None and state.elapsed() > cfg.max_seconds
+            timed_out = cfg.max_seconds is not None and \
+                dist.from_chief(state.elapsed()) > cfg.max_seconds
             if state.step in cfg.snapshot_steps:
                 export_weights(model, cfg.model_config(),
                                out / f"snapshot_{state.step}.weights.h5", dist.is_chief)
