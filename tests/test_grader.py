@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from tumorseg.course import grader
-from tumorseg.course.grading import checks, nbtools, reference
+from tumorseg.course.grading import checks, isolation, nbtools, reference
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTOR = ROOT / "notebooks" / "instructor" / "Brain_Tumor_Segmentation.ipynb"
@@ -36,6 +36,17 @@ def _load_generator():
 
 
 gen = _load_generator()
+
+
+def _sandbox_flags() -> list[str]:
+    """Grade in the sandbox where it runs; elsewhere the hostile tests still run without it."""
+    try:
+        isolation.check_available()
+    except isolation.SandboxUnavailable:
+        return ["--no-sandbox"]
+    return []
+
+
 needs_notebook = pytest.mark.skipif(not INSTRUCTOR.is_file(), reason="instructor notebook missing")
 
 
@@ -74,7 +85,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp / "out"
     paths = sorted(str(p) for p in subs.glob("*.ipynb"))
     status = grader.main([*paths, "--out", str(out), "--jobs", "2", "--quiet",
-                          "--cell-timeout", str(CELL_TIMEOUT)])
+                          "--cell-timeout", str(CELL_TIMEOUT), *_sandbox_flags()])
     with open(out / "results.csv", newline="") as fh:
         rows = {row["submission"]: row for row in csv.DictReader(fh)}
     reports = {name: json.loads((out / f"{Path(name).stem}.json").read_text()) for name in expected}
@@ -85,7 +96,7 @@ def test_batch_exit_status_and_csv(batch: dict) -> None:
     assert batch["status"] == 0  # no grader-error anywhere
     assert set(batch["rows"]) == set(batch["expected"])
     for name, row in batch["rows"].items():
-        assert list(row) == ["submission", *checks.EXERCISES, "total"]
+        assert list(row) == ["submission", *checks.EXERCISES, "total", "sandbox"]
         scores = [int(row[ex]) for ex in checks.EXERCISES]
         assert int(row["total"]) == sum(scores), name
 
@@ -161,9 +172,10 @@ def test_kernel_death_is_detected_in_seconds() -> None:
         "import os\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
         "    os._exit(1)\n")
     limits = grader.Limits(cell_timeout=400, total_timeout=500)
-    run = grader.run_once(nbtools.read_instructor(INSTRUCTOR), sources, ["C4"], limits)
+    run = grader.run_once(grader.Setup(nbtools.read_instructor(INSTRUCTOR), limits), sources, ["C4"])
     result = grader.judge(run, "C4", clean=True, limits=limits)
-    assert result is not None and result.status == "error" and "died" in result.message
+    assert isinstance(result, grader.Result)
+    assert result.status is grader.Status.ERROR and "died" in result.message
     assert run.seconds < 120  # a missed death would wait out the 400 s cell timeout
 
 
@@ -175,7 +187,8 @@ def test_broken_setup_is_a_grader_error_retried_once(tmp_path: Path) -> None:
     broken = tmp_path / "broken_instructor.ipynb"
     nbformat.write(nb, str(broken))
     out = tmp_path / "out"
-    status = grader.main([str(INSTRUCTOR), "--out", str(out), "--instructor", str(broken), "--quiet"])
+    status = grader.main([str(INSTRUCTOR), "--out", str(out), "--instructor", str(broken), "--quiet",
+                          *_sandbox_flags()])
     assert status == 1
     report = json.loads((out / "Brain_Tumor_Segmentation.json").read_text())
     assert {e["status"] for e in report["exercises"].values()} == {"grader-error"}
@@ -376,3 +389,75 @@ def test_sandbox_timeout_and_memory_limit(tmp_path: Path) -> None:
     assert status == 124 and seconds < 20
     status, _ = _sandbox("b = bytearray(3 * 1024 ** 3)", tmp_path, memory_mb=1024)
     assert status == 1  # MemoryError, not an OOM kill of the machine
+
+
+# --------------------------------------------------------------------------- results.csv merge
+def _fake_grading(monkeypatch: pytest.MonkeyPatch, points: dict[str, int],
+                  fail_on: str | None = None) -> None:
+    """Replace the kernel runs: ``points[name]`` exercises pass (C1 first), the rest fail."""
+    def fake(path: Path, setup: grader.Setup, max_bytes: int = 0, log: object = None) -> grader.Graded:
+        if path.name == fail_on:
+            raise RuntimeError("the grading machine crashed")
+        results = {ex: grader.Result(grader.Status.PASSED if i < points[path.name] else
+                                     grader.Status.FAILED, "m")
+                   for i, ex in enumerate(checks.EXERCISES)}
+        return grader.Graded(path.name, results, 0.1, 1)
+
+    monkeypatch.setattr(grader, "grade_submission", fake)
+
+
+def _csv_rows(out: Path) -> dict[str, dict[str, str]]:
+    with open(out / "results.csv", newline="") as fh:
+        return {row["submission"]: row for row in csv.DictReader(fh)}
+
+
+@needs_notebook
+def test_results_csv_is_a_merge_keyed_by_submission(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    a, b, c, d = (tmp_path / f"{n}.ipynb" for n in "abcd")
+
+    def grade(paths: list[Path], points: dict[str, int], **kwargs: object) -> None:
+        _fake_grading(monkeypatch, points)
+        grader.grade_batch(paths, out, jobs=2, progress=False, sandbox=False, **kwargs)
+
+    grade([a, b], {"a.ipynb": 6, "b.ipynb": 2})
+    grade([c], {"c.ipynb": 4})
+    rows = _csv_rows(out)
+    assert {k: r["total"] for k, r in rows.items()} == {"a.ipynb": "6", "b.ipynb": "2", "c.ipynb": "4"}
+    grade([b], {"b.ipynb": 5})  # a regrade of b replaces its row, a and c stay
+    rows = _csv_rows(out)
+    assert {k: r["total"] for k, r in rows.items()} == {"a.ipynb": "6", "b.ipynb": "5", "c.ipynb": "4"}
+    assert [rows["b.ipynb"][ex] for ex in checks.EXERCISES] == ["1"] * 5 + ["0"]
+    assert json.loads((out / "b.json").read_text())["total"] == 5
+    assert sorted(p.name for p in out.iterdir()) == [".results.lock", "a.json", "b.json", "c.json",
+                                                     "results.csv"]  # no temporary file left
+    grade([d], {"d.ipynb": 1}, fresh=True)  # starting over is explicit
+    assert list(_csv_rows(out)) == ["d.ipynb"]
+    assert not (out / "a.json").exists() and (out / "d.json").exists()
+
+
+@needs_notebook
+def test_an_interrupted_batch_keeps_every_finished_grade(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    paths = [tmp_path / f"{n}.ipynb" for n in "abc"]
+    _fake_grading(monkeypatch, {"a.ipynb": 3, "b.ipynb": 4, "c.ipynb": 5})
+    grader.grade_batch(paths[:1], out, progress=False, sandbox=False)
+    _fake_grading(monkeypatch, {"a.ipynb": 3, "b.ipynb": 4, "c.ipynb": 5}, fail_on="c.ipynb")
+    with pytest.raises(RuntimeError, match="crashed"):
+        grader.grade_batch(paths[1:], out, jobs=1, progress=False, sandbox=False)
+    assert {k: r["total"] for k, r in _csv_rows(out).items()} == {"a.ipynb": "3", "b.ipynb": "4"}
+
+
+def test_a_foreign_results_csv_is_refused_before_grading(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_text("name,grade\nalice,A\n")
+    sub = tmp_path / "s.ipynb"
+    sub.write_text("{}")
+    assert grader.main([str(sub), "--out", str(out), "--no-sandbox", "--quiet"]) == 2
+    assert "--fresh" in capsys.readouterr().err
+    assert (out / "results.csv").read_text() == "name,grade\nalice,A\n"
+    assert not (out / "s.json").exists()
