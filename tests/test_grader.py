@@ -19,7 +19,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tumorseg.course import grader
+from tumorseg.course import grader, public_tests
 from tumorseg.course.grading import checks, isolation, nbtools, reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def _assert_graded(batch: dict, name: str) -> None:
         entry = report["exercises"][ex]
         assert entry["status"] in grader.STATUSES
         assert (entry["status"] == "passed") == (entry["score"] == 1)
-        assert 0 < len(entry["message"]) < 400
+        assert 0 < len(entry["message"]) < 1500
 
 
 def test_instructor_notebook_scores_6(batch: dict) -> None:
@@ -143,18 +143,27 @@ def test_bad_file_messages_are_clear(batch: dict) -> None:
     assert "edited" in batch["reports"]["edited_header.ipynb"]["exercises"]["C4"]["message"]
     assert "2 cells" in batch["reports"]["duplicated_cell.ipynb"]["exercises"]["C3"]["message"]
     assert "died" in batch["reports"]["os_exit.ipynb"]["exercises"]["C4"]["message"]
+    numpy_dice = batch["reports"]["numpy_dice.ipynb"]["exercises"]["C4"]["message"]
+    assert "model.fit" in numpy_dice and "use keras.ops (imported as ops), not numpy" in numpy_dice
+    off_by_one = batch["reports"]["off_by_one.ipynb"]["exercises"]["C1"]["message"]
+    assert "raised ValueError: high <= 0" in off_by_one  # the exception, with its message
+    assert "failing line: start_x = np.random.randint(0, orig_x - output_x)" in off_by_one
+    assert "np.random.randint(0, orig - output + 1)" in off_by_one  # and the fix
 
 
-def test_messages_leak_no_hidden_results(batch: dict) -> None:
+def test_messages_leak_no_hidden_inputs(batch: dict) -> None:
+    """A message may tell the expected value of the first failing hidden check, never the
+    hidden inputs, the digests, or more than one expected value."""
     secrets = {reference.expected_digest(ex) for ex in checks.EXERCISES}
-    for ex in ("C3", "C4", "C5", "C6"):
-        for result in reference.expected(ex):
-            for v in np.ravel(checks.values(result["value"])):
-                secrets.add(f"{float(v):.4f}")
-    secrets -= {"0.0000", "1.0000", "0.5000"}
+    for args, _, _ in checks.cases("C2"):  # inputs with many digits: any printed value shows
+        for v in np.ravel(args[0])[:50]:
+            if abs(2 * v - round(2 * v)) > 1e-3:  # not 0.0, 7.5 or the integer image
+                secrets |= {f"{float(v):.3f}", f"{float(v):.6f}", repr(float(v))}
     for report in batch["reports"].values():
         text = json.dumps(report)
         assert not [s for s in secrets if s in text]
+        for entry in report["exercises"].values():
+            assert entry["message"].count("expected ") <= 1 + entry["message"].count("expected a")
 
 
 def test_no_process_left_behind(batch: dict) -> None:
@@ -236,9 +245,15 @@ def test_expected_values_are_far_from_rounding_boundaries() -> None:
             assert distance.size == 0 or distance.min() >= checks.MARGIN, ex
 
 
+def _record(ex: str, results: list, symbolic: list | None = None) -> dict:
+    if symbolic is None:
+        symbolic = list(reference.expected_symbolic(ex)) if ex in checks.SYMBOLIC else []
+    return {"exercise": ex, "defined": True, "results": results, "symbolic": symbolic}
+
+
 def test_reference_results_pass_their_own_check() -> None:
     for ex in checks.EXERCISES:
-        record = {"exercise": ex, "defined": True, "results": list(reference.expected(ex))}
+        record = _record(ex, list(reference.expected(ex)))
         assert reference.judge_record(ex, record)[0] == "passed"
         assert checks.fingerprint(ex, record["results"]) == reference.expected_digest(ex)
 
@@ -247,8 +262,56 @@ def test_one_wrong_value_fails_both_halves() -> None:
     results = copy.deepcopy(list(reference.expected("C4")))
     results[1]["value"]["data"] = [results[1]["value"]["data"][0] + 0.01]
     assert checks.fingerprint("C4", results) != reference.expected_digest("C4")
-    status, message = reference.judge_record("C4", {"exercise": "C4", "defined": True, "results": results})
-    assert status == "failed" and "hidden check 2: wrong values" in message
+    status, message = reference.judge_record("C4", _record("C4", results))
+    assert status == "failed"
+    assert message.startswith("`dice_coefficient` failed 1 of 4 hidden checks (2: wrong result).")
+    assert "dice_coefficient on hidden check 2: expected " in message
+    assert public_tests.VALUE_HINTS["C4"] in message
+
+
+def _solution_variant(ex: str, old: str, new: str) -> dict:
+    import keras
+
+    source = _solutions()[ex]
+    assert old in source
+    namespace = {"np": np, "keras": keras, "ops": keras.ops}
+    exec(compile(source.replace(old, new), "<cell>", "exec"), namespace)
+    return namespace
+
+
+@needs_notebook
+def test_messages_give_the_diagnosis_of_the_first_failing_check() -> None:
+    """The message lists every failing check in order, the count agrees, and it carries the
+    public tests' diagnosis: expected, got, hint; the exception and how to fix it."""
+    ns = _solution_variant("C1", "orig_x - output_x + 1", "orig_x - output_x")
+    status, message = reference.judge_record("C1", _record("C1", checks.call_student("C1", ns["get_sub_volume"])))
+    assert status == "error"
+    assert message.startswith("`get_sub_volume` failed 3 of 5 hidden checks "
+                              "(1 and 4: wrong result; 3: raised ValueError).")
+    assert "X holds the wrong voxels for hidden check 1" in message
+    assert "Hidden check 3: get_sub_volume raised ValueError: high <= 0" in message
+    assert "np.random.randint(0, orig - output + 1)" in message
+    # a NaN is named as such, with the hint
+    results = copy.deepcopy(list(reference.expected("C4")))
+    results[2]["value"]["data"] = [float("nan")]
+    status, message = reference.judge_record("C4", _record("C4", results))
+    assert status == "failed" and "failed 1 of 4 hidden checks (3: wrong result)" in message
+    assert "got nan: a division by zero? Add epsilon" in message
+
+
+@needs_notebook
+def test_numpy_only_dice_fails_its_hidden_check_with_the_keras_hint() -> None:
+    source = _solutions()["C5"].replace("ops.sum", "np.sum").replace("ops.mean", "np.mean")
+    namespace = {"np": np}
+    exec(compile(source, "<cell>", "exec"), namespace)
+    fn = namespace["soft_dice_loss"]
+    numeric = checks.call_student("C5", fn)
+    assert checks.fingerprint("C5", numeric) == reference.expected_digest("C5")  # right on arrays
+    status, message = reference.judge_record("C5", _record("C5", numeric, checks.call_student(
+        "C5", fn, symbolic=True)))
+    assert status == "failed"
+    assert "passed all 4 hidden checks on numpy arrays, but not inside model.fit" in message
+    assert public_tests.KERAS_HINT in message
 
 
 def test_canonical_uses_exact_types() -> None:

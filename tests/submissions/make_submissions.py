@@ -47,6 +47,15 @@ def _append(ex: str, extra: str, before: bool = False) -> Callable[[nbformat.Not
     return edit
 
 
+def _replace(ex: str, old: str, new: str) -> Callable[[nbformat.NotebookNode], None]:
+    """The correct solution with one typical mistake."""
+    def edit(nb: nbformat.NotebookNode) -> None:
+        cell = _cell(nb, ex)
+        assert old in cell.source, f"{old!r} not in the UNQ_{ex} solution"
+        cell.source = cell.source.replace(old, new)
+    return edit
+
+
 def _drop(ex: str) -> Callable[[nbformat.NotebookNode], None]:
     def edit(nb: nbformat.NotebookNode) -> None:
         nb.cells.remove(_cell(nb, ex))
@@ -153,6 +162,12 @@ SUBMISSIONS: dict[str, tuple[Callable[[nbformat.NotebookNode], None] | str, dict
               "                pass\n"
               "    numbers = re.findall(r'0\\.\\d{6,}', text)\n"
               "    return float(numbers[0]) if numbers else 0.0\n"), {"C5": "failed"}),
+    "numpy_dice": (_with_source(
+        "C4", "import numpy as np\n\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+              "    numerator = 2 * np.sum(y_true * y_pred, axis=axis) + epsilon\n"
+              "    denominator = np.sum(y_true, axis=axis) + np.sum(y_pred, axis=axis) + epsilon\n"
+              "    return np.mean(numerator / denominator)\n"), {"C4": "failed"}),
+    "off_by_one": (_replace("C1", "orig_x - output_x + 1", "orig_x - output_x"), {"C1": "error"}),
     "kill_pytest": (_append("C5", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", before=True),
                     {"C5": "error"}),
     "leftover_process": (_append(
