@@ -1,15 +1,20 @@
-"""Autograder speed: one correct submission, then 6 submissions with --jobs 1 and --jobs 2.
+"""Autograder speed: the sandbox's overhead, one correct submission, then 6 submissions with
+--jobs 1 and --jobs 2.
 
 Prints wall times, the number of kernel runs, and the peak memory of the grading processes
 (sum of RSS over every descendant, and the largest address space of one process, which is
-what the RLIMIT_AS limit of ``--memory-mb`` applies to).  Targets (issue D): one correct
-submission <= 90 s on the 2-core machine; --jobs 2 faster than --jobs 1.
+what the RLIMIT_AS limit of ``--memory-mb`` applies to).  Targets: one correct submission
+<= 90 s on the 2-core machine; --jobs 2 faster than --jobs 1; the bubblewrap sandbox costs
+<= 10 % of grading one correct submission, measured side by side with ``--no-sandbox``
+(alternating runs, medians; ``BENCH_GRADER_REPEATS`` sets the number of pairs, default 3).
 """
 
 from __future__ import annotations
 
 import copy
 import os
+import resource
+import statistics
 import sys
 import tempfile
 import threading
@@ -24,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tumorseg.course import grader  # noqa: E402
+from tumorseg.course.grading import isolation  # noqa: E402
 
 INSTRUCTOR = ROOT / "tumorseg" / "course" / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
 
@@ -62,16 +68,49 @@ def _submission(path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def _timed(paths: list[Path], out: Path, jobs: int) -> tuple[float, int, Sampler, int]:
+def _timed(paths: list[Path], out: Path, jobs: int, sandbox: bool = True
+           ) -> tuple[float, int, Sampler, int]:
     sampler = Sampler()
     sampler.start()
     start = time.perf_counter()
-    graded = grader.grade_batch(paths, out, jobs=jobs, progress=False)
+    graded = grader.grade_batch(paths, out, jobs=jobs, progress=False, sandbox=sandbox)
     seconds = time.perf_counter() - start
     sampler.stop.set()
     sampler.join()
-    scores = sum(r.score for g in graded for r in g.results.values())
+    scores = sum(g.total or 0 for g in graded)
     return seconds, sum(g.runs for g in graded), sampler, scores
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _sandbox_overhead(path: Path, tmp_path: Path, pairs: int) -> None:
+    """Grade one correct submission with and without the sandbox, alternating; print medians
+    of the wall time and of the CPU time of every process of the grading (less sensitive to
+    other jobs on the machine)."""
+    try:
+        isolation.check_available()
+    except isolation.SandboxUnavailable as exc:
+        print(f"sandbox overhead: skipped ({exc})")
+        return
+    wall: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(pairs):
+        for sandbox in ((True, False) if i % 2 == 0 else (False, True)):
+            before = _children_cpu()
+            seconds, _, _, scores = _timed([path], tmp_path / f"overhead-{i}-{sandbox}", 1, sandbox)
+            assert scores == 6, f"the correct submission got {scores}/6"
+            wall[sandbox].append(seconds)
+            cpu[sandbox].append(_children_cpu() - before)
+    for what, times in (("wall", wall), ("CPU", cpu)):
+        with_box, without = statistics.median(times[True]), statistics.median(times[False])
+        print(f"sandbox overhead, one correct submission, {what} time ({pairs} alternating "
+              f"pairs, medians): bubblewrap {with_box:.1f} s, --no-sandbox {without:.1f} s, "
+              f"overhead {100 * (with_box - without) / without:+.1f} % (target <= 10 %)")
+        print(f"  all runs: bubblewrap {[round(t, 1) for t in times[True]]}, "
+              f"--no-sandbox {[round(t, 1) for t in times[False]]}")
 
 
 def main() -> int:
@@ -85,6 +124,7 @@ def main() -> int:
         for i in range(6):
             six.append(tmp_path / f"student_{i}.ipynb")
             _submission(six[-1])
+        _sandbox_overhead(six[0], tmp_path, int(os.environ.get("BENCH_GRADER_REPEATS", "3")))
         seconds, runs, sampler, scores = _timed(six[:1], tmp_path / "one", jobs=1)
         print(f"one correct submission: {seconds:.1f} s ({runs} kernel run, {scores}/6 points; "
               f"target <= 90 s)")

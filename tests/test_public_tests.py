@@ -7,6 +7,8 @@ tests also guard the notebook's exercise code.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import nbformat
 import numpy as np
@@ -238,3 +240,72 @@ def test_exceptions_inside_student_code_become_assertion_errors():
 
     message = _fails(pt.test_standardize, standardize, "TypeError", "failing line: for c in None:")
     assert "START CODE HERE" in message
+
+
+# ---------------------------------------------------------------- inside model.fit
+
+
+def _numpy_only(source: str) -> str:
+    """The solution with keras.ops replaced by numpy: right values on arrays, but it cannot
+    run on the symbolic tensors of model.fit."""
+    return source.replace("ops.sum", "np.sum").replace("ops.mean", "np.mean")
+
+
+@pytest.mark.parametrize("n, test_name, fn_name", [
+    (3, "test_single_class_dice_coefficient", "single_class_dice_coefficient"),
+    (4, "test_dice_coefficient", "dice_coefficient"),
+    (5, "test_soft_dice_loss", "soft_dice_loss"),
+])
+def test_numpy_only_dice_fails_with_the_keras_hint(unq_sources, n, test_name, fn_name):
+    src = _numpy_only(unq_sources[n])
+    assert "ops." not in src.split("START CODE HERE")[1]
+    fn = _namespace([src])[fn_name]
+    values = fn(np.ones((2, 2, 2, 2)), np.ones((2, 2, 2, 2)))
+    assert np.isfinite(values).all()  # it does work on numpy arrays
+    message = _fails(getattr(pt, test_name), fn, "symbolic tensors", "model.fit",
+                     "use keras.ops (imported as ops), not numpy")
+    assert "NotImplementedError" in message or "numpy" in message
+
+
+def test_single_class_dice_ignoring_axis_fails(unq_sources):
+    src = _variant(unq_sources[3], "ops.sum(y_true * y_pred, axis=axis)", "ops.sum(y_true * y_pred)")
+    src = src.replace("ops.sum(y_true, axis=axis) + ops.sum(y_pred, axis=axis)",
+                      "ops.sum(y_true) + ops.sum(y_pred)")
+    _fails(pt.test_single_class_dice_coefficient,
+           _namespace([src])["single_class_dice_coefficient"], "axis=(1, 2, 3)", "(2,)")
+
+
+# ---------------------------------------------------------------- what the student sees
+
+
+def test_failure_traceback_is_short_and_hides_the_test_internals():
+    from IPython.core import ultratb
+
+    def get_sub_volume(image, label, orig_x=240, orig_y=240, orig_z=155, output_x=160,
+                       output_y=160, output_z=16, num_classes=4, max_tries=1000,
+                       background_threshold=0.95):
+        return None
+
+    try:
+        pt.test_get_sub_volume(get_sub_volume)
+    except AssertionError:
+        text = ultratb.VerboseTB(theme_name="nocolor").text(*sys.exc_info())
+    else:
+        pytest.fail("the public test passed a placeholder")
+    frames = [line for line in text.splitlines() if line.startswith(("File ", "Cell "))]
+    assert len(frames) == 2, text  # this test's call, then one clean frame of public_tests
+    for internal in ("patch_problem", "replay_corners", "_close", "_fail(", "_toy_volume",
+                     "[[0, 2], [0, 3]]", "np.random.seed(3)\n"):
+        assert internal not in text.split("AssertionError:")[0], (internal, text)
+    assert "returned None for call 1" in text  # the message itself is kept
+
+
+def test_public_tests_are_not_collected_by_pytest(tmp_path):
+    (tmp_path / "test_imports.py").write_text(
+        "from tumorseg.course.public_tests import *  # noqa: F403\n"
+        "from tumorseg.course.public_tests import test_standardize  # noqa: F401\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-p",
+                           "no:cacheprovider", str(tmp_path)], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert "no tests collected" in done.stdout, done.stdout
+    assert all(getattr(pt, name).__test__ is False for name in pt.__all__ if name.startswith("test_"))

@@ -47,6 +47,15 @@ def _append(ex: str, extra: str, before: bool = False) -> Callable[[nbformat.Not
     return edit
 
 
+def _replace(ex: str, old: str, new: str) -> Callable[[nbformat.NotebookNode], None]:
+    """The correct solution with one typical mistake."""
+    def edit(nb: nbformat.NotebookNode) -> None:
+        cell = _cell(nb, ex)
+        assert old in cell.source, f"{old!r} not in the UNQ_{ex} solution"
+        cell.source = cell.source.replace(old, new)
+    return edit
+
+
 def _drop(ex: str) -> Callable[[nbformat.NotebookNode], None]:
     def edit(nb: nbformat.NotebookNode) -> None:
         nb.cells.remove(_cell(nb, ex))
@@ -153,6 +162,12 @@ SUBMISSIONS: dict[str, tuple[Callable[[nbformat.NotebookNode], None] | str, dict
               "                pass\n"
               "    numbers = re.findall(r'0\\.\\d{6,}', text)\n"
               "    return float(numbers[0]) if numbers else 0.0\n"), {"C5": "failed"}),
+    "numpy_dice": (_with_source(
+        "C4", "import numpy as np\n\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+              "    numerator = 2 * np.sum(y_true * y_pred, axis=axis) + epsilon\n"
+              "    denominator = np.sum(y_true, axis=axis) + np.sum(y_pred, axis=axis) + epsilon\n"
+              "    return np.mean(numerator / denominator)\n"), {"C4": "failed"}),
+    "off_by_one": (_replace("C1", "orig_x - output_x + 1", "orig_x - output_x"), {"C1": "error"}),
     "kill_pytest": (_append("C5", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", before=True),
                     {"C5": "error"}),
     "leftover_process": (_append(
@@ -196,3 +211,167 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --------------------------------------------------------------------------- sandbox probes
+#: Probes a hostile student would try, each inside an otherwise correct UNQ_C1 cell and inside
+#: try/except, so that the notebook must still get 6/6.  Each writes one verdict line to
+#: ``probe-<name>.txt`` in its working directory ("blocked: ..." or "LEAKED: ..."); some are
+#: also checked from outside (files on the host, the listener, the process table).
+#: Placeholders: {token} {port} {grader_pid} {root} {package} {instructor} {out} {other} {mark}
+PROBES: dict[str, str] = {
+    "read_instructor": """
+text = open({instructor!r}).read()
+import shutil
+shutil.copy({instructor!r}, "/tmp/probe-copy-{token}.ipynb")
+return "LEAKED: read the instructor notebook" if "START CODE HERE" in text else "blocked: empty"
+""",
+    "read_reference": """
+import glob, importlib
+found = []
+for path in [{package!r} + "/course/grading/reference.py", {package!r} + "/course/grader.py",
+             *glob.glob({package!r} + "/**/__pycache__/reference*.pyc", recursive=True)]:
+    try:
+        if "ref_" in open(path, errors="ignore").read():
+            found.append(path)
+    except OSError:
+        pass
+try:
+    importlib.import_module("tumorseg.course.grading.reference")
+    found.append("import")
+except Exception:
+    pass
+return f"LEAKED: {{found}}" if found else "blocked: no reference code readable"
+""",
+    "write_project": """
+written = []
+for path in [{root!r} + "/probe-{token}.txt", {package!r} + "/probe_{token}.py",
+             {package!r} + "/course/grading/probe_{token}.py"]:
+    try:
+        with open(path, "w") as fh:
+            fh.write("written by a submission")
+        written.append(path)
+    except OSError:
+        pass
+return f"LEAKED: wrote {{written}}" if written else "blocked: the project is not writable"
+""",
+    "write_grades": """
+written = []
+for path in [{out!r} + "/probe-{token}.json", {out!r} + "/results.csv"]:
+    try:
+        with open(path, "a") as fh:
+            fh.write("forged,1,1,1,1,1,1,6,bubblewrap\\n")
+        written.append(path)
+    except OSError:
+        pass
+return f"LEAKED: wrote {{written}}" if written else "blocked: the grades folder is not writable"
+""",
+    "connect_localhost": """
+import socket
+with socket.create_connection(("127.0.0.1", {port}), timeout=3) as conn:
+    conn.sendall(b"{token}")
+return "LEAKED: connected to the host's 127.0.0.1:{port}"
+""",
+    "leave_process": """
+import subprocess
+subprocess.Popen(["sleep", "{mark}"], start_new_session=True)
+pid = os.fork()
+if pid == 0:  # double fork: the grandchild is orphaned in a session of its own
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", "{mark}"])
+    os._exit(0)
+os.waitpid(pid, 0)
+return "started two sleepers (the test checks that none is left)"
+""",
+    "read_other_submission": """
+import glob
+found = []
+try:
+    if "{mark}" in open({other!r}).read():
+        found.append({other!r})
+except OSError:
+    pass
+own = os.path.realpath("grading.ipynb")
+for path in glob.glob("/tmp/tumorseg-grade-*/**/grading.ipynb", recursive=True):
+    if os.path.realpath(path) != own:
+        found.append(path)
+return f"LEAKED: {{found}}" if found else "blocked: no other submission visible"
+""",
+    "fork_bomb": """
+import time
+kids = []
+try:
+    for _ in range(1000):
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(1)
+            os._exit(0)
+        kids.append(pid)
+    verdict = f"LEAKED: started {{len(kids)}} processes"
+except OSError as exc:
+    verdict = f"blocked: fork failed after {{len(kids)}} processes ({{exc}})"
+for kid in kids:
+    os.waitpid(kid, 0)
+return verdict
+""",
+    "read_grader_proc": """
+found = []
+if os.path.exists("/proc/{grader_pid}"):
+    found.append("the grader's pid {grader_pid}")
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    for name in ("cmdline", "environ"):
+        try:
+            with open(f"/proc/{{pid}}/{{name}}", "rb") as fh:
+                data = fh.read()
+        except OSError:
+            continue
+        if b"{token}" in data or b"tumorseg.course.grader" in data or b"test_sandbox" in data:
+            found.append(f"/proc/{{pid}}/{{name}}")
+return f"LEAKED: {{found}}" if found else "blocked: only the run's own processes are visible"
+""",
+}
+
+_PROBE_FRAME = """import os
+def _probe():
+{body}
+try:
+    _verdict = _probe()
+except BaseException as _exc:  # noqa: BLE001 - a probe must never fail the cell
+    _verdict = f"blocked: {{type(_exc).__name__}}: {{_exc}}"
+with open("probe-{name}.txt", "a") as _fh:
+    _fh.write(str(_verdict)[:300].replace("\\n", " ") + "\\n")
+del _probe, _verdict
+"""
+
+
+def probe_source(name: str, context: dict[str, object]) -> str:
+    """The code of one probe, ready to go at the top of a UNQ_C1 cell."""
+    body = PROBES[name].format(**context).strip("\n")
+    indented = "\n".join("    " + line if line else line for line in body.splitlines())
+    return _PROBE_FRAME.format(body=indented, name=name)
+
+
+def build_probes(out: Path, context: dict[str, object],
+                 instructor: Path = INSTRUCTOR) -> dict[str, Path]:
+    """One notebook per probe in ``out`` (all six solutions, the probe in UNQ_C1), plus
+    ``victim.ipynb``, a correct notebook holding ``context["mark"]``, graded beside them."""
+    base = nbformat.read(str(instructor), as_version=4)
+    for cell in base.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    base.cells = [c for c in base.cells if "grader" not in c.metadata.get("tags", [])]
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    victim = copy.deepcopy(base)
+    _append("C6", f"# {context['mark']}")(victim)
+    paths["victim"] = out / "victim.ipynb"
+    nbformat.write(victim, str(paths["victim"]))
+    for name in PROBES:
+        nb = copy.deepcopy(base)
+        _append("C1", probe_source(name, context), before=True)(nb)
+        paths[name] = out / f"probe_{name}.ipynb"
+        nbformat.write(nb, str(paths[name]))
+    return paths

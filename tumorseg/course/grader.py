@@ -1,6 +1,6 @@
-"""``tumorseg grade``: grade student notebooks with nbval, safely and in parallel.
+"""``tumorseg grade``: grade student notebooks with nbval, in a sandbox and in parallel.
 
-    tumorseg grade SUBMISSION.ipynb [MORE ...] --out DIR [--jobs N]
+    tumorseg grade SUBMISSION.ipynb [MORE ...] --out DIR [--jobs N] [--fresh] [--no-sandbox]
 
 For each submission the grader
 
@@ -10,28 +10,29 @@ For each submission the grader
 2. splices only those cells' *source* into a reduced copy of the instructor notebook (prelude,
    ``setup`` cells, and per exercise a state marker, the student's cell and the graded check)
    in a fresh temporary folder holding instructor assets only;
-3. runs ``pytest --nbval-lax --nbval-current-env`` there through :mod:`.grading.sandbox`
-   (own session, memory/CPU/file-size limits, every leftover process killed), with a per-role
-   cell timeout and an outer timeout;
+3. runs ``pytest --nbval-lax --nbval-current-env`` there inside the bubblewrap sandbox of
+   :mod:`.grading.isolation` (no network, no view of the checkout, the solutions, the grades
+   or the other runs; a process limit), under the runner of :mod:`.grading.sandbox` (memory,
+   CPU and file-size limits, every leftover process killed), with a per-role cell timeout and
+   an outer timeout;
 4. maps JUnit items to exercises through their ``role``/``exercise`` properties and scores an
    exercise ``passed`` only when nbval matched its verdict line *and* the grader's own
-   comparison of the raw results (:mod:`.grading.reference`) passed;
+   comparison of the raw results (:mod:`.grading.reference`, never inside the sandbox) passed;
 5. regrades, in a fresh kernel, the exercises whose result may have been caused by another
    exercise (the kernel died or hung before them, or earlier student code patched numpy,
    builtins, Keras ... ); the first exercise of each run always has a clean kernel, so every
    run settles at least one exercise.
 
-Outputs: ``DIR/results.csv`` (submission, C1..C6 as 0/1, total; blank where a grader error
-left no score) and ``DIR/<name>.json`` (score, status, message per exercise).  Statuses:
-passed, failed, error, timeout, missing, grader-error.  The exit status is 1 when any
-grader-error occurred (each is retried once first), else 0.
+Outputs: ``DIR/<name>.json`` (score, status, message per exercise) and ``DIR/results.csv``
+(submission, C1..C6 as 0/1, total, sandbox; blank where a grader error left no score), merged
+by submission (:mod:`.grading.results`).  The exit status is 1 when any grader-error occurred
+(each is retried once first), 2 when the sandbox is unavailable, else 0.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import enum
 import json
 import os
 import shutil
@@ -51,16 +52,30 @@ import nbformat
 from tumorseg import resources
 from tumorseg.atomic import write_text
 
-from .grading import checks, nbtools, reference
+from .grading import checks, isolation, nbtools, reference, results
 
 INSTRUCTOR = resources.instructor_notebook()
-STATUSES = ("passed", "failed", "error", "timeout", "missing", "grader-error")
+
+
+class Status(str, enum.Enum):
+    """The status of one graded exercise (the value is what reports show)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    MISSING = "missing"
+    GRADER_ERROR = "grader-error"
+
+
+STATUSES = tuple(s.value for s in Status)
 #: outcomes of an item that did not (reliably) run
 NOT_RUN = {"after-timeout", "kernel-dead", "skipped", "setup-error", None}
 TRUSTED = {"prelude", "setup", "pre"}
 MAX_RECORD_BYTES = 5 * 1024 * 1024
 MAX_JUNIT_BYTES = 50 * 1024 * 1024
 MAX_RUNS = 8  # per submission; every run settles at least one exercise, so 7 suffice
+NO_SANDBOX = "none (--no-sandbox)"
 # read once: later runs use these texts even if a submission rewrites files on disk
 _CHECKS_SOURCE = Path(checks.__file__).read_text(encoding="utf-8")
 _CONFTEST_SOURCE = (Path(__file__).parent / "grading" / "folder_conftest.py").read_text(encoding="utf-8")
@@ -69,26 +84,41 @@ _UTIL_SOURCE = resources.facade_source()
 
 @dataclass
 class Limits:
-    """Time and memory limits of one grading run (seconds, MiB)."""
+    """Time, memory and process limits of one grading run (seconds, MiB, processes)."""
 
     cell_timeout: float = 30.0
     setup_timeout: float = 240.0
     startup_timeout: float = 90.0
     total_timeout: float = 600.0
     memory_mb: int = 6144
+    max_procs: int = isolation.DEFAULT_MAX_PROCS
 
 
-@dataclass
+@dataclass(frozen=True)
 class Result:
-    status: str
+    """The final grade of one exercise."""
+
+    status: Status
     message: str
 
     @property
-    def score(self) -> int:
-        return int(self.status == "passed")
+    def score(self) -> int | None:
+        """1 passed, 0 otherwise; None for a grader error (not a zero)."""
+        return None if self.status is Status.GRADER_ERROR else int(self.status is Status.PASSED)
 
 
-GRADER = Result("grader-error", "")  # sentinel: the run broke before any student code ran
+@dataclass(frozen=True)
+class Regrade:
+    """The exercise's result in this run may have been caused by earlier code: grade it again
+    in a fresh kernel."""
+
+
+@dataclass(frozen=True)
+class RunBroken:
+    """The run broke before any student code ran (kernel start or a setup cell failed)."""
+
+
+Outcome = Result | Regrade | RunBroken
 
 
 @dataclass
@@ -126,30 +156,64 @@ class Run:
         return len(self.items)
 
 
+@dataclass
+class Setup:
+    """What every grading run of a batch shares.
+
+    ``library`` is the filtered copy of the package mounted in the sandbox
+    (:func:`isolation.prepare_library`), with the template home of :func:`isolation.seed_home`
+    beside it; None grades without a sandbox (``--no-sandbox``)."""
+
+    instructor: nbformat.NotebookNode
+    limits: Limits = field(default_factory=Limits)
+    library: Path | None = None
+    keep: Path | None = None
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.library is not None
+
+
 # --------------------------------------------------------------------------- one run
-def _clean_env(folder: Path, limits: Limits) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST", "TUMORSEG_GRADE", "JPY_", "JUPYTER_"))}
-    env.update({
+def _run_env(where: str, limits: Limits) -> dict[str, str]:
+    """The variables a grading run needs; ``where`` is the run folder as the run sees it."""
+    return {
         "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "PYTHONHASHSEED": "0",
         "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "CUDA_VISIBLE_DEVICES": "",
         "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1",
-        "JUPYTER_RUNTIME_DIR": str(folder / "runtime"),
-        checks.OUTPUT_ENV: str(folder / "_outputs"),
+        "JUPYTER_RUNTIME_DIR": f"{where}/runtime",
+        checks.OUTPUT_ENV: f"{where}/_outputs",
         "TUMORSEG_GRADE_CONF": json.dumps({"timeouts": {
             "prelude": limits.setup_timeout, "setup": limits.setup_timeout, "pre": limits.setup_timeout,
             "student": limits.cell_timeout, "check": limits.cell_timeout}}),
-    })
+    }
+
+
+def _host_env(extra: dict[str, str]) -> dict[str, str]:
+    """Without a sandbox: the grader's environment minus pytest/Jupyter state, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST", "TUMORSEG_GRADE", "JPY_", "JUPYTER_"))}
+    env.update(extra)
     return env
 
 
 def _read_limited(path: Path, limit: int) -> bytes | None:
+    """A regular file's bytes (symbolic links are not followed), or None when it is missing,
+    something else, or larger than ``limit``."""
     try:
-        if not path.is_file() or path.stat().st_size > limit:
-            return None
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
+    try:
+        info = os.fstat(fd)
+        if not (info.st_mode & 0o170000 == 0o100000) or info.st_size > limit:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read(limit + 1)[:limit]
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def _parse_junit(data: bytes) -> list[Item]:
@@ -178,65 +242,84 @@ def prepare_folder(folder: Path, instructor: nbformat.NotebookNode, sources: dic
     (folder / "runtime").mkdir()
 
 
-def run_once(instructor: nbformat.NotebookNode, sources: dict[str, str], exercises: list[str],
-             limits: Limits, keep: Path | None = None) -> Run:
+def _command(setup: Setup, folder: Path) -> tuple[list[str], dict[str, str]]:
+    """The runner's command line and environment for one prepared run folder."""
+    limits = setup.limits
+    where = isolation.INSIDE if setup.sandboxed else str(folder)
+    pytest_cmd = [
+        sys.executable, "-m", "pytest", "grading.ipynb", "-c", "pytest.ini",
+        "--rootdir", where, "-p", "no:cacheprovider", "-q", "--tb=line",
+        "--nbval-lax", "--nbval-current-env",
+        f"--nbval-cell-timeout={limits.setup_timeout}",
+        f"--nbval-kernel-startup-timeout={limits.startup_timeout}",
+        f"--junitxml={where}/junit.xml",
+    ]
+    if setup.library is not None:
+        uid = isolation.prepare_folder(folder, setup.library.parent / "home")
+        env = isolation.inside_env(_run_env(where, limits))
+        inner = isolation.wrap(pytest_cmd, folder, setup.library, env, uid, limits.max_procs)
+        runner_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    else:
+        inner, runner_env = pytest_cmd, _host_env(_run_env(where, limits))
+    cmd = [sys.executable, "-m", "tumorseg.course.grading.sandbox",
+           "--timeout", str(limits.total_timeout), "--memory-mb", str(limits.memory_mb),
+           "--cwd", str(folder), "--log", str(folder.parent / f"{folder.name}.log"), "--", *inner]
+    return cmd, runner_env
+
+
+def _collect(run: Run, folder: Path, log: Path) -> None:
+    """Read what the run left in its folder (after every process of it is gone)."""
+    data = _read_limited(folder / "junit.xml", MAX_JUNIT_BYTES)
+    if data:
+        try:
+            run.items = _parse_junit(data)
+            run.junit_found = True
+        except ET.ParseError:
+            run.junit_found = False
+    progress = _read_limited(folder / "progress.log", 1024 * 1024) or b""
+    for line in progress.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        run.progress.append((parts[0] if parts else "?", parts[1] if len(parts) > 1 else ""))
+    for ex in run.exercises:
+        raw = _read_limited(folder / "_outputs" / f"{ex}.json", MAX_RECORD_BYTES)
+        if raw is not None:
+            try:
+                run.records[ex] = json.loads(raw)
+            except (ValueError, RecursionError):
+                run.records[ex] = None
+    run.log = (_read_limited(log, 10 * 1024 * 1024) or b"")[-4000:].decode("utf-8", "replace")
+
+
+def run_once(setup: Setup, sources: dict[str, str], exercises: list[str]) -> Run:
     """Grade ``exercises`` of one submission in one kernel; see the module docstring."""
     run = Run(list(exercises))
-    folder = Path(tempfile.mkdtemp(prefix="tumorseg-grade-"))
+    base = Path(tempfile.mkdtemp(prefix="tumorseg-grade-"))
+    folder = base / "run"
+    folder.mkdir()
     started = time.monotonic()
     try:
-        prepare_folder(folder, instructor, sources, exercises)
-        junit = folder / "junit.xml"
-        log = folder / "sandbox.log"
-        cmd = [
-            sys.executable, "-m", "tumorseg.course.grading.sandbox",
-            "--timeout", str(limits.total_timeout), "--memory-mb", str(limits.memory_mb),
-            "--cwd", str(folder), "--log", str(log), "--",
-            sys.executable, "-m", "pytest", "grading.ipynb", "-c", "pytest.ini",
-            "--rootdir", str(folder), "-p", "no:cacheprovider", "-q", "--tb=line",
-            "--nbval-lax", "--nbval-current-env",
-            f"--nbval-cell-timeout={limits.setup_timeout}",
-            f"--nbval-kernel-startup-timeout={limits.startup_timeout}",
-            f"--junitxml={junit}",
-        ]
-        proc = subprocess.Popen(cmd, cwd=str(folder), env=_clean_env(folder, limits),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
+        prepare_folder(folder, setup.instructor, sources, exercises)
+        cmd, env = _command(setup, folder)
+        proc = subprocess.Popen(cmd, cwd=str(base), env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
         try:
-            run.status = proc.wait(timeout=limits.total_timeout + 60)
+            run.status = proc.wait(timeout=setup.limits.total_timeout + 60)
         except subprocess.TimeoutExpired:
-            proc.terminate()  # the sandbox kills its descendants on SIGTERM
+            proc.terminate()  # the runner kills its descendants on SIGTERM
             try:
                 run.status = proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 run.status = proc.wait()
         run.outer_timeout = run.status == 124
-        data = _read_limited(junit, MAX_JUNIT_BYTES)
-        if data:
-            try:
-                run.items = _parse_junit(data)
-                run.junit_found = True
-            except ET.ParseError:
-                run.junit_found = False
-        progress = _read_limited(folder / "progress.log", 1024 * 1024) or b""
-        for line in progress.decode("utf-8", "replace").splitlines():
-            parts = line.split()
-            run.progress.append((parts[0] if parts else "?", parts[1] if len(parts) > 1 else ""))
-        for ex in exercises:
-            raw = _read_limited(folder / "_outputs" / f"{ex}.json", MAX_RECORD_BYTES)
-            if raw is not None:
-                try:
-                    run.records[ex] = json.loads(raw)
-                except (ValueError, RecursionError):
-                    run.records[ex] = None
-        run.log = (_read_limited(log, 10 * 1024 * 1024) or b"")[-4000:].decode("utf-8", "replace")
+        _collect(run, folder, base / f"{folder.name}.log")
     finally:
         run.seconds = time.monotonic() - started
-        if keep is not None:
-            shutil.copytree(folder, keep / f"run-{'-'.join(exercises)}-{int(time.time() * 1000)}",
-                            dirs_exist_ok=True)
-        shutil.rmtree(folder, ignore_errors=True)
+        if setup.keep is not None:
+            shutil.copytree(base, setup.keep / f"run-{'-'.join(exercises)}-{time.time_ns()}",
+                            symlinks=True, dirs_exist_ok=True)
+        shutil.rmtree(base, ignore_errors=True)
     return run
 
 
@@ -256,72 +339,86 @@ def _contaminated_before(run: Run, exercise: str) -> bool:
     return False
 
 
-def judge(run: Run, exercise: str, clean: bool, limits: Limits) -> Result | None:
-    """The result of one exercise in one run, or None when it must be regraded elsewhere.
+def _judge_killed(run: Run, exercise: str, clean: bool, limits: Limits) -> Outcome:
+    """pytest itself was killed (no JUnit report): blame the cell that was running."""
+    role, culprit = run.progress[-1] if run.progress else ("", "")
+    if role in ("student", "check"):
+        if culprit != exercise:
+            return Regrade()
+        if run.outer_timeout:
+            return Result(Status.TIMEOUT, f"Grading UNQ_{exercise} took longer than the total "
+                                          f"limit of {limits.total_timeout:.0f} s.")
+        return Result(Status.ERROR, f"The grading process was killed while your UNQ_{exercise} "
+                                    "code ran.")
+    if not any(r == "student" for r, _ in run.progress):
+        return RunBroken() if clean else Regrade()
+    return Regrade()
 
-    ``clean`` means no student code ran before this exercise's cell in this run; then the
-    answer is never None (but may be :data:`GRADER` when the run broke before student code)."""
+
+def _judge_items(run: Run, exercise: str, student: Item, check: Item | None,
+                 limits: Limits) -> Result | None:
+    """The result from the student's cell and the graded check; None: the check did not run."""
     fn = checks.FUNCTIONS[exercise]
-    if not run.junit_found:  # pytest itself was killed: blame the cell that was running
-        role, culprit = run.progress[-1] if run.progress else ("", "")
-        if role in ("student", "check"):
-            if culprit != exercise:
-                return None
-            if run.outer_timeout:
-                return Result("timeout", f"Grading UNQ_{exercise} took longer than the total "
-                                         f"limit of {limits.total_timeout:.0f} s.")
-            return Result("error", f"The grading process was killed while your UNQ_{exercise} "
-                                   "code ran.")
-        if not any(r == "student" for r, _ in run.progress):
-            return GRADER if clean else None
-        return None
-    position = run.index("student", exercise)
-    for it in run.items[:position]:
-        if it.role in TRUSTED and it.outcome != "ok" and (clean or it.role == "prelude"):
-            return GRADER if clean else None
-    student, check = run.item("student", exercise), run.item("check", exercise)
     record = run.records.get(exercise)
-    if student is not None and student.outcome == "skipped":  # the student's own NBVAL_SKIP
-        student.outcome = "ok"
-    if student is None or student.outcome in NOT_RUN:
-        return GRADER if clean else None
-    # a crash or a hang can be set off by any earlier code (threads, timers): regrade alone
-    crashed = {student.outcome, check.outcome if check else None} & {"timeout", "kernel-died"}
     if student.outcome == "timeout":
-        result = Result("timeout", f"Your UNQ_{exercise} cell did not finish within "
-                                   f"{limits.cell_timeout:.0f} s.")
-    elif student.outcome == "kernel-died":
-        result = Result("error", f"The Python kernel died while your UNQ_{exercise} cell ran "
-                                 "(os._exit, a crash, or more memory than the limit).")
-    elif check is None or check.outcome in NOT_RUN:
-        if not clean:
-            return None
-        result = Result("error", f"The kernel stopped after your UNQ_{exercise} cell ran, before "
-                                 "the graded check could run.")
-    elif check.outcome == "timeout":
-        result = Result("timeout", f"`{fn}` did not return within {limits.cell_timeout:.0f} s on "
-                                   "the hidden checks (an endless loop?).")
-    elif check.outcome == "kernel-died":
-        result = Result("error", f"The Python kernel died while the hidden checks ran `{fn}` "
-                                 "(os._exit, a crash, or more memory than the limit).")
-    elif record is not None and isinstance(record, dict) and record.get("defined") is False \
-            and student.outcome == "exception":
-        result = Result("error", f"Your UNQ_{exercise} cell raised {student.ename or 'an exception'}, "
-                                 f"so `{fn}` was not defined.")
-    elif record is not None:
+        return Result(Status.TIMEOUT, f"Your UNQ_{exercise} cell did not finish within "
+                                      f"{limits.cell_timeout:.0f} s.")
+    if student.outcome == "kernel-died":
+        return Result(Status.ERROR, f"The Python kernel died while your UNQ_{exercise} cell ran "
+                                    "(os._exit, a crash, or more memory than the limit).")
+    if check is None or check.outcome in NOT_RUN:
+        return None
+    if check.outcome == "timeout":
+        return Result(Status.TIMEOUT, f"`{fn}` did not return within {limits.cell_timeout:.0f} s "
+                                      "on the hidden checks (an endless loop?).")
+    if check.outcome == "kernel-died":
+        return Result(Status.ERROR, f"The Python kernel died while the hidden checks ran `{fn}` "
+                                    "(os._exit, a crash, or more memory than the limit).")
+    if isinstance(record, dict) and record.get("defined") is False and student.outcome == "exception":
+        return Result(Status.ERROR, f"Your UNQ_{exercise} cell raised "
+                                    f"{student.ename or 'an exception'}, so `{fn}` was not defined.")
+    if record is not None:
         status, message = reference.judge_record(exercise, record)
         if status == "passed" and check.outcome != "ok":
             status, message = "failed", (
                 f"`{fn}` returned the right results, but the graded check's output was altered "
                 "(printing around the grader or patching output functions is not allowed).")
-        result = Result(status, message)
-    elif student.outcome == "exception":
-        result = Result("error", f"Your UNQ_{exercise} cell raised {student.ename or 'an exception'}.")
-    else:
-        result = Result("failed", "The graded check could not run on your code (did your cell "
-                                  "change or remove the grader's objects?).")
-    if result.status != "passed" and not clean and (crashed or _contaminated_before(run, exercise)):
-        return None
+        return Result(Status(status), message)
+    if student.outcome == "exception":
+        return Result(Status.ERROR, f"Your UNQ_{exercise} cell raised "
+                                    f"{student.ename or 'an exception'}.")
+    return Result(Status.FAILED, "The graded check could not run on your code (did your cell "
+                                 "change or remove the grader's objects?).")
+
+
+def judge(run: Run, exercise: str, clean: bool, limits: Limits) -> Outcome:
+    """The outcome of one exercise in one run.
+
+    ``clean`` means no student code ran before this exercise's cell in this run; then the
+    outcome is never :class:`Regrade` (but :class:`RunBroken` when the run broke before any
+    student code)."""
+    if not run.junit_found:
+        return _judge_killed(run, exercise, clean, limits)
+    position = run.index("student", exercise)
+    for it in run.items[:position]:
+        if it.role in TRUSTED and it.outcome != "ok" and (clean or it.role == "prelude"):
+            return RunBroken() if clean else Regrade()
+    student, check = run.item("student", exercise), run.item("check", exercise)
+    if student is not None and student.outcome == "skipped":  # the student's own NBVAL_SKIP
+        student.outcome = "ok"
+    if student is None or student.outcome in NOT_RUN:
+        return RunBroken() if clean else Regrade()
+    result = _judge_items(run, exercise, student, check, limits)
+    if result is None:
+        if not clean:
+            return Regrade()
+        result = Result(Status.ERROR, f"The kernel stopped after your UNQ_{exercise} cell ran, "
+                                      "before the graded check could run.")
+    # a crash or a hang can be set off by any earlier code (threads, timers): regrade alone
+    crashed = {student.outcome, check.outcome if check else None} & {"timeout", "kernel-died"}
+    if result.status is not Status.PASSED and not clean and (
+            crashed or _contaminated_before(run, exercise)):
+        return Regrade()
     return result
 
 
@@ -335,11 +432,16 @@ class Graded:
 
     @property
     def grader_error(self) -> bool:
-        return any(r.status == "grader-error" for r in self.results.values())
+        return any(r.status is Status.GRADER_ERROR for r in self.results.values())
+
+    @property
+    def total(self) -> int | None:
+        """The points of this submission; None when a grader error left an exercise unscored."""
+        scores = [r.score for r in self.results.values()]
+        return None if None in scores else sum(s for s in scores if s is not None)
 
 
-def grade_submission(path: Path, instructor: nbformat.NotebookNode, limits: Limits,
-                     max_bytes: int = nbtools.DEFAULT_MAX_BYTES, keep: Path | None = None,
+def grade_submission(path: Path, setup: Setup, max_bytes: int = nbtools.DEFAULT_MAX_BYTES,
                      log: Any = None) -> Graded:
     """Grade one notebook; never raises for anything inside the submission."""
     started = time.monotonic()
@@ -347,27 +449,27 @@ def grade_submission(path: Path, instructor: nbformat.NotebookNode, limits: Limi
     results: dict[str, Result] = {}
     runs = 0
     if sub.fatal:
-        results = {ex: Result("error", sub.fatal) for ex in checks.EXERCISES}
+        results = {ex: Result(Status.ERROR, sub.fatal) for ex in checks.EXERCISES}
         return Graded(path.name, results, time.monotonic() - started, 0)
     for ex, problem in sub.problems.items():
-        results[ex] = Result("missing", problem)
+        results[ex] = Result(Status.MISSING, problem)
     pending = [ex for ex in checks.EXERCISES if ex in sub.sources]
     isolate, grader_failures = False, 0
     while pending:
         batch = pending[:1] if isolate else list(pending)
-        run = run_once(instructor, sub.sources, batch, limits, keep)
+        run = run_once(setup, sub.sources, batch)
         runs += 1
         settled = 0
         broken = False
         for i, ex in enumerate(batch):
-            result = judge(run, ex, clean=(i == 0), limits=limits)
-            if result is GRADER:
+            outcome = judge(run, ex, clean=(i == 0), limits=setup.limits)
+            if isinstance(outcome, RunBroken):
                 broken = True
                 break
-            if result is None and (len(batch) == 1 or runs >= MAX_RUNS):
-                result = Result("error", f"The grading run failed after your UNQ_{ex} cell ran.")
-            if result is not None:
-                results[ex] = result
+            if isinstance(outcome, Regrade) and (len(batch) == 1 or runs >= MAX_RUNS):
+                outcome = Result(Status.ERROR, f"The grading run failed after your UNQ_{ex} cell ran.")
+            if isinstance(outcome, Result):
+                results[ex] = outcome
                 settled += 1
         if broken:
             grader_failures += 1
@@ -377,9 +479,9 @@ def grade_submission(path: Path, instructor: nbformat.NotebookNode, limits: Limi
             if grader_failures >= 2:
                 for ex in pending:
                     if ex not in results:
-                        results[ex] = Result("grader-error", "The grader could not run this exercise "
-                                             "(kernel or setup failure, retried once); the "
-                                             "instructor has been told. This is not a zero.")
+                        results[ex] = Result(Status.GRADER_ERROR, "The grader could not run this "
+                                             "exercise (kernel or setup failure, retried once); "
+                                             "the instructor has been told. This is not a zero.")
         pending = [ex for ex in pending if ex not in results]
         isolate = settled == 0 and not broken
     return Graded(path.name, {ex: results[ex] for ex in checks.EXERCISES},
@@ -397,55 +499,73 @@ def _report_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def _report(g: Graded, path: Path, sandbox: str) -> dict[str, Any]:
+    return {
+        "submission": path.name,
+        "total": g.total,
+        "max": len(checks.EXERCISES),
+        "sandbox": sandbox,
+        "exercises": {ex: {"score": r.score, "status": r.status.value, "message": r.message}
+                      for ex, r in g.results.items()},
+        "seconds": round(g.seconds, 1),
+    }
+
+
+def _row(g: Graded, sandbox: str) -> dict[str, str]:
+    def cell(value: int | None) -> str:
+        return "" if value is None else str(value)
+
+    return {**{ex: cell(g.results[ex].score) for ex in checks.EXERCISES},
+            "total": cell(g.total), "sandbox": sandbox}
+
+
 def grade_batch(paths: list[Path], out: Path, jobs: int = 2, limits: Limits | None = None,
                 instructor_path: Path = INSTRUCTOR, keep: Path | None = None,
-                progress: bool = True) -> list[Graded]:
-    """Grade many notebooks (``jobs`` at a time) and write results.csv and one JSON each."""
+                progress: bool = True, sandbox: bool = True, fresh: bool = False) -> list[Graded]:
+    """Grade many notebooks (``jobs`` at a time); write one JSON report each and merge their
+    rows into ``out/results.csv`` as each one finishes.
+
+    Raises :class:`isolation.SandboxUnavailable` when ``sandbox`` is asked for but cannot run,
+    and :class:`results.ResultsFileError` when ``out`` holds a results.csv of another kind."""
     limits = limits or Limits()
+    if sandbox:
+        isolation.check_available()
     instructor = nbtools.read_instructor(instructor_path)  # also computes the expected results
     out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        results.start_fresh(out)
+    else:
+        results.read_rows(out)  # refuse a foreign results.csv before grading anything
     names = _report_names(paths)
-    lock = threading.Lock()
+    label = "bubblewrap" if sandbox else NO_SANDBOX
     graded: list[Graded | None] = [None] * len(paths)
-    try:
-        from tqdm.auto import tqdm
-        bar = tqdm(total=len(paths), desc="grading", unit="nb", disable=not progress)
-    except ImportError:  # pragma: no cover
-        bar = None
+    lock = threading.Lock()
+    with tempfile.TemporaryDirectory(prefix="tumorseg-lib-") as lib:
+        if sandbox:
+            isolation.seed_home(Path(lib) / "home")
+        setup = Setup(instructor, limits, keep=keep, library=(
+            isolation.prepare_library(Path(lib) / "tumorseg") if sandbox else None))
+        try:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=len(paths), desc="grading", unit="nb", disable=not progress)
+        except ImportError:  # pragma: no cover
+            bar = None
 
-    def work(index: int) -> None:
-        g = grade_submission(paths[index], instructor, limits, keep=keep, log=sys.stderr)
-        g.name = paths[index].name
-        record = {
-            "submission": paths[index].name,
-            "total": None if g.grader_error else sum(r.score for r in g.results.values()),
-            "max": len(checks.EXERCISES),
-            "exercises": {ex: {"score": None if r.status == "grader-error" else r.score,
-                               "status": r.status, "message": r.message}
-                          for ex, r in g.results.items()},
-            "seconds": round(g.seconds, 1),
-        }
-        write_text(out / f"{names[index]}.json", json.dumps(record, indent=2) + "\n")
-        with lock:
-            graded[index] = g
-            if bar is not None:
-                bar.update(1)
+        def work(index: int) -> None:
+            g = grade_submission(paths[index], setup, log=sys.stderr)
+            write_text(out / f"{names[index]}.json",
+                       json.dumps(_report(g, paths[index], label), indent=2) + "\n")
+            results.merge(out, {f"{names[index]}{paths[index].suffix or '.ipynb'}": _row(g, label)})
+            with lock:
+                graded[index] = g
+                if bar is not None:
+                    bar.update(1)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for future in [pool.submit(work, i) for i in range(len(paths))]:
-            future.result()
-    if bar is not None:
-        bar.close()
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["submission", *checks.EXERCISES, "total"])
-    for g in graded:
-        assert g is not None
-        cells = ["" if g.results[ex].status == "grader-error" else g.results[ex].score
-                 for ex in checks.EXERCISES]
-        total = "" if g.grader_error else sum(r.score for r in g.results.values())
-        writer.writerow([g.name, *cells, total])
-    write_text(out / "results.csv", buffer.getvalue())
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            for future in [pool.submit(work, i) for i in range(len(paths))]:
+                future.result()
+        if bar is not None:
+            bar.close()
     return [g for g in graded if g is not None]
 
 
@@ -460,12 +580,16 @@ def _expand(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tumorseg grade",
-        description="Autograde student notebooks (six UNQ_Cn exercises) with nbval and hidden checks.")
+        description="Autograde student notebooks (six UNQ_Cn exercises) with nbval and hidden "
+                    "checks, each in a bubblewrap sandbox.")
     parser.add_argument("submissions", nargs="+", help="notebooks, or folders of .ipynb files")
-    parser.add_argument("--out", required=True, type=Path, help="folder for results.csv and <name>.json")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="folder for <name>.json and results.csv (rows are merged by submission)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start --out over: drop the old rows of results.csv and their reports")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks graded at once (default 2)")
     parser.add_argument("--source", "--instructor", dest="instructor", type=Path, default=INSTRUCTOR,
                         help="instructor notebook with the expected outputs and checks "
@@ -475,9 +599,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--total-timeout", type=float, default=Limits.total_timeout,
                         help="seconds for one whole grading run (default 600)")
     parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
-                        help="address-space limit of the kernel in MiB (default 6144)")
+                        help="address-space limit of each process in MiB (default 6144)")
+    parser.add_argument("--max-procs", type=int, default=Limits.max_procs,
+                        help="processes and threads of one sandboxed run (default "
+                             f"{Limits.max_procs})")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run student code without bubblewrap, as your own user with your "
+                             "files and network (trusted notebooks only; named in every result)")
     parser.add_argument("--keep", type=Path, help="copy every grading folder here (debugging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     paths = _expand(args.submissions)
     missing = [p for p in paths if not p.exists()]
@@ -486,18 +621,26 @@ def main(argv: list[str] | None = None) -> int:
     if not args.instructor.is_file():
         parser.error(f"instructor notebook not found: {args.instructor}")
     limits = Limits(cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
-                    memory_mb=args.memory_mb)
+                    memory_mb=args.memory_mb, max_procs=args.max_procs)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
-    graded = grade_batch(paths, args.out, args.jobs, limits, args.instructor, args.keep,
-                         progress=not args.quiet)
+    try:
+        graded = grade_batch(paths, args.out, args.jobs, limits, args.instructor, args.keep,
+                             progress=not args.quiet, sandbox=not args.no_sandbox,
+                             fresh=args.fresh)
+    except (isolation.SandboxUnavailable, results.ResultsFileError) as exc:
+        print(f"tumorseg grade: {exc}", file=sys.stderr)
+        return 2
+    if args.no_sandbox:
+        print("graded WITHOUT a sandbox (--no-sandbox); every result file says so.",
+              file=sys.stderr)
     for g in graded:
-        line = " ".join(f"{ex}:{g.results[ex].status}" for ex in checks.EXERCISES)
-        total = "?" if g.grader_error else sum(r.score for r in g.results.values())
+        line = " ".join(f"{ex}:{g.results[ex].status.value}" for ex in checks.EXERCISES)
+        total = "?" if g.total is None else g.total
         print(f"{g.name}: {total}/6 in {g.seconds:.0f} s ({g.runs} run(s))  {line}")
     errors = sum(g.grader_error for g in graded)
     if errors:
         print(f"{errors} submission(s) had grader errors: regrade them (see messages above).",
               file=sys.stderr)
-    print(f"results: {args.out / 'results.csv'}")
+    print(f"results: {args.out / results.CSV_NAME}")
     return 1 if errors else 0

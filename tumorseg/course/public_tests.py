@@ -2,22 +2,28 @@
 
 Each ``test_<exercise>(fn)`` takes the student's function, prints ``All tests passed`` when
 every check holds, and otherwise raises an :class:`AssertionError` whose message says what
-was wrong and how to fix it.  An exception raised *inside* the student's function (for
-example a ``TypeError`` from a ``None`` placeholder that was not replaced) is caught and
-re-raised as an ``AssertionError`` naming the failing line, so the student never has to
-read a traceback from deep inside numpy or Keras.
+was wrong and how to fix it.  The error is raised from one small, clean frame, so the
+notebook shows the message and a two-frame traceback, never this module's internals or the
+expected toy values.  An exception raised *inside* the student's function (for example a
+``TypeError`` from a ``None`` placeholder that was not replaced) becomes an error message
+naming the exception and the failing line.
 
-The cases include the notebook's own examples plus a few more (the give-up path of
-``get_sub_volume``, constant slices in ``standardize``, empty masks in the Dice functions).
-The autograder uses further hidden cases; passing these tests is necessary, not sufficient.
+The Dice exercises (single-class and multi-class Dice, soft Dice loss) are also run the way
+``model.fit`` runs them: inside a traced function on symbolic float32 tensors of the Keras
+backend in use (:func:`tumorseg.course.grading.checks.traced_call`), so a numpy-only
+solution fails here instead of in training.
 
-Nothing here imports TensorFlow: tensors are read with ``np.asarray``, which works for
-eager tensors of every Keras backend.
+The diagnosis helpers (``*_problem``, :func:`describe_exception`, :data:`VALUE_HINTS`) are
+shared with the autograder, which phrases its feedback on hidden checks with them.  The
+autograder uses further hidden cases; passing these tests is necessary, not sufficient.
+
+Nothing here imports TensorFlow at import time: tensors are read with ``np.asarray``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import io
 import traceback
@@ -26,7 +32,24 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.course.grading.checks import traced_call
+
 PASSED = "All tests passed"
+#: what to do when a Dice function fails on symbolic tensors
+KERAS_HINT = ("Hint: use keras.ops (imported as ops), not numpy: this function runs inside "
+              "model.fit, on symbolic tensors.")
+#: the formula of each value exercise, told whenever a value is wrong
+VALUE_HINTS = {
+    "C3": "Dice = (2 * sum(p * t) + epsilon) / (sum(p) + sum(t) + epsilon), every sum over "
+          "`axis` (ops.sum(..., axis=axis)); add epsilon to both the numerator and the "
+          "denominator.",
+    "C4": "Sum over `axis` (one value per class), divide, then take the mean over classes "
+          "(ops.mean); add epsilon to both the numerator and the denominator.",
+    "C5": "loss = 1 - mean over classes of (2*sum(p*q) + eps) / (sum(p**2) + sum(q**2) + eps), "
+          "sums over `axis`.",
+    "C6": "sensitivity = tp / (tp + fn), specificity = tn / (tn + fp), on pred[class_num] and "
+          "label[class_num].",
+}
 
 _PLACEHOLDER_HINT = (
     "Hint: every `None` between '### START CODE HERE' and '### END CODE HERE' "
@@ -34,11 +57,136 @@ _PLACEHOLDER_HINT = (
 )
 
 
+# --------------------------------------------------------------------------- diagnosis
+# Shared with the autograder (tumorseg.course.grading.reference): each returns the message
+# for the student, or None when the value is right.
+
+
+def describe_exception(name: str, ename: str, message: str, line: str = "") -> str:
+    """What to tell a student whose function ``name`` raised ``ename: message`` at ``line``."""
+    text = f"{name} raised {ename}: {message}".rstrip(": ")
+    if line:
+        text += f"\n  failing line: {line.strip()}"
+    if "NoneType" in message or "None" in line.split("#")[0]:
+        text += f"\n{_PLACEHOLDER_HINT}"
+    elif "high <= " in message:
+        text += ("\nHint: np.random.randint(low, high) never returns `high` and needs high > low: "
+                 "draw each corner with np.random.randint(0, orig - output + 1).")
+    return text
+
+
+def symbolic_failure(name: str, ename: str, message: str, line: str = "") -> str:
+    """What to tell a student whose function fails on symbolic tensors (inside model.fit)."""
+    text = (f"{name} does not work on symbolic tensors, the way model.fit calls it: "
+            f"{ename}: {message[:200]}")
+    if line:
+        text += f"\n  failing line: {line.strip()}"
+    return f"{text}\n{KERAS_HINT}"
+
+
+def scalar_problem(shape: Sequence[int], dtype: str, what: str) -> str | None:
+    """A Dice-style result must be one float64 number (the inputs are float64)."""
+    if tuple(shape) != ():
+        return (f"{what} has shape {tuple(shape)}; a single number is expected. "
+                "Average the per-class values with keras.ops.mean (and sum over `axis` only).")
+    if dtype != "float64":
+        return (f"{what} has dtype {dtype}; with float64 inputs the result must stay float64 "
+                "(do not cast the inputs or the result).")
+    return None
+
+
+def value_problem(found: float, expected: float, what: str, hint: str = "",
+                  rtol: float = 1e-6, atol: float = 1e-9) -> str | None:
+    """``found`` must be close to ``expected``; NaN and infinity are named as such."""
+    if np.isfinite(found) and np.isclose(found, expected, rtol=rtol, atol=atol):
+        return None
+    if not np.isfinite(found):
+        return (f"{what}: expected {expected:.6f}, got {found}: a division by zero? Add epsilon "
+                f"to the numerator and the denominator. {hint}").rstrip()
+    return f"{what}: expected {expected:.6f}, got {found:.6f}. {hint}".rstrip()
+
+
+def patch_problem(result: Any, image: np.ndarray, label: np.ndarray,
+                  corner: tuple[int, int, int] | None, out: Sequence[int], num_classes: int,
+                  what: str) -> str | None:
+    """``get_sub_volume``'s result for one call whose window must start at ``corner`` (None:
+    no window qualifies, so the result must be None)."""
+    if corner is None:
+        if result is not None:
+            return ("with an all-background label get_sub_volume must give up and return None "
+                    f"({what})")
+        return None
+    if result is None:
+        return (f"get_sub_volume returned None for {what}, although a valid sub-volume exists. "
+                "Did you fill in every None between the markers, and does the loop return "
+                "(X, y) as soon as the background ratio is below the threshold?")
+    if not isinstance(result, tuple) or len(result) != 2:
+        return f"get_sub_volume must return a tuple (X, y); got {type(result).__name__}"
+    X, y = (np.asarray(v) for v in result)
+    channels = image.shape[-1]
+    if X.shape != (channels, *out):
+        return (f"X has shape {X.shape} for {what}; expected {(channels, *out)} "
+                "(channels first: move the last axis to the front with np.moveaxis)")
+    if y.shape != (num_classes - 1, *out):
+        return (f"y has shape {y.shape} for {what}; expected {(num_classes - 1, *out)}: one-hot "
+                "with num_classes classes, classes moved to the front, background class dropped")
+    sx, sy, sz = corner
+    window = (slice(sx, sx + out[0]), slice(sy, sy + out[1]), slice(sz, sz + out[2]))
+    if not np.array_equal(X, np.moveaxis(image[window], -1, 0)):
+        return (f"X holds the wrong voxels for {what}. Draw the corner with three calls "
+                "np.random.randint(0, orig - output + 1) in the order x, y, z, once per try, and "
+                "slice image[start_x:start_x + output_x, start_y:..., start_z:..., :]")
+    expected_y = np.stack([label[window] == c for c in range(1, num_classes)]).astype(float)
+    if not np.array_equal(y, expected_y):
+        return (f"y is not the one-hot label of the sampled window for {what} "
+                "(classes first, background class 0 removed)")
+    return None
+
+
+def standardize_problem(out: np.ndarray, image: np.ndarray, what: str) -> str | None:
+    """``standardize``'s result for ``image`` (C, X, Y, Z): every (channel, z) slice centred
+    and scaled to std 1, constant slices all zeros."""
+    if out.shape != image.shape:
+        return f"{what} has shape {out.shape}; expected the input's {image.shape}"
+    if out.dtype != np.float64:
+        return f"{what} has dtype {out.dtype}; expected float64"
+    if not np.all(np.isfinite(out)):
+        bad = tuple(int(a) for a in np.argwhere(~np.isfinite(out))[0])
+        return (f"{what} holds NaN/inf (first at index {bad}); a constant slice has std 0: "
+                "only divide by the std when it is not zero")
+    slices = [(c, z) for c in range(image.shape[0]) for z in range(image.shape[3])]
+    # ordinary slices first, so a wrong formula is reported as such; constant slices last
+    slices.sort(key=lambda cz: image[cz[0], :, :, cz[1]].std() == 0)
+    for c, z in slices:
+        sl = image[c, :, :, z].astype(np.float64)
+        centered = sl - sl.mean()
+        expected = centered / sl.std() if sl.std() != 0 else centered
+        if np.allclose(out[c, :, :, z], expected, atol=1e-9):
+            continue
+        if sl.std() == 0:
+            return (f"slice (channel {c}, z {z}) of {what} is constant, so it should come out as "
+                    "all zeros (centered, not divided); make sure you do not reuse the result "
+                    "of a previous slice")
+        return (f"slice (channel {c}, z {z}) of {what} is not standardized: expected mean 0 and "
+                f"std 1, got mean {out[c, :, :, z].mean():.3f} and std "
+                f"{out[c, :, :, z].std():.3f}. Use that slice's own mean and std.")
+    return None
+
+
 # --------------------------------------------------------------------------- helpers
 
 
-def _fail(message: str) -> None:
-    raise AssertionError(message)
+def _fail(message: str | None) -> None:
+    if message:
+        raise AssertionError(message)
+
+
+def _failing_line(exc: BaseException, fn: Callable) -> str:
+    """The line of the student's own code where ``exc`` was raised (else the deepest line)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = getattr(getattr(fn, "__code__", None), "co_filename", None)
+    where = [f for f in frames if f.filename == own] or frames[-1:]
+    return (where[-1].line or "") if where else ""
 
 
 def _call(fn: Callable, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -46,14 +194,28 @@ def _call(fn: Callable, name: str, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - everything a student's code may raise
-        frames = traceback.extract_tb(exc.__traceback__)
-        own = getattr(getattr(fn, "__code__", None), "co_filename", None)
-        where = [f for f in frames if f.filename == own] or frames[-1:]
-        line = f"\n  failing line: {where[-1].line.strip()}" if where and where[-1].line else ""
-        hint = f"\n{_PLACEHOLDER_HINT}" if "NoneType" in str(exc) or "None" in line else ""
-        raise AssertionError(
-            f"{name} raised {type(exc).__name__}: {exc}{line}{hint}"
-        ) from None
+        message = describe_exception(name, type(exc).__name__, str(exc), _failing_line(exc, fn))
+    raise AssertionError(message)
+
+
+def _check_traced(fn: Callable, name: str, args: tuple[np.ndarray, ...], kwargs: dict[str, Any],
+                  expected: np.ndarray, what: str) -> None:
+    """Run ``fn`` the way model.fit does (a traced function, symbolic float32 tensors) and
+    compare its result with ``expected`` (float32 precision)."""
+    try:
+        value = np.asarray(traced_call(fn, args, kwargs))
+    except Exception as exc:  # noqa: BLE001 - whatever the tracing raises
+        message = symbolic_failure(name, type(exc).__name__, str(exc), _failing_line(exc, fn))
+    else:
+        if value.shape != expected.shape:
+            message = (f"{what} has shape {value.shape} inside model.fit; expected "
+                       f"{expected.shape}. Pass `axis` to every ops.sum.")
+        else:
+            message = next((value_problem(float(f), float(e), f"{what} inside model.fit",
+                                          rtol=1e-5, atol=1e-6)
+                            for f, e in zip(value.ravel(), expected.ravel())
+                            if value_problem(float(f), float(e), "", rtol=1e-5, atol=1e-6)), None)
+    _fail(message)
 
 
 def _check_signature(fn: Callable, name: str, defaults: dict[str, Any]) -> None:
@@ -84,34 +246,40 @@ def _array(value: Any, what: str) -> np.ndarray:
     try:
         return np.asarray(value)
     except Exception as exc:  # noqa: BLE001
-        raise AssertionError(
-            f"{what} could not be read as an array ({type(value).__name__}: {exc})"
-        ) from None
+        message = f"{what} could not be read as an array ({type(value).__name__}: {exc})"
+    raise AssertionError(message)
 
 
 def _scalar64(value: Any, what: str) -> np.float64:
     """A Dice-style result: one number, float64 (the test inputs are float64)."""
     arr = _array(value, what)
-    if arr.shape != ():
-        _fail(
-            f"{what} has shape {arr.shape}; a single number is expected. "
-            "Average the per-class values with keras.ops.mean (and sum over `axis` only)."
-        )
-    if arr.dtype != np.float64:
-        _fail(
-            f"{what} has dtype {arr.dtype}; with float64 inputs the result must stay float64 "
-            "(do not cast the inputs or the result)."
-        )
+    _fail(scalar_problem(arr.shape, arr.dtype.name, what))
     return np.float64(arr)
 
 
 def _close(found: float, expected: float, what: str, hint: str = "") -> None:
-    if not np.isfinite(found) or not np.isclose(found, expected, rtol=1e-6, atol=1e-9):
-        _fail(f"{what}: expected {expected:.6f}, got {found:.6f}. {hint}".rstrip())
+    _fail(value_problem(found, expected, what, hint))
 
 
-def _passed() -> None:
-    print(PASSED)
+def _public_test(body: Callable[[Callable], None]) -> Callable[[Callable], None]:
+    """Make ``body`` a public test: print ``All tests passed`` when it returns, else raise its
+    message from this one clean frame (IPython hides frames marked ``__tracebackhide__``; the
+    last frame is always shown, so it is this short one)."""
+
+    @functools.wraps(body)
+    def test(fn: Callable) -> None:
+        __tracebackhide__ = True  # noqa: F841 - read by IPython and pytest
+        try:
+            body(fn)
+        except AssertionError as exc:
+            message = str(exc)
+        else:
+            print(PASSED)
+            return
+        raise AssertionError(message) from None
+
+    test.__test__ = False  # a public test is not a pytest test (it takes the student's function)
+    return test
 
 
 @contextlib.contextmanager
@@ -147,17 +315,19 @@ def _toy_volume() -> tuple[np.ndarray, np.ndarray]:
     return image, label
 
 
-def _replay_corners(
-    label: np.ndarray, out: Sequence[int], threshold: float, max_tries: int, n_calls: int
+def replay_corners(
+    label: np.ndarray, out: Sequence[int], threshold: float, max_tries: int, n_calls: int,
+    rng: Any = np.random,
 ) -> list[tuple[int, int, int] | None]:
-    """The corners the sampler must pick, by replaying the global RNG (x, y, z draws per try)."""
+    """The corners ``get_sub_volume`` must pick in ``n_calls`` calls, by replaying the random
+    draws (x, y, z per try) of ``rng`` (numpy's global generator by default)."""
     corners: list[tuple[int, int, int] | None] = []
     size = int(np.prod(out))
     for _ in range(n_calls):
         found = None
         for _try in range(max_tries):
             sx, sy, sz = (
-                np.random.randint(0, label.shape[a] - out[a] + 1) for a in range(3)
+                rng.randint(0, label.shape[a] - out[a] + 1) for a in range(3)
             )
             window = label[sx : sx + out[0], sy : sy + out[1], sz : sz + out[2]]
             if np.count_nonzero(window == 0) / size < threshold:
@@ -167,51 +337,7 @@ def _replay_corners(
     return corners
 
 
-def _check_patch(
-    result: Any,
-    image: np.ndarray,
-    label: np.ndarray,
-    corner: tuple[int, int, int],
-    out: Sequence[int],
-    num_classes: int,
-    what: str,
-) -> None:
-    if result is None:
-        _fail(
-            f"get_sub_volume returned None for {what}, although a valid sub-volume exists. "
-            "Did you fill in every None between the markers, and does the loop return (X, y) "
-            "as soon as the background ratio is below the threshold?"
-        )
-    if not isinstance(result, tuple) or len(result) != 2:
-        _fail(f"get_sub_volume must return a tuple (X, y); got {type(result).__name__}")
-    X, y = (_array(v, f"get_sub_volume(...)[{i}] for {what}") for i, v in enumerate(result))
-    channels = image.shape[-1]
-    if X.shape != (channels, *out):
-        _fail(
-            f"X has shape {X.shape} for {what}; expected {(channels, *out)} "
-            "(channels first: move the last axis to the front with np.moveaxis)"
-        )
-    if y.shape != (num_classes - 1, *out):
-        _fail(
-            f"y has shape {y.shape} for {what}; expected {(num_classes - 1, *out)}: one-hot "
-            "with num_classes classes, classes moved to the front, background class dropped"
-        )
-    sx, sy, sz = corner
-    window = (slice(sx, sx + out[0]), slice(sy, sy + out[1]), slice(sz, sz + out[2]))
-    if not np.array_equal(X, np.moveaxis(image[window], -1, 0)):
-        _fail(
-            f"X holds the wrong voxels for {what}. Draw the corner with three calls "
-            "np.random.randint(0, orig - output + 1) in the order x, y, z, once per try, and "
-            "slice image[start_x:start_x + output_x, start_y:..., start_z:..., :]"
-        )
-    expected_y = np.stack([label[window] == c for c in range(1, num_classes)]).astype(float)
-    if not np.array_equal(y, expected_y):
-        _fail(
-            f"y is not the one-hot label of the sampled window for {what} "
-            "(classes first, background class 0 removed)"
-        )
-
-
+@_public_test
 def test_get_sub_volume(get_sub_volume: Callable) -> None:
     """Check ``get_sub_volume`` against replayed random draws, shapes, copies and the give-up path."""
     name = "get_sub_volume"
@@ -224,13 +350,13 @@ def test_get_sub_volume(get_sub_volume: Callable) -> None:
     with _saved_global_rng():
         # 1. The notebook's case: seed 3, three consecutive calls.
         np.random.seed(3)
-        corners = _replay_corners(label, (2, 2, 2), 0.95, 1000, 3)
+        corners = replay_corners(label, (2, 2, 2), 0.95, 1000, 3)
         np.random.seed(3)
         results = []
         for n, corner in enumerate(corners, start=1):
             results.append(_call(get_sub_volume, name, image, label, **toy_args))
-            _check_patch(results[-1], image, label, corner, (2, 2, 2), 3,
-                         f"call {n} on the toy volume after np.random.seed(3)")
+            _fail(patch_problem(results[-1], image, label, corner, (2, 2, 2), 3,
+                                f"call {n} on the toy volume after np.random.seed(3)"))
         first = results[0][0][0]
         if not (np.array_equal(first[:, :, 0], [[0, 2], [0, 3]])
                 and np.array_equal(first[:, :, 1], [[0, 4], [0, 6]])):
@@ -245,14 +371,14 @@ def test_get_sub_volume(get_sub_volume: Callable) -> None:
         args = dict(orig_x=12, orig_y=10, orig_z=8, output_x=4, output_y=5, output_z=2,
                     num_classes=4, background_threshold=0.75)
         np.random.seed(11)
-        corners = _replay_corners(big_label, (4, 5, 2), 0.75, 1000, 8)
+        corners = replay_corners(big_label, (4, 5, 2), 0.75, 1000, 8)
         np.random.seed(11)
         results = []
         for n, corner in enumerate(corners, start=1):
             results.append(_call(get_sub_volume, name, big_image, big_label, **args))
             what = f"call {n} on a 12x10x8 volume (background_threshold=0.75)"
             if corner is not None:
-                _check_patch(results[-1], big_image, big_label, corner, (4, 5, 2), 4, what)
+                _fail(patch_problem(results[-1], big_image, big_label, corner, (4, 5, 2), 4, what))
         # X must be a copy: writing into it must not change the image.
         X = results[0][0]
         before = big_image.copy()
@@ -285,12 +411,12 @@ def test_get_sub_volume(get_sub_volume: Callable) -> None:
             np.random.randint(0, 3)
         if not np.array_equal(state_after, np.random.get_state()[1]):
             _fail("get_sub_volume should draw exactly three random numbers per try")
-    _passed()
 
 
 # ------------------------------------------------------------------ exercise 2: standardize
 
 
+@_public_test
 def test_standardize(standardize: Callable) -> None:
     """Check per-(channel, z) standardization, constant slices, dtypes and that the input is kept."""
     name = "standardize"
@@ -304,45 +430,15 @@ def test_standardize(standardize: Callable) -> None:
     original = image.copy()
 
     out = _array(_call(standardize, name, image), "standardize(image)")
-    if out.shape != image.shape:
-        _fail(f"standardize returned shape {out.shape}; expected the input's {image.shape}")
-    if out.dtype != np.float64:
-        _fail(f"standardize returned dtype {out.dtype}; expected float64")
-    if not np.array_equal(image, original):
+    if out.shape == image.shape and not np.array_equal(image, original):
         _fail("standardize changed its input in place; write into a new array instead")
-    if not np.all(np.isfinite(out)):
-        bad = tuple(int(a) for a in np.argwhere(~np.isfinite(out))[0])
-        _fail(
-            f"standardize produced NaN/inf (first at index {bad}); a constant slice has std 0: "
-            "only divide by the std when it is not zero"
-        )
-    slices = [(c, z) for c in range(image.shape[0]) for z in range(image.shape[3])]
-    # ordinary slices first, so a wrong formula is reported as such; constant slices last
-    slices.sort(key=lambda cz: image[cz[0], :, :, cz[1]].std() == 0)
-    for c, z in slices:
-        sl = image[c, :, :, z]
-        centered = sl - sl.mean()
-        expected = centered / sl.std() if sl.std() != 0 else centered
-        if np.allclose(out[c, :, :, z], expected, atol=1e-9):
-            continue
-        if sl.std() == 0:
-            _fail(
-                f"slice (channel {c}, z {z}) is constant, so it should come out as all "
-                "zeros (centered, not divided); make sure you do not reuse the result "
-                "of a previous slice"
-            )
-        _fail(
-            f"slice (channel {c}, z {z}) is not standardized: expected mean 0 and "
-            f"std 1, got mean {out[c, :, :, z].mean():.3f} and std "
-            f"{out[c, :, :, z].std():.3f}. Use that slice's own mean and std."
-        )
+    _fail(standardize_problem(out, image, "standardize(image)"))
     # Integer input must not be truncated.
     ints = rng.integers(0, 1000, size=(2, 5, 5, 3)).astype(np.int16)
     out = _array(_call(standardize, name, ints), "standardize(int16 image)")
     if out.dtype != np.float64 or abs(float(out[0, :, :, 0].std()) - 1.0) > 1e-9:
         _fail("with an integer image standardize must still return float64 slices of std 1 "
               "(start from np.zeros(image.shape), not np.zeros_like(image))")
-    _passed()
 
 
 # ------------------------------------------------------------------------- Dice test data
@@ -360,44 +456,77 @@ def _label_b() -> np.ndarray:
     return np.array([[1.0, 1.0], [0.0, 1.0]])[:, :, np.newaxis]
 
 
-def _dice_np(t: np.ndarray, p: np.ndarray, axis: tuple[int, ...], eps: float) -> np.float64:
+def _dice_per_class(t: np.ndarray, p: np.ndarray, axis: tuple[int, ...], eps: float,
+                    squares: bool = False) -> np.ndarray:
+    """(2 sum(t p) + eps) / (sum(t) + sum(p) + eps) over ``axis`` (squared sums for the loss)."""
+    power = 2 if squares else 1
     num = 2 * np.sum(t * p, axis=axis) + eps
-    return np.float64(np.mean(num / (np.sum(t, axis=axis) + np.sum(p, axis=axis) + eps)))
+    return num / (np.sum(t**power, axis=axis) + np.sum(p**power, axis=axis) + eps)
+
+
+def _dice_np(t: np.ndarray, p: np.ndarray, axis: tuple[int, ...], eps: float) -> np.float64:
+    return np.float64(np.mean(_dice_per_class(t, p, axis, eps)))
+
+
+def _masks(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A binary ground truth and a soft prediction of ``shape``."""
+    rng = np.random.default_rng(seed)
+    return (rng.random(shape) > 0.5).astype(float), np.round(rng.random(shape), 2)
+
+
+def _check_in_model_fit(fn: Callable, name: str, one: tuple[int, ...], batch_axis: tuple[int, ...],
+                        reduce: Callable[[np.ndarray], np.ndarray], squares: bool = False) -> None:
+    """``fn`` on symbolic tensors: one sample of shape ``one`` with the default ``axis``, and a
+    batch of two with ``axis=batch_axis``; ``reduce`` turns per-class Dice into the result."""
+    default_axis = tuple(range(len(one) - 3, len(one)))
+    t, p = _masks(5, one)
+    _check_traced(fn, name, (t, p), {}, reduce(_dice_per_class(t, p, default_axis, 1e-5, squares)),
+                  f"{name} on a {'x'.join(map(str, one))} sample")
+    t, p = _masks(6, (2, *one))
+    _check_traced(fn, name, (t, p), {"axis": batch_axis},
+                  reduce(_dice_per_class(t, p, batch_axis, 1e-5, squares)),
+                  f"{name} on a batch of 2 with axis={batch_axis}")
 
 
 # ------------------------------------------------ exercise 3: single_class_dice_coefficient
 
 
+@_public_test
 def test_single_class_dice_coefficient(single_class_dice_coefficient: Callable) -> None:
-    """Check the one-class Dice: notebook values, a 3-D case, empty masks, the default epsilon."""
+    """Check the one-class Dice: notebook values, a 3-D case, empty masks, the default epsilon,
+    ``axis`` on a batch, and the same inside model.fit (symbolic tensors)."""
     name = "single_class_dice_coefficient"
-    _check_signature(single_class_dice_coefficient, name,
-                     {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
-                      "axis": (0, 1, 2), "epsilon": 0.00001})
-    eps_hint = "Add epsilon to both the numerator and the denominator."
+    fn = single_class_dice_coefficient
+    _check_signature(fn, name, {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
+                                "axis": (0, 1, 2), "epsilon": 0.00001})
+    hint = VALUE_HINTS["C3"]
     for label, expected, case in ((_label_a(), 0.6, 1), (_label_b(), 0.8333333333333334, 2)):
-        value = _scalar64(_call(single_class_dice_coefficient, name, label, _eye_pred(),
-                                epsilon=1), f"{name} for test case {case}")
-        _close(value, expected, f"{name}, test case {case} (epsilon=1)", eps_hint)
+        value = _scalar64(_call(fn, name, label, _eye_pred(), epsilon=1),
+                          f"{name} for test case {case}")
+        _close(value, expected, f"{name}, test case {case} (epsilon=1)", hint)
 
-    rng = np.random.default_rng(2)
-    t = (rng.random((4, 3, 5)) > 0.5).astype(float)
-    p = (rng.random((4, 3, 5)) > 0.4).astype(float)
-    value = _scalar64(_call(single_class_dice_coefficient, name, t, p), f"{name} on a 4x3x5 mask")
-    _close(value, _dice_np(t, p, (0, 1, 2), 1e-5), f"{name} on a 4x3x5 mask",
-           "Sum over all three axes: 2*sum(p*t) + eps over sum(p) + sum(t) + eps.")
+    t, p = _masks(2, (4, 3, 5))
+    value = _scalar64(_call(fn, name, t, p), f"{name} on a 4x3x5 mask")
+    _close(value, _dice_np(t, p, (0, 1, 2), 1e-5), f"{name} on a 4x3x5 mask", hint)
 
     empty = np.zeros((3, 3, 2))
-    value = _scalar64(_call(single_class_dice_coefficient, name, empty, empty.copy()),
-                      f"{name} with two empty masks")
+    value = _scalar64(_call(fn, name, empty, empty.copy()), f"{name} with two empty masks")
     _close(value, 1.0, f"{name} with two empty masks (default epsilon)",
            "Two empty masks agree perfectly: epsilon / epsilon = 1.")
     full = np.ones((3, 3, 2))
-    value = _scalar64(_call(single_class_dice_coefficient, name, full, empty),
-                      f"{name} with an empty prediction")
+    value = _scalar64(_call(fn, name, full, empty), f"{name} with an empty prediction")
     if not value < 1e-4:
         _fail(f"{name} with an empty prediction of a full mask should be about 0, got {value:.6f}")
-    _passed()
+
+    # `axis` must be honoured: a batch of two masks reduced over (1, 2, 3) gives two values.
+    t, p = _masks(3, (2, 4, 3, 5))
+    found = _array(_call(fn, name, t, p, axis=(1, 2, 3)), f"{name} with axis=(1, 2, 3)")
+    if found.shape != (2,):
+        _fail(f"{name} on a batch of 2 masks with axis=(1, 2, 3) has shape {found.shape}, "
+              "expected (2,): one Dice value per mask. Pass `axis` to every ops.sum.")
+    for f, e in zip(found, _dice_per_class(t, p, (1, 2, 3), 1e-5)):
+        _close(float(f), float(e), f"{name} with axis=(1, 2, 3)", hint)
+    _check_in_model_fit(fn, name, (4, 3, 5), (1, 2, 3), lambda per: per)
 
 
 # -------------------------------------------------------------- exercise 4: dice_coefficient
@@ -407,13 +536,15 @@ def _two_class(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     return np.stack([first, second])  # (2, 2, 2, 1)
 
 
+@_public_test
 def test_dice_coefficient(dice_coefficient: Callable) -> None:
-    """Check the multi-class Dice: notebook values, per-class mean, empty classes, ``axis``."""
+    """Check the multi-class Dice: notebook values, per-class mean, empty classes, ``axis``,
+    and the same inside model.fit (symbolic tensors)."""
     name = "dice_coefficient"
     _check_signature(dice_coefficient, name,
                      {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
                       "axis": (1, 2, 3), "epsilon": 0.00001})
-    hint = "Sum over `axis` (one value per class), divide, then take the mean over classes."
+    hint = VALUE_HINTS["C4"]
     cases = (
         (_label_a()[np.newaxis], _eye_pred()[np.newaxis], 0.6),
         (_label_b()[np.newaxis], _eye_pred()[np.newaxis], 0.8333333333333334),
@@ -440,20 +571,21 @@ def test_dice_coefficient(dice_coefficient: Callable) -> None:
                       f"{name} with axis=(2, 3, 4)")
     _close(value, _dice_np(t, p, (2, 3, 4), 1e-5), f"{name} with axis=(2, 3, 4)",
            "Pass `axis` to every sum instead of hard-coding the axes.")
-    _passed()
+    _check_in_model_fit(dice_coefficient, name, (3, 4, 4, 2), (2, 3, 4), np.mean)
 
 
 # ---------------------------------------------------------------- exercise 5: soft_dice_loss
 
 
+@_public_test
 def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
-    """Check the soft Dice loss: the six notebook values, soft inputs, empty masks."""
+    """Check the soft Dice loss: the six notebook values, soft inputs, empty masks, and the
+    same inside model.fit (symbolic tensors)."""
     name = "soft_dice_loss"
     _check_signature(soft_dice_loss, name,
                      {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
                       "axis": (1, 2, 3), "epsilon": 0.00001})
-    hint = ("loss = 1 - mean over classes of (2*sum(p*q) + eps) / (sum(p**2) + sum(q**2) + eps), "
-            "sums over `axis`.")
+    hint = VALUE_HINTS["C5"]
     half_eye = 0.5 * _eye_pred()
     soft_eye = _eye_pred()
     soft_eye[0, 1, 0] = 0.8
@@ -477,9 +609,8 @@ def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
     q = (rng.random((3, 4, 3, 2)) > 0.5).astype(float)
     p = rng.random((3, 4, 3, 2))
     value = _scalar64(_call(soft_dice_loss, name, q, p), f"{name} on soft predictions")
-    num = 2 * np.sum(p * q, axis=(1, 2, 3)) + 1e-5
-    den = np.sum(p**2, axis=(1, 2, 3)) + np.sum(q**2, axis=(1, 2, 3)) + 1e-5
-    _close(value, 1 - np.mean(num / den), f"{name} on random soft predictions",
+    expected = 1 - np.mean(_dice_per_class(q, p, (1, 2, 3), 1e-5, squares=True))
+    _close(value, expected, f"{name} on random soft predictions",
            "Square the predictions and the labels in the denominator.")
 
     empty = np.zeros((2, 3, 3, 2))
@@ -487,12 +618,14 @@ def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
                       f"{name} with empty masks")
     _close(value, 0.0, f"{name} with two empty masks (default epsilon)",
            "Two empty masks agree perfectly, so the loss is 0.")
-    _passed()
+    _check_in_model_fit(soft_dice_loss, name, (3, 4, 4, 2), (2, 3, 4),
+                        lambda per: 1 - np.mean(per), squares=True)
 
 
 # ------------------------------------------------------- exercise 6: compute_class_sens_spec
 
 
+@_public_test
 def test_compute_class_sens_spec(compute_class_sens_spec: Callable) -> None:
     """Check sensitivity/specificity values, their np.float64 type and the use of class_num."""
     name = "compute_class_sens_spec"
@@ -520,10 +653,7 @@ def test_compute_class_sens_spec(compute_class_sens_spec: Callable) -> None:
             if type(value) is not np.float64:
                 _fail(f"{what}: {label_name} has type {type(value).__name__}, expected "
                       "numpy.float64 (count with np.sum and divide the counts)")
-            _close(float(value), want, f"{what}: {label_name}",
-                   "sensitivity = tp / (tp + fn), specificity = tn / (tn + fp), on "
-                   "pred[class_num] and label[class_num].")
-    _passed()
+            _close(float(value), want, f"{what}: {label_name}", VALUE_HINTS["C6"])
 
 
 __all__ = [

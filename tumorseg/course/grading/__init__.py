@@ -5,7 +5,10 @@
   the grading kernel imports that copy before any student code runs.
 - :mod:`.reference` -- the grader-side half: reference implementations, expected results and
   the comparison that decides a score.  It never enters a grading folder or a kernel.
-- :mod:`.sandbox` -- runs nbval on one grading folder in its own session with resource limits
-  and kills every process it left behind.
+- :mod:`.isolation` -- the bubblewrap sandbox of a grading run: namespaces, what is mounted
+  (read-only, without the reference solutions), the environment and the process limit.
+- :mod:`.sandbox` -- the runner outside the sandbox: its own session, memory/CPU/file-size
+  limits, the timeout, and every leftover process killed.
+- :mod:`.results` -- the grades folder: results.csv merged by submission, never lost.
 - :mod:`.nbtools` -- reading submissions and building the reduced grading notebook.
 """

@@ -1,9 +1,10 @@
 """Hidden cases of the six graded exercises and the in-kernel half of every graded check.
 
-This module is self-contained (numpy and the standard library only): the grader writes a copy
-of it into each grading folder and the grading kernel imports that copy *before* any student
-code runs, so the references below (``_asarray``, ``_seed``, ``_write`` ...) are the pristine
-objects even if a student later replaces ``print`` or numpy functions.
+This module is self-contained (numpy and the standard library; Keras and its backend only
+inside :func:`traced_call`, imported when it runs): the grader writes a copy of it into each
+grading folder and the grading kernel imports that copy *before* any student code runs, so
+the references below (``_asarray``, ``_seed``, ``_write`` ...) are the pristine objects even
+if a student later replaces ``print`` or numpy functions.
 
 What lives here is not secret: the hidden *inputs* and the type rules.  The expected *results*
 never enter a grading folder or a kernel.  A graded check cell only knows a digest of the
@@ -16,6 +17,11 @@ nbval compares that line with the stored one.  The check also writes the student
 compares them itself with :mod:`tumorseg.course.grading.reference` after every process of the
 run is gone, so a student who forges the verdict line still gains nothing.
 
+The Dice exercises also run on the model.fit cases of :func:`symbolic_cases` through
+:func:`traced_call` (symbolic tensors, as in training).  Those results go into the raw record
+only, not into the digest, and the grader judges them.  An exception is recorded with its
+type, message and the failing line of the student's code.
+
 Conventions: ``Case = (args, kwargs, seed)``; a case's seed is passed to ``np.random.seed``
 right before the call (``get_sub_volume`` draws its corners from numpy's global generator).
 """
@@ -25,10 +31,12 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
 import sys
+import traceback
 from typing import Any
 
 import numpy as np
@@ -72,6 +80,9 @@ _callable = builtins.callable
 _sorted = builtins.sorted
 _repr = builtins.repr
 _open = builtins.open
+_str = builtins.str
+_import_module = importlib.import_module
+_extract_tb = traceback.extract_tb
 _redirect_stdout = contextlib.redirect_stdout
 _redirect_stderr = contextlib.redirect_stderr
 _StringIO = io.StringIO
@@ -222,6 +233,44 @@ def cases(exercise: str) -> list[Case]:
     return _CASE_BUILDERS[exercise]()
 
 
+#: exercises that model.fit calls on symbolic tensors, and the shapes of their model.fit cases:
+#: one sample with the default ``axis``, then a batch of two with ``axis`` over its last three
+SYMBOLIC: dict[str, tuple[int, ...]] = {"C3": (5, 4, 3), "C4": (3, 4, 3, 2), "C5": (2, 5, 3, 2)}
+
+
+def symbolic_cases(exercise: str) -> list[Case]:
+    """The hidden model.fit cases of a Dice exercise (:data:`SYMBOLIC`), run through
+    :func:`traced_call`; their results are judged outside (not part of the digest)."""
+    shape = SYMBOLIC[exercise]
+    rng = _RandomState(7200 + EXERCISES.index(exercise))
+    batch_axis = tuple(range(len(shape) - 2, len(shape) + 1))
+    return [((_binary(rng, shape, 0.5), _soft(rng, shape)), {}, None),
+            ((_binary(rng, (2, *shape), 0.4), _soft(rng, (2, *shape))), {"axis": batch_axis}, None)]
+
+
+def traced_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call ``fn(*args, **kwargs)`` the way ``model.fit`` calls a loss or metric: inside a
+    traced (compiled) function, on symbolic float32 tensors of the Keras backend in use
+    (TensorFlow: ``tf.function``; JAX: ``jax.jit``; PyTorch: tensors that require a gradient;
+    the numpy backend has no symbolic tensors).  Returns the backend's result tensor."""
+    backend = _import_module("keras").backend.backend()
+    arrays = [_asarray(a, dtype=_float32) for a in args]
+    if backend == "tensorflow":
+        tf = _import_module("tensorflow")
+        specs = [tf.TensorSpec(a.shape, tf.float32) for a in arrays]
+        traced = tf.function(lambda *xs: fn(*xs, **kwargs), input_signature=specs,
+                             autograph=False)
+        # a concrete function: traced once, and no "frequent retracing" warning on stdout
+        return traced.get_concrete_function()(*[tf.constant(a) for a in arrays])
+    if backend == "jax":
+        return _import_module("jax").jit(lambda *xs: fn(*xs, **kwargs))(*arrays)
+    if backend == "torch":
+        torch = _import_module("torch")
+        result = fn(*[torch.tensor(a, requires_grad=True) for a in arrays], **kwargs)
+        return result.detach() if _callable(_getattr(result, "detach", None)) else result
+    return fn(*arrays, **kwargs)
+
+
 # --------------------------------------------------------------------------- canonical results
 def canonical(value: Any, depth: int = 0) -> dict[str, Any]:
     """A JSON-safe description of a returned value, with *exact* types.
@@ -367,19 +416,35 @@ def gave_up_cases(exercise: str) -> set[int]:
 
 
 # --------------------------------------------------------------------------- in-kernel check
-def call_student(exercise: str, fn: Any) -> list[dict[str, Any]]:
-    """Run ``fn`` on every hidden case: seed right before the call, swallow what it prints."""
+def _raised(exc: BaseException, fn: Any) -> dict[str, str]:
+    """What the grader tells about an exception: its type, message and the failing line of
+    the student's own code (the deepest line when the student's frames are unknown)."""
+    record = {"raised": _getattr(_type(exc), "__name__", "Exception")[:60], "message": "", "line": ""}
+    try:
+        record["message"] = _str(exc)[:300]
+        own = _getattr(_getattr(fn, "__code__", None), "co_filename", None)
+        frames = _extract_tb(exc.__traceback__)
+        where = [f for f in frames if f.filename == own] or frames[-1:]
+        record["line"] = (where[-1].line or "")[:200] if where else ""
+    except Exception:  # noqa: BLE001 - a student's exception may refuse to be printed
+        pass
+    return record
+
+
+def call_student(exercise: str, fn: Any, symbolic: bool = False) -> list[dict[str, Any]]:
+    """Run ``fn`` on every hidden case (``symbolic``: the model.fit cases, through
+    :func:`traced_call`): seed right before the call, swallow what it prints."""
     results: list[dict[str, Any]] = []
-    for args, kwargs, seed in cases(exercise):
+    for args, kwargs, seed in (symbolic_cases(exercise) if symbolic else cases(exercise)):
         sink = _StringIO()
         try:
             with _redirect_stdout(sink), _redirect_stderr(sink):
                 if seed is not None:
                     _seed(seed)
-                value = fn(*args, **kwargs)
+                value = traced_call(fn, args, kwargs) if symbolic else fn(*args, **kwargs)
             results.append({"value": canonical(value)})
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - KeyboardInterrupt still stops us
-            results.append({"raised": _getattr(_type(exc), "__name__", "Exception")[:60]})
+            results.append(_raised(exc, fn))
     return results
 
 
@@ -429,10 +494,11 @@ def check(exercise: str, fn: Any, expect: str) -> None:
     defined = _callable(fn)
     results = call_student(exercise, fn) if defined else []
     passed = defined and fingerprint(exercise, results) == expect
+    changed = _changed(_before.get(exercise), state_token())
+    # after the state token: tracing may load parts of TensorFlow lazily
+    symbolic = call_student(exercise, fn, symbolic=True) if defined and exercise in SYMBOLIC else []
     record = {"exercise": exercise, "defined": defined, "results": results,
-              "changed": _changed(_before.get(exercise), state_token())}
-    record["changed"] = bool(record["changed"])
-    record["changed_modules"] = _changed(_before.get(exercise), state_token())
+              "symbolic": symbolic, "changed": bool(changed), "changed_modules": changed}
     folder = _environ_get(OUTPUT_ENV)
     if folder:
         path = _path_join(folder, f"{exercise}.json")

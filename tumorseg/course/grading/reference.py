@@ -1,22 +1,29 @@
 """The grader-side half of the graded checks: reference results and the comparison that scores.
 
-Nothing here runs inside a grading kernel.  The reference implementations are plain numpy
-(float64) and are written independently of the notebook's solutions; :func:`expected` runs
-them on the hidden cases of :mod:`.checks` with the same seeding the kernel uses.
+Nothing here runs inside a grading kernel or is readable from the sandbox.  The reference
+implementations are plain numpy (float64) and are written independently of the notebook's
+solutions; :func:`expected` runs them on the hidden cases of :mod:`.checks` with the same
+seeding the kernel uses, and :func:`expected_symbolic` on the model.fit cases of the Dice
+exercises.
 
 :func:`judge_record` reads the raw results a kernel wrote (untrusted JSON) and decides
-``passed`` / ``failed`` / ``error`` with a short message for the student that names the check
-number and the kind of problem, never the hidden inputs or the expected numbers.
+``passed`` / ``failed`` / ``error`` with a message for the student: which hidden checks
+failed and how, then the public tests' own diagnosis of the first failure (what was expected,
+what came back, the hint; :mod:`tumorseg.course.public_tests`) and the exception and failing
+line when the function raised.  It never shows a hidden input.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable
 from functools import cache
 from typing import Any
 
 import numpy as np
+
+from tumorseg.course import public_tests
 
 from . import checks
 
@@ -110,30 +117,147 @@ def expected_digest(exercise: str) -> str:
     return checks.fingerprint(exercise, list(expected(exercise)))
 
 
-def _same(found: Any, want: Any) -> str | None:
-    """None when the value structures agree within :data:`checks.ATOL`, else the problem."""
+@cache
+def expected_symbolic(exercise: str) -> tuple[dict[str, Any], ...]:
+    """Canonical reference results of the model.fit cases (:func:`checks.symbolic_cases`),
+    computed in float64 on the float32 inputs the traced call sees."""
+    out = []
+    for args, kwargs, _ in checks.symbolic_cases(exercise):
+        args32 = tuple(np.asarray(a, dtype=np.float32).astype(np.float64) for a in args)
+        value = np.asarray(REFERENCES[exercise](*args32, **kwargs), dtype=np.float64)
+        out.append({"value": checks.canonical(value)})
+    return tuple(out)
+
+
+def _same(found: Any, want: Any, atol: float = checks.ATOL) -> str | None:
+    """None when the value structures agree within ``atol``, else the problem."""
     if want is None or found is None:
         return None if found is want else "wrong result"
     if isinstance(want, tuple):
         if not isinstance(found, tuple) or len(found) != len(want):
             return "wrong structure"
         for f, w in zip(found, want):
-            problem = _same(f, w)
+            problem = _same(f, w, atol)
             if problem:
                 return problem
         return None
     if found.shape != want.shape:
         return "wrong shape"
-    if not np.all(np.isfinite(found)) or not np.allclose(found, want, rtol=0.0, atol=checks.ATOL):
+    if not np.all(np.isfinite(found)) or not np.allclose(found, want, rtol=0.0, atol=atol):
         return "wrong values"
+    return None
+
+
+def _c1_corner(args: tuple[Any, ...], kwargs: dict[str, Any], seed: int | None
+               ) -> tuple[int, int, int] | None:
+    """Where the window of a hidden ``get_sub_volume`` call must start (None: nowhere)."""
+    options = {**{k: v.default for k, v in inspect.signature(ref_get_sub_volume).parameters.items()
+                  if v.default is not inspect.Parameter.empty}, **kwargs}
+    out = (options["output_x"], options["output_y"], options["output_z"])
+    return public_tests.replay_corners(args[1], out, options["background_threshold"],
+                                       options["max_tries"], 1, rng=np.random.RandomState(seed))[0]
+
+
+def _diagnosis(exercise: str, index: int, found: Any, want: Any) -> str | None:
+    """The public tests' diagnosis of one hidden check's values (types already accepted)."""
+    name, what = checks.FUNCTIONS[exercise], f"hidden check {index + 1}"
+    args, kwargs, seed = checks.cases(exercise)[index]
+    if exercise == "C1":
+        out = (kwargs["output_x"], kwargs["output_y"], kwargs["output_z"])
+        return public_tests.patch_problem(found, args[0], args[1], _c1_corner(args, kwargs, seed),
+                                          out, kwargs.get("num_classes", 4), what)
+    if exercise == "C2":
+        return public_tests.standardize_problem(found, np.asarray(args[0]), f"{name} on {what}")
+    parts = ("sensitivity", "specificity") if exercise == "C6" else ("",)
+    founds, wants = (found, want) if exercise == "C6" else ((found,), (want,))
+    for part, f, w in zip(parts, founds, wants):
+        problem = public_tests.value_problem(float(f), float(w), f"{name} on {what} {part}".rstrip(),
+                                             public_tests.VALUE_HINTS[exercise], rtol=0.0,
+                                             atol=checks.ATOL)
+        if problem:
+            return problem
+    return None
+
+
+def _check_problem(exercise: str, index: int, found: Any, reference: dict[str, Any],
+                   symbolic: bool = False) -> str | None:
+    """Why one hidden check failed (type, shape or values), in the student's words, or None."""
+    gave_up = not symbolic and index in checks.gave_up_cases(exercise)
+    problem = checks.type_problem(exercise, found["value"], gave_up) if not symbolic else None
+    if problem:
+        return f"`{checks.FUNCTIONS[exercise]}` {problem} on hidden check {index + 1}."
+    if symbolic:
+        raw = found["value"]
+        if not checks._is_array(raw) or raw.get("t") not in ("tensor", "numpy.ndarray", "numpy.float32",
+                                                             "numpy.float64"):
+            return (f"{checks.FUNCTIONS[exercise]} returned {checks._describe(raw)} inside "
+                    f"model.fit; expected a tensor. {public_tests.KERAS_HINT}")
+    found_values, want_values = checks.values(found["value"]), checks.values(reference["value"])
+    verdict = _same(found_values, want_values, 1e-4 if symbolic else checks.ATOL)
+    if verdict is None:
+        return None
+    if symbolic:
+        if found_values.shape != want_values.shape:
+            return (f"{checks.FUNCTIONS[exercise]} gives shape {found_values.shape} inside model.fit "
+                    f"(a batch of 2, `axis` given), expected {want_values.shape}: pass `axis` to "
+                    "every ops.sum.")
+        return (f"{checks.FUNCTIONS[exercise]} gives other values inside model.fit than on numpy "
+                f"arrays. {public_tests.KERAS_HINT}")
+    try:
+        return _diagnosis(exercise, index, found_values, want_values) or f"{verdict} on hidden check {index + 1}"
+    except Exception:  # noqa: BLE001 - an odd result the diagnosis cannot read
+        return f"{verdict} on hidden check {index + 1}"
+
+
+def _summary(name: str, failures: list[tuple[int, str]], total: int) -> str:
+    """``failed 4 of 5 hidden checks (1, 2 and 4: wrong result; 3: raised ValueError)``."""
+    kinds: dict[str, list[int]] = {}
+    for index, kind in failures:
+        kinds.setdefault(kind, []).append(index + 1)
+
+    def numbers(items: list[int]) -> str:
+        text = ", ".join(map(str, items))
+        return text.rsplit(", ", 1)[0] + " and " + text.rsplit(", ", 1)[1] if len(items) > 1 else text
+
+    detail = "; ".join(f"{numbers(idx)}: {kind}" for kind, idx in kinds.items())
+    return f"`{name}` failed {len(failures)} of {total} hidden checks ({detail})."
+
+
+def _exception_text(exercise: str, found: dict[str, Any], index: int, symbolic: bool) -> str:
+    ename = str(found.get("raised", "an exception"))[:60]
+    message, line = str(found.get("message", ""))[:300], str(found.get("line", ""))[:200]
+    name = checks.FUNCTIONS[exercise]
+    if symbolic:
+        return public_tests.symbolic_failure(name, ename, message, line)
+    return f"Hidden check {index + 1}: " + public_tests.describe_exception(name, ename, message, line)
+
+
+def _judge_symbolic(exercise: str, record: dict[str, Any]) -> str | None:
+    """The problem of the model.fit cases of a Dice exercise, or None."""
+    if exercise not in checks.SYMBOLIC:
+        return None
+    results, want = record.get("symbolic"), expected_symbolic(exercise)
+    if not isinstance(results, list) or len(results) != len(want):
+        return "The grader could not read the results of your function inside model.fit."
+    for index, (found, reference) in enumerate(zip(results, want)):
+        try:
+            if not isinstance(found, dict) or "value" not in found:
+                return _exception_text(exercise, found if isinstance(found, dict) else {}, index, True)
+            problem = _check_problem(exercise, index, found, reference, symbolic=True)
+        except Exception:  # noqa: BLE001 - malformed (possibly forged) JSON
+            problem = "The grader could not read the results of your function inside model.fit."
+        if problem:
+            return problem
     return None
 
 
 def judge_record(exercise: str, record: Any) -> tuple[str, str]:
     """Score the raw results written by a kernel: ``(status, message)``.
 
-    ``status`` is ``passed``, ``failed`` (wrong type, shape or values) or ``error`` (the
-    function is undefined or raised on some hidden case)."""
+    ``status`` is ``passed``, ``failed`` (wrong type, shape or values, or the function does not
+    work inside model.fit) or ``error`` (the function is undefined or raised on some hidden
+    case).  The message lists every failing hidden check in order, then the diagnosis of the
+    first one, and the first exception when that was not the first failure."""
     name = checks.FUNCTIONS[exercise]
     want = expected(exercise)
     if not isinstance(record, dict) or record.get("exercise") != exercise:
@@ -143,28 +267,32 @@ def judge_record(exercise: str, record: Any) -> tuple[str, str]:
     results = record.get("results")
     if not isinstance(results, list) or len(results) != len(want):
         return "failed", "The grader could not read the results of your function."
-    gave_up = checks.gave_up_cases(exercise)
-    raised: list[str] = []
-    problems: list[str] = []
+    failures: list[tuple[int, str]] = []
+    details: dict[int, str] = {}
     for index, (found, reference) in enumerate(zip(results, want)):
-        label = f"hidden check {index + 1}"
         try:
             if not isinstance(found, dict) or "value" not in found:
-                ename = str(found.get("raised", "an exception")) if isinstance(found, dict) else "?"
-                raised.append(f"{label}: raised {ename[:60]}")
+                found = found if isinstance(found, dict) else {}
+                failures.append((index, f"raised {str(found.get('raised', 'an exception'))[:60]}"))
+                details[index] = _exception_text(exercise, found, index, False)
                 continue
-            problem = checks.type_problem(exercise, found["value"], index in gave_up)
-            if problem is None:
-                problem = _same(checks.values(found["value"]), checks.values(reference["value"]))
+            problem = _check_problem(exercise, index, found, reference)
         except Exception:  # noqa: BLE001 - malformed (possibly forged) JSON
-            problem = "unreadable result"
-        if problem:
-            problems.append(f"{label}: {problem}")
-    total = len(want)
-    if raised:
-        detail = "; ".join((raised + problems)[:3])
-        return "error", f"`{name}` raised an exception on {len(raised)} of {total} hidden checks ({detail})."
-    if problems:
-        detail = "; ".join(problems[:3])
-        return "failed", f"`{name}` failed {len(problems)} of {total} hidden checks ({detail})."
-    return "passed", f"`{name}` passed all {total} hidden checks."
+            problem = f"unreadable result on hidden check {index + 1}"
+        if problem:  # every diagnosis names its hidden check
+            failures.append((index, "wrong result"))
+            details[index] = problem
+    symbolic = _judge_symbolic(exercise, record)
+    if not failures:
+        if symbolic:
+            return "failed", (f"`{name}` passed all {len(want)} hidden checks on numpy arrays, but "
+                              f"not inside model.fit (symbolic tensors): {symbolic}")
+        return "passed", f"`{name}` passed all {len(want)} hidden checks."
+    raised = [i for i, kind in failures if kind.startswith("raised")]
+    parts = [_summary(name, failures, len(want)), details[failures[0][0]]]
+    if raised and raised[0] != failures[0][0]:
+        parts.append(details[raised[0]])
+    if symbolic:
+        parts.append(f"It also fails inside model.fit. {public_tests.KERAS_HINT}")
+    message = "\n".join(part[:600] for part in parts)
+    return ("error" if raised else "failed"), message

@@ -1,5 +1,6 @@
-"""Run one command (pytest + nbval) in its own session with resource limits, then kill every
-process it left behind.
+"""Run one command (a grading run) in its own session with resource limits, then kill every
+process it left behind.  The grader passes the ``bwrap`` command of :mod:`.isolation` as CMD
+(the namespaces, the file view and the process limit), or pytest itself with ``--no-sandbox``.
 
 Usage (the grader starts it; it is not a user command)::
 

@@ -1,0 +1,101 @@
+"""The grades folder: ``results.csv`` (one row per submission) beside one JSON report each.
+
+``results.csv`` is a merge keyed by the ``submission`` column: grading more notebooks into
+the same folder adds their rows, grading a notebook again replaces its row, and every other
+row is kept.  Each merge happens under a lock (two ``tumorseg grade`` runs may share a folder)
+and the file is replaced atomically, right after each submission's report is written, so an
+interrupted batch keeps every grade finished so far.  :func:`start_fresh` is the explicit way
+to start over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from tumorseg.atomic import write_text
+
+from . import checks
+
+CSV_NAME = "results.csv"
+HEADER = ["submission", *checks.EXERCISES, "total", "sandbox"]
+_LOCK_NAME = ".results.lock"
+
+
+class ResultsFileError(ValueError):
+    """An existing results.csv that this grader did not write (or cannot read)."""
+
+
+def read_rows(out: Path) -> dict[str, dict[str, str]]:
+    """The rows of ``out/results.csv`` by submission; empty when the file does not exist."""
+    path = out / CSV_NAME
+    if not path.exists():
+        return {}
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None or "submission" not in reader.fieldnames:
+                raise ResultsFileError(
+                    f"{path} has no 'submission' column, so it was not written by `tumorseg "
+                    "grade`; choose another --out folder or pass --fresh to replace it.")
+            rows = {row["submission"]: {k: row.get(k) or "" for k in HEADER} for row in reader}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ResultsFileError(f"{path} cannot be read ({exc}); fix or move it, or pass --fresh "
+                               "to start over.") from None
+    return rows
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the grades folder (a no-op where ``fcntl`` is missing)."""
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not Linux/macOS
+        yield
+        return
+    with open(out / _LOCK_NAME, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _render(rows: dict[str, dict[str, str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HEADER, lineterminator="\n")
+    writer.writeheader()
+    for key in sorted(rows):
+        writer.writerow({**rows[key], "submission": key})
+    return buffer.getvalue()
+
+
+def merge(out: Path, rows: dict[str, dict[str, str]]) -> None:
+    """Add or replace ``rows`` (keyed by submission) in ``out/results.csv``, keeping the others."""
+    with locked(out):
+        merged = read_rows(out)
+        merged.update(rows)
+        write_text(out / CSV_NAME, _render(merged))
+
+
+def start_fresh(out: Path) -> list[Path]:
+    """Start ``out`` over: an empty results.csv, and the JSON reports of its old rows removed.
+    Returns the removed reports."""
+    removed: list[Path] = []
+    with locked(out):
+        try:
+            old = read_rows(out)
+        except ResultsFileError:
+            old = {}
+        for key in old:
+            report = out / f"{Path(key).stem}.json"
+            if report.is_file() and Path(key).stem:
+                os.unlink(report)
+                removed.append(report)
+        write_text(out / CSV_NAME, _render({}))
+    return removed
