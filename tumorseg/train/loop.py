@@ -47,7 +47,6 @@ from tumorseg.train.state import (
     start_log,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_BIAS = -2.0
 
 
@@ -64,9 +63,14 @@ def git_commit() -> str:
     """The repository's HEAD commit (``TUMORSEG_GIT_COMMIT`` overrides), or "unknown"."""
     if os.environ.get("TUMORSEG_GIT_COMMIT"):
         return os.environ["TUMORSEG_GIT_COMMIT"]
+    from tumorseg.resources import checkout_root
+
+    root = checkout_root()
+    if root is None:
+        return "unknown"
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
         )
         sha = out.stdout.strip()
         return sha if len(sha) == 40 and all(c in "0123456789abcdef" for c in sha) else "unknown"
