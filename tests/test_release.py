@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import nbformat
 import numpy as np
@@ -10,7 +11,9 @@ import pytest
 
 from tumorseg.course import public_tests as pt
 from tumorseg.course import release
-from tumorseg.course.release import INSTRUCTOR, ROOT, STUDENT, placeholder_source
+from tumorseg.course.release import INSTRUCTOR, STUDENT, placeholder_source
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PUBLIC_TESTS = {
     "unq-c1": ("test_get_sub_volume", "get_sub_volume"),
