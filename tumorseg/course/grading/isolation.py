@@ -252,11 +252,12 @@ def wrap(cmd: list[str], folder: Path, library: Path, env: dict[str, str], uid: 
     path = bwrap_path()
     if path is None:
         raise SandboxUnavailable(INSTALL_HINT)
-    args = [path, *_namespace_args(), *_system_args(),
+    # The private /tmp comes first: a venv or checkout that lives under /tmp is mounted on top
+    # of it afterwards instead of being hidden by it.
+    args = [path, *_namespace_args(), "--bind", str(folder / "tmp"), "/tmp", *_system_args(),
             "--ro-bind", str(library), str(package_dir()),
             "--proc", "/proc", "--dev", "/dev",
             "--bind", str(folder), INSIDE,
-            "--bind", str(folder / "tmp"), "/tmp",
             "--bind", str(folder / "shm"), "/dev/shm",
             "--remount-ro", "/", "--chdir", INSIDE, "--clearenv"]
     for key, value in env.items():
