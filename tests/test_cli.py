@@ -9,13 +9,6 @@ import pytest
 
 from tumorseg.cli import COMMANDS, USER_ERROR, fail, main
 
-
-def _pending(owner: str):
-    """A command whose module another part of the project owns; strict, so the mark has to go
-    as soon as that command reports user errors through ``tumorseg.cli.fail``."""
-    return pytest.mark.xfail(strict=True, reason=f"{owner} still reports this error its own way")
-
-
 # (command line, text the message must contain); NOTHING is a path that does not exist, and
 # dest/a.tar a file whose md5 is not the one asked for (so no request is ever sent)
 CASES = {
@@ -31,13 +24,9 @@ CASES = {
     "release": (["release", "--source", "NOTHING/nb.ipynb", "--out", "s.ipynb"], "NOTHING"),
     "grade": (["grade", "NOTHING/nb.ipynb", "--out", "g"], "NOTHING"),
 }
-PENDING = {"overview": "viz/overview.py", "train": "train/loop.py", "release": "course/release.py"}
 
 
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=_pending(PENDING[n])) if n in PENDING else n for n in CASES],
-)
+@pytest.mark.parametrize("name", list(CASES))
 def test_user_errors_go_to_stderr_with_status_2(name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "dest").mkdir()

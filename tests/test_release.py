@@ -113,7 +113,9 @@ def test_release_rejects_a_test_cell_moved_away(tmp_path):
         release.release_notebook(nb)
     source = tmp_path / "moved.ipynb"
     nbformat.write(nb, str(source))
-    assert release.main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")]) == 1
+    with pytest.raises(SystemExit) as info:
+        release.main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")])
+    assert info.value.code == 2
 
 
 def test_release_writes_complete_metadata(released):
@@ -250,6 +252,9 @@ def test_cli_reports_a_broken_source(tmp_path, capsys):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("### START CODE HERE\nx = 1\n")])
     source = tmp_path / "bad.ipynb"
     nbformat.write(nb, str(source))
-    assert release.main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")]) == 1
-    assert "without a matching" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        release.main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tumorseg release: error: ") and "without a matching" in err
     assert not (tmp_path / "o.ipynb").exists()

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tumorseg.train.cli import main
 from tumorseg.train.config import TrainConfig
 from tumorseg.train.data import MemoryBatches, Prefetcher, StoreBatches
-from tumorseg.train.loop import hard_dice_per_class, learning_rate_at, main
+from tumorseg.train.loop import hard_dice_per_class, learning_rate_at
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_patches import make_fake_msd  # noqa: E402
@@ -165,11 +166,17 @@ def test_store_batches_split_by_rows_and_match_across_worker_kinds(tmp_path):
 
 
 def test_cli_reports_user_errors_with_exit_2(tmp_path, capsys):
-    assert main(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]) == 2
+    def status(*argv: str) -> int:
+        with pytest.raises(SystemExit) as info:
+            main(["--out", str(tmp_path / "o"), *argv])
+        return info.value.code
+
+    assert status("--data", str(tmp_path / "none")) == 2
     assert "build the patch store with `tumorseg patches" in capsys.readouterr().err
     store = _tiny_store(tmp_path / "store")
-    assert main(["--data", str(store), "--out", str(tmp_path / "o"), "--devices", "2"]) == 2
-    assert "needs the JAX backend" in capsys.readouterr().err  # the tests run TensorFlow
-    assert main(["--data", str(store), "--out", str(tmp_path / "o"), "--batch-size", "9"]) == 2
+    assert status("--data", str(store), "--devices", "2") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tumorseg train: error: ") and "needs the JAX backend" in err
+    assert status("--data", str(store), "--batch-size", "9") == 2
     assert "fewer than one batch" in capsys.readouterr().err
     assert not (tmp_path / "o" / "model.json").exists()

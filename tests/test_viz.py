@@ -335,4 +335,6 @@ def test_overview_png(tmp_path):
     png = iio.imread(out)
     assert png.ndim == 3 and png.shape[1] == 1500 and png.shape[0] > 500
     assert [p.name for p in out.parent.iterdir()] == ["overview.png"]
-    assert main(["--data", str(tmp_path / "nothing"), "--out", str(out)]) == 1
+    with pytest.raises(SystemExit) as info:
+        main(["--data", str(tmp_path / "nothing"), "--out", str(out)])
+    assert info.value.code == 2

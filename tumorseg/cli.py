@@ -25,7 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("tumorseg.data.download", "download MSD Task01_BrainTumour (real data)"),
     "overview": ("tumorseg.viz.overview", "render an overview PNG of a few cases"),
     "patches": ("tumorseg.patches.store", "sample 160x160x16 training patches into h5 files"),
-    "train": ("tumorseg.train.loop", "train the 3D U-Net on a patch store"),
+    "train": ("tumorseg.train.cli", "train the 3D U-Net on a patch store"),
     "predict": ("tumorseg.inference.cli", "segment one case and write a NIfTI label map"),
     "evaluate": ("tumorseg.inference.evaluate", "score a model on whole cases (Dice, HD95, ...)"),
     "release": ("tumorseg.course.release", "generate the student notebook from the instructor one"),

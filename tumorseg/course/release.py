@@ -35,6 +35,7 @@ import nbformat
 
 from tumorseg import resources
 from tumorseg.atomic import write_text
+from tumorseg.cli import fail
 
 INSTRUCTOR = resources.instructor_notebook()
 #: the committed student notebook in a source checkout, else a file in the working directory
@@ -240,8 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text = build_release(args.source)
     except (OSError, ValueError, nbformat.ValidationError) as exc:
-        print(f"tumorseg release: {args.source}: {exc}", file=sys.stderr)
-        return 1
+        fail("tumorseg release", f"{args.source}: {exc}")
     if args.check:
         current = args.out.read_text(encoding="utf-8") if args.out.is_file() else None
         if current != text:

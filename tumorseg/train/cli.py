@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
+from tumorseg.cli import fail
 from tumorseg.data import DataError
 from tumorseg.patches.augment import Augment
 from tumorseg.train.config import TrainConfig
@@ -130,6 +130,5 @@ def main(argv: list[str] | None = None) -> int:
         train(cfg, source, valid if names else None, data=data_record(data, store),
               resume=args.resume)
     except (DataError, ValueError) as exc:
-        print(f"tumorseg train: {exc}", file=sys.stderr)
-        return 2
+        fail("tumorseg train", exc)
     return 0

@@ -331,10 +331,3 @@ def train(cfg: TrainConfig, source: Any, valid: Callable[[], Iterable] | None = 
               f"({t['seconds_per_step']} s/step, {t['patches_per_second']} patches/s); "
               f"validation Dice {state.metrics}")
     return manifest
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg train``: see ``tumorseg.train.cli``."""
-    from tumorseg.train.cli import main as cli_main
-
-    return cli_main(argv)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tumorseg.atomic import atomic_path
+from tumorseg.cli import fail
 from tumorseg.data import DataError, open_dataset
 from tumorseg.data.io import MODALITIES
 from tumorseg.viz.labeled import CLASS_COLORS
@@ -126,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = render_overview(args.data, args.out, args.cases)
     except DataError as exc:
-        print(f"tumorseg overview: error: {exc}", file=sys.stderr)
-        return 1
+        fail("tumorseg overview", exc)
     print(f"wrote {out}")
     return 0
 
