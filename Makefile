@@ -54,6 +54,7 @@ lab: patches
 
 lint: $(STAMP)
 	$(BIN)/ruff check tumorseg tests util.py scripts benchmarks
+	$(BIN)/ruff format --check tumorseg tests util.py scripts benchmarks
 
 test: patches lint
 	$(BIN)/python -m pytest tests

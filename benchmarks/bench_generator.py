@@ -42,8 +42,16 @@ def _rate_loop(gen) -> tuple[float, float]:
 
 
 def _rate_workers(ids, folder, mode, workers) -> float:
-    gen = VolumeDataGenerator(ids, folder, batch_size=1, verbose=0, standardize=mode,
-                              workers=workers, use_multiprocessing=False, max_queue_size=8)
+    gen = VolumeDataGenerator(
+        ids,
+        folder,
+        batch_size=1,
+        verbose=0,
+        standardize=mode,
+        workers=workers,
+        use_multiprocessing=False,
+        max_queue_size=8,
+    )
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
     best = 0.0
@@ -70,26 +78,37 @@ def main() -> int:
         for i in range(16):
             x = (rng.random((4, 160, 160, 16)) * 500).astype(np.float32)
             lab = rng.integers(0, 4, (160, 160, 16))
-            write_patch_h5(folder / f"p{i}.h5", x, (lab[..., None] == np.arange(4)).astype(np.float32))
+            write_patch_h5(
+                folder / f"p{i}.h5", x, (lab[..., None] == np.arange(4)).astype(np.float32)
+            )
             ids.append(f"p{i}.h5")
         print(f"patch store: none built; {len(ids)} random float32 patches in a temp folder")
     for mode in ("slice", "brain"):
-        gen = VolumeDataGenerator(ids, folder, batch_size=1, shuffle=False, verbose=0,
-                                  standardize=mode)
+        gen = VolumeDataGenerator(
+            ids, folder, batch_size=1, shuffle=False, verbose=0, standardize=mode
+        )
         wall, cpu = _rate_loop(gen)
-        print(f"  {mode:5s} standardization, 1 thread : {wall:6.1f} patches/s "
-              f"({cpu:.1f} per CPU-second: what one free core delivers)")
-        print(f"  {mode:5s} standardization, 4 workers: {_rate_workers(ids, folder, mode, 4):6.1f}"
-              " patches/s (PyDataset workers, as model.fit uses them)")
+        print(
+            f"  {mode:5s} standardization, 1 thread : {wall:6.1f} patches/s "
+            f"({cpu:.1f} per CPU-second: what one free core delivers)"
+        )
+        print(
+            f"  {mode:5s} standardization, 4 workers: {_rate_workers(ids, folder, mode, 4):6.1f}"
+            " patches/s (PyDataset workers, as model.fit uses them)"
+        )
     real = ROOT.parent / "shared" / "real-brats" / "train"
     if real.is_dir():
         rids = sorted(os.listdir(real))
         gen = VolumeDataGenerator(rids, real, batch_size=1, shuffle=False, verbose=0)
         wall, cpu = _rate_loop(gen)
-        print(f"real course files (float64, {len(rids)}): {wall:6.1f} patches/s, 1 thread "
-              f"({cpu:.1f} per CPU-second); {_rate_workers(rids, real, 'slice', 4):6.1f} with 4 workers")
-    print(f"(target >= 50 patches/s; {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.1f}: other processes share them)")
+        print(
+            f"real course files (float64, {len(rids)}): {wall:6.1f} patches/s, 1 thread "
+            f"({cpu:.1f} per CPU-second); {_rate_workers(rids, real, 'slice', 4):6.1f} with 4 workers"
+        )
+    print(
+        f"(target >= 50 patches/s; {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.1f}: other processes share them)"
+    )
     if tmp is not None:
         tmp.cleanup()
     return 0

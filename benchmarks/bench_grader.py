@@ -68,8 +68,9 @@ def _submission(path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def _timed(paths: list[Path], out: Path, jobs: int, sandbox: bool = True
-           ) -> tuple[float, int, Sampler, int]:
+def _timed(
+    paths: list[Path], out: Path, jobs: int, sandbox: bool = True
+) -> tuple[float, int, Sampler, int]:
     sampler = Sampler()
     sampler.start()
     start = time.perf_counter()
@@ -98,7 +99,7 @@ def _sandbox_overhead(path: Path, tmp_path: Path, pairs: int) -> None:
     wall: dict[bool, list[float]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}
     for i in range(pairs):
-        for sandbox in ((True, False) if i % 2 == 0 else (False, True)):
+        for sandbox in (True, False) if i % 2 == 0 else (False, True):
             before = _children_cpu()
             seconds, _, _, scores = _timed([path], tmp_path / f"overhead-{i}-{sandbox}", 1, sandbox)
             assert scores == 6, f"the correct submission got {scores}/6"
@@ -106,11 +107,15 @@ def _sandbox_overhead(path: Path, tmp_path: Path, pairs: int) -> None:
             cpu[sandbox].append(_children_cpu() - before)
     for what, times in (("wall", wall), ("CPU", cpu)):
         with_box, without = statistics.median(times[True]), statistics.median(times[False])
-        print(f"sandbox overhead, one correct submission, {what} time ({pairs} alternating "
-              f"pairs, medians): bubblewrap {with_box:.1f} s, --no-sandbox {without:.1f} s, "
-              f"overhead {100 * (with_box - without) / without:+.1f} % (target <= 10 %)")
-        print(f"  all runs: bubblewrap {[round(t, 1) for t in times[True]]}, "
-              f"--no-sandbox {[round(t, 1) for t in times[False]]}")
+        print(
+            f"sandbox overhead, one correct submission, {what} time ({pairs} alternating "
+            f"pairs, medians): bubblewrap {with_box:.1f} s, --no-sandbox {without:.1f} s, "
+            f"overhead {100 * (with_box - without) / without:+.1f} % (target <= 10 %)"
+        )
+        print(
+            f"  all runs: bubblewrap {[round(t, 1) for t in times[True]]}, "
+            f"--no-sandbox {[round(t, 1) for t in times[False]]}"
+        )
 
 
 def main() -> int:
@@ -126,17 +131,23 @@ def main() -> int:
             _submission(six[-1])
         _sandbox_overhead(six[0], tmp_path, int(os.environ.get("BENCH_GRADER_REPEATS", "3")))
         seconds, runs, sampler, scores = _timed(six[:1], tmp_path / "one", jobs=1)
-        print(f"one correct submission: {seconds:.1f} s ({runs} kernel run, {scores}/6 points; "
-              f"target <= 90 s)")
-        print(f"  peak memory: {sampler.peak_rss / 2**30:.2f} GiB RSS over all grading processes, "
-              f"largest address space {sampler.peak_vms / 2**30:.2f} GiB "
-              f"(limit --memory-mb {grader.Limits.memory_mb})")
+        print(
+            f"one correct submission: {seconds:.1f} s ({runs} kernel run, {scores}/6 points; "
+            f"target <= 90 s)"
+        )
+        print(
+            f"  peak memory: {sampler.peak_rss / 2**30:.2f} GiB RSS over all grading processes, "
+            f"largest address space {sampler.peak_vms / 2**30:.2f} GiB "
+            f"(limit --memory-mb {grader.Limits.memory_mb})"
+        )
         results = {}
         for jobs in (1, 2):
             seconds, runs, sampler, scores = _timed(six, tmp_path / f"jobs{jobs}", jobs=jobs)
             results[jobs] = seconds
-            print(f"6 submissions, --jobs {jobs}: {seconds:.1f} s ({runs} kernel runs, "
-                  f"{scores}/36 points, peak RSS {sampler.peak_rss / 2**30:.2f} GiB)")
+            print(
+                f"6 submissions, --jobs {jobs}: {seconds:.1f} s ({runs} kernel runs, "
+                f"{scores}/36 points, peak RSS {sampler.peak_rss / 2**30:.2f} GiB)"
+            )
         print(f"speed-up of --jobs 2: {results[1] / results[2]:.2f}x")
     return 0
 

@@ -47,8 +47,10 @@ def _median_seconds(fn, n: int) -> tuple[float, float]:
 def _patch_dice(model, folder: Path, ids: list[str], mode: str) -> str:
     gen = VolumeDataGenerator(ids, folder, batch_size=2, shuffle=False, verbose=0, standardize=mode)
     r = evaluate_batches(model, (gen[i] for i in range(len(gen))))
-    return (f"edema {r['edema']:.3f}  non-enhancing {r['non_enhancing']:.3f}  "
-            f"enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches)")
+    return (
+        f"edema {r['edema']:.3f}  non-enhancing {r['non_enhancing']:.3f}  "
+        f"enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches)"
+    )
 
 
 def main() -> int:
@@ -61,24 +63,32 @@ def main() -> int:
     y = (rng.random((1, 3, 160, 160, 16)) > 0.9).astype(np.float32)
     step = _median_seconds(lambda: model.train_on_batch(x, y), 3)
     pred = _median_seconds(lambda: model.predict(x, verbose=0), 3)
-    print(f"base 16, float32, batch 1: {step[0]:.2f} s/training step ({step[1]:.2f} CPU-s), "
-          f"{pred[0]:.2f} s/predicted patch ({pred[1]:.2f} CPU-s); load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"base 16, float32, batch 1: {step[0]:.2f} s/training step ({step[1]:.2f} CPU-s), "
+        f"{pred[0]:.2f} s/predicted patch ({pred[1]:.2f} CPU-s); load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
 
     weights = pretrained_weights()
     if weights.is_file():
         shipped, manifest = load_pretrained(weights)
         mode = manifest.get("standardize", "slice")
-        print(f"shipped model: {manifest.get('steps')} steps on "
-              f"{manifest.get('data', {}).get('source', '?')}; standardize={mode}")
+        print(
+            f"shipped model: {manifest.get('steps')} steps on "
+            f"{manifest.get('data', {}).get('source', '?')}; standardize={mode}"
+        )
         real = ROOT.parent / "shared" / "real-brats" / "train"
         if real.is_dir():
-            print(f"  real BraTS patches      : {_patch_dice(shipped, real, sorted(os.listdir(real)), mode)}")
+            print(
+                f"  real BraTS patches      : {_patch_dice(shipped, real, sorted(os.listdir(real)), mode)}"
+            )
         store = ROOT / "data" / "BraTS-Data" / "processed"
         if (store / "config.json").is_file():
             valid = json.loads((store / "config.json").read_text())["valid"]
             if valid:
-                print(f"  synthetic valid patches : {_patch_dice(shipped, store / 'valid', valid, mode)}")
+                print(
+                    f"  synthetic valid patches : {_patch_dice(shipped, store / 'valid', valid, mode)}"
+                )
     else:
         print(f"shipped model: {weights} not found")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

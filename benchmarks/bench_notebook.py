@@ -26,10 +26,14 @@ def main() -> int:
     print(f"{'notebook section':<40} {'seconds':>8} {'peak RSS GB':>12}")
     for name, (seconds, rss) in per_section.items():
         print(f"{name:<40} {seconds:8.1f} {rss / 1e9:12.2f}")
-    print(f"total: {total:.1f} s (target <= {TARGET_SECONDS} s)"
-          f" {'OK' if total <= TARGET_SECONDS else 'OVER'}")
-    print(f"peak RSS of the kernel tree: {peak / 1e9:.2f} GB (target <= {TARGET_BYTES / 1e9:.0f} GB)"
-          f" {'OK' if peak <= TARGET_BYTES else 'OVER'}")
+    print(
+        f"total: {total:.1f} s (target <= {TARGET_SECONDS} s)"
+        f" {'OK' if total <= TARGET_SECONDS else 'OVER'}"
+    )
+    print(
+        f"peak RSS of the kernel tree: {peak / 1e9:.2f} GB (target <= {TARGET_BYTES / 1e9:.0f} GB)"
+        f" {'OK' if peak <= TARGET_BYTES else 'OVER'}"
+    )
     if error:
         print(error, file=sys.stderr)
         return 1

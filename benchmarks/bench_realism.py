@@ -29,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-
 def patch_dice(model, folder: Path, mode: str) -> dict[str, float]:
     """Mean hard Dice per class over the ``*.h5`` patches of ``folder``."""
     from tumorseg.patches import VolumeDataGenerator
@@ -38,8 +37,7 @@ def patch_dice(model, folder: Path, mode: str) -> dict[str, float]:
     ids = sorted(p.name for p in folder.glob("*.h5"))
     if not ids:
         raise SystemExit(f"{folder}: no .h5 patches")
-    gen = VolumeDataGenerator(ids, folder, batch_size=1, shuffle=False, verbose=0,
-                              standardize=mode)
+    gen = VolumeDataGenerator(ids, folder, batch_size=1, shuffle=False, verbose=0, standardize=mode)
     return evaluate_batches(model, (gen[i] for i in range(len(gen))))
 
 
@@ -48,16 +46,20 @@ def scan_dice(model, data: Path) -> dict[str, float]:
     from tumorseg.inference.evaluate import evaluate
 
     table = evaluate(data, model)
-    return {r: float(table[f"{r}_dice"].mean()) for r in ("WT", "TC", "ET")} | {
-        "cases": len(table)}
+    return {r: float(table[f"{r}_dice"].mean()) for r in ("WT", "TC", "ET")} | {"cases": len(table)}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", default=None, help="a .weights.h5 with its manifest (default: shipped)")
+    p.add_argument(
+        "--weights", default=None, help="a .weights.h5 with its manifest (default: shipped)"
+    )
     p.add_argument("--patches", action="append", default=[], help="folder of course h5 patches")
-    p.add_argument("--scans", default=str(ROOT / "data" / "BraTS-Data"),
-                   help="dataset of whole cases ('' to skip)")
+    p.add_argument(
+        "--scans",
+        default=str(ROOT / "data" / "BraTS-Data"),
+        help="dataset of whole cases ('' to skip)",
+    )
     args = p.parse_args(argv)
     real = ROOT.parent / "shared" / "real-brats" / "train"
     if not args.patches and real.is_dir():
@@ -65,21 +67,27 @@ def main(argv: list[str] | None = None) -> int:
 
     from tumorseg.model import load_pretrained
 
-    model, manifest = load_pretrained(*( [args.weights] if args.weights else []))
+    model, manifest = load_pretrained(*([args.weights] if args.weights else []))
     mode = manifest.get("standardize", "brain")
-    print(f"model: {args.weights or 'shipped'}; {manifest.get('steps')} steps; "
-          f"standardize={mode}; data: {manifest.get('data', {}).get('source', '?')}")
+    print(
+        f"model: {args.weights or 'shipped'}; {manifest.get('steps')} steps; "
+        f"standardize={mode}; data: {manifest.get('data', {}).get('source', '?')}"
+    )
     for folder in args.patches:
         t = time.perf_counter()
         r = patch_dice(model, Path(folder), mode)
-        print(f"  patches {folder}: edema {r['edema']:.3f}  non-enhancing {r['non_enhancing']:.3f}"
-              f"  enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches, "
-              f"{time.perf_counter() - t:.0f} s)")
+        print(
+            f"  patches {folder}: edema {r['edema']:.3f}  non-enhancing {r['non_enhancing']:.3f}"
+            f"  enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches, "
+            f"{time.perf_counter() - t:.0f} s)"
+        )
     if args.scans and (Path(args.scans) / "dataset.json").is_file():
         t = time.perf_counter()
         r = scan_dice(model, Path(args.scans))
-        print(f"  whole scans {args.scans}: WT {r['WT']:.3f}  TC {r['TC']:.3f}  ET {r['ET']:.3f}"
-              f"  ({r['cases']} cases, {time.perf_counter() - t:.0f} s)")
+        print(
+            f"  whole scans {args.scans}: WT {r['WT']:.3f}  TC {r['TC']:.3f}  ET {r['ET']:.3f}"
+            f"  ({r['cases']} cases, {time.perf_counter() - t:.0f} s)"
+        )
     return 0
 
 

@@ -29,10 +29,19 @@ def main() -> int:
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "BraTS-Data"
-        cmd = [sys.executable, "-c",
-               "import sys; from tumorseg.data.synth import main; sys.exit(main(sys.argv[1:]))",
-               "--out", str(out), "--cases", str(a.cases), "--seed", str(a.seed),
-               "--jobs", str(a.jobs)]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from tumorseg.data.synth import main; sys.exit(main(sys.argv[1:]))",
+            "--out",
+            str(out),
+            "--cases",
+            str(a.cases),
+            "--seed",
+            str(a.seed),
+            "--jobs",
+            str(a.jobs),
+        ]
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=ROOT, stderr=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
@@ -42,11 +51,15 @@ def main() -> int:
         img_mb = [f.stat().st_size / 1e6 for f in images]
         lab_kb = [f.stat().st_size / 1e3 for f in labels]
     print(f"synth: {a.cases} cases, seed {a.seed}, jobs {a.jobs}")
-    print(f"  wall time      {wall:7.1f} s   (budget 90 s for 10 cases; shared CPU makes this noisy)")
+    print(
+        f"  wall time      {wall:7.1f} s   (budget 90 s for 10 cases; shared CPU makes this noisy)"
+    )
     print(f"  throughput     {a.cases / wall:7.3f} cases/s  ({wall / a.cases:.1f} s/case)")
     print(f"  peak RSS       {rss_gb:7.2f} GiB (largest child process; budget 2.5 GB)")
-    print(f"  image files    {min(img_mb):.1f}-{max(img_mb):.1f} MB each, {sum(img_mb):.0f} MB total "
-          "(limit 12 MB each)")
+    print(
+        f"  image files    {min(img_mb):.1f}-{max(img_mb):.1f} MB each, {sum(img_mb):.0f} MB total "
+        "(limit 12 MB each)"
+    )
     print(f"  label files    {min(lab_kb):.0f}-{max(lab_kb):.0f} kB each")
     ok = wall <= 90 * a.cases / 10 and rss_gb <= 2.5 and max(img_mb) <= 12 * 1.048576
     print(f"  within budget  {'yes' if ok else 'NO'}")

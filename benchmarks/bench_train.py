@@ -55,8 +55,9 @@ def step_rate(names: list[str], base: int, bf16: bool, steps: int) -> dict:
 
     src = StoreBatches(STORE / "train", names, batch_size=1, seed=0)
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(out=out, steps=steps, n_base_filters=base, bf16=bf16, workers=2,
-                          checkpoint_every=10**6)
+        cfg = TrainConfig(
+            out=out, steps=steps, n_base_filters=base, bf16=bf16, workers=2, checkpoint_every=10**6
+        )
         manifest = train(cfg, src, None, verbose=False)
     return manifest["timings"] | {"device": manifest["distribution"]}
 
@@ -70,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no patch store at {STORE}: run `make patches` first")
         return 1
     names = json.loads((STORE / "config.json").read_text())["train"]
-    print(f"input from {STORE} ({len(names)} patches, 160x160x16, 13 MB each), batch 1, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"input from {STORE} ({len(names)} patches, 160x160x16, 13 MB each), batch 1, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
     produced = {}
     for level in ("flip", "strong"):
         src = StoreBatches(STORE / "train", names, batch_size=1, seed=0, level=level)
@@ -83,27 +86,35 @@ def main(argv: list[str] | None = None) -> int:
 
     import keras
 
-    print(f"\ntraining steps ({keras.backend.backend()} backend, U-Net base {args.base}, batch 1, "
-          f"{args.steps} steps; the first compiles):")
+    print(
+        f"\ntraining steps ({keras.backend.backend()} backend, U-Net base {args.base}, batch 1, "
+        f"{args.steps} steps; the first compiles):"
+    )
     for bf16 in (False, True):
         t = step_rate(names, args.base, bf16, args.steps)
         used = t["patches_per_second"]
-        print(f"  {'mixed_bfloat16' if bf16 else 'float32':14s}: {t['seconds_per_step']:.2f} s/step "
-              f"(first {t['first_step_seconds']:.1f} s) = {used:.2f} patches/s consumed; the "
-              f"steps waited {t['input']['wait_seconds']:.2f} s for input in all; "
-              f"{t['device']['devices']} {t['device']['device_kind']} device(s)")
-        print(f"    input headroom: the store delivers {produced['flip'] / used:.0f}x what "
-              f"the steps consume")
+        print(
+            f"  {'mixed_bfloat16' if bf16 else 'float32':14s}: {t['seconds_per_step']:.2f} s/step "
+            f"(first {t['first_step_seconds']:.1f} s) = {used:.2f} patches/s consumed; the "
+            f"steps waited {t['input']['wait_seconds']:.2f} s for input in all; "
+            f"{t['device']['devices']} {t['device']['device_kind']} device(s)"
+        )
+        print(
+            f"    input headroom: the store delivers {produced['flip'] / used:.0f}x what "
+            f"the steps consume"
+        )
 
     shipped = json.loads((ROOT / "data" / "model_pretrained.json").read_text())
     batch = shipped.get("batch_size") or shipped.get("distribution", {}).get("global_batch")
     rate = shipped["steps"] * batch / shipped["train_seconds"]
-    print(f"\nGPU: not measured here (this machine has none). The shipped model's manifest "
-          f"records {shipped['steps']} steps of batch {batch} in {shipped['train_seconds']:.0f} s "
-          f"on {shipped['machine']}, {shipped['precision']}, base "
-          f"{shipped['config']['n_base_filters']}: {rate:.0f} patches/s consumed; feeding that "
-          f"from the store takes about {rate / max(produced['strong'], 1e-9):.1f}x this "
-          f"machine's best 'strong' input rate (--workers N --processes on a many-core host).")
+    print(
+        f"\nGPU: not measured here (this machine has none). The shipped model's manifest "
+        f"records {shipped['steps']} steps of batch {batch} in {shipped['train_seconds']:.0f} s "
+        f"on {shipped['machine']}, {shipped['precision']}, base "
+        f"{shipped['config']['n_base_filters']}: {rate:.0f} patches/s consumed; feeding that "
+        f"from the store takes about {rate / max(produced['strong'], 1e-9):.1f}x this "
+        f"machine's best 'strong' input rate (--workers N --processes on a many-core host)."
+    )
     return 0
 
 

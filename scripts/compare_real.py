@@ -61,8 +61,15 @@ def patch_stats(x: np.ndarray, lab: np.ndarray) -> dict[str, np.ndarray]:
                 bz[k, c] = (xc[sel].mean() - mb) / sb
         hf = xc - ndi.gaussian_filter(xc, (1, 1, 0))
         tex[c] = hf[core_h].std() / (xc[core_h].std() + 1e-6)
-    return {"zmean": zmean, "zsd": zsd, "tex": tex, "bz": bz, "zvals": zvals,
-            "tumor": np.array([(lab > 0).mean()]), "brain": np.array([brain.mean()])}
+    return {
+        "zmean": zmean,
+        "zsd": zsd,
+        "tex": tex,
+        "bz": bz,
+        "zvals": zvals,
+        "tumor": np.array([(lab > 0).mean()]),
+        "brain": np.array([brain.mean()]),
+    }
 
 
 def real_patches():
@@ -82,21 +89,26 @@ def synth_patches(cases: list[tuple[np.ndarray, np.ndarray]], per_case: int, see
             tries += 1
             sx, sy = rng.integers(0, image.shape[0] - 160 + 1, size=2)
             sz = rng.integers(0, image.shape[2] - 16 + 1)
-            lab = label[sx:sx + 160, sy:sy + 160, sz:sz + 16]
+            lab = label[sx : sx + 160, sy : sy + 160, sz : sz + 16]
             if (lab > 0).mean() < 0.05:
                 continue
             got += 1
-            x = np.moveaxis(image[sx:sx + 160, sy:sy + 160, sz:sz + 16], -1, 0)
+            x = np.moveaxis(image[sx : sx + 160, sy : sy + 160, sz : sz + 16], -1, 0)
             yield x, lab
 
 
 def summarize(stats: list[dict]) -> dict:
     """Average the per-patch statistics; pool the z samples per region and modality."""
-    out = {k: np.nanmean(np.stack([s[k] for s in stats]), axis=0)
-           for k in stats[0] if k != "zvals"}
-    out["zvals"] = [[np.concatenate([s["zvals"][r][c] for s in stats
-                                     if s["zvals"][r][c] is not None] or [np.zeros(0)])
-                     for c in range(4)] for r in range(4)]
+    out = {k: np.nanmean(np.stack([s[k] for s in stats]), axis=0) for k in stats[0] if k != "zvals"}
+    out["zvals"] = [
+        [
+            np.concatenate(
+                [s["zvals"][r][c] for s in stats if s["zvals"][r][c] is not None] or [np.zeros(0)]
+            )
+            for c in range(4)
+        ]
+        for r in range(4)
+    ]
     return out
 
 
@@ -132,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     print("mean z in healthy-tissue SD units (real / synthetic); [within-region SD of z]")
     print(f"{'region':<8}" + "".join(f"{m:>24}" for m in MODS))
     for r, name in enumerate(REGIONS):
-        cells = [f"{real['zmean'][r, c]:+5.2f}/{syn['zmean'][r, c]:+5.2f} "
-                 f"[{real['zsd'][r, c]:.2f}/{syn['zsd'][r, c]:.2f}]" for c in range(4)]
+        cells = [
+            f"{real['zmean'][r, c]:+5.2f}/{syn['zmean'][r, c]:+5.2f} "
+            f"[{real['zsd'][r, c]:.2f}/{syn['zsd'][r, c]:.2f}]"
+            for c in range(4)
+        ]
         print(f"{name:<8}" + "".join(f"{c:>24}" for c in cells))
     print("\nmean z after per-channel standardization over the brain (real / synthetic)")
     for r, name in enumerate(("healthy",) + REGIONS):
@@ -150,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<8}" + "".join(f"{c:>22}" for c in cells))
     print("\nfine-scale texture of healthy tissue (real / synthetic)")
     print(f"{'':<8}" + "".join(f"{real['tex'][c]:>13.2f}/{syn['tex'][c]:.2f}" for c in range(4)))
-    print(f"\ntumour fraction per patch: real {real['tumor'][0]:.3f}  synthetic {syn['tumor'][0]:.3f}")
-    print(f"brain fraction per patch:  real {real['brain'][0]:.3f}  synthetic {syn['brain'][0]:.3f}")
+    print(
+        f"\ntumour fraction per patch: real {real['tumor'][0]:.3f}  synthetic {syn['tumor'][0]:.3f}"
+    )
+    print(
+        f"brain fraction per patch:  real {real['brain'][0]:.3f}  synthetic {syn['brain'][0]:.3f}"
+    )
     return 0
 
 

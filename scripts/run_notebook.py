@@ -123,10 +123,15 @@ def stderr_cells(nb) -> list[str]:
     """'cell N (id ...): first line' for every code cell with a stderr stream output."""
     found = []
     for index, cell in enumerate(nb.cells):
-        text = "".join(o.get("text", "") for o in cell.get("outputs", [])
-                       if o.get("output_type") == "stream" and o.get("name") == "stderr")
+        text = "".join(
+            o.get("text", "")
+            for o in cell.get("outputs", [])
+            if o.get("output_type") == "stream" and o.get("name") == "stderr"
+        )
         if text.strip():
-            found.append(f"cell {index} (id {cell.get('id')}): {text.strip().splitlines()[0][:120]}")
+            found.append(
+                f"cell {index} (id {cell.get('id')}): {text.strip().splitlines()[0][:120]}"
+            )
     return found
 
 
@@ -148,8 +153,9 @@ def execute(
     Returns ({section: (seconds, peak RSS bytes)}, total seconds, peak kernel-tree RSS in bytes,
     error message or None).  ``per_cell`` also prints each cell's seconds and peak RSS.
     """
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(workdir)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
+    )
     names = section_names(nb)
     per_section: dict[str, tuple[float, int]] = {}
     error = None
@@ -176,8 +182,11 @@ def execute(
                     window = monitor.take_window()
                     per_section[names[index]] = (seconds + elapsed, max(rss, window))
                     if per_cell:
-                        print(f"  cell {index:3d} {cell.get('id', ''):<22} {elapsed:7.1f} s"
-                              f" {window / 1e9:6.2f} GB", flush=True)
+                        print(
+                            f"  cell {index:3d} {cell.get('id', ''):<22} {elapsed:7.1f} s"
+                            f" {window / 1e9:6.2f} GB",
+                            flush=True,
+                        )
             client.set_widgets_metadata()
         finally:
             peak = monitor.stop()
@@ -190,9 +199,12 @@ def merged_streams(outputs: list) -> list:
     merged = []
     for output in outputs:
         previous = merged[-1] if merged else None
-        if (output.get("output_type") == "stream" and previous is not None
-                and previous.get("output_type") == "stream"
-                and previous.get("name") == output.get("name")):
+        if (
+            output.get("output_type") == "stream"
+            and previous is not None
+            and previous.get("output_type") == "stream"
+            and previous.get("name") == output.get("name")
+        ):
             previous["text"] = previous["text"] + output["text"]
         else:
             merged.append(copy.deepcopy(output))
@@ -227,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebook", nargs="?", type=Path, default=DEFAULT_NB)
     parser.add_argument("html", nargs="?", type=Path, default=DEFAULT_HTML)
-    parser.add_argument("--save-checked", action="store_true",
-                        help="store the checked cells' outputs in the source notebook")
+    parser.add_argument(
+        "--save-checked",
+        action="store_true",
+        help="store the checked cells' outputs in the source notebook",
+    )
     parser.add_argument("--executed", type=Path, help="also save the executed notebook here")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     parser.add_argument("--cells", action="store_true", help="print each cell's time and memory")
@@ -236,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
 
     source = args.notebook.resolve()
     nb = nbformat.read(source, as_version=4)
-    print(f"executing {source.relative_to(ROOT) if source.is_relative_to(ROOT) else source} ...",
-          flush=True)
+    print(
+        f"executing {source.relative_to(ROOT) if source.is_relative_to(ROOT) else source} ...",
+        flush=True,
+    )
     per_section, total, peak, error = execute(nb, source.parent, args.timeout, args.cells)
 
     print(f"\n{'section':<40} {'seconds':>8} {'peak RSS GB':>12}")

@@ -31,8 +31,19 @@ def tiny_data(n: int = 4, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-BASE = TrainConfig(out="", steps=3, batch_size=2, seed=1, n_base_filters=8, patch_size=SHAPE,
-                   lr=1e-3, warmup=1, checkpoint_every=100, snapshot_steps=(1,), workers=1)
+BASE = TrainConfig(
+    out="",
+    steps=3,
+    batch_size=2,
+    seed=1,
+    n_base_filters=8,
+    patch_size=SHAPE,
+    lr=1e-3,
+    warmup=1,
+    checkpoint_every=100,
+    snapshot_steps=(1,),
+    workers=1,
+)
 
 
 def hosts(out: Path) -> None:
@@ -50,8 +61,13 @@ def main(out: Path) -> None:
     valid = lambda: [(x[:3], y[:3])]  # noqa: E731 - 3 patches: padded to 4 on 2 devices
     for name, devices in (("dp", 2), ("single", 1)):
         cfg = base.replace(out=str(out / name), devices=devices)
-        train(cfg, MemoryBatches(x, y, cfg.batch_size, cfg.seed), valid, data={"source": "tiny"},
-              verbose=False)
+        train(
+            cfg,
+            MemoryBatches(x, y, cfg.batch_size, cfg.seed),
+            valid,
+            data={"source": "tiny"},
+            verbose=False,
+        )
     from tumorseg.model import load_pretrained
 
     model, _ = load_pretrained(out / "dp" / "model.weights.h5")

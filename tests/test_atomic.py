@@ -12,8 +12,8 @@ from tumorseg.atomic import atomic_path, write_bytes, write_text
 
 def test_write_creates_folder_and_leaves_no_temp(tmp_path):
     target = tmp_path / "sub" / "a.json"
-    assert write_text(target, "{\"k\": 1}\n") == target
-    assert target.read_text() == "{\"k\": 1}\n"
+    assert write_text(target, '{"k": 1}\n') == target
+    assert target.read_text() == '{"k": 1}\n'
     assert [p.name for p in target.parent.iterdir()] == ["a.json"]
     umask = os.umask(0)
     os.umask(umask)

@@ -62,8 +62,9 @@ def test_strong_jitter_is_wider_than_flip():
     y = np.zeros((3, 8, 8, 4), np.float32)
 
     def spread(level):
-        vals = [augment(x, y, x != 0, np.random.default_rng(k), level)[0][:, 0, 0, 0]
-                for k in range(64)]
+        vals = [
+            augment(x, y, x != 0, np.random.default_rng(k), level)[0][:, 0, 0, 0] for k in range(64)
+        ]
         return np.ptp(np.concatenate(vals))
 
     assert spread(Augment.FLIP) <= 0.2 * 1.1 + 0.2 + 1e-6

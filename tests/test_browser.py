@@ -40,8 +40,13 @@ INSTRUCTOR = instructor_notebook()
 STUDENT = ROOT / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 RUN_ALL_TIMEOUT_S = 600
 MAX_SAVED_BYTES = 4_000_000
@@ -58,10 +63,15 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def chromium() -> str:
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"no chromium at {CHROMIUM}: install it with `apt-get install chromium` "
-                    "(.ci/run does) to run the browser test")
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
-                        "(it is pinned in requirements.txt: run `make venv`)")
+        pytest.skip(
+            f"no chromium at {CHROMIUM}: install it with `apt-get install chromium` "
+            "(.ci/run does) to run the browser test"
+        )
+    pytest.importorskip(
+        "playwright.sync_api",
+        reason="the playwright package is not installed "
+        "(it is pinned in requirements.txt: run `make venv`)",
+    )
     return CHROMIUM
 
 
@@ -95,10 +105,16 @@ def lab(workdir, tmp_path_factory):
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
     }
     cmd = [
-        str(Path(sys.executable).parent / "jupyter-lab"), "--no-browser", "--allow-root",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={workdir}",
-        "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=",
+        str(Path(sys.executable).parent / "jupyter-lab"),
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={workdir}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     log = open(home / "server.log", "w+")
@@ -176,7 +192,8 @@ def _run_all(page) -> list[dict]:
             const failed = cells.some(c => c.model.outputs.toJSON().some(o => o.output_type === 'error'));
             return (last.executionCount !== null || failed) && ({KERNEL_IDLE})();
         }}""",
-        timeout=RUN_ALL_TIMEOUT_S * 1000, polling=1000,
+        timeout=RUN_ALL_TIMEOUT_S * 1000,
+        polling=1000,
     )
     return page.evaluate(CELL_STATE)
 
@@ -235,12 +252,18 @@ def _check_whole_picture(page, v, expected_case, what: str, shots_dir: Path) -> 
 
     handles = [v[k].element_handle() for k in ("axis", "readout", "overlay", "caption")]
     page.wait_for_function(CAPTION_MATCHES, arg=handles, timeout=60_000)
-    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
-                           arg=v["picture"].element_handle(), timeout=30_000)
+    page.wait_for_function(
+        "(img) => img.complete && img.naturalWidth > 0",
+        arg=v["picture"].element_handle(),
+        timeout=30_000,
+    )
     axis, index = v["axis"].input_value(), int(v["readout"].inner_text().strip())
     overlay = v["overlay"].is_checked()
     frame = viewer_frame(*expected_case, axis, index, overlay)
-    width, height = int(v["picture"].get_attribute("width")), int(v["picture"].get_attribute("height"))
+    width, height = (
+        int(v["picture"].get_attribute("width")),
+        int(v["picture"].get_attribute("height")),
+    )
     deadline = time.monotonic() + 10  # the browser may need a moment to paint a decoded image
     while True:
         shot = _screenshot(v["picture"])
@@ -255,10 +278,12 @@ def _check_whole_picture(page, v, expected_case, what: str, shots_dir: Path) -> 
     from PIL import Image
 
     Image.fromarray(shot).save(shots_dir / f"{name}.png")
-    pytest.fail(f"{what}: the screenshot is not the whole {axis} slice {index} (overlay "
-                f"{overlay}): {shot.shape[1]}x{shot.shape[0]} px for {width}x{height}, mean "
-                f"difference {mean:.1f}, {bad.size} of {frame.shape[0]} rows wrong (first "
-                f"{bad[:3].tolist()}); screenshot in {shots_dir / (name + '.png')}")
+    pytest.fail(
+        f"{what}: the screenshot is not the whole {axis} slice {index} (overlay "
+        f"{overlay}): {shot.shape[1]}x{shot.shape[0]} px for {width}x{height}, mean "
+        f"difference {mean:.1f}, {bad.size} of {frame.shape[0]} rows wrong (first "
+        f"{bad[:3].tolist()}); screenshot in {shots_dir / (name + '.png')}"
+    )
 
 
 def _drive_viewer(page, expected_case, session: str, shots_dir: Path) -> int:
@@ -304,12 +329,18 @@ def test_course_in_jupyterlab(chromium, lab, workdir, expected_case, tmp_path):
             run_all_s = time.monotonic() - started
             counts = [c["count"] for c in cells]
             assert counts == list(range(1, len(cells) + 1)), (
-                f"not every cell ran in order: {[(c['id'], c['count']) for c in cells]}")
-            shown = [(c["id"], o["type"], o["text"][:300]) for c in cells for o in c["outputs"]
-                     if o["type"] == "error" or o["name"] == "stderr"]
+                f"not every cell ran in order: {[(c['id'], c['count']) for c in cells]}"
+            )
+            shown = [
+                (c["id"], o["type"], o["text"][:300])
+                for c in cells
+                for o in c["outputs"]
+                if o["type"] == "error" or o["name"] == "stderr"
+            ]
             assert shown == [], f"cells show stderr or errors: {shown}"
             page_stderr = page.locator(
-                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+            )
             assert page_stderr.count() == 0
 
             _command(page, "docmanager:save")

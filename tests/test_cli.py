@@ -14,8 +14,10 @@ from tumorseg.cli import COMMANDS, USER_ERROR, fail, main
 CASES = {
     "unknown": (["nope"], "unknown command 'nope'"),
     "synth": (["synth", "--out", "NOTHING", "--cases", "0"], "--cases"),
-    "download": (["download", "--dest", "dest", "--url", "http://127.0.0.1:9/a.tar",
-                  "--md5", "f" * 32], "a.tar"),
+    "download": (
+        ["download", "--dest", "dest", "--url", "http://127.0.0.1:9/a.tar", "--md5", "f" * 32],
+        "a.tar",
+    ),
     "overview": (["overview", "--data", "NOTHING", "--out", "o.png"], "NOTHING"),
     "patches": (["patches", "--data", "NOTHING", "--out", "p"], "NOTHING"),
     "train": (["train", "--data", "NOTHING", "--out", "r", "--steps", "1"], "NOTHING"),
@@ -56,10 +58,12 @@ def test_fail_takes_an_exception_message_without_quotes(capsys):
 
 
 def test_python_dash_m_runs_the_same_entry_point():
-    done = subprocess.run([sys.executable, "-m", "tumorseg", "nope"], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "tumorseg", "nope"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == USER_ERROR
     assert "tumorseg: error: unknown command 'nope'" in done.stderr
-    help_ = subprocess.run([sys.executable, "-m", "tumorseg", "--help"], capture_output=True,
-                           text=True, timeout=60)
+    help_ = subprocess.run(
+        [sys.executable, "-m", "tumorseg", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert help_.returncode == 0 and all(name in help_.stdout for name in COMMANDS)

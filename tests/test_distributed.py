@@ -22,21 +22,32 @@ pytest.importorskip("jax")
 def _weights(path: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
+        f.visititems(
+            lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None
+        )
     return out
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return dict(os.environ, KERAS_BACKEND="jax", **extra,
-                PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+    return dict(
+        os.environ,
+        KERAS_BACKEND="jax",
+        **extra,
+        PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    )
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dp")
     env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    proc = subprocess.run([sys.executable, str(HERE / "_dp_job.py"), str(out)], env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "_dp_job.py"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -50,8 +61,13 @@ def _max_diff(a: dict, b: dict) -> float:
 def test_two_devices_equal_one_device_with_the_same_global_batch(runs):
     dp = json.loads((runs / "dp" / "model.json").read_text())
     single = json.loads((runs / "single" / "model.json").read_text())
-    assert dp["distribution"] == {"backend": "jax", "devices": 2, "hosts": 1, "global_batch": 2,
-                                  "device_kind": "cpu"}
+    assert dp["distribution"] == {
+        "backend": "jax",
+        "devices": 2,
+        "hosts": 1,
+        "global_batch": 2,
+        "device_kind": "cpu",
+    }
     assert single["distribution"]["devices"] == 1
     assert dp["training"]["batch_size"] == 2 and dp["training"]["devices"] == 2
     assert dp["steps"] == 3 and dp["config"] == {"n_base_filters": 8, "input_shape": [4, 16, 16, 8]}
@@ -60,7 +76,10 @@ def test_two_devices_equal_one_device_with_the_same_global_batch(runs):
     assert dp["validation_patch_dice"] == pytest.approx(single["validation_patch_dice"], abs=1e-6)
     assert dp["validation_patch_dice"]["patches"] == 3
 
-    a, b = _weights(runs / "dp" / "model.weights.h5"), _weights(runs / "single" / "model.weights.h5")
+    a, b = (
+        _weights(runs / "dp" / "model.weights.h5"),
+        _weights(runs / "single" / "model.weights.h5"),
+    )
     first = _weights(runs / "dp" / "snapshot_1.weights.h5")
     assert len(a) == 32
     diff, moved = _max_diff(a, b), _max_diff(a, first)
@@ -93,9 +112,15 @@ def test_two_hosts_on_localhost_equal_one_device(runs):
     procs = [
         subprocess.Popen(
             [sys.executable, str(HERE / "_dp_job.py"), str(runs), "--hosts"],
-            env=_env(KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
-                     KERAS_DISTRIBUTION_NUM_PROCESSES="2", KERAS_DISTRIBUTION_PROCESS_ID=str(i)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            env=_env(
+                KERAS_DISTRIBUTION_JOB_ADDRESSES=f"127.0.0.1:{port}",
+                KERAS_DISTRIBUTION_NUM_PROCESSES="2",
+                KERAS_DISTRIBUTION_PROCESS_ID=str(i),
+            ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for i in range(2)
     ]
     try:
@@ -110,4 +135,7 @@ def test_two_hosts_on_localhost_equal_one_device(runs):
     hosts = _weights(runs / "hosts" / "model.weights.h5")
     single = _weights(runs / "single" / "model.weights.h5")
     diff = _max_diff(hosts, single)
-    assert diff < 1e-4 and _max_diff(hosts, _weights(runs / "hosts" / "snapshot_1.weights.h5")) > 100 * diff
+    assert (
+        diff < 1e-4
+        and _max_diff(hosts, _weights(runs / "hosts" / "snapshot_1.weights.h5")) > 100 * diff
+    )

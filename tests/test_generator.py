@@ -22,8 +22,9 @@ def _write(path, x, y):
 def test_reads_real_course_files(real_brats, capsys):
     folder = real_brats / "train"
     ids = sorted(os.listdir(folder))[:4]
-    gen = VolumeDataGenerator(ids, str(folder) + "/", batch_size=2, shuffle=False, verbose=1,
-                              standardize="slice")
+    gen = VolumeDataGenerator(
+        ids, str(folder) + "/", batch_size=2, shuffle=False, verbose=1, standardize="slice"
+    )
     assert isinstance(gen, keras.utils.PyDataset) and len(gen) == 2
     x, y = gen[0]
     assert "Training on:" in capsys.readouterr().out
@@ -36,7 +37,9 @@ def test_reads_real_course_files(real_brats, capsys):
     sl = x[0, 0, :, :, 5]
     assert abs(sl.mean()) < 1e-4 and abs(sl.std() - 1) < 1e-3
     # no trailing slash, brain mode, raw mode
-    gb = VolumeDataGenerator(ids, folder, batch_size=1, shuffle=False, verbose=0, standardize="brain")
+    gb = VolumeDataGenerator(
+        ids, folder, batch_size=1, shuffle=False, verbose=0, standardize="brain"
+    )
     xb, _ = gb[0]
     assert np.all(xb[0][raw_x == 0] == 0)
     gr = VolumeDataGenerator(ids, folder, batch_size=1, shuffle=False, verbose=0, standardize=None)
@@ -54,18 +57,29 @@ def test_len_shuffle_and_augment(tmp_path):
         y = (lab[..., None] == np.arange(4)).astype(np.float32)
         names.append(f"p{i}.h5")
         write_patch_h5(tmp_path / names[-1], x, y)
-    gen = VolumeDataGenerator(names, tmp_path, batch_size=2, dim=dim, verbose=0, seed=0,
-                              standardize=None)
+    gen = VolumeDataGenerator(
+        names, tmp_path, batch_size=2, dim=dim, verbose=0, seed=0, standardize=None
+    )
     assert len(gen) == 2  # floor(5 / 2)
     orders = set()
     for _ in range(6):
         orders.add(tuple(gen.indexes))
         gen.on_epoch_end()
     assert len(orders) > 1
-    aug = VolumeDataGenerator(names, tmp_path, batch_size=1, dim=dim, verbose=0, seed=1,
-                              shuffle=False, standardize=None, augment=True)
-    plain = VolumeDataGenerator(names, tmp_path, batch_size=1, dim=dim, verbose=0,
-                                shuffle=False, standardize=None)
+    aug = VolumeDataGenerator(
+        names,
+        tmp_path,
+        batch_size=1,
+        dim=dim,
+        verbose=0,
+        seed=1,
+        shuffle=False,
+        standardize=None,
+        augment=True,
+    )
+    plain = VolumeDataGenerator(
+        names, tmp_path, batch_size=1, dim=dim, verbose=0, shuffle=False, standardize=None
+    )
     xa, ya = aug[0]
     xp, yp = plain[0]
     assert xa.shape == xp.shape and ya.shape == yp.shape
@@ -105,8 +119,16 @@ def test_strong_augmentation_standardizes_after_the_raw_changes(tmp_path):
     y = np.zeros((*dim, 4), np.float32)
     y[..., 0] = 1
     write_patch_h5(tmp_path / "p.h5", x, y)
-    gen = VolumeDataGenerator(["p.h5"], tmp_path, dim=dim, verbose=0, seed=3, shuffle=False,
-                              standardize="brain", augment="strong")
+    gen = VolumeDataGenerator(
+        ["p.h5"],
+        tmp_path,
+        dim=dim,
+        verbose=0,
+        seed=3,
+        shuffle=False,
+        standardize="brain",
+        augment="strong",
+    )
     outs = [gen.load("p.h5", rng=np.random.default_rng(k))[0] for k in range(8)]
     plain = standardize_patch(x, "brain")
     for out in outs:

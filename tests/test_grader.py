@@ -29,7 +29,8 @@ CELL_TIMEOUT = 15
 
 def _load_generator():
     spec = importlib.util.spec_from_file_location(
-        "make_submissions", Path(__file__).parent / "submissions" / "make_submissions.py")
+        "make_submissions", Path(__file__).parent / "submissions" / "make_submissions.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -52,8 +53,10 @@ needs_notebook = pytest.mark.skipif(not INSTRUCTOR.is_file(), reason="instructor
 
 def _solutions() -> dict[str, str]:
     nb = nbformat.read(str(INSTRUCTOR), as_version=4)
-    return {ex: next(c.source for c in nb.cells if c.get("id") == nbtools.unq_id(ex))
-            for ex in checks.EXERCISES}
+    return {
+        ex: next(c.source for c in nb.cells if c.get("id") == nbtools.unq_id(ex))
+        for ex in checks.EXERCISES
+    }
 
 
 def _release(tmp: Path) -> Path:
@@ -81,11 +84,24 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     next(c for c in one.cells if c.get("id") == "unq-c3").source = _solutions()["C3"]
     nbformat.write(one, str(subs / "one_solved_c3.ipynb"))
     expected["one_solved_c3.ipynb"] = {
-        "scores": {ex: int(ex == "C3") for ex in checks.EXERCISES}, "status": {"C3": "passed"}}
+        "scores": {ex: int(ex == "C3") for ex in checks.EXERCISES},
+        "status": {"C3": "passed"},
+    }
     out = tmp / "out"
     paths = sorted(str(p) for p in subs.glob("*.ipynb"))
-    status = grader.main([*paths, "--out", str(out), "--jobs", "2", "--quiet",
-                          "--cell-timeout", str(CELL_TIMEOUT), *_sandbox_flags()])
+    status = grader.main(
+        [
+            *paths,
+            "--out",
+            str(out),
+            "--jobs",
+            "2",
+            "--quiet",
+            "--cell-timeout",
+            str(CELL_TIMEOUT),
+            *_sandbox_flags(),
+        ]
+    )
     with open(out / "results.csv", newline="") as fh:
         rows = {row["submission"]: row for row in csv.DictReader(fh)}
     reports = {name: json.loads((out / f"{Path(name).stem}.json").read_text()) for name in expected}
@@ -123,7 +139,9 @@ def test_instructor_notebook_scores_6(batch: dict) -> None:
 
 def test_student_release_scores_0(batch: dict) -> None:
     _assert_graded(batch, "student_release.ipynb")
-    statuses = {e["status"] for e in batch["reports"]["student_release.ipynb"]["exercises"].values()}
+    statuses = {
+        e["status"] for e in batch["reports"]["student_release.ipynb"]["exercises"].values()
+    }
     assert statuses <= {"failed", "error"}
 
 
@@ -167,8 +185,11 @@ def test_messages_leak_no_hidden_inputs(batch: dict) -> None:
 
 
 def test_no_process_left_behind(batch: dict) -> None:
-    leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if gen.LEFTOVER_MARK in " ".join(p.info["cmdline"] or [])]
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if gen.LEFTOVER_MARK in " ".join(p.info["cmdline"] or [])
+    ]
     assert leftovers == []
 
 
@@ -179,9 +200,12 @@ def test_kernel_death_is_detected_in_seconds() -> None:
     sources = _solutions()
     sources["C4"] = gen.HEADER.format(ex="C4") + (
         "import os\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
-        "    os._exit(1)\n")
+        "    os._exit(1)\n"
+    )
     limits = grader.Limits(cell_timeout=400, total_timeout=500)
-    run = grader.run_once(grader.Setup(nbtools.read_instructor(INSTRUCTOR), limits), sources, ["C4"])
+    run = grader.run_once(
+        grader.Setup(nbtools.read_instructor(INSTRUCTOR), limits), sources, ["C4"]
+    )
     result = grader.judge(run, "C4", clean=True, limits=limits)
     assert isinstance(result, grader.Result)
     assert result.status is grader.Status.ERROR and "died" in result.message
@@ -196,8 +220,17 @@ def test_broken_setup_is_a_grader_error_retried_once(tmp_path: Path) -> None:
     broken = tmp_path / "broken_instructor.ipynb"
     nbformat.write(nb, str(broken))
     out = tmp_path / "out"
-    status = grader.main([str(INSTRUCTOR), "--out", str(out), "--instructor", str(broken), "--quiet",
-                          *_sandbox_flags()])
+    status = grader.main(
+        [
+            str(INSTRUCTOR),
+            "--out",
+            str(out),
+            "--instructor",
+            str(broken),
+            "--quiet",
+            *_sandbox_flags(),
+        ]
+    )
     assert status == 1
     report = json.loads((out / "Brain_Tumor_Segmentation.json").read_text())
     assert {e["status"] for e in report["exercises"].values()} == {"grader-error"}
@@ -210,16 +243,23 @@ def test_broken_setup_is_a_grader_error_retried_once(tmp_path: Path) -> None:
 @needs_notebook
 def test_grading_folder_holds_no_solution_and_no_expected_result(tmp_path: Path) -> None:
     release = nbformat.read(str(_release(tmp_path)), as_version=4)
-    sources = {ex: next(c.source for c in release.cells if c.get("id") == nbtools.unq_id(ex))
-               for ex in checks.EXERCISES}
+    sources = {
+        ex: next(c.source for c in release.cells if c.get("id") == nbtools.unq_id(ex))
+        for ex in checks.EXERCISES
+    }
     folder = tmp_path / "folder"
     folder.mkdir()
-    grader.prepare_folder(folder, nbtools.read_instructor(INSTRUCTOR), sources, list(checks.EXERCISES))
+    grader.prepare_folder(
+        folder, nbtools.read_instructor(INSTRUCTOR), sources, list(checks.EXERCISES)
+    )
     text = "".join(p.read_text(errors="ignore") for p in folder.rglob("*") if p.is_file())
     for ex, solution in _solutions().items():
         block = solution.split("### START CODE HERE")[1].split("### END CODE HERE")[0]
-        body = [line for line in block.splitlines()
-                if " = " in line and not line.strip().startswith("#") and "None" not in line]
+        body = [
+            line
+            for line in block.splitlines()
+            if " = " in line and not line.strip().startswith("#") and "None" not in line
+        ]
         assert body, ex
         assert not [line for line in body if line in text], ex
     for ex in ("C3", "C4", "C5", "C6"):
@@ -238,10 +278,13 @@ def test_expected_values_are_far_from_rounding_boundaries() -> None:
     for ex in checks.EXERCISES:
         for result in reference.expected(ex):
             value = checks.values(result["value"])
-            flat = np.concatenate([np.ravel(v) for v in value]) if isinstance(value, tuple) else (
-                np.array([]) if value is None else np.ravel(value))
-            scaled = flat * 10 ** checks.DECIMALS
-            distance = np.abs(scaled - np.floor(scaled) - 0.5) / 10 ** checks.DECIMALS
+            flat = (
+                np.concatenate([np.ravel(v) for v in value])
+                if isinstance(value, tuple)
+                else (np.array([]) if value is None else np.ravel(value))
+            )
+            scaled = flat * 10**checks.DECIMALS
+            distance = np.abs(scaled - np.floor(scaled) - 0.5) / 10**checks.DECIMALS
             assert distance.size == 0 or distance.min() >= checks.MARGIN, ex
 
 
@@ -284,10 +327,14 @@ def test_messages_give_the_diagnosis_of_the_first_failing_check() -> None:
     """The message lists every failing check in order, the count agrees, and it carries the
     public tests' diagnosis: expected, got, hint; the exception and how to fix it."""
     ns = _solution_variant("C1", "orig_x - output_x + 1", "orig_x - output_x")
-    status, message = reference.judge_record("C1", _record("C1", checks.call_student("C1", ns["get_sub_volume"])))
+    status, message = reference.judge_record(
+        "C1", _record("C1", checks.call_student("C1", ns["get_sub_volume"]))
+    )
     assert status == "error"
-    assert message.startswith("`get_sub_volume` failed 3 of 5 hidden checks "
-                              "(1 and 4: wrong result; 3: raised ValueError).")
+    assert message.startswith(
+        "`get_sub_volume` failed 3 of 5 hidden checks "
+        "(1 and 4: wrong result; 3: raised ValueError)."
+    )
     assert "X holds the wrong voxels for hidden check 1" in message
     assert "Hidden check 3: get_sub_volume raised ValueError: high <= 0" in message
     assert "np.random.randint(0, orig - output + 1)" in message
@@ -307,8 +354,9 @@ def test_numpy_only_dice_fails_its_hidden_check_with_the_keras_hint() -> None:
     fn = namespace["soft_dice_loss"]
     numeric = checks.call_student("C5", fn)
     assert checks.fingerprint("C5", numeric) == reference.expected_digest("C5")  # right on arrays
-    status, message = reference.judge_record("C5", _record("C5", numeric, checks.call_student(
-        "C5", fn, symbolic=True)))
+    status, message = reference.judge_record(
+        "C5", _record("C5", numeric, checks.call_student("C5", fn, symbolic=True))
+    )
     assert status == "failed"
     assert "passed all 4 hidden checks on numpy arrays, but not inside model.fit" in message
     assert public_tests.KERAS_HINT in message
@@ -327,20 +375,38 @@ def test_canonical_uses_exact_types() -> None:
 
     assert checks.canonical(AlwaysEqual())["t"] == "other"
     assert checks.canonical(FloatChild(0.5))["t"] == "other"
-    assert checks.canonical(np.float64(0.25)) == {"t": "numpy.float64", "dtype": "float64",
-                                                  "shape": [], "data": [0.25]}
+    assert checks.canonical(np.float64(0.25)) == {
+        "t": "numpy.float64",
+        "dtype": "float64",
+        "shape": [],
+        "data": [0.25],
+    }
     assert checks.canonical(np.array(["a"]))["t"] == "other"  # not numbers
-    assert checks.type_problem("C6", checks.canonical((0.5, 0.5))) is not None  # float, not np.float64
+    assert (
+        checks.type_problem("C6", checks.canonical((0.5, 0.5))) is not None
+    )  # float, not np.float64
     assert checks.type_problem("C6", checks.canonical((np.float64(0.5),) * 2)) is None
     assert checks.type_problem("C3", checks.canonical(np.float32(0.5))) is not None  # float32
 
 
-@pytest.mark.parametrize("forged", [
-    None, [], {"exercise": "C2"}, {"exercise": "C2", "defined": True, "results": "x"},
-    {"exercise": "C2", "defined": True, "results": [{"value": {"t": "numpy.ndarray", "dtype": "float64",
-                                                                "shape": [2], "data": "abc"}}] * 4},
-    {"exercise": "C2", "defined": True, "results": [{"value": {"t": "tuple", "items": 5}}] * 4},
-])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        None,
+        [],
+        {"exercise": "C2"},
+        {"exercise": "C2", "defined": True, "results": "x"},
+        {
+            "exercise": "C2",
+            "defined": True,
+            "results": [
+                {"value": {"t": "numpy.ndarray", "dtype": "float64", "shape": [2], "data": "abc"}}
+            ]
+            * 4,
+        },
+        {"exercise": "C2", "defined": True, "results": [{"value": {"t": "tuple", "items": 5}}] * 4},
+    ],
+)
 def test_forged_records_never_pass(forged: object) -> None:
     assert reference.judge_record("C2", forged)[0] != "passed"
 
@@ -398,7 +464,9 @@ def test_grader_cells_script_is_idempotent(tmp_path: Path) -> None:
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("add_grader_cells", ROOT / "scripts" / "add_grader_cells.py")
+    spec = importlib.util.spec_from_file_location(
+        "add_grader_cells", ROOT / "scripts" / "add_grader_cells.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -408,62 +476,104 @@ def _load_script():
 def test_grading_notebook_is_reduced() -> None:
     sources = {ex: f"# student {ex}" for ex in checks.EXERCISES}
     nb = nbtools.build_grading_notebook(nbtools.read_instructor(INSTRUCTOR), sources, ["C2", "C5"])
-    roles = [(c.metadata[nbtools.ROLE_KEY]["role"], c.metadata[nbtools.ROLE_KEY]["exercise"])
-             for c in nb.cells]
+    roles = [
+        (c.metadata[nbtools.ROLE_KEY]["role"], c.metadata[nbtools.ROLE_KEY]["exercise"])
+        for c in nb.cells
+    ]
     assert roles[0] == ("prelude", "")
     assert [r for r in roles if r[0] != "setup"][1:] == [
-        ("pre", "C2"), ("student", "C2"), ("check", "C2"),
-        ("pre", "C5"), ("student", "C5"), ("check", "C5")]
+        ("pre", "C2"),
+        ("student", "C2"),
+        ("check", "C2"),
+        ("pre", "C5"),
+        ("student", "C5"),
+        ("check", "C5"),
+    ]
     student = [c for c in nb.cells if c.metadata[nbtools.ROLE_KEY]["role"] == "student"]
     assert [c.source for c in student] == ["# student C2", "# student C5"]
     assert all(c.outputs == [] and c.execution_count is None for c in student)
-    assert all(nbtools.FOLDER_IMPORT in c.source for c in nb.cells
-               if c.metadata[nbtools.ROLE_KEY]["role"] == "check")
+    assert all(
+        nbtools.FOLDER_IMPORT in c.source
+        for c in nb.cells
+        if c.metadata[nbtools.ROLE_KEY]["role"] == "check"
+    )
 
 
 # --------------------------------------------------------------------------- the sandbox runner
-def _sandbox(code: str, tmp_path: Path, timeout: float = 30, memory_mb: int = 2048) -> tuple[int, float]:
+def _sandbox(
+    code: str, tmp_path: Path, timeout: float = 30, memory_mb: int = 2048
+) -> tuple[int, float]:
     import subprocess
     import sys
     import time
 
     start = time.monotonic()
     status = subprocess.run(
-        [sys.executable, "-m", "tumorseg.course.grading.sandbox", "--timeout", str(timeout),
-         "--memory-mb", str(memory_mb), "--cwd", str(tmp_path), "--", sys.executable, "-c", code],
-        capture_output=True, timeout=timeout + 60).returncode
+        [
+            sys.executable,
+            "-m",
+            "tumorseg.course.grading.sandbox",
+            "--timeout",
+            str(timeout),
+            "--memory-mb",
+            str(memory_mb),
+            "--cwd",
+            str(tmp_path),
+            "--",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        timeout=timeout + 60,
+    ).returncode
     return status, time.monotonic() - start
 
 
 def test_sandbox_kills_detached_descendants(tmp_path: Path) -> None:
     mark = "876543"
-    code = ("import subprocess, os\n"
-            f"subprocess.Popen(['sleep', '{mark}'], start_new_session=True)\n"
-            "if os.fork() == 0:\n    os.setsid()\n"
-            f"    subprocess.Popen(['sleep', '{mark}'])\n    os._exit(0)\n")
+    code = (
+        "import subprocess, os\n"
+        f"subprocess.Popen(['sleep', '{mark}'], start_new_session=True)\n"
+        "if os.fork() == 0:\n    os.setsid()\n"
+        f"    subprocess.Popen(['sleep', '{mark}'])\n    os._exit(0)\n"
+    )
     status, _ = _sandbox(code, tmp_path)
     assert status == 0
-    assert not [p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])]
+    assert not [
+        p for p in psutil.process_iter(["cmdline"]) if mark in " ".join(p.info["cmdline"] or [])
+    ]
 
 
 def test_sandbox_timeout_and_memory_limit(tmp_path: Path) -> None:
-    status, seconds = _sandbox("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-                               "while True: time.sleep(0.1)", tmp_path, timeout=2)
+    status, seconds = _sandbox(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "while True: time.sleep(0.1)",
+        tmp_path,
+        timeout=2,
+    )
     assert status == 124 and seconds < 20
     status, _ = _sandbox("b = bytearray(3 * 1024 ** 3)", tmp_path, memory_mb=1024)
     assert status == 1  # MemoryError, not an OOM kill of the machine
 
 
 # --------------------------------------------------------------------------- results.csv merge
-def _fake_grading(monkeypatch: pytest.MonkeyPatch, points: dict[str, int],
-                  fail_on: str | None = None) -> None:
+def _fake_grading(
+    monkeypatch: pytest.MonkeyPatch, points: dict[str, int], fail_on: str | None = None
+) -> None:
     """Replace the kernel runs: ``points[name]`` exercises pass (C1 first), the rest fail."""
-    def fake(path: Path, setup: grader.Setup, max_bytes: int = 0, log: object = None) -> grader.Graded:
+
+    def fake(
+        path: Path, setup: grader.Setup, max_bytes: int = 0, log: object = None
+    ) -> grader.Graded:
         if path.name == fail_on:
             raise RuntimeError("the grading machine crashed")
-        results = {ex: grader.Result(grader.Status.PASSED if i < points[path.name] else
-                                     grader.Status.FAILED, "m")
-                   for i, ex in enumerate(checks.EXERCISES)}
+        results = {
+            ex: grader.Result(
+                grader.Status.PASSED if i < points[path.name] else grader.Status.FAILED, "m"
+            )
+            for i, ex in enumerate(checks.EXERCISES)
+        }
         return grader.Graded(path.name, results, 0.1, 1)
 
     monkeypatch.setattr(grader, "grade_submission", fake)
@@ -475,8 +585,9 @@ def _csv_rows(out: Path) -> dict[str, dict[str, str]]:
 
 
 @needs_notebook
-def test_results_csv_is_a_merge_keyed_by_submission(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_results_csv_is_a_merge_keyed_by_submission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out"
     a, b, c, d = (tmp_path / f"{n}.ipynb" for n in "abcd")
 
@@ -487,22 +598,36 @@ def test_results_csv_is_a_merge_keyed_by_submission(tmp_path: Path,
     grade([a, b], {"a.ipynb": 6, "b.ipynb": 2})
     grade([c], {"c.ipynb": 4})
     rows = _csv_rows(out)
-    assert {k: r["total"] for k, r in rows.items()} == {"a.ipynb": "6", "b.ipynb": "2", "c.ipynb": "4"}
+    assert {k: r["total"] for k, r in rows.items()} == {
+        "a.ipynb": "6",
+        "b.ipynb": "2",
+        "c.ipynb": "4",
+    }
     grade([b], {"b.ipynb": 5})  # a regrade of b replaces its row, a and c stay
     rows = _csv_rows(out)
-    assert {k: r["total"] for k, r in rows.items()} == {"a.ipynb": "6", "b.ipynb": "5", "c.ipynb": "4"}
+    assert {k: r["total"] for k, r in rows.items()} == {
+        "a.ipynb": "6",
+        "b.ipynb": "5",
+        "c.ipynb": "4",
+    }
     assert [rows["b.ipynb"][ex] for ex in checks.EXERCISES] == ["1"] * 5 + ["0"]
     assert json.loads((out / "b.json").read_text())["total"] == 5
-    assert sorted(p.name for p in out.iterdir()) == [".results.lock", "a.json", "b.json", "c.json",
-                                                     "results.csv"]  # no temporary file left
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".results.lock",
+        "a.json",
+        "b.json",
+        "c.json",
+        "results.csv",
+    ]  # no temporary file left
     grade([d], {"d.ipynb": 1}, fresh=True)  # starting over is explicit
     assert list(_csv_rows(out)) == ["d.ipynb"]
     assert not (out / "a.json").exists() and (out / "d.json").exists()
 
 
 @needs_notebook
-def test_an_interrupted_batch_keeps_every_finished_grade(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_interrupted_batch_keeps_every_finished_grade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "out"
     paths = [tmp_path / f"{n}.ipynb" for n in "abc"]
     _fake_grading(monkeypatch, {"a.ipynb": 3, "b.ipynb": 4, "c.ipynb": 5})
@@ -513,8 +638,9 @@ def test_an_interrupted_batch_keeps_every_finished_grade(tmp_path: Path,
     assert {k: r["total"] for k, r in _csv_rows(out).items()} == {"a.ipynb": "3", "b.ipynb": "4"}
 
 
-def test_a_foreign_results_csv_is_refused_before_grading(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture) -> None:
+def test_a_foreign_results_csv_is_refused_before_grading(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "results.csv").write_text("name,grade\nalice,A\n")

@@ -122,7 +122,9 @@ def test_prepare_region_crops_pads_and_paste_region_puts_back():
     np.testing.assert_array_equal(brain, standardize_patch(work, "brain"))
 
 
-@pytest.mark.parametrize("tile, overlap", [((24, 16, 16), 0.0), ((8, 8, 8), 0.5), ((16, 8, 8), 0.2)])
+@pytest.mark.parametrize(
+    "tile, overlap", [((24, 16, 16), 0.0), ((8, 8, 8), 0.5), ((16, 8, 8), 0.2)]
+)
 def test_sliding_window_is_pure_and_blends_to_the_direct_result(tile, overlap):
     work = np.random.default_rng(5).normal(size=(4, 24, 16, 16)).astype(np.float32)
     before = work.copy()

@@ -46,7 +46,9 @@ print(json.dumps({"package": str(pathlib.Path(tumorseg.__file__).parent),
 
 def _run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}"
+    )
     return done.stdout
 
 
@@ -55,16 +57,36 @@ def test_non_editable_install_runs_from_another_folder(tmp_path, repo_root):
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(repo_root / name, src / name)
-    shutil.copytree(repo_root / "tumorseg", src / "tumorseg",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP"}}
+    shutil.copytree(
+        repo_root / "tumorseg",
+        src / "tumorseg",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP"}
+    }
     env.update({"TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow", "MPLBACKEND": "Agg"})
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], tmp_path, env)
     python, tumorseg = venv / "bin" / "python", venv / "bin" / "tumorseg"
-    _run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-          "-c", str(repo_root / "requirements.txt"), str(src)], tmp_path, env, timeout=900)
+    _run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-c",
+            str(repo_root / "requirements.txt"),
+            str(src),
+        ],
+        tmp_path,
+        env,
+        timeout=900,
+    )
     shutil.rmtree(src)  # nothing may be read from the copied sources after this
 
     work = tmp_path / "elsewhere"
@@ -77,9 +99,13 @@ def test_non_editable_install_runs_from_another_folder(tmp_path, repo_root):
     assert all((work / "d" / meta["training"][0][k]).is_file() for k in ("image", "label"))
 
     _run([str(tumorseg), "release", "--out", "s.ipynb"], work, env)
-    assert (work / "s.ipynb").read_text(encoding="utf-8") == release.build_release(release.INSTRUCTOR)
+    assert (work / "s.ipynb").read_text(encoding="utf-8") == release.build_release(
+        release.INSTRUCTOR
+    )
 
-    shipped = json.loads(_run([str(python), "-c", LOAD_SHIPPED], work, env).strip().splitlines()[-1])
+    shipped = json.loads(
+        _run([str(python), "-c", LOAD_SHIPPED], work, env).strip().splitlines()[-1]
+    )
     package = Path(shipped["package"])
     assert package.is_relative_to(venv), f"imported {package}, not the installed package"
     assert shipped["params"] == 4_081_075

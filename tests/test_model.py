@@ -42,8 +42,9 @@ def test_channels_first_io_with_permute_inside():
 
 def test_batch_normalization_flag_adds_batchnorm():
     plain = unet_model_3d(soft_dice_loss, input_shape=(4, 16, 16, 8), n_base_filters=8)
-    bn = unet_model_3d(soft_dice_loss, input_shape=(4, 16, 16, 8), n_base_filters=8,
-                       batch_normalization=True)
+    bn = unet_model_3d(
+        soft_dice_loss, input_shape=(4, 16, 16, 8), n_base_filters=8, batch_normalization=True
+    )
     count = lambda m: sum(isinstance(la, keras.layers.BatchNormalization) for la in m.layers)  # noqa: E731
     assert count(plain) == 0 and count(bn) == 14
     assert bn.count_params() > plain.count_params()
@@ -51,7 +52,13 @@ def test_batch_normalization_flag_adds_batchnorm():
 
 def test_any_divisible_spatial_size_and_rejects_others():
     odd = unet_model_3d(soft_dice_loss, input_shape=(4, 24, 40, 8), n_base_filters=8)
-    assert odd.predict(np.zeros((1, 4, 24, 40, 8), np.float32), verbose=0).shape == (1, 3, 24, 40, 8)
+    assert odd.predict(np.zeros((1, 4, 24, 40, 8), np.float32), verbose=0).shape == (
+        1,
+        3,
+        24,
+        40,
+        8,
+    )
     free = unet_model_3d(soft_dice_loss, input_shape=(4, None, None, None), n_base_filters=8)
     free.set_weights(odd.get_weights())
     x = np.random.default_rng(1).normal(size=(1, 4, 24, 40, 8)).astype(np.float32)
@@ -62,8 +69,13 @@ def test_any_divisible_spatial_size_and_rejects_others():
 
 
 def test_deconvolution_and_output_bias():
-    model = unet_model_3d(soft_dice_loss, input_shape=(4, 16, 16, 8), n_base_filters=8,
-                          deconvolution=True, output_bias=-2.0)
+    model = unet_model_3d(
+        soft_dice_loss,
+        input_shape=(4, 16, 16, 8),
+        n_base_filters=8,
+        deconvolution=True,
+        output_bias=-2.0,
+    )
     assert any(isinstance(la, keras.layers.Conv3DTranspose) for la in model.layers)
     np.testing.assert_allclose(model.get_layer("logits").bias.numpy(), -2.0)
 
@@ -97,15 +109,17 @@ def test_per_sample_wrapper_equals_manual_per_sample_mean():
     quirk = float(dice_coefficient(t, p))  # the original: axes (1,2,3) of the batch
     assert not np.isclose(quirk, manual, atol=1e-3)
     # and the compiled model uses it: evaluate() == manual per-sample mean of its predictions
-    model = unet_model_3d(dice_coefficient, input_shape=(4, 8, 8, 8), n_base_filters=8,
-                          metrics=[soft_dice_loss])
+    model = unet_model_3d(
+        dice_coefficient, input_shape=(4, 8, 8, 8), n_base_filters=8, metrics=[soft_dice_loss]
+    )
     x = rng.normal(size=(3, 4, 8, 8, 8)).astype(np.float32)
     y = (rng.random((3, 3, 8, 8, 8)) > 0.5).astype(np.float32)
     pred = model.predict(x, verbose=0)
     loss, metric = model.evaluate(x, y, batch_size=3, verbose=0)
     assert np.isclose(loss, np.mean([_np_dice(y[i], pred[i]) for i in range(3)]), atol=1e-5)
-    assert np.isclose(metric, np.mean([float(soft_dice_loss(y[i], pred[i])) for i in range(3)]),
-                      atol=1e-5)
+    assert np.isclose(
+        metric, np.mean([float(soft_dice_loss(y[i], pred[i])) for i in range(3)]), atol=1e-5
+    )
 
 
 def test_load_pretrained_round_trip_and_missing_files(tmp_path):

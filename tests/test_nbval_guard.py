@@ -92,7 +92,11 @@ def _tiny_notebook(path, cleared):
         cell.execution_count = 1
         cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="3\n")]  # wrong
     nb = nbformat.v4.new_notebook(cells=[cell])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, str(path))
 
 
@@ -101,8 +105,17 @@ def test_nbval_alone_misses_what_the_guard_catches(tmp_path):
     """nbval fails a wrong stored output, but passes the same checked cell once cleared."""
 
     def nbval(path) -> int:
-        cmd = [sys.executable, "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env",
-               "-p", "no:cacheprovider", str(path)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "--nbval-lax",
+            "--nbval-current-env",
+            "-p",
+            "no:cacheprovider",
+            str(path),
+        ]
         return subprocess.run(cmd, cwd=tmp_path, capture_output=True, timeout=300).returncode
 
     counted, cleared = tmp_path / "counted.ipynb", tmp_path / "cleared.ipynb"

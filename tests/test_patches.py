@@ -86,7 +86,9 @@ def test_sample_patch_meets_tumor_fraction_and_layout():
     assert p is not None and p.tumor_fraction >= 0.2
     x0, y0, z0 = p.corner
     assert p.x.shape == (4, 16, 16, 8) and p.y.shape == (16, 16, 8, 4)
-    np.testing.assert_array_equal(p.x, np.moveaxis(image[x0 : x0 + 16, y0 : y0 + 16, z0 : z0 + 8], -1, 0))
+    np.testing.assert_array_equal(
+        p.x, np.moveaxis(image[x0 : x0 + 16, y0 : y0 + 16, z0 : z0 + 8], -1, 0)
+    )
     np.testing.assert_array_equal(p.y.argmax(-1), label[x0 : x0 + 16, y0 : y0 + 16, z0 : z0 + 8])
     assert np.all(p.y.sum(-1) == 1)
     # impossible fraction -> None
@@ -103,7 +105,9 @@ def test_split_is_by_case_and_reproducible():
 
 def test_patch_store_format_split_and_rerun(fake_data, tmp_path, capsys):
     out = tmp_path / "processed"
-    assert main(["--data", str(fake_data), "--out", str(out), "--per-case", "2", "--seed", "1"]) == 0
+    assert (
+        main(["--data", str(fake_data), "--out", str(out), "--per-case", "2", "--seed", "1"]) == 0
+    )
     cfg = json.loads((out / "config.json").read_text())
     assert len(cfg["train"]) == 8 and len(cfg["valid"]) == 2
     cases = {part: {NAME_RE.match(n)["case"] for n in cfg[part]} for part in ("train", "valid")}
@@ -120,7 +124,9 @@ def test_patch_store_format_split_and_rerun(fake_data, tmp_path, capsys):
     assert np.all(y.sum(-1) == 1) and (1 - y[..., 0].mean()) >= 0.05
     # x holds raw intensities at the named corner
     img = nib.load(fake_data / "imagesTr" / f"{m['case']}.nii.gz").get_fdata()
-    np.testing.assert_array_equal(x, np.moveaxis(img[sx : sx + 160, sy : sy + 160, sz : sz + 16], -1, 0))
+    np.testing.assert_array_equal(
+        x, np.moveaxis(img[sx : sx + 160, sy : sy + 160, sz : sz + 16], -1, 0)
+    )
     # rerun: nothing rewritten, same config
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "train").iterdir()}
     cfg2 = build_patch_store(fake_data, out, per_case=2, seed=1, verbose=False)

@@ -109,10 +109,13 @@ def _fails(test, fn, *fragments: str) -> str:
 
 
 def test_get_sub_volume_wrong_draw_order(unq_sources):
-    src = _variant(unq_sources[1], "start_x = np.random.randint(0, orig_x - output_x + 1)\n"
-                   "        start_y = np.random.randint(0, orig_y - output_y + 1)",
-                   "start_y = np.random.randint(0, orig_y - output_y + 1)\n"
-                   "        start_x = np.random.randint(0, orig_x - output_x + 1)")
+    src = _variant(
+        unq_sources[1],
+        "start_x = np.random.randint(0, orig_x - output_x + 1)\n"
+        "        start_y = np.random.randint(0, orig_y - output_y + 1)",
+        "start_y = np.random.randint(0, orig_y - output_y + 1)\n"
+        "        start_x = np.random.randint(0, orig_x - output_x + 1)",
+    )
     _fails(pt.test_get_sub_volume, _namespace([src])["get_sub_volume"], "order x, y, z")
 
 
@@ -137,8 +140,9 @@ def test_get_sub_volume_give_up_message_counts_tries(unq_sources):
 
 
 def test_get_sub_volume_non_strict_threshold(unq_sources):
-    src = _variant(unq_sources[1], "bgrd_ratio < background_threshold",
-                   "bgrd_ratio <= background_threshold")
+    src = _variant(
+        unq_sources[1], "bgrd_ratio < background_threshold", "bgrd_ratio <= background_threshold"
+    )
     _fails(pt.test_get_sub_volume, _namespace([src])["get_sub_volume"])
 
 
@@ -184,20 +188,30 @@ def test_standardize_zeros_like_truncates_integers(unq_sources):
 
 def test_dice_without_epsilon_in_numerator(unq_sources):
     src = _variant(unq_sources[3], "axis=axis) + epsilon\n", "axis=axis)\n")
-    _fails(pt.test_single_class_dice_coefficient,
-           _namespace([src])["single_class_dice_coefficient"], "epsilon")
+    _fails(
+        pt.test_single_class_dice_coefficient,
+        _namespace([src])["single_class_dice_coefficient"],
+        "epsilon",
+    )
 
 
 def test_dice_cast_to_float32_is_reported(unq_sources):
-    src = _variant(unq_sources[3], "return dice_coefficient",
-                   "return ops.cast(dice_coefficient, 'float32')")
-    _fails(pt.test_single_class_dice_coefficient,
-           _namespace([src])["single_class_dice_coefficient"], "float64")
+    src = _variant(
+        unq_sources[3], "return dice_coefficient", "return ops.cast(dice_coefficient, 'float32')"
+    )
+    _fails(
+        pt.test_single_class_dice_coefficient,
+        _namespace([src])["single_class_dice_coefficient"],
+        "float64",
+    )
 
 
 def test_multi_class_dice_without_mean(unq_sources):
-    src = _variant(unq_sources[4], "ops.mean(dice_numerator / dice_denominator)",
-                   "dice_numerator / dice_denominator")
+    src = _variant(
+        unq_sources[4],
+        "ops.mean(dice_numerator / dice_denominator)",
+        "dice_numerator / dice_denominator",
+    )
     _fails(pt.test_dice_coefficient, _namespace([src])["dice_coefficient"], "single number")
 
 
@@ -212,23 +226,33 @@ def test_soft_dice_without_squares(unq_sources):
 
 
 def test_sens_spec_python_floats_are_reported(unq_sources):
-    src = _variant(unq_sources[6], "return sensitivity, specificity",
-                   "return float(sensitivity), float(specificity)")
-    _fails(pt.test_compute_class_sens_spec, _namespace([src])["compute_class_sens_spec"],
-           "numpy.float64")
+    src = _variant(
+        unq_sources[6],
+        "return sensitivity, specificity",
+        "return float(sensitivity), float(specificity)",
+    )
+    _fails(
+        pt.test_compute_class_sens_spec,
+        _namespace([src])["compute_class_sens_spec"],
+        "numpy.float64",
+    )
 
 
 def test_sens_spec_ignoring_class_num(unq_sources):
     src = _variant(unq_sources[6], "class_pred = pred[class_num]", "class_pred = pred[0]")
     src = src.replace("class_label = label[class_num]", "class_label = label[0]")
-    _fails(pt.test_compute_class_sens_spec, _namespace([src])["compute_class_sens_spec"],
-           "class_num=1")
+    _fails(
+        pt.test_compute_class_sens_spec, _namespace([src])["compute_class_sens_spec"], "class_num=1"
+    )
 
 
 def test_changed_default_is_reported(unq_sources):
     src = _variant(unq_sources[1], "background_threshold=0.95", "background_threshold=0.9")
-    _fails(pt.test_get_sub_volume, _namespace([src])["get_sub_volume"],
-           "'background_threshold' should default to 0.95")
+    _fails(
+        pt.test_get_sub_volume,
+        _namespace([src])["get_sub_volume"],
+        "'background_threshold' should default to 0.95",
+    )
 
 
 def test_exceptions_inside_student_code_become_assertion_errors():
@@ -251,28 +275,44 @@ def _numpy_only(source: str) -> str:
     return source.replace("ops.sum", "np.sum").replace("ops.mean", "np.mean")
 
 
-@pytest.mark.parametrize("n, test_name, fn_name", [
-    (3, "test_single_class_dice_coefficient", "single_class_dice_coefficient"),
-    (4, "test_dice_coefficient", "dice_coefficient"),
-    (5, "test_soft_dice_loss", "soft_dice_loss"),
-])
+@pytest.mark.parametrize(
+    "n, test_name, fn_name",
+    [
+        (3, "test_single_class_dice_coefficient", "single_class_dice_coefficient"),
+        (4, "test_dice_coefficient", "dice_coefficient"),
+        (5, "test_soft_dice_loss", "soft_dice_loss"),
+    ],
+)
 def test_numpy_only_dice_fails_with_the_keras_hint(unq_sources, n, test_name, fn_name):
     src = _numpy_only(unq_sources[n])
     assert "ops." not in src.split("START CODE HERE")[1]
     fn = _namespace([src])[fn_name]
     values = fn(np.ones((2, 2, 2, 2)), np.ones((2, 2, 2, 2)))
     assert np.isfinite(values).all()  # it does work on numpy arrays
-    message = _fails(getattr(pt, test_name), fn, "symbolic tensors", "model.fit",
-                     "use keras.ops (imported as ops), not numpy")
+    message = _fails(
+        getattr(pt, test_name),
+        fn,
+        "symbolic tensors",
+        "model.fit",
+        "use keras.ops (imported as ops), not numpy",
+    )
     assert "NotImplementedError" in message or "numpy" in message
 
 
 def test_single_class_dice_ignoring_axis_fails(unq_sources):
-    src = _variant(unq_sources[3], "ops.sum(y_true * y_pred, axis=axis)", "ops.sum(y_true * y_pred)")
-    src = src.replace("ops.sum(y_true, axis=axis) + ops.sum(y_pred, axis=axis)",
-                      "ops.sum(y_true) + ops.sum(y_pred)")
-    _fails(pt.test_single_class_dice_coefficient,
-           _namespace([src])["single_class_dice_coefficient"], "axis=(1, 2, 3)", "(2,)")
+    src = _variant(
+        unq_sources[3], "ops.sum(y_true * y_pred, axis=axis)", "ops.sum(y_true * y_pred)"
+    )
+    src = src.replace(
+        "ops.sum(y_true, axis=axis) + ops.sum(y_pred, axis=axis)",
+        "ops.sum(y_true) + ops.sum(y_pred)",
+    )
+    _fails(
+        pt.test_single_class_dice_coefficient,
+        _namespace([src])["single_class_dice_coefficient"],
+        "axis=(1, 2, 3)",
+        "(2,)",
+    )
 
 
 # ---------------------------------------------------------------- what the student sees
@@ -281,9 +321,19 @@ def test_single_class_dice_ignoring_axis_fails(unq_sources):
 def test_failure_traceback_is_short_and_hides_the_test_internals():
     from IPython.core import ultratb
 
-    def get_sub_volume(image, label, orig_x=240, orig_y=240, orig_z=155, output_x=160,
-                       output_y=160, output_z=16, num_classes=4, max_tries=1000,
-                       background_threshold=0.95):
+    def get_sub_volume(
+        image,
+        label,
+        orig_x=240,
+        orig_y=240,
+        orig_z=155,
+        output_x=160,
+        output_y=160,
+        output_z=16,
+        num_classes=4,
+        max_tries=1000,
+        background_threshold=0.95,
+    ):
         return None
 
     try:
@@ -294,8 +344,15 @@ def test_failure_traceback_is_short_and_hides_the_test_internals():
         pytest.fail("the public test passed a placeholder")
     frames = [line for line in text.splitlines() if line.startswith(("File ", "Cell "))]
     assert len(frames) == 2, text  # this test's call, then one clean frame of public_tests
-    for internal in ("patch_problem", "replay_corners", "_close", "_fail(", "_toy_volume",
-                     "[[0, 2], [0, 3]]", "np.random.seed(3)\n"):
+    for internal in (
+        "patch_problem",
+        "replay_corners",
+        "_close",
+        "_fail(",
+        "_toy_volume",
+        "[[0, 2], [0, 3]]",
+        "np.random.seed(3)\n",
+    ):
         assert internal not in text.split("AssertionError:")[0], (internal, text)
     assert "returned None for call 1" in text  # the message itself is kept
 
@@ -303,9 +360,24 @@ def test_failure_traceback_is_short_and_hides_the_test_internals():
 def test_public_tests_are_not_collected_by_pytest(tmp_path):
     (tmp_path / "test_imports.py").write_text(
         "from tumorseg.course.public_tests import *  # noqa: F403\n"
-        "from tumorseg.course.public_tests import test_standardize  # noqa: F401\n")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--collect-only", "-p",
-                           "no:cacheprovider", str(tmp_path)], capture_output=True, text=True,
-                          cwd=tmp_path)
+        "from tumorseg.course.public_tests import test_standardize  # noqa: F401\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "--collect-only",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert "no tests collected" in done.stdout, done.stdout
-    assert all(getattr(pt, name).__test__ is False for name in pt.__all__ if name.startswith("test_"))
+    assert all(
+        getattr(pt, name).__test__ is False for name in pt.__all__ if name.startswith("test_")
+    )

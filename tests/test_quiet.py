@@ -30,8 +30,9 @@ To enable the following instructions: AVX2 FMA, in other operations, rebuild Ten
 
 def _python(code: str, level: str = "3") -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level, "KERAS_BACKEND": "tensorflow"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT
+    )
 
 
 def test_log_lines_follow_the_level():
@@ -47,7 +48,7 @@ def test_log_lines_follow_the_level():
 
 def test_python_text_is_never_hidden():
     python = (
-        "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: boom\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1\nValueError: boom\n'
         "/lib/x.py:3: DeprecationWarning: old\n  warnings.warn(msg)\n"
         "plain text\n"
     )
@@ -78,8 +79,9 @@ def test_filter_keeps_other_text_and_raises_errors():
 
 def test_import_backend_is_silent_where_plain_import_is_not():
     plain = _python("import keras")
-    quiet = _python("from tumorseg.quiet import import_backend; import_backend(); import util",
-                    level="3")
+    quiet = _python(
+        "from tumorseg.quiet import import_backend; import_backend(); import util", level="3"
+    )
     # the pinned TensorFlow prints these lines despite TF_CPP_MIN_LOG_LEVEL=3
     assert any(noise in plain.stderr for noise in NOISE), plain.stderr
     assert quiet.returncode == 0 and quiet.stderr == ""
@@ -88,12 +90,18 @@ def test_import_backend_is_silent_where_plain_import_is_not():
 @pytest.mark.slow
 def test_notebook_start_up_shows_no_stderr_in_the_html(tmp_path):
     """The instructor notebook's start-up cells, run and exported as `make run` does."""
-    spec = importlib.util.spec_from_file_location("run_notebook", ROOT / "scripts" / "run_notebook.py")
+    spec = importlib.util.spec_from_file_location(
+        "run_notebook", ROOT / "scripts" / "run_notebook.py"
+    )
     run_notebook = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_notebook)
     cells = nbformat.read(INSTRUCTOR, as_version=4).cells
     nb = nbformat.v4.new_notebook(cells=[c for c in cells if c.id in {"imports", "imports-2"}])
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     _, _, _, error = run_notebook.execute(nb, INSTRUCTOR.parent, timeout=300)
     assert error is None
     assert run_notebook.stderr_cells(nb) == []

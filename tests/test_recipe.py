@@ -33,8 +33,11 @@ def recipe_lines() -> list[str]:
 def test_readme_recipe_runs_end_to_end_on_synthetic_data(tmp_path):
     bin_dir = Path(sys.executable).parent
     src = tmp_path / "src" / "Task01_BrainTumour"
-    subprocess.run([bin_dir / "tumorseg", "synth", "--out", src, "--cases", "3"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [bin_dir / "tumorseg", "synth", "--out", src, "--cases", "3"],
+        check=True,
+        capture_output=True,
+    )
     archive = tmp_path / "Task01_BrainTumour.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(src, arcname="Task01_BrainTumour")
@@ -46,8 +49,10 @@ def test_readme_recipe_runs_end_to_end_on_synthetic_data(tmp_path):
     subs = [
         ("data/msd", str(tmp_path / "msd")),
         ("runs/msd", str(tmp_path / "runs")),
-        ("--dest " + str(tmp_path / "msd"),
-         f"--dest {tmp_path / 'msd'} --url file://{archive} --md5 {md5}"),
+        (
+            "--dest " + str(tmp_path / "msd"),
+            f"--dest {tmp_path / 'msd'} --url file://{archive} --md5 {md5}",
+        ),
         ("--per-case 8", "--per-case 1"),
         ("KERAS_BACKEND=jax", "KERAS_BACKEND=tensorflow"),
         ("--steps 20000 --batch-size 16", "--steps 2 --batch-size 2 --n-base-filters 8"),
@@ -59,8 +64,14 @@ def test_readme_recipe_runs_end_to_end_on_synthetic_data(tmp_path):
         assert old in script, f"the README recipe no longer contains {old!r}"
         script = script.replace(old, new)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
     import json

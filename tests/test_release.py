@@ -31,7 +31,9 @@ def released() -> nbformat.NotebookNode:
 
 
 def test_committed_student_notebook_is_a_fresh_release():
-    assert STUDENT.is_file(), "run `tumorseg release` and commit notebooks/Brain_Tumor_Segmentation.ipynb"
+    assert STUDENT.is_file(), (
+        "run `tumorseg release` and commit notebooks/Brain_Tumor_Segmentation.ipynb"
+    )
     assert STUDENT.read_text(encoding="utf-8") == release.build_release(INSTRUCTOR), (
         "notebooks/Brain_Tumor_Segmentation.ipynb is out of date: run `tumorseg release`"
     )
@@ -59,13 +61,19 @@ def test_release_removes_every_solution_line(released):
         cell = next(c for c in released.cells if c.id == f"unq-c{n}")
         assert cell.source.splitlines()[0] == f"# UNQ_C{n} (UNIQUE CELL IDENTIFIER, DO NOT EDIT)"
         inside = re.search(r"### START CODE HERE.*?\n(.*?)### END CODE HERE", cell.source, re.S)
-        code = [ln for ln in inside.group(1).splitlines() if ln.strip() and not ln.strip().startswith("#")]
+        code = [
+            ln
+            for ln in inside.group(1).splitlines()
+            if ln.strip() and not ln.strip().startswith("#")
+        ]
         assert code, f"unq-c{n}: nothing left between the markers"
         for line in code:
             assert "None" in line or line.strip() in {"else:", "pass"}, line
         # outside the markers the cell is unchanged
         original = instructor[f"unq-c{n}"].source
-        assert cell.source.split("### START CODE HERE")[0] == original.split("### START CODE HERE")[0]
+        assert (
+            cell.source.split("### START CODE HERE")[0] == original.split("### START CODE HERE")[0]
+        )
 
 
 def test_placeholders_make_every_public_test_fail_helpfully(released, capsys):
@@ -123,14 +131,20 @@ def test_release_writes_complete_metadata(released):
 
     meta = released.metadata
     assert set(meta) == {"kernelspec", "language_info"}
-    assert meta["kernelspec"] == {"display_name": "Python 3 (ipykernel)", "language": "python",
-                                  "name": "python3"}
+    assert meta["kernelspec"] == {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    }
     # what the kernel reports, which JupyterLab writes into the notebook when it differs
     kernel = dict(IPythonKernel.language_info)
     assert {k: v for k, v in meta["language_info"].items() if k != "version"} == {
-        k: v for k, v in kernel.items() if k != "version"}
-    assert meta["language_info"]["version"] == nbformat.read(
-        INSTRUCTOR, as_version=4).metadata["language_info"]["version"]
+        k: v for k, v in kernel.items() if k != "version"
+    }
+    assert (
+        meta["language_info"]["version"]
+        == nbformat.read(INSTRUCTOR, as_version=4).metadata["language_info"]["version"]
+    )
 
 
 @pytest.mark.slow
@@ -140,8 +154,12 @@ def test_run_all_on_the_untouched_student_notebook_stops_at_exercise_1_test():
     if not (ROOT / "data" / "BraTS-Data" / "processed" / "config.json").is_file():
         pytest.skip("sample data not built; run `make patches`")
     nb = nbformat.read(STUDENT, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(STUDENT.parent)}})
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(STUDENT.parent)}},
+    )
     with pytest.raises(nbclient.exceptions.CellExecutionError) as info:
         client.execute()
     failed = [c.id for c in nb.cells if any(o.output_type == "error" for o in c.get("outputs", []))]
@@ -156,26 +174,28 @@ def test_run_all_on_the_untouched_student_notebook_stops_at_exercise_1_test():
 
 
 def test_placeholder_forms():
-    source = "\n".join([
-        "def f(a, b):",
-        "    x = 0",
-        "    ### START CODE HERE ###",
-        "    y = (a +",
-        "         b)",
-        "    y += 2",
-        "    p, q = 1, 2",
-        "    for i in range(a):",
-        "        if i > 1:",
-        "            y = i",
-        "        elif i:",
-        "            print(i)",
-        "        else:",
-        "            pass",
-        "    while y < 3:",
-        "        y *= 2",
-        "    ### END CODE HERE ###",
-        "    return y",
-    ])
+    source = "\n".join(
+        [
+            "def f(a, b):",
+            "    x = 0",
+            "    ### START CODE HERE ###",
+            "    y = (a +",
+            "         b)",
+            "    y += 2",
+            "    p, q = 1, 2",
+            "    for i in range(a):",
+            "        if i > 1:",
+            "            y = i",
+            "        elif i:",
+            "            print(i)",
+            "        else:",
+            "            pass",
+            "    while y < 3:",
+            "        y *= 2",
+            "    ### END CODE HERE ###",
+            "    return y",
+        ]
+    )
     out = placeholder_source(source).splitlines()
     assert out == [
         "def f(a, b):",
@@ -199,14 +219,16 @@ def test_placeholder_forms():
 
 
 def test_block_closing_inside_a_loop_keeps_the_rest():
-    source = "\n".join([
-        "def g(n):",
-        "    ### START CODE HERE ###",
-        "    while n:",
-        "        n -= 1",
-        "        ### END CODE HERE ###",
-        "        return n",
-    ])
+    source = "\n".join(
+        [
+            "def g(n):",
+            "    ### START CODE HERE ###",
+            "    while n:",
+            "        n -= 1",
+            "        ### END CODE HERE ###",
+            "        return n",
+        ]
+    )
     assert placeholder_source(source).splitlines()[2:] == [
         "    while None:",
         "        n -= None",
@@ -215,11 +237,14 @@ def test_block_closing_inside_a_loop_keeps_the_rest():
     ]
 
 
-@pytest.mark.parametrize("bad", [
-    "### START CODE HERE\nx = 1\n",
-    "x = 1\n### END CODE HERE\n",
-    "### START CODE HERE\n### START CODE HERE\n### END CODE HERE\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "### START CODE HERE\nx = 1\n",
+        "x = 1\n### END CODE HERE\n",
+        "### START CODE HERE\n### START CODE HERE\n### END CODE HERE\n",
+    ],
+)
 def test_unbalanced_markers_are_rejected(bad):
     with pytest.raises(ValueError, match="CODE HERE"):
         placeholder_source(bad)
@@ -227,7 +252,9 @@ def test_unbalanced_markers_are_rejected(bad):
 
 def test_unsupported_statement_is_rejected():
     with pytest.raises(ValueError, match="With"):
-        placeholder_source("### START CODE HERE\nwith open('f') as h:\n    pass\n### END CODE HERE\n")
+        placeholder_source(
+            "### START CODE HERE\nwith open('f') as h:\n    pass\n### END CODE HERE\n"
+        )
 
 
 def test_cell_without_markers_is_unchanged():
@@ -243,7 +270,9 @@ def test_cli_out_and_check(tmp_path, capsys):
     assert out.read_text(encoding="utf-8") == release.build_release(INSTRUCTOR)
     assert not list(out.parent.glob("*.tmp"))
     assert release.main(["--out", str(out), "--check"]) == 0
-    out.write_text(out.read_text(encoding="utf-8").replace("Exercise 1", "Exercise 9"), encoding="utf-8")
+    out.write_text(
+        out.read_text(encoding="utf-8").replace("Exercise 1", "Exercise 9"), encoding="utf-8"
+    )
     assert release.main(["--out", str(out), "--check"]) == 1
     assert "out of date" in capsys.readouterr().err
 

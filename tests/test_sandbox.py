@@ -32,7 +32,8 @@ INSTRUCTOR = instructor_notebook()
 
 def _load_generator():
     spec = importlib.util.spec_from_file_location(
-        "make_submissions", Path(__file__).parent / "submissions" / "make_submissions.py")
+        "make_submissions", Path(__file__).parent / "submissions" / "make_submissions.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -49,8 +50,9 @@ def _sandbox_reason() -> str | None:
     return None
 
 
-needs_sandbox = pytest.mark.skipif(_sandbox_reason() is not None,
-                                   reason=f"no sandbox here: {_sandbox_reason()}")
+needs_sandbox = pytest.mark.skipif(
+    _sandbox_reason() is not None, reason=f"no sandbox here: {_sandbox_reason()}"
+)
 
 
 # --------------------------------------------------------------------------- probe batch
@@ -99,14 +101,34 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> dict:
     mark = str(800_000 + secrets.randbelow(99_999))
     listener = Listener()
     out, keep = tmp / "out", tmp / "keep"
-    context = {"token": token, "port": listener.port, "grader_pid": os.getpid(), "root": str(ROOT),
-               "package": str(isolation.package_dir()), "instructor": str(INSTRUCTOR),
-               "out": str(out), "other": str(tmp / "subs" / "victim.ipynb"), "mark": mark}
+    context = {
+        "token": token,
+        "port": listener.port,
+        "grader_pid": os.getpid(),
+        "root": str(ROOT),
+        "package": str(isolation.package_dir()),
+        "instructor": str(INSTRUCTOR),
+        "out": str(out),
+        "other": str(tmp / "subs" / "victim.ipynb"),
+        "mark": mark,
+    }
     paths = gen.build_probes(tmp / "subs", context)
     os.environ["TUMORSEG_PROBE_SECRET"] = token  # in the grader's environment, not the run's
     try:
-        status = grader.main([*map(str, paths.values()), "--out", str(out), "--keep", str(keep),
-                              "--jobs", "2", "--quiet", "--cell-timeout", "60"])
+        status = grader.main(
+            [
+                *map(str, paths.values()),
+                "--out",
+                str(out),
+                "--keep",
+                str(keep),
+                "--jobs",
+                "2",
+                "--quiet",
+                "--cell-timeout",
+                "60",
+            ]
+        )
     finally:
         os.environ.pop("TUMORSEG_PROBE_SECRET", None)
         listener.close()
@@ -114,19 +136,36 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for path in keep.rglob("probe-*.txt"):
         name = path.stem.removeprefix("probe-")
         verdicts.setdefault(name, []).extend(path.read_text().splitlines())
-    leftovers = [p.info["cmdline"] for p in psutil.process_iter(["cmdline"])
-                 if mark in " ".join(p.info["cmdline"] or [])]
-    host_files = [p for p in (Path(f"/tmp/probe-copy-{token}.ipynb"), ROOT / f"probe-{token}.txt",
-                              isolation.package_dir() / f"probe_{token}.py",
-                              isolation.package_dir() / "course" / "grading" / f"probe_{token}.py",
-                              out / f"probe-{token}.json") if p.exists()]
+    leftovers = [
+        p.info["cmdline"]
+        for p in psutil.process_iter(["cmdline"])
+        if mark in " ".join(p.info["cmdline"] or [])
+    ]
+    host_files = [
+        p
+        for p in (
+            Path(f"/tmp/probe-copy-{token}.ipynb"),
+            ROOT / f"probe-{token}.txt",
+            isolation.package_dir() / f"probe_{token}.py",
+            isolation.package_dir() / "course" / "grading" / f"probe_{token}.py",
+            out / f"probe-{token}.json",
+        )
+        if p.exists()
+    ]
     for path in host_files:  # never leave a probe's file in the checkout
         path.unlink()
     reports = {name: json.loads((out / f"{p.stem}.json").read_text()) for name, p in paths.items()}
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return {"status": status, "verdicts": verdicts, "reports": reports, "rows": rows,
-            "accepted": listener.accepted, "leftovers": leftovers, "host_files": host_files}
+    return {
+        "status": status,
+        "verdicts": verdicts,
+        "reports": reports,
+        "rows": rows,
+        "accepted": listener.accepted,
+        "leftovers": leftovers,
+        "host_files": host_files,
+    }
 
 
 @needs_sandbox
@@ -148,35 +187,55 @@ def test_probes_leave_no_trace_outside(probes: dict) -> None:
     assert probes["host_files"] == []  # nothing written to the host's /tmp, project or grades
     assert probes["reports"]["victim"]["total"] == 6
     submissions = sorted(row["submission"] for row in probes["rows"])
-    assert submissions == sorted(f"{p}.ipynb" for p in ["victim", *(f"probe_{n}" for n in gen.PROBES)])
+    assert submissions == sorted(
+        f"{p}.ipynb" for p in ["victim", *(f"probe_{n}" for n in gen.PROBES)]
+    )
     assert {row["total"] for row in probes["rows"]} == {"6"}
 
 
 # --------------------------------------------------------------------------- the sandbox itself
-def _in_sandbox(tmp_path: Path, code: str, max_procs: int = 64, timeout: float = 60
-                ) -> subprocess.CompletedProcess:
+def _in_sandbox(
+    tmp_path: Path, code: str, max_procs: int = 64, timeout: float = 60
+) -> subprocess.CompletedProcess:
     """Run ``python -c code`` in a sandboxed run folder under the runner, as a grading run does."""
     folder = tmp_path / "run"
     folder.mkdir()
     library = isolation.prepare_library(tmp_path / "lib")
     uid = isolation.prepare_folder(folder)
-    inner = isolation.wrap([sys.executable, "-c", code], folder, library,
-                           isolation.inside_env({}), uid, max_procs)
+    inner = isolation.wrap(
+        [sys.executable, "-c", code], folder, library, isolation.inside_env({}), uid, max_procs
+    )
     log = tmp_path / "run.log"
     status = subprocess.run(
-        [sys.executable, "-m", "tumorseg.course.grading.sandbox", "--timeout", str(timeout),
-         "--memory-mb", "2048", "--cwd", str(tmp_path), "--log", str(log), "--", *inner],
-        timeout=timeout + 60).returncode
+        [
+            sys.executable,
+            "-m",
+            "tumorseg.course.grading.sandbox",
+            "--timeout",
+            str(timeout),
+            "--memory-mb",
+            "2048",
+            "--cwd",
+            str(tmp_path),
+            "--log",
+            str(log),
+            "--",
+            *inner,
+        ],
+        timeout=timeout + 60,
+    ).returncode
     return subprocess.CompletedProcess(inner, status, log.read_text(), "")
 
 
 @needs_sandbox
 def test_fork_fails_at_the_process_limit_and_the_caller_goes_on(tmp_path: Path) -> None:
-    code = ("import os, time\nkids = []\n"
-            "try:\n    for _ in range(500):\n        pid = os.fork()\n"
-            "        if pid == 0:\n            time.sleep(2)\n            os._exit(0)\n"
-            "        kids.append(pid)\nexcept OSError as exc:\n    print('fork failed', len(kids), exc)\n"
-            "for kid in kids:\n    os.waitpid(kid, 0)\nprint('done')\n")
+    code = (
+        "import os, time\nkids = []\n"
+        "try:\n    for _ in range(500):\n        pid = os.fork()\n"
+        "        if pid == 0:\n            time.sleep(2)\n            os._exit(0)\n"
+        "        kids.append(pid)\nexcept OSError as exc:\n    print('fork failed', len(kids), exc)\n"
+        "for kid in kids:\n    os.waitpid(kid, 0)\nprint('done')\n"
+    )
     done = _in_sandbox(tmp_path, code, max_procs=40)
     assert done.returncode == 0, done.stdout
     line = next(x for x in done.stdout.splitlines() if x.startswith("fork failed"))
@@ -188,11 +247,13 @@ def test_fork_fails_at_the_process_limit_and_the_caller_goes_on(tmp_path: Path) 
 def test_only_the_run_folder_is_writable_and_the_environment_is_clean(tmp_path: Path) -> None:
     os.environ["TUMORSEG_PROBE_SECRET"] = "s3cr3t"
     try:
-        code = ("import os\nfor p in ['/x', '/usr/x', '/etc/x', os.environ['HOME'] + '/x', '/tmp/x',\n"
-                "          '/dev/shm/x', 'x', " + repr(str(tmp_path / "outside")) + "]:\n"
-                "    try:\n        open(p, 'w').write('1'); print('wrote', p)\n"
-                "    except OSError as e:\n        print('refused', p)\n"
-                "print('secret' if 's3cr3t' in str(os.environ) else 'no secret')\n")
+        code = (
+            "import os\nfor p in ['/x', '/usr/x', '/etc/x', os.environ['HOME'] + '/x', '/tmp/x',\n"
+            "          '/dev/shm/x', 'x', " + repr(str(tmp_path / "outside")) + "]:\n"
+            "    try:\n        open(p, 'w').write('1'); print('wrote', p)\n"
+            "    except OSError as e:\n        print('refused', p)\n"
+            "print('secret' if 's3cr3t' in str(os.environ) else 'no secret')\n"
+        )
         done = _in_sandbox(tmp_path, code)
     finally:
         os.environ.pop("TUMORSEG_PROBE_SECRET")
@@ -232,18 +293,28 @@ def _fake_bwrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str | N
     isolation._bwrap_version.cache_clear()
 
 
-@pytest.mark.parametrize("script, fragment", [
-    (None, "apt-get install bubblewrap"),
-    ("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n",
-     "user namespaces"),
-])
-def test_grading_refuses_without_a_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture, script: str | None,
-                                           fragment: str) -> None:
+@pytest.mark.parametrize(
+    "script, fragment",
+    [
+        (None, "apt-get install bubblewrap"),
+        (
+            "#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n",
+            "user namespaces",
+        ),
+    ],
+)
+def test_grading_refuses_without_a_sandbox(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    script: str | None,
+    fragment: str,
+) -> None:
     _fake_bwrap(tmp_path, monkeypatch, script)
     try:
-        status = grader.main([str(_invalid_submission(tmp_path)), "--out", str(tmp_path / "out"),
-                              "--quiet"])
+        status = grader.main(
+            [str(_invalid_submission(tmp_path)), "--out", str(tmp_path / "out"), "--quiet"]
+        )
     finally:
         isolation.check_available.cache_clear()
         isolation._bwrap_version.cache_clear()
@@ -253,13 +324,23 @@ def test_grading_refuses_without_a_sandbox(tmp_path: Path, monkeypatch: pytest.M
     assert not (tmp_path / "out" / "results.csv").exists()
 
 
-def test_no_sandbox_is_named_in_every_result_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_no_sandbox_is_named_in_every_result_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     _fake_bwrap(tmp_path, monkeypatch, None)  # it must not even be needed
     out = tmp_path / "out"
     try:
-        status = grader.main([str(_invalid_submission(tmp_path)), "--out", str(out), "--quiet",
-                              "--no-sandbox", "--instructor", str(INSTRUCTOR)])
+        status = grader.main(
+            [
+                str(_invalid_submission(tmp_path)),
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-sandbox",
+                "--instructor",
+                str(INSTRUCTOR),
+            ]
+        )
     finally:
         isolation.check_available.cache_clear()
     assert status == 0

@@ -121,8 +121,9 @@ def test_intensity_orderings(summaries, m):
 
 
 def test_contrasts_and_scale_vary_between_cases(summaries):
-    gm_wm = np.array([[s["means"][m]["gm"] / s["means"][m]["wm"] for m in range(4)]
-                      for s in summaries])
+    gm_wm = np.array(
+        [[s["means"][m]["gm"] / s["means"][m]["wm"] for m in range(4)] for s in summaries]
+    )
     wm = np.array([[s["means"][m]["wm"] for m in range(4)] for s in summaries])
     # GM/WM contrast spreads widely across cases, and so does the global intensity scale
     assert np.all(np.ptp(np.abs(gm_wm - 1.0), axis=0) > 0.3 * np.abs(gm_wm - 1.0).mean(axis=0))
@@ -160,7 +161,9 @@ def randomized() -> list[dict]:
     for i in range(N_RANDOM):
         case = synthesize_case(3, i, randomize=True)
         summary = _summary(case)
-        summary["z"] = {r: case.contrasts[r].copy() for r in ("edema", "non_enhancing", "enhancing")}
+        summary["z"] = {
+            r: case.contrasts[r].copy() for r in ("edema", "non_enhancing", "enhancing")
+        }
         out.append(summary)
     return out
 
@@ -202,17 +205,34 @@ def test_randomized_files_are_tagged(tmp_path):
 
 def test_msd_layout_and_dataset_json(built, summaries):
     meta = json.loads((built / "dataset.json").read_text())
-    for key in ("name", "description", "reference", "licence", "release", "tensorImageSize",
-                "modality", "labels", "numTraining", "numTest", "training", "test"):
+    for key in (
+        "name",
+        "description",
+        "reference",
+        "licence",
+        "release",
+        "tensorImageSize",
+        "modality",
+        "labels",
+        "numTraining",
+        "numTest",
+        "training",
+        "test",
+    ):
         assert key in meta
     assert meta["tensorImageSize"] == "4D"
     assert meta["modality"] == {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"}
-    assert meta["labels"] == {"0": "background", "1": "edema", "2": "non-enhancing tumor",
-                              "3": "enhancing tumour"}
+    assert meta["labels"] == {
+        "0": "background",
+        "1": "edema",
+        "2": "non-enhancing tumor",
+        "3": "enhancing tumour",
+    }
     assert meta["numTraining"] == 2 and meta["numTest"] == 0 and meta["test"] == []
     assert meta["training"] == [
         {"image": f"./imagesTr/BRATS_00{i}.nii.gz", "label": f"./labelsTr/BRATS_00{i}.nii.gz"}
-        for i in (1, 2)]
+        for i in (1, 2)
+    ]
     assert "SYNTHETIC" in meta["description"] and "MNI ICBM152 2009a" in meta["description"]
     for i, entry in enumerate(meta["training"]):
         img = nib.load(str(built / entry["image"]))
@@ -266,19 +286,44 @@ def _build_in_subprocess(out: Path, blas_threads: int, jobs: int) -> bytes:
     """Build the two-case dataset in a fresh interpreter with ``blas_threads`` BLAS threads on
     OpenBLAS's Haswell kernels (where a threaded matrix product rounds differently); returns
     the bytes of every file written."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas_threads),
-               OMP_NUM_THREADS=str(blas_threads), OPENBLAS_CORETYPE="Haswell")
-    subprocess.run([sys.executable, "-m", "tumorseg.cli", "synth", "--out", str(out),
-                    "--cases", "2", "--seed", "0", "--jobs", str(jobs)],
-                   env=env, check=True, capture_output=True)
-    return b"".join((out / sub / f"BRATS_00{i}.nii.gz").read_bytes()
-                    for sub in ("imagesTr", "labelsTr") for i in (1, 2))
+    env = dict(
+        os.environ,
+        OPENBLAS_NUM_THREADS=str(blas_threads),
+        OMP_NUM_THREADS=str(blas_threads),
+        OPENBLAS_CORETYPE="Haswell",
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tumorseg.cli",
+            "synth",
+            "--out",
+            str(out),
+            "--cases",
+            "2",
+            "--seed",
+            "0",
+            "--jobs",
+            str(jobs),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    return b"".join(
+        (out / sub / f"BRATS_00{i}.nii.gz").read_bytes()
+        for sub in ("imagesTr", "labelsTr")
+        for i in (1, 2)
+    )
 
 
 @pytest.mark.slow
 def test_same_files_whatever_the_blas_threads_and_jobs(tmp_path):
     one = _build_in_subprocess(tmp_path / "t1j1", blas_threads=1, jobs=1)
     assert _build_in_subprocess(tmp_path / "t2j1", blas_threads=2, jobs=1) == one, (
-        "2 BLAS threads give other bytes than 1")
+        "2 BLAS threads give other bytes than 1"
+    )
     assert _build_in_subprocess(tmp_path / "t2j2", blas_threads=2, jobs=2) == one, (
-        "--jobs 2 gives other bytes than --jobs 1")
+        "--jobs 2 gives other bytes than --jobs 1"
+    )

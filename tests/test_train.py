@@ -36,8 +36,18 @@ def _rows(path):
 @pytest.mark.slow
 def test_two_steps_write_weights_manifest_log_and_resume(store, tmp_path):
     out = tmp_path / "run"
-    args = ["--data", str(store), "--out", str(out), "--n-base-filters", "8", "--seed", "3",
-            "--checkpoint-every", "1"]
+    args = [
+        "--data",
+        str(store),
+        "--out",
+        str(out),
+        "--n-base-filters",
+        "8",
+        "--seed",
+        "3",
+        "--checkpoint-every",
+        "1",
+    ]
     assert main([*args, "--steps", "2"]) == 0
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["config"] == {"n_base_filters": 8, "input_shape": [4, 160, 160, 16]}
@@ -47,7 +57,9 @@ def test_two_steps_write_weights_manifest_log_and_resume(store, tmp_path):
     assert manifest["data"]["valid_cases"] == cfg["valid_cases"]
     assert set(manifest["validation_patch_dice"]) >= {"edema", "non_enhancing", "enhancing"}
     assert manifest["git_commit"] and manifest["train_seconds"] > 0
-    assert manifest["distribution"]["devices"] == 1 and manifest["distribution"]["global_batch"] == 1
+    assert (
+        manifest["distribution"]["devices"] == 1 and manifest["distribution"]["global_batch"] == 1
+    )
     assert TrainConfig(**manifest["training"]).seed == 3  # the manifest rebuilds the config
     rows = _rows(out / "log.csv")
     assert [r["step"] for r in rows if r["lr"]] == ["1", "2"]
@@ -106,9 +118,17 @@ def _tiny_store(folder: Path, n: int = 6, dim=(16, 16, 8)) -> Path:
         x[:, 2:-2, 2:-2] = rng.uniform(10, 200, size=(4, dim[0] - 4, dim[1] - 4, dim[2]))
         lab = rng.integers(0, 4, size=dim)
         names.append(f"c{i}.nii.gz_0_x0_y0_z0.h5")
-        write_patch_h5(folder / "train" / names[-1], x, (lab[..., None] == np.arange(4)).astype(np.float32))
-    cfg = {"train": names, "valid": [], "train_cases": [f"c{i}" for i in range(n)],
-           "valid_cases": [], "seed": 0, "patch_size": list(dim)}
+        write_patch_h5(
+            folder / "train" / names[-1], x, (lab[..., None] == np.arange(4)).astype(np.float32)
+        )
+    cfg = {
+        "train": names,
+        "valid": [],
+        "train_cases": [f"c{i}" for i in range(n)],
+        "valid_cases": [],
+        "seed": 0,
+        "patch_size": list(dim),
+    }
     (folder / "config.json").write_text(json.dumps(cfg))
     return folder
 
@@ -156,7 +176,9 @@ def test_store_batches_split_by_rows_and_match_across_worker_kinds(tmp_path):
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
     # unaugmented, a store batch is what the generator gives, with its default ("brain") standardization
-    plain = StoreBatches(store / "train", names, batch_size=1, seed=0, level="none", dim=(16, 16, 8))
+    plain = StoreBatches(
+        store / "train", names, batch_size=1, seed=0, level="none", dim=(16, 16, 8)
+    )
     gen = VolumeDataGenerator(names, store / "train", dim=(16, 16, 8), shuffle=False, verbose=0)
     assert gen.standardize == "brain"
     from tumorseg.patches.augment import epoch_order

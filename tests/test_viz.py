@@ -252,14 +252,20 @@ def test_slice_viewer_draws_once_per_change():
     axis, overlay = viewer.children[0].children
     slider, caption, picture = viewer.children[1:]
     assert isinstance(slider, widgets.IntSlider) and isinstance(picture, widgets.Image)
-    assert isinstance(axis, widgets.Dropdown) and list(axis.options) == ["axial", "coronal", "sagittal"]
+    assert isinstance(axis, widgets.Dropdown) and list(axis.options) == [
+        "axial",
+        "coronal",
+        "sagittal",
+    ]
     assert isinstance(overlay, widgets.Checkbox) and overlay.value is True
     assert picture.format == "png" and viewer.draws == 1
     labeled = get_labeled_image(image, label)
     grey = np.clip(np.rint(scale_to_uint8(image[..., 0])), 0, 255).astype(np.uint8)
 
     def expect(name: str, index: int, on: bool) -> None:
-        np.testing.assert_array_equal(_picture(viewer), viewer_frame(labeled, grey, name, index, on))
+        np.testing.assert_array_equal(
+            _picture(viewer), viewer_frame(labeled, grey, name, index, on)
+        )
         shown = "labels on FLAIR" if on else "FLAIR only"
         assert caption.value == f"<b>{name}</b> slice {index} of 0–{slider.max}, {shown}"
 

@@ -35,30 +35,36 @@ def _cell(nb: nbformat.NotebookNode, ex: str) -> nbformat.NotebookNode:
 def _with_source(ex: str, source: str) -> Callable[[nbformat.NotebookNode], None]:
     def edit(nb: nbformat.NotebookNode) -> None:
         _cell(nb, ex).source = HEADER.format(ex=ex) + source
+
     return edit
 
 
 def _append(ex: str, extra: str, before: bool = False) -> Callable[[nbformat.NotebookNode], None]:
     """Keep the correct solution and add ``extra`` after (or before) it in the same cell."""
+
     def edit(nb: nbformat.NotebookNode) -> None:
         cell = _cell(nb, ex)
         head, _, body = cell.source.partition("\n")
         cell.source = f"{head}\n{extra}\n{body}" if before else f"{cell.source}\n{extra}\n"
+
     return edit
 
 
 def _replace(ex: str, old: str, new: str) -> Callable[[nbformat.NotebookNode], None]:
     """The correct solution with one typical mistake."""
+
     def edit(nb: nbformat.NotebookNode) -> None:
         cell = _cell(nb, ex)
         assert old in cell.source, f"{old!r} not in the UNQ_{ex} solution"
         cell.source = cell.source.replace(old, new)
+
     return edit
 
 
 def _drop(ex: str) -> Callable[[nbformat.NotebookNode], None]:
     def edit(nb: nbformat.NotebookNode) -> None:
         nb.cells.remove(_cell(nb, ex))
+
     return edit
 
 
@@ -68,6 +74,7 @@ def _duplicate(ex: str) -> Callable[[nbformat.NotebookNode], None]:
         twin = copy.deepcopy(cell)
         twin.id = "copied-cell"
         nb.cells.insert(nb.cells.index(cell) + 1, twin)
+
     return edit
 
 
@@ -75,104 +82,202 @@ def _edit_header(ex: str) -> Callable[[nbformat.NotebookNode], None]:
     def edit(nb: nbformat.NotebookNode) -> None:
         cell = _cell(nb, ex)
         cell.source = cell.source.replace(HEADER.format(ex=ex).strip(), f"# UNQ_{ex} my solution")
+
     return edit
 
 
 # name -> (edit of the instructor notebook or raw file text, expected statuses of the target)
 SUBMISSIONS: dict[str, tuple[Callable[[nbformat.NotebookNode], None] | str, dict[str, str]]] = {
-    "invalid_json": ('{"cells": [ {"cell_type": "code", "source": "x = 1"\n', {ex: "error" for ex in EXERCISES}),
-    "nbformat3": (json.dumps({"nbformat": 3, "nbformat_minor": 0, "metadata": {},
-                              "worksheets": [{"cells": [{"cell_type": "code", "input": "x = 1",
-                                                         "language": "python", "outputs": []}]}]}),
-                  {ex: "error" for ex in EXERCISES}),
+    "invalid_json": (
+        '{"cells": [ {"cell_type": "code", "source": "x = 1"\n',
+        {ex: "error" for ex in EXERCISES},
+    ),
+    "nbformat3": (
+        json.dumps(
+            {
+                "nbformat": 3,
+                "nbformat_minor": 0,
+                "metadata": {},
+                "worksheets": [
+                    {
+                        "cells": [
+                            {
+                                "cell_type": "code",
+                                "input": "x = 1",
+                                "language": "python",
+                                "outputs": [],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ),
+        {ex: "error" for ex in EXERCISES},
+    ),
     "missing_cell": (_drop("C2"), {"C2": "missing"}),
     "duplicated_cell": (_duplicate("C3"), {"C3": "missing"}),
     "edited_header": (_edit_header("C4"), {"C4": "missing"}),
-    "syntax_error": (_with_source("C5", "def soft_dice_loss(y_true, y_pred:\n    return 0\n"), {"C5": "error"}),
-    "raise_in_cell": (_append("C6", "raise RuntimeError('stop here')", before=True), {"C6": "error"}),
-    "raise_in_function": (_with_source(
-        "C3", "def single_class_dice_coefficient(y_true, y_pred, axis=(0, 1, 2), epsilon=0.00001):\n"
-              "    return 1 / 0\n"), {"C3": "error"}),
-    "infinite_loop": (_with_source(
-        "C1", "import numpy as np\n\ndef get_sub_volume(image, label, orig_x=240, orig_y=240, "
-              "orig_z=155, output_x=160, output_y=160, output_z=16, num_classes=4, max_tries=1000, "
-              "background_threshold=0.95):\n    while True:\n        pass\n"), {"C1": "timeout"}),
-    "sigint_ignored": (_with_source(
-        "C2", "import signal\n\ndef standardize(image):\n"
-              "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    while True:\n        pass\n"),
-        {"C2": "timeout"}),
-    "alloc_50gb": (_append("C3", "import numpy as _np\n_hog = _np.ones(50 * 1024 ** 3 // 8)", before=True),
-                   {"C3": "error"}),
-    "os_exit": (_with_source(
-        "C4", "import os\n\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
-              "    os._exit(1)\n"), {"C4": "error"}),
-    "flood_output": (_append("C5", "print('x' * 10_000_000)\nfor _ in range(2000):\n    print('y' * 5000)"),
-                     {"C5": "passed"}),
-    "fake_verdict": (_with_source(
-        "C6", "import os\nprint('All tests passed')\nprint('UNQ_C6 graded check: passed')\n\n"
-              "def compute_class_sens_spec(pred, label, class_num):\n"
-              "    print('UNQ_C6 graded check: passed')\n"
-              "    os.write(1, b'UNQ_C6 graded check: passed\\n')\n"
-              "    import numpy as np\n    return np.float64(0.5), np.float64(0.5)\n"), {"C6": "failed"}),
-    "override_print": (_with_source(
-        "C1", "import builtins, sys\n_real = sys.stdout.write\n"
-              "builtins.print = lambda *a, **k: _real('UNQ_C1 graded check: passed\\n')\n"
-              "sys.stdout.write = lambda s: _real(s.replace('failed', 'passed'))\n\n"
-              "def get_sub_volume(image, label, *args, **kwargs):\n    return None\n"), {"C1": "failed"}),
-    "override_numpy": (_with_source(
-        "C2", "import numpy as np\nnp.allclose = lambda *a, **k: True\nnp.isclose = lambda *a, **k: True\n"
-              "np.array_equal = lambda *a, **k: True\nnp.round = lambda a, *r, **k: a\n\n"
-              "def standardize(image):\n    return image\n"), {"C2": "failed"}),
-    "monkeypatch_checks": (_with_source(
-        "C3", "import sys\nfrom tumorseg.course import public_tests\n"
-              "public_tests.test_single_class_dice_coefficient = lambda fn: print('All tests passed')\n"
-              "for _name in ('_grading_checks', 'tumorseg.course.grading.checks'):\n"
-              "    _m = sys.modules.get(_name)\n"
-              "    if _m is not None:\n"
-              "        _m.check = lambda ex, fn, expect: print(f'UNQ_{ex} graded check: passed')\n"
-              "        _m.fingerprint = lambda *a, **k: 'x'\n\n"
-              "def single_class_dice_coefficient(y_true, y_pred, axis=(0, 1, 2), epsilon=0.00001):\n"
-              "    return 0.5\n"), {"C3": "failed"}),
-    "input_hijack": (_with_source(
-        "C2", "def _forge(lines):\n"
-              "    if any('_grader.check' in line for line in lines):\n"
-              "        ex = 'C2'\n"
-              "        for line in lines:\n"
-              "            if '_grader.check(' in line:\n"
-              "                ex = line.split('\"')[1]\n"
-              "        return [f'print(\"UNQ_{ex} graded check: passed\")\\n']\n"
-              "    return lines\n"
-              "get_ipython().input_transformers_post.append(_forge)\n\n"
-              "def standardize(image):\n    return image\n"), {"C2": "failed"}),
-    "no_tracebacks": (_with_source(
-        "C4", "get_ipython().showtraceback = lambda *a, **k: None\n"
-              "get_ipython().showsyntaxerror = lambda *a, **k: None\n\n"
-              "def dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
-              "    assert False, 'hidden'\n"), {"C4": "error"}),
-    "read_files": (_with_source(
-        "C5", "import os, re\n\n"
-              "def soft_dice_loss(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
-              "    # look for the answers in every file of the grading folder\n"
-              "    text = ''\n"
-              "    for folder, _, files in os.walk('.'):\n"
-              "        for name in files:\n"
-              "            try:\n"
-              "                text += open(os.path.join(folder, name), errors='ignore').read()\n"
-              "            except OSError:\n"
-              "                pass\n"
-              "    numbers = re.findall(r'0\\.\\d{6,}', text)\n"
-              "    return float(numbers[0]) if numbers else 0.0\n"), {"C5": "failed"}),
-    "numpy_dice": (_with_source(
-        "C4", "import numpy as np\n\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
-              "    numerator = 2 * np.sum(y_true * y_pred, axis=axis) + epsilon\n"
-              "    denominator = np.sum(y_true, axis=axis) + np.sum(y_pred, axis=axis) + epsilon\n"
-              "    return np.mean(numerator / denominator)\n"), {"C4": "failed"}),
+    "syntax_error": (
+        _with_source("C5", "def soft_dice_loss(y_true, y_pred:\n    return 0\n"),
+        {"C5": "error"},
+    ),
+    "raise_in_cell": (
+        _append("C6", "raise RuntimeError('stop here')", before=True),
+        {"C6": "error"},
+    ),
+    "raise_in_function": (
+        _with_source(
+            "C3",
+            "def single_class_dice_coefficient(y_true, y_pred, axis=(0, 1, 2), epsilon=0.00001):\n"
+            "    return 1 / 0\n",
+        ),
+        {"C3": "error"},
+    ),
+    "infinite_loop": (
+        _with_source(
+            "C1",
+            "import numpy as np\n\ndef get_sub_volume(image, label, orig_x=240, orig_y=240, "
+            "orig_z=155, output_x=160, output_y=160, output_z=16, num_classes=4, max_tries=1000, "
+            "background_threshold=0.95):\n    while True:\n        pass\n",
+        ),
+        {"C1": "timeout"},
+    ),
+    "sigint_ignored": (
+        _with_source(
+            "C2",
+            "import signal\n\ndef standardize(image):\n"
+            "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n    while True:\n        pass\n",
+        ),
+        {"C2": "timeout"},
+    ),
+    "alloc_50gb": (
+        _append("C3", "import numpy as _np\n_hog = _np.ones(50 * 1024 ** 3 // 8)", before=True),
+        {"C3": "error"},
+    ),
+    "os_exit": (
+        _with_source(
+            "C4",
+            "import os\n\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+            "    os._exit(1)\n",
+        ),
+        {"C4": "error"},
+    ),
+    "flood_output": (
+        _append("C5", "print('x' * 10_000_000)\nfor _ in range(2000):\n    print('y' * 5000)"),
+        {"C5": "passed"},
+    ),
+    "fake_verdict": (
+        _with_source(
+            "C6",
+            "import os\nprint('All tests passed')\nprint('UNQ_C6 graded check: passed')\n\n"
+            "def compute_class_sens_spec(pred, label, class_num):\n"
+            "    print('UNQ_C6 graded check: passed')\n"
+            "    os.write(1, b'UNQ_C6 graded check: passed\\n')\n"
+            "    import numpy as np\n    return np.float64(0.5), np.float64(0.5)\n",
+        ),
+        {"C6": "failed"},
+    ),
+    "override_print": (
+        _with_source(
+            "C1",
+            "import builtins, sys\n_real = sys.stdout.write\n"
+            "builtins.print = lambda *a, **k: _real('UNQ_C1 graded check: passed\\n')\n"
+            "sys.stdout.write = lambda s: _real(s.replace('failed', 'passed'))\n\n"
+            "def get_sub_volume(image, label, *args, **kwargs):\n    return None\n",
+        ),
+        {"C1": "failed"},
+    ),
+    "override_numpy": (
+        _with_source(
+            "C2",
+            "import numpy as np\nnp.allclose = lambda *a, **k: True\nnp.isclose = lambda *a, **k: True\n"
+            "np.array_equal = lambda *a, **k: True\nnp.round = lambda a, *r, **k: a\n\n"
+            "def standardize(image):\n    return image\n",
+        ),
+        {"C2": "failed"},
+    ),
+    "monkeypatch_checks": (
+        _with_source(
+            "C3",
+            "import sys\nfrom tumorseg.course import public_tests\n"
+            "public_tests.test_single_class_dice_coefficient = lambda fn: print('All tests passed')\n"
+            "for _name in ('_grading_checks', 'tumorseg.course.grading.checks'):\n"
+            "    _m = sys.modules.get(_name)\n"
+            "    if _m is not None:\n"
+            "        _m.check = lambda ex, fn, expect: print(f'UNQ_{ex} graded check: passed')\n"
+            "        _m.fingerprint = lambda *a, **k: 'x'\n\n"
+            "def single_class_dice_coefficient(y_true, y_pred, axis=(0, 1, 2), epsilon=0.00001):\n"
+            "    return 0.5\n",
+        ),
+        {"C3": "failed"},
+    ),
+    "input_hijack": (
+        _with_source(
+            "C2",
+            "def _forge(lines):\n"
+            "    if any('_grader.check' in line for line in lines):\n"
+            "        ex = 'C2'\n"
+            "        for line in lines:\n"
+            "            if '_grader.check(' in line:\n"
+            "                ex = line.split('\"')[1]\n"
+            "        return [f'print(\"UNQ_{ex} graded check: passed\")\\n']\n"
+            "    return lines\n"
+            "get_ipython().input_transformers_post.append(_forge)\n\n"
+            "def standardize(image):\n    return image\n",
+        ),
+        {"C2": "failed"},
+    ),
+    "no_tracebacks": (
+        _with_source(
+            "C4",
+            "get_ipython().showtraceback = lambda *a, **k: None\n"
+            "get_ipython().showsyntaxerror = lambda *a, **k: None\n\n"
+            "def dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+            "    assert False, 'hidden'\n",
+        ),
+        {"C4": "error"},
+    ),
+    "read_files": (
+        _with_source(
+            "C5",
+            "import os, re\n\n"
+            "def soft_dice_loss(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+            "    # look for the answers in every file of the grading folder\n"
+            "    text = ''\n"
+            "    for folder, _, files in os.walk('.'):\n"
+            "        for name in files:\n"
+            "            try:\n"
+            "                text += open(os.path.join(folder, name), errors='ignore').read()\n"
+            "            except OSError:\n"
+            "                pass\n"
+            "    numbers = re.findall(r'0\\.\\d{6,}', text)\n"
+            "    return float(numbers[0]) if numbers else 0.0\n",
+        ),
+        {"C5": "failed"},
+    ),
+    "numpy_dice": (
+        _with_source(
+            "C4",
+            "import numpy as np\n\ndef dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+            "    numerator = 2 * np.sum(y_true * y_pred, axis=axis) + epsilon\n"
+            "    denominator = np.sum(y_true, axis=axis) + np.sum(y_pred, axis=axis) + epsilon\n"
+            "    return np.mean(numerator / denominator)\n",
+        ),
+        {"C4": "failed"},
+    ),
     "off_by_one": (_replace("C1", "orig_x - output_x + 1", "orig_x - output_x"), {"C1": "error"}),
-    "kill_pytest": (_append("C5", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", before=True),
-                    {"C5": "error"}),
-    "leftover_process": (_append(
-        "C6", f"import subprocess\n_p = subprocess.Popen(['sleep', '{LEFTOVER_MARK}'], start_new_session=True)",
-        before=True), {"C6": "passed"}),
+    "kill_pytest": (
+        _append("C5", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", before=True),
+        {"C5": "error"},
+    ),
+    "leftover_process": (
+        _append(
+            "C6",
+            f"import subprocess\n_p = subprocess.Popen(['sleep', '{LEFTOVER_MARK}'], start_new_session=True)",
+            before=True,
+        ),
+        {"C6": "passed"},
+    ),
 }
 
 
@@ -354,8 +459,9 @@ def probe_source(name: str, context: dict[str, object]) -> str:
     return _PROBE_FRAME.format(body=indented, name=name)
 
 
-def build_probes(out: Path, context: dict[str, object],
-                 instructor: Path = INSTRUCTOR) -> dict[str, Path]:
+def build_probes(
+    out: Path, context: dict[str, object], instructor: Path = INSTRUCTOR
+) -> dict[str, Path]:
     """One notebook per probe in ``out`` (all six solutions, the probe in UNQ_C1), plus
     ``victim.ipynb``, a correct notebook holding ``context["mark"]``, graded beside them."""
     base = nbformat.read(str(instructor), as_version=4)

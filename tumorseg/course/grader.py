@@ -78,7 +78,9 @@ MAX_RUNS = 8  # per submission; every run settles at least one exercise, so 7 su
 NO_SANDBOX = "none (--no-sandbox)"
 # read once: later runs use these texts even if a submission rewrites files on disk
 _CHECKS_SOURCE = Path(checks.__file__).read_text(encoding="utf-8")
-_CONFTEST_SOURCE = (Path(__file__).parent / "grading" / "folder_conftest.py").read_text(encoding="utf-8")
+_CONFTEST_SOURCE = (Path(__file__).parent / "grading" / "folder_conftest.py").read_text(
+    encoding="utf-8"
+)
 _UTIL_SOURCE = resources.facade_source()
 
 
@@ -178,21 +180,38 @@ class Setup:
 def _run_env(where: str, limits: Limits) -> dict[str, str]:
     """The variables a grading run needs; ``where`` is the run folder as the run sees it."""
     return {
-        "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "PYTHONHASHSEED": "0",
-        "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "CUDA_VISIBLE_DEVICES": "",
-        "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "KERAS_BACKEND": "tensorflow",
+        "PYTHONHASHSEED": "0",
+        "MPLBACKEND": "Agg",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "TF_NUM_INTRAOP_THREADS": "1",
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
         "JUPYTER_RUNTIME_DIR": f"{where}/runtime",
         checks.OUTPUT_ENV: f"{where}/_outputs",
-        "TUMORSEG_GRADE_CONF": json.dumps({"timeouts": {
-            "prelude": limits.setup_timeout, "setup": limits.setup_timeout, "pre": limits.setup_timeout,
-            "student": limits.cell_timeout, "check": limits.cell_timeout}}),
+        "TUMORSEG_GRADE_CONF": json.dumps(
+            {
+                "timeouts": {
+                    "prelude": limits.setup_timeout,
+                    "setup": limits.setup_timeout,
+                    "pre": limits.setup_timeout,
+                    "student": limits.cell_timeout,
+                    "check": limits.cell_timeout,
+                }
+            }
+        ),
     }
 
 
 def _host_env(extra: dict[str, str]) -> dict[str, str]:
     """Without a sandbox: the grader's environment minus pytest/Jupyter state, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST", "TUMORSEG_GRADE", "JPY_", "JUPYTER_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST", "TUMORSEG_GRADE", "JPY_", "JUPYTER_"))
+    }
     env.update(extra)
     return env
 
@@ -221,13 +240,20 @@ def _parse_junit(data: bytes) -> list[Item]:
     root = ET.fromstring(data)
     for case in root.iter("testcase"):
         props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        items.append(Item(props.get("role", "?"), props.get("exercise", ""),
-                          props.get("outcome"), props.get("ename", "") or ""))
+        items.append(
+            Item(
+                props.get("role", "?"),
+                props.get("exercise", ""),
+                props.get("outcome"),
+                props.get("ename", "") or "",
+            )
+        )
     return items
 
 
-def prepare_folder(folder: Path, instructor: nbformat.NotebookNode, sources: dict[str, str],
-                   exercises: list[str]) -> None:
+def prepare_folder(
+    folder: Path, instructor: nbformat.NotebookNode, sources: dict[str, str], exercises: list[str]
+) -> None:
     """Fill an empty grading folder: the reduced notebook, the checks module, the pytest plugin
     and config, util.py (the setup cell finds the project by it) and empty output folders.
     Nothing in it reveals an expected result or an instructor solution."""
@@ -247,9 +273,20 @@ def _command(setup: Setup, folder: Path) -> tuple[list[str], dict[str, str]]:
     limits = setup.limits
     where = isolation.INSIDE if setup.sandboxed else str(folder)
     pytest_cmd = [
-        sys.executable, "-m", "pytest", "grading.ipynb", "-c", "pytest.ini",
-        "--rootdir", where, "-p", "no:cacheprovider", "-q", "--tb=line",
-        "--nbval-lax", "--nbval-current-env",
+        sys.executable,
+        "-m",
+        "pytest",
+        "grading.ipynb",
+        "-c",
+        "pytest.ini",
+        "--rootdir",
+        where,
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--tb=line",
+        "--nbval-lax",
+        "--nbval-current-env",
         f"--nbval-cell-timeout={limits.setup_timeout}",
         f"--nbval-kernel-startup-timeout={limits.startup_timeout}",
         f"--junitxml={where}/junit.xml",
@@ -261,9 +298,21 @@ def _command(setup: Setup, folder: Path) -> tuple[list[str], dict[str, str]]:
         runner_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     else:
         inner, runner_env = pytest_cmd, _host_env(_run_env(where, limits))
-    cmd = [sys.executable, "-m", "tumorseg.course.grading.sandbox",
-           "--timeout", str(limits.total_timeout), "--memory-mb", str(limits.memory_mb),
-           "--cwd", str(folder), "--log", str(folder.parent / f"{folder.name}.log"), "--", *inner]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tumorseg.course.grading.sandbox",
+        "--timeout",
+        str(limits.total_timeout),
+        "--memory-mb",
+        str(limits.memory_mb),
+        "--cwd",
+        str(folder),
+        "--log",
+        str(folder.parent / f"{folder.name}.log"),
+        "--",
+        *inner,
+    ]
     return cmd, runner_env
 
 
@@ -300,9 +349,15 @@ def run_once(setup: Setup, sources: dict[str, str], exercises: list[str]) -> Run
     try:
         prepare_folder(folder, setup.instructor, sources, exercises)
         cmd, env = _command(setup, folder)
-        proc = subprocess.Popen(cmd, cwd=str(base), env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=str(base),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             run.status = proc.wait(timeout=setup.limits.total_timeout + 60)
         except subprocess.TimeoutExpired:
@@ -317,8 +372,12 @@ def run_once(setup: Setup, sources: dict[str, str], exercises: list[str]) -> Run
     finally:
         run.seconds = time.monotonic() - started
         if setup.keep is not None:
-            shutil.copytree(base, setup.keep / f"run-{'-'.join(exercises)}-{time.time_ns()}",
-                            symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(
+                base,
+                setup.keep / f"run-{'-'.join(exercises)}-{time.time_ns()}",
+                symlinks=True,
+                dirs_exist_ok=True,
+            )
         shutil.rmtree(base, ignore_errors=True)
     return run
 
@@ -327,8 +386,9 @@ def run_once(setup: Setup, sources: dict[str, str], exercises: list[str]) -> Run
 def _contaminated_before(run: Run, exercise: str) -> bool:
     """Could an earlier exercise of this run have caused ``exercise``'s failure?"""
     position = run.index("student", exercise)
-    first_student = min((i for i, it in enumerate(run.items) if it.role == "student"),
-                        default=position)
+    first_student = min(
+        (i for i, it in enumerate(run.items) if it.role == "student"), default=position
+    )
     for i, it in enumerate(run.items[:position]):
         if it.role == "student" and it.exercise != exercise:
             record = run.records.get(it.exercise)
@@ -346,49 +406,80 @@ def _judge_killed(run: Run, exercise: str, clean: bool, limits: Limits) -> Outco
         if culprit != exercise:
             return Regrade()
         if run.outer_timeout:
-            return Result(Status.TIMEOUT, f"Grading UNQ_{exercise} took longer than the total "
-                                          f"limit of {limits.total_timeout:.0f} s.")
-        return Result(Status.ERROR, f"The grading process was killed while your UNQ_{exercise} "
-                                    "code ran.")
+            return Result(
+                Status.TIMEOUT,
+                f"Grading UNQ_{exercise} took longer than the total "
+                f"limit of {limits.total_timeout:.0f} s.",
+            )
+        return Result(
+            Status.ERROR, f"The grading process was killed while your UNQ_{exercise} code ran."
+        )
     if not any(r == "student" for r, _ in run.progress):
         return RunBroken() if clean else Regrade()
     return Regrade()
 
 
-def _judge_items(run: Run, exercise: str, student: Item, check: Item | None,
-                 limits: Limits) -> Result | None:
+def _judge_items(
+    run: Run, exercise: str, student: Item, check: Item | None, limits: Limits
+) -> Result | None:
     """The result from the student's cell and the graded check; None: the check did not run."""
     fn = checks.FUNCTIONS[exercise]
     record = run.records.get(exercise)
     if student.outcome == "timeout":
-        return Result(Status.TIMEOUT, f"Your UNQ_{exercise} cell did not finish within "
-                                      f"{limits.cell_timeout:.0f} s.")
+        return Result(
+            Status.TIMEOUT,
+            f"Your UNQ_{exercise} cell did not finish within {limits.cell_timeout:.0f} s.",
+        )
     if student.outcome == "kernel-died":
-        return Result(Status.ERROR, f"The Python kernel died while your UNQ_{exercise} cell ran "
-                                    "(os._exit, a crash, or more memory than the limit).")
+        return Result(
+            Status.ERROR,
+            f"The Python kernel died while your UNQ_{exercise} cell ran "
+            "(os._exit, a crash, or more memory than the limit).",
+        )
     if check is None or check.outcome in NOT_RUN:
         return None
     if check.outcome == "timeout":
-        return Result(Status.TIMEOUT, f"`{fn}` did not return within {limits.cell_timeout:.0f} s "
-                                      "on the hidden checks (an endless loop?).")
+        return Result(
+            Status.TIMEOUT,
+            f"`{fn}` did not return within {limits.cell_timeout:.0f} s "
+            "on the hidden checks (an endless loop?).",
+        )
     if check.outcome == "kernel-died":
-        return Result(Status.ERROR, f"The Python kernel died while the hidden checks ran `{fn}` "
-                                    "(os._exit, a crash, or more memory than the limit).")
-    if isinstance(record, dict) and record.get("defined") is False and student.outcome == "exception":
-        return Result(Status.ERROR, f"Your UNQ_{exercise} cell raised "
-                                    f"{student.ename or 'an exception'}, so `{fn}` was not defined.")
+        return Result(
+            Status.ERROR,
+            f"The Python kernel died while the hidden checks ran `{fn}` "
+            "(os._exit, a crash, or more memory than the limit).",
+        )
+    if (
+        isinstance(record, dict)
+        and record.get("defined") is False
+        and student.outcome == "exception"
+    ):
+        return Result(
+            Status.ERROR,
+            f"Your UNQ_{exercise} cell raised "
+            f"{student.ename or 'an exception'}, so `{fn}` was not defined.",
+        )
     if record is not None:
         status, message = reference.judge_record(exercise, record)
         if status == "passed" and check.outcome != "ok":
-            status, message = "failed", (
-                f"`{fn}` returned the right results, but the graded check's output was altered "
-                "(printing around the grader or patching output functions is not allowed).")
+            status, message = (
+                "failed",
+                (
+                    f"`{fn}` returned the right results, but the graded check's output was altered "
+                    "(printing around the grader or patching output functions is not allowed)."
+                ),
+            )
         return Result(Status(status), message)
     if student.outcome == "exception":
-        return Result(Status.ERROR, f"Your UNQ_{exercise} cell raised "
-                                    f"{student.ename or 'an exception'}.")
-    return Result(Status.FAILED, "The graded check could not run on your code (did your cell "
-                                 "change or remove the grader's objects?).")
+        return Result(
+            Status.ERROR, f"Your UNQ_{exercise} cell raised {student.ename or 'an exception'}."
+        )
+    return Result(
+        Status.FAILED,
+        "The graded check could not run on your code (did your cell "
+        "change or remove the grader's objects?).",
+    )
 
 
 def judge(run: Run, exercise: str, clean: bool, limits: Limits) -> Outcome:
@@ -412,12 +503,18 @@ def judge(run: Run, exercise: str, clean: bool, limits: Limits) -> Outcome:
     if result is None:
         if not clean:
             return Regrade()
-        result = Result(Status.ERROR, f"The kernel stopped after your UNQ_{exercise} cell ran, "
-                                      "before the graded check could run.")
+        result = Result(
+            Status.ERROR,
+            f"The kernel stopped after your UNQ_{exercise} cell ran, "
+            "before the graded check could run.",
+        )
     # a crash or a hang can be set off by any earlier code (threads, timers): regrade alone
     crashed = {student.outcome, check.outcome if check else None} & {"timeout", "kernel-died"}
-    if result.status is not Status.PASSED and not clean and (
-            crashed or _contaminated_before(run, exercise)):
+    if (
+        result.status is not Status.PASSED
+        and not clean
+        and (crashed or _contaminated_before(run, exercise))
+    ):
         return Regrade()
     return result
 
@@ -441,8 +538,9 @@ class Graded:
         return None if None in scores else sum(s for s in scores if s is not None)
 
 
-def grade_submission(path: Path, setup: Setup, max_bytes: int = nbtools.DEFAULT_MAX_BYTES,
-                     log: Any = None) -> Graded:
+def grade_submission(
+    path: Path, setup: Setup, max_bytes: int = nbtools.DEFAULT_MAX_BYTES, log: Any = None
+) -> Graded:
     """Grade one notebook; never raises for anything inside the submission."""
     started = time.monotonic()
     sub = nbtools.read_submission(path, max_bytes)
@@ -467,25 +565,34 @@ def grade_submission(path: Path, setup: Setup, max_bytes: int = nbtools.DEFAULT_
                 broken = True
                 break
             if isinstance(outcome, Regrade) and (len(batch) == 1 or runs >= MAX_RUNS):
-                outcome = Result(Status.ERROR, f"The grading run failed after your UNQ_{ex} cell ran.")
+                outcome = Result(
+                    Status.ERROR, f"The grading run failed after your UNQ_{ex} cell ran."
+                )
             if isinstance(outcome, Result):
                 results[ex] = outcome
                 settled += 1
         if broken:
             grader_failures += 1
             if log is not None:
-                print(f"[grade] {path.name}: grading run broke before student code "
-                      f"(status {run.status}); log tail:\n{run.log[-1500:]}", file=log)
+                print(
+                    f"[grade] {path.name}: grading run broke before student code "
+                    f"(status {run.status}); log tail:\n{run.log[-1500:]}",
+                    file=log,
+                )
             if grader_failures >= 2:
                 for ex in pending:
                     if ex not in results:
-                        results[ex] = Result(Status.GRADER_ERROR, "The grader could not run this "
-                                             "exercise (kernel or setup failure, retried once); "
-                                             "the instructor has been told. This is not a zero.")
+                        results[ex] = Result(
+                            Status.GRADER_ERROR,
+                            "The grader could not run this "
+                            "exercise (kernel or setup failure, retried once); "
+                            "the instructor has been told. This is not a zero.",
+                        )
         pending = [ex for ex in pending if ex not in results]
         isolate = settled == 0 and not broken
-    return Graded(path.name, {ex: results[ex] for ex in checks.EXERCISES},
-                  time.monotonic() - started, runs)
+    return Graded(
+        path.name, {ex: results[ex] for ex in checks.EXERCISES}, time.monotonic() - started, runs
+    )
 
 
 # --------------------------------------------------------------------------- batch + CLI
@@ -505,8 +612,10 @@ def _report(g: Graded, path: Path, sandbox: str) -> dict[str, Any]:
         "total": g.total,
         "max": len(checks.EXERCISES),
         "sandbox": sandbox,
-        "exercises": {ex: {"score": r.score, "status": r.status.value, "message": r.message}
-                      for ex, r in g.results.items()},
+        "exercises": {
+            ex: {"score": r.score, "status": r.status.value, "message": r.message}
+            for ex, r in g.results.items()
+        },
         "seconds": round(g.seconds, 1),
     }
 
@@ -515,13 +624,24 @@ def _row(g: Graded, sandbox: str) -> dict[str, str]:
     def cell(value: int | None) -> str:
         return "" if value is None else str(value)
 
-    return {**{ex: cell(g.results[ex].score) for ex in checks.EXERCISES},
-            "total": cell(g.total), "sandbox": sandbox}
+    return {
+        **{ex: cell(g.results[ex].score) for ex in checks.EXERCISES},
+        "total": cell(g.total),
+        "sandbox": sandbox,
+    }
 
 
-def grade_batch(paths: list[Path], out: Path, jobs: int = 2, limits: Limits | None = None,
-                instructor_path: Path = INSTRUCTOR, keep: Path | None = None,
-                progress: bool = True, sandbox: bool = True, fresh: bool = False) -> list[Graded]:
+def grade_batch(
+    paths: list[Path],
+    out: Path,
+    jobs: int = 2,
+    limits: Limits | None = None,
+    instructor_path: Path = INSTRUCTOR,
+    keep: Path | None = None,
+    progress: bool = True,
+    sandbox: bool = True,
+    fresh: bool = False,
+) -> list[Graded]:
     """Grade many notebooks (``jobs`` at a time); write one JSON report each and merge their
     rows into ``out/results.csv`` as each one finishes.
 
@@ -543,18 +663,25 @@ def grade_batch(paths: list[Path], out: Path, jobs: int = 2, limits: Limits | No
     with tempfile.TemporaryDirectory(prefix="tumorseg-lib-") as lib:
         if sandbox:
             isolation.seed_home(Path(lib) / "home")
-        setup = Setup(instructor, limits, keep=keep, library=(
-            isolation.prepare_library(Path(lib) / "tumorseg") if sandbox else None))
+        setup = Setup(
+            instructor,
+            limits,
+            keep=keep,
+            library=(isolation.prepare_library(Path(lib) / "tumorseg") if sandbox else None),
+        )
         try:
             from tqdm.auto import tqdm
+
             bar = tqdm(total=len(paths), desc="grading", unit="nb", disable=not progress)
         except ImportError:  # pragma: no cover
             bar = None
 
         def work(index: int) -> None:
             g = grade_submission(paths[index], setup, log=sys.stderr)
-            write_text(out / f"{names[index]}.json",
-                       json.dumps(_report(g, paths[index], label), indent=2) + "\n")
+            write_text(
+                out / f"{names[index]}.json",
+                json.dumps(_report(g, paths[index], label), indent=2) + "\n",
+            )
             results.merge(out, {f"{names[index]}{paths[index].suffix or '.ipynb'}": _row(g, label)})
             with lock:
                 graded[index] = g
@@ -584,28 +711,60 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tumorseg grade",
         description="Autograde student notebooks (six UNQ_Cn exercises) with nbval and hidden "
-                    "checks, each in a bubblewrap sandbox.")
+        "checks, each in a bubblewrap sandbox.",
+    )
     parser.add_argument("submissions", nargs="+", help="notebooks, or folders of .ipynb files")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="folder for <name>.json and results.csv (rows are merged by submission)")
-    parser.add_argument("--fresh", action="store_true",
-                        help="start --out over: drop the old rows of results.csv and their reports")
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="folder for <name>.json and results.csv (rows are merged by submission)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start --out over: drop the old rows of results.csv and their reports",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="notebooks graded at once (default 2)")
-    parser.add_argument("--source", "--instructor", dest="instructor", type=Path, default=INSTRUCTOR,
-                        help="instructor notebook with the expected outputs and checks "
-                        "(default: the one shipped in the package)")
-    parser.add_argument("--cell-timeout", type=float, default=Limits.cell_timeout,
-                        help="seconds for a student cell and for a graded check (default 30)")
-    parser.add_argument("--total-timeout", type=float, default=Limits.total_timeout,
-                        help="seconds for one whole grading run (default 600)")
-    parser.add_argument("--memory-mb", type=int, default=Limits.memory_mb,
-                        help="address-space limit of each process in MiB (default 6144)")
-    parser.add_argument("--max-procs", type=int, default=Limits.max_procs,
-                        help="processes and threads of one sandboxed run (default "
-                             f"{Limits.max_procs})")
-    parser.add_argument("--no-sandbox", action="store_true",
-                        help="run student code without bubblewrap, as your own user with your "
-                             "files and network (trusted notebooks only; named in every result)")
+    parser.add_argument(
+        "--source",
+        "--instructor",
+        dest="instructor",
+        type=Path,
+        default=INSTRUCTOR,
+        help="instructor notebook with the expected outputs and checks "
+        "(default: the one shipped in the package)",
+    )
+    parser.add_argument(
+        "--cell-timeout",
+        type=float,
+        default=Limits.cell_timeout,
+        help="seconds for a student cell and for a graded check (default 30)",
+    )
+    parser.add_argument(
+        "--total-timeout",
+        type=float,
+        default=Limits.total_timeout,
+        help="seconds for one whole grading run (default 600)",
+    )
+    parser.add_argument(
+        "--memory-mb",
+        type=int,
+        default=Limits.memory_mb,
+        help="address-space limit of each process in MiB (default 6144)",
+    )
+    parser.add_argument(
+        "--max-procs",
+        type=int,
+        default=Limits.max_procs,
+        help=f"processes and threads of one sandboxed run (default {Limits.max_procs})",
+    )
+    parser.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run student code without bubblewrap, as your own user with your "
+        "files and network (trusted notebooks only; named in every result)",
+    )
     parser.add_argument("--keep", type=Path, help="copy every grading folder here (debugging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -620,27 +779,42 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such submission: {missing[0] if missing else args.submissions[0]}")
     if not args.instructor.is_file():
         parser.error(f"instructor notebook not found: {args.instructor}")
-    limits = Limits(cell_timeout=args.cell_timeout, total_timeout=args.total_timeout,
-                    memory_mb=args.memory_mb, max_procs=args.max_procs)
+    limits = Limits(
+        cell_timeout=args.cell_timeout,
+        total_timeout=args.total_timeout,
+        memory_mb=args.memory_mb,
+        max_procs=args.max_procs,
+    )
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     try:
-        graded = grade_batch(paths, args.out, args.jobs, limits, args.instructor, args.keep,
-                             progress=not args.quiet, sandbox=not args.no_sandbox,
-                             fresh=args.fresh)
+        graded = grade_batch(
+            paths,
+            args.out,
+            args.jobs,
+            limits,
+            args.instructor,
+            args.keep,
+            progress=not args.quiet,
+            sandbox=not args.no_sandbox,
+            fresh=args.fresh,
+        )
     except (isolation.SandboxUnavailable, results.ResultsFileError) as exc:
         print(f"tumorseg grade: {exc}", file=sys.stderr)
         return 2
     if args.no_sandbox:
-        print("graded WITHOUT a sandbox (--no-sandbox); every result file says so.",
-              file=sys.stderr)
+        print(
+            "graded WITHOUT a sandbox (--no-sandbox); every result file says so.", file=sys.stderr
+        )
     for g in graded:
         line = " ".join(f"{ex}:{g.results[ex].status.value}" for ex in checks.EXERCISES)
         total = "?" if g.total is None else g.total
         print(f"{g.name}: {total}/6 in {g.seconds:.0f} s ({g.runs} run(s))  {line}")
     errors = sum(g.grader_error for g in graded)
     if errors:
-        print(f"{errors} submission(s) had grader errors: regrade them (see messages above).",
-              file=sys.stderr)
+        print(
+            f"{errors} submission(s) had grader errors: regrade them (see messages above).",
+            file=sys.stderr,
+        )
     print(f"results: {args.out / results.CSV_NAME}")
     return 1 if errors else 0

@@ -36,19 +36,21 @@ from tumorseg.course.grading.checks import traced_call
 
 PASSED = "All tests passed"
 #: what to do when a Dice function fails on symbolic tensors
-KERAS_HINT = ("Hint: use keras.ops (imported as ops), not numpy: this function runs inside "
-              "model.fit, on symbolic tensors.")
+KERAS_HINT = (
+    "Hint: use keras.ops (imported as ops), not numpy: this function runs inside "
+    "model.fit, on symbolic tensors."
+)
 #: the formula of each value exercise, told whenever a value is wrong
 VALUE_HINTS = {
     "C3": "Dice = (2 * sum(p * t) + epsilon) / (sum(p) + sum(t) + epsilon), every sum over "
-          "`axis` (ops.sum(..., axis=axis)); add epsilon to both the numerator and the "
-          "denominator.",
+    "`axis` (ops.sum(..., axis=axis)); add epsilon to both the numerator and the "
+    "denominator.",
     "C4": "Sum over `axis` (one value per class), divide, then take the mean over classes "
-          "(ops.mean); add epsilon to both the numerator and the denominator.",
+    "(ops.mean); add epsilon to both the numerator and the denominator.",
     "C5": "loss = 1 - mean over classes of (2*sum(p*q) + eps) / (sum(p**2) + sum(q**2) + eps), "
-          "sums over `axis`.",
+    "sums over `axis`.",
     "C6": "sensitivity = tp / (tp + fn), specificity = tn / (tn + fp), on pred[class_num] and "
-          "label[class_num].",
+    "label[class_num].",
 }
 
 _PLACEHOLDER_HINT = (
@@ -70,15 +72,19 @@ def describe_exception(name: str, ename: str, message: str, line: str = "") -> s
     if "NoneType" in message or "None" in line.split("#")[0]:
         text += f"\n{_PLACEHOLDER_HINT}"
     elif "high <= " in message:
-        text += ("\nHint: np.random.randint(low, high) never returns `high` and needs high > low: "
-                 "draw each corner with np.random.randint(0, orig - output + 1).")
+        text += (
+            "\nHint: np.random.randint(low, high) never returns `high` and needs high > low: "
+            "draw each corner with np.random.randint(0, orig - output + 1)."
+        )
     return text
 
 
 def symbolic_failure(name: str, ename: str, message: str, line: str = "") -> str:
     """What to tell a student whose function fails on symbolic tensors (inside model.fit)."""
-    text = (f"{name} does not work on symbolic tensors, the way model.fit calls it: "
-            f"{ename}: {message[:200]}")
+    text = (
+        f"{name} does not work on symbolic tensors, the way model.fit calls it: "
+        f"{ename}: {message[:200]}"
+    )
     if line:
         text += f"\n  failing line: {line.strip()}"
     return f"{text}\n{KERAS_HINT}"
@@ -87,59 +93,83 @@ def symbolic_failure(name: str, ename: str, message: str, line: str = "") -> str
 def scalar_problem(shape: Sequence[int], dtype: str, what: str) -> str | None:
     """A Dice-style result must be one float64 number (the inputs are float64)."""
     if tuple(shape) != ():
-        return (f"{what} has shape {tuple(shape)}; a single number is expected. "
-                "Average the per-class values with keras.ops.mean (and sum over `axis` only).")
+        return (
+            f"{what} has shape {tuple(shape)}; a single number is expected. "
+            "Average the per-class values with keras.ops.mean (and sum over `axis` only)."
+        )
     if dtype != "float64":
-        return (f"{what} has dtype {dtype}; with float64 inputs the result must stay float64 "
-                "(do not cast the inputs or the result).")
+        return (
+            f"{what} has dtype {dtype}; with float64 inputs the result must stay float64 "
+            "(do not cast the inputs or the result)."
+        )
     return None
 
 
-def value_problem(found: float, expected: float, what: str, hint: str = "",
-                  rtol: float = 1e-6, atol: float = 1e-9) -> str | None:
+def value_problem(
+    found: float, expected: float, what: str, hint: str = "", rtol: float = 1e-6, atol: float = 1e-9
+) -> str | None:
     """``found`` must be close to ``expected``; NaN and infinity are named as such."""
     if np.isfinite(found) and np.isclose(found, expected, rtol=rtol, atol=atol):
         return None
     if not np.isfinite(found):
-        return (f"{what}: expected {expected:.6f}, got {found}: a division by zero? Add epsilon "
-                f"to the numerator and the denominator. {hint}").rstrip()
+        return (
+            f"{what}: expected {expected:.6f}, got {found}: a division by zero? Add epsilon "
+            f"to the numerator and the denominator. {hint}"
+        ).rstrip()
     return f"{what}: expected {expected:.6f}, got {found:.6f}. {hint}".rstrip()
 
 
-def patch_problem(result: Any, image: np.ndarray, label: np.ndarray,
-                  corner: tuple[int, int, int] | None, out: Sequence[int], num_classes: int,
-                  what: str) -> str | None:
+def patch_problem(
+    result: Any,
+    image: np.ndarray,
+    label: np.ndarray,
+    corner: tuple[int, int, int] | None,
+    out: Sequence[int],
+    num_classes: int,
+    what: str,
+) -> str | None:
     """``get_sub_volume``'s result for one call whose window must start at ``corner`` (None:
     no window qualifies, so the result must be None)."""
     if corner is None:
         if result is not None:
-            return ("with an all-background label get_sub_volume must give up and return None "
-                    f"({what})")
+            return (
+                f"with an all-background label get_sub_volume must give up and return None ({what})"
+            )
         return None
     if result is None:
-        return (f"get_sub_volume returned None for {what}, although a valid sub-volume exists. "
-                "Did you fill in every None between the markers, and does the loop return "
-                "(X, y) as soon as the background ratio is below the threshold?")
+        return (
+            f"get_sub_volume returned None for {what}, although a valid sub-volume exists. "
+            "Did you fill in every None between the markers, and does the loop return "
+            "(X, y) as soon as the background ratio is below the threshold?"
+        )
     if not isinstance(result, tuple) or len(result) != 2:
         return f"get_sub_volume must return a tuple (X, y); got {type(result).__name__}"
     X, y = (np.asarray(v) for v in result)
     channels = image.shape[-1]
     if X.shape != (channels, *out):
-        return (f"X has shape {X.shape} for {what}; expected {(channels, *out)} "
-                "(channels first: move the last axis to the front with np.moveaxis)")
+        return (
+            f"X has shape {X.shape} for {what}; expected {(channels, *out)} "
+            "(channels first: move the last axis to the front with np.moveaxis)"
+        )
     if y.shape != (num_classes - 1, *out):
-        return (f"y has shape {y.shape} for {what}; expected {(num_classes - 1, *out)}: one-hot "
-                "with num_classes classes, classes moved to the front, background class dropped")
+        return (
+            f"y has shape {y.shape} for {what}; expected {(num_classes - 1, *out)}: one-hot "
+            "with num_classes classes, classes moved to the front, background class dropped"
+        )
     sx, sy, sz = corner
     window = (slice(sx, sx + out[0]), slice(sy, sy + out[1]), slice(sz, sz + out[2]))
     if not np.array_equal(X, np.moveaxis(image[window], -1, 0)):
-        return (f"X holds the wrong voxels for {what}. Draw the corner with three calls "
-                "np.random.randint(0, orig - output + 1) in the order x, y, z, once per try, and "
-                "slice image[start_x:start_x + output_x, start_y:..., start_z:..., :]")
+        return (
+            f"X holds the wrong voxels for {what}. Draw the corner with three calls "
+            "np.random.randint(0, orig - output + 1) in the order x, y, z, once per try, and "
+            "slice image[start_x:start_x + output_x, start_y:..., start_z:..., :]"
+        )
     expected_y = np.stack([label[window] == c for c in range(1, num_classes)]).astype(float)
     if not np.array_equal(y, expected_y):
-        return (f"y is not the one-hot label of the sampled window for {what} "
-                "(classes first, background class 0 removed)")
+        return (
+            f"y is not the one-hot label of the sampled window for {what} "
+            "(classes first, background class 0 removed)"
+        )
     return None
 
 
@@ -152,8 +182,10 @@ def standardize_problem(out: np.ndarray, image: np.ndarray, what: str) -> str | 
         return f"{what} has dtype {out.dtype}; expected float64"
     if not np.all(np.isfinite(out)):
         bad = tuple(int(a) for a in np.argwhere(~np.isfinite(out))[0])
-        return (f"{what} holds NaN/inf (first at index {bad}); a constant slice has std 0: "
-                "only divide by the std when it is not zero")
+        return (
+            f"{what} holds NaN/inf (first at index {bad}); a constant slice has std 0: "
+            "only divide by the std when it is not zero"
+        )
     slices = [(c, z) for c in range(image.shape[0]) for z in range(image.shape[3])]
     # ordinary slices first, so a wrong formula is reported as such; constant slices last
     slices.sort(key=lambda cz: image[cz[0], :, :, cz[1]].std() == 0)
@@ -164,12 +196,16 @@ def standardize_problem(out: np.ndarray, image: np.ndarray, what: str) -> str | 
         if np.allclose(out[c, :, :, z], expected, atol=1e-9):
             continue
         if sl.std() == 0:
-            return (f"slice (channel {c}, z {z}) of {what} is constant, so it should come out as "
-                    "all zeros (centered, not divided); make sure you do not reuse the result "
-                    "of a previous slice")
-        return (f"slice (channel {c}, z {z}) of {what} is not standardized: expected mean 0 and "
-                f"std 1, got mean {out[c, :, :, z].mean():.3f} and std "
-                f"{out[c, :, :, z].std():.3f}. Use that slice's own mean and std.")
+            return (
+                f"slice (channel {c}, z {z}) of {what} is constant, so it should come out as "
+                "all zeros (centered, not divided); make sure you do not reuse the result "
+                "of a previous slice"
+            )
+        return (
+            f"slice (channel {c}, z {z}) of {what} is not standardized: expected mean 0 and "
+            f"std 1, got mean {out[c, :, :, z].mean():.3f} and std "
+            f"{out[c, :, :, z].std():.3f}. Use that slice's own mean and std."
+        )
     return None
 
 
@@ -198,8 +234,14 @@ def _call(fn: Callable, name: str, *args: Any, **kwargs: Any) -> Any:
     raise AssertionError(message)
 
 
-def _check_traced(fn: Callable, name: str, args: tuple[np.ndarray, ...], kwargs: dict[str, Any],
-                  expected: np.ndarray, what: str) -> None:
+def _check_traced(
+    fn: Callable,
+    name: str,
+    args: tuple[np.ndarray, ...],
+    kwargs: dict[str, Any],
+    expected: np.ndarray,
+    what: str,
+) -> None:
     """Run ``fn`` the way model.fit does (a traced function, symbolic float32 tensors) and
     compare its result with ``expected`` (float32 precision)."""
     try:
@@ -208,13 +250,21 @@ def _check_traced(fn: Callable, name: str, args: tuple[np.ndarray, ...], kwargs:
         message = symbolic_failure(name, type(exc).__name__, str(exc), _failing_line(exc, fn))
     else:
         if value.shape != expected.shape:
-            message = (f"{what} has shape {value.shape} inside model.fit; expected "
-                       f"{expected.shape}. Pass `axis` to every ops.sum.")
+            message = (
+                f"{what} has shape {value.shape} inside model.fit; expected "
+                f"{expected.shape}. Pass `axis` to every ops.sum."
+            )
         else:
-            message = next((value_problem(float(f), float(e), f"{what} inside model.fit",
-                                          rtol=1e-5, atol=1e-6)
-                            for f, e in zip(value.ravel(), expected.ravel())
-                            if value_problem(float(f), float(e), "", rtol=1e-5, atol=1e-6)), None)
+            message = next(
+                (
+                    value_problem(
+                        float(f), float(e), f"{what} inside model.fit", rtol=1e-5, atol=1e-6
+                    )
+                    for f, e in zip(value.ravel(), expected.ravel())
+                    if value_problem(float(f), float(e), "", rtol=1e-5, atol=1e-6)
+                ),
+                None,
+            )
     _fail(message)
 
 
@@ -316,7 +366,11 @@ def _toy_volume() -> tuple[np.ndarray, np.ndarray]:
 
 
 def replay_corners(
-    label: np.ndarray, out: Sequence[int], threshold: float, max_tries: int, n_calls: int,
+    label: np.ndarray,
+    out: Sequence[int],
+    threshold: float,
+    max_tries: int,
+    n_calls: int,
     rng: Any = np.random,
 ) -> list[tuple[int, int, int] | None]:
     """The corners ``get_sub_volume`` must pick in ``n_calls`` calls, by replaying the random
@@ -326,9 +380,7 @@ def replay_corners(
     for _ in range(n_calls):
         found = None
         for _try in range(max_tries):
-            sx, sy, sz = (
-                rng.randint(0, label.shape[a] - out[a] + 1) for a in range(3)
-            )
+            sx, sy, sz = (rng.randint(0, label.shape[a] - out[a] + 1) for a in range(3))
             window = label[sx : sx + out[0], sy : sy + out[1], sz : sz + out[2]]
             if np.count_nonzero(window == 0) / size < threshold:
                 found = (sx, sy, sz)
@@ -341,11 +393,16 @@ def replay_corners(
 def test_get_sub_volume(get_sub_volume: Callable) -> None:
     """Check ``get_sub_volume`` against replayed random draws, shapes, copies and the give-up path."""
     name = "get_sub_volume"
-    _check_signature(get_sub_volume, name, {"image": inspect.Parameter.empty,
-                                            "label": inspect.Parameter.empty,
-                                            **_SUB_VOLUME_DEFAULTS})
-    toy_args = dict(orig_x=4, orig_y=4, orig_z=3, output_x=2, output_y=2, output_z=2,
-                    num_classes=3)
+    _check_signature(
+        get_sub_volume,
+        name,
+        {
+            "image": inspect.Parameter.empty,
+            "label": inspect.Parameter.empty,
+            **_SUB_VOLUME_DEFAULTS,
+        },
+    )
+    toy_args = dict(orig_x=4, orig_y=4, orig_z=3, output_x=2, output_y=2, output_z=2, num_classes=3)
     image, label = _toy_volume()
     with _saved_global_rng():
         # 1. The notebook's case: seed 3, three consecutive calls.
@@ -355,11 +412,22 @@ def test_get_sub_volume(get_sub_volume: Callable) -> None:
         results = []
         for n, corner in enumerate(corners, start=1):
             results.append(_call(get_sub_volume, name, image, label, **toy_args))
-            _fail(patch_problem(results[-1], image, label, corner, (2, 2, 2), 3,
-                                f"call {n} on the toy volume after np.random.seed(3)"))
+            _fail(
+                patch_problem(
+                    results[-1],
+                    image,
+                    label,
+                    corner,
+                    (2, 2, 2),
+                    3,
+                    f"call {n} on the toy volume after np.random.seed(3)",
+                )
+            )
         first = results[0][0][0]
-        if not (np.array_equal(first[:, :, 0], [[0, 2], [0, 3]])
-                and np.array_equal(first[:, :, 1], [[0, 4], [0, 6]])):
+        if not (
+            np.array_equal(first[:, :, 0], [[0, 2], [0, 3]])
+            and np.array_equal(first[:, :, 1], [[0, 4], [0, 6]])
+        ):
             _fail("the first toy sample differs from the notebook's expected output")
 
         # 2. A bigger volume with a small tumor: many calls, strict '<' threshold.
@@ -368,8 +436,16 @@ def test_get_sub_volume(get_sub_volume: Callable) -> None:
         big_label = np.zeros((12, 10, 8))
         big_label[3:9, 2:8, 2:6] = rng.integers(0, 4, size=(6, 6, 4))
         big_label[5:7, 4:6, 3:5] = 3
-        args = dict(orig_x=12, orig_y=10, orig_z=8, output_x=4, output_y=5, output_z=2,
-                    num_classes=4, background_threshold=0.75)
+        args = dict(
+            orig_x=12,
+            orig_y=10,
+            orig_z=8,
+            output_x=4,
+            output_y=5,
+            output_z=2,
+            num_classes=4,
+            background_threshold=0.75,
+        )
         np.random.seed(11)
         corners = replay_corners(big_label, (4, 5, 2), 0.75, 1000, 8)
         np.random.seed(11)
@@ -391,9 +467,19 @@ def test_get_sub_volume(get_sub_volume: Callable) -> None:
         np.random.seed(5)
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
-            res = _call(get_sub_volume, name, big_image[:6, :6, :4], empty_label,
-                        orig_x=6, orig_y=6, orig_z=4, output_x=3, output_y=3, output_z=2,
-                        max_tries=7)
+            res = _call(
+                get_sub_volume,
+                name,
+                big_image[:6, :6, :4],
+                empty_label,
+                orig_x=6,
+                orig_y=6,
+                orig_z=4,
+                output_x=3,
+                output_y=3,
+                output_z=2,
+                max_tries=7,
+            )
         printed = buffer.getvalue()
         if res is not None:
             _fail("with an all-background label get_sub_volume must give up and return None")
@@ -437,8 +523,10 @@ def test_standardize(standardize: Callable) -> None:
     ints = rng.integers(0, 1000, size=(2, 5, 5, 3)).astype(np.int16)
     out = _array(_call(standardize, name, ints), "standardize(int16 image)")
     if out.dtype != np.float64 or abs(float(out[0, :, :, 0].std()) - 1.0) > 1e-9:
-        _fail("with an integer image standardize must still return float64 slices of std 1 "
-              "(start from np.zeros(image.shape), not np.zeros_like(image))")
+        _fail(
+            "with an integer image standardize must still return float64 slices of std 1 "
+            "(start from np.zeros(image.shape), not np.zeros_like(image))"
+        )
 
 
 # ------------------------------------------------------------------------- Dice test data
@@ -456,8 +544,9 @@ def _label_b() -> np.ndarray:
     return np.array([[1.0, 1.0], [0.0, 1.0]])[:, :, np.newaxis]
 
 
-def _dice_per_class(t: np.ndarray, p: np.ndarray, axis: tuple[int, ...], eps: float,
-                    squares: bool = False) -> np.ndarray:
+def _dice_per_class(
+    t: np.ndarray, p: np.ndarray, axis: tuple[int, ...], eps: float, squares: bool = False
+) -> np.ndarray:
     """(2 sum(t p) + eps) / (sum(t) + sum(p) + eps) over ``axis`` (squared sums for the loss)."""
     power = 2 if squares else 1
     num = 2 * np.sum(t * p, axis=axis) + eps
@@ -474,18 +563,35 @@ def _masks(seed: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     return (rng.random(shape) > 0.5).astype(float), np.round(rng.random(shape), 2)
 
 
-def _check_in_model_fit(fn: Callable, name: str, one: tuple[int, ...], batch_axis: tuple[int, ...],
-                        reduce: Callable[[np.ndarray], np.ndarray], squares: bool = False) -> None:
+def _check_in_model_fit(
+    fn: Callable,
+    name: str,
+    one: tuple[int, ...],
+    batch_axis: tuple[int, ...],
+    reduce: Callable[[np.ndarray], np.ndarray],
+    squares: bool = False,
+) -> None:
     """``fn`` on symbolic tensors: one sample of shape ``one`` with the default ``axis``, and a
     batch of two with ``axis=batch_axis``; ``reduce`` turns per-class Dice into the result."""
     default_axis = tuple(range(len(one) - 3, len(one)))
     t, p = _masks(5, one)
-    _check_traced(fn, name, (t, p), {}, reduce(_dice_per_class(t, p, default_axis, 1e-5, squares)),
-                  f"{name} on a {'x'.join(map(str, one))} sample")
+    _check_traced(
+        fn,
+        name,
+        (t, p),
+        {},
+        reduce(_dice_per_class(t, p, default_axis, 1e-5, squares)),
+        f"{name} on a {'x'.join(map(str, one))} sample",
+    )
     t, p = _masks(6, (2, *one))
-    _check_traced(fn, name, (t, p), {"axis": batch_axis},
-                  reduce(_dice_per_class(t, p, batch_axis, 1e-5, squares)),
-                  f"{name} on a batch of 2 with axis={batch_axis}")
+    _check_traced(
+        fn,
+        name,
+        (t, p),
+        {"axis": batch_axis},
+        reduce(_dice_per_class(t, p, batch_axis, 1e-5, squares)),
+        f"{name} on a batch of 2 with axis={batch_axis}",
+    )
 
 
 # ------------------------------------------------ exercise 3: single_class_dice_coefficient
@@ -497,12 +603,21 @@ def test_single_class_dice_coefficient(single_class_dice_coefficient: Callable) 
     ``axis`` on a batch, and the same inside model.fit (symbolic tensors)."""
     name = "single_class_dice_coefficient"
     fn = single_class_dice_coefficient
-    _check_signature(fn, name, {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
-                                "axis": (0, 1, 2), "epsilon": 0.00001})
+    _check_signature(
+        fn,
+        name,
+        {
+            "y_true": inspect.Parameter.empty,
+            "y_pred": inspect.Parameter.empty,
+            "axis": (0, 1, 2),
+            "epsilon": 0.00001,
+        },
+    )
     hint = VALUE_HINTS["C3"]
     for label, expected, case in ((_label_a(), 0.6, 1), (_label_b(), 0.8333333333333334, 2)):
-        value = _scalar64(_call(fn, name, label, _eye_pred(), epsilon=1),
-                          f"{name} for test case {case}")
+        value = _scalar64(
+            _call(fn, name, label, _eye_pred(), epsilon=1), f"{name} for test case {case}"
+        )
         _close(value, expected, f"{name}, test case {case} (epsilon=1)", hint)
 
     t, p = _masks(2, (4, 3, 5))
@@ -511,8 +626,12 @@ def test_single_class_dice_coefficient(single_class_dice_coefficient: Callable) 
 
     empty = np.zeros((3, 3, 2))
     value = _scalar64(_call(fn, name, empty, empty.copy()), f"{name} with two empty masks")
-    _close(value, 1.0, f"{name} with two empty masks (default epsilon)",
-           "Two empty masks agree perfectly: epsilon / epsilon = 1.")
+    _close(
+        value,
+        1.0,
+        f"{name} with two empty masks (default epsilon)",
+        "Two empty masks agree perfectly: epsilon / epsilon = 1.",
+    )
     full = np.ones((3, 3, 2))
     value = _scalar64(_call(fn, name, full, empty), f"{name} with an empty prediction")
     if not value < 1e-4:
@@ -522,8 +641,10 @@ def test_single_class_dice_coefficient(single_class_dice_coefficient: Callable) 
     t, p = _masks(3, (2, 4, 3, 5))
     found = _array(_call(fn, name, t, p, axis=(1, 2, 3)), f"{name} with axis=(1, 2, 3)")
     if found.shape != (2,):
-        _fail(f"{name} on a batch of 2 masks with axis=(1, 2, 3) has shape {found.shape}, "
-              "expected (2,): one Dice value per mask. Pass `axis` to every ops.sum.")
+        _fail(
+            f"{name} on a batch of 2 masks with axis=(1, 2, 3) has shape {found.shape}, "
+            "expected (2,): one Dice value per mask. Pass `axis` to every ops.sum."
+        )
     for f, e in zip(found, _dice_per_class(t, p, (1, 2, 3), 1e-5)):
         _close(float(f), float(e), f"{name} with axis=(1, 2, 3)", hint)
     _check_in_model_fit(fn, name, (4, 3, 5), (1, 2, 3), lambda per: per)
@@ -541,36 +662,56 @@ def test_dice_coefficient(dice_coefficient: Callable) -> None:
     """Check the multi-class Dice: notebook values, per-class mean, empty classes, ``axis``,
     and the same inside model.fit (symbolic tensors)."""
     name = "dice_coefficient"
-    _check_signature(dice_coefficient, name,
-                     {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
-                      "axis": (1, 2, 3), "epsilon": 0.00001})
+    _check_signature(
+        dice_coefficient,
+        name,
+        {
+            "y_true": inspect.Parameter.empty,
+            "y_pred": inspect.Parameter.empty,
+            "axis": (1, 2, 3),
+            "epsilon": 0.00001,
+        },
+    )
     hint = VALUE_HINTS["C4"]
     cases = (
         (_label_a()[np.newaxis], _eye_pred()[np.newaxis], 0.6),
         (_label_b()[np.newaxis], _eye_pred()[np.newaxis], 0.8333333333333334),
-        (_two_class(_label_a(), _label_b()), _two_class(_eye_pred(), _eye_pred()),
-         0.7166666666666667),
+        (
+            _two_class(_label_a(), _label_b()),
+            _two_class(_eye_pred(), _eye_pred()),
+            0.7166666666666667,
+        ),
     )
     for case, (label, pred, expected) in enumerate(cases, start=1):
-        value = _scalar64(_call(dice_coefficient, name, label, pred, epsilon=1),
-                          f"{name} for test case {case}")
+        value = _scalar64(
+            _call(dice_coefficient, name, label, pred, epsilon=1), f"{name} for test case {case}"
+        )
         _close(value, expected, f"{name}, test case {case} (epsilon=1)", hint)
 
     # An empty class counts as a perfect match (1.0) and is averaged like the others.
     label = _two_class(_label_a(), np.zeros((2, 2, 1)))
     pred = _two_class(_eye_pred(), np.zeros((2, 2, 1)))
     value = _scalar64(_call(dice_coefficient, name, label, pred), f"{name} with an empty class")
-    _close(value, _dice_np(label, pred, (1, 2, 3), 1e-5),
-           f"{name} with one class empty in both masks (default epsilon)", hint)
+    _close(
+        value,
+        _dice_np(label, pred, (1, 2, 3), 1e-5),
+        f"{name} with one class empty in both masks (default epsilon)",
+        hint,
+    )
 
     # `axis` must be honoured: a batch (B, classes, X, Y, Z) reduced over (2, 3, 4).
     rng = np.random.default_rng(3)
     t = (rng.random((2, 3, 4, 4, 2)) > 0.6).astype(float)
     p = (rng.random((2, 3, 4, 4, 2)) > 0.5).astype(float)
-    value = _scalar64(_call(dice_coefficient, name, t, p, axis=(2, 3, 4)),
-                      f"{name} with axis=(2, 3, 4)")
-    _close(value, _dice_np(t, p, (2, 3, 4), 1e-5), f"{name} with axis=(2, 3, 4)",
-           "Pass `axis` to every sum instead of hard-coding the axes.")
+    value = _scalar64(
+        _call(dice_coefficient, name, t, p, axis=(2, 3, 4)), f"{name} with axis=(2, 3, 4)"
+    )
+    _close(
+        value,
+        _dice_np(t, p, (2, 3, 4), 1e-5),
+        f"{name} with axis=(2, 3, 4)",
+        "Pass `axis` to every sum instead of hard-coding the axes.",
+    )
     _check_in_model_fit(dice_coefficient, name, (3, 4, 4, 2), (2, 3, 4), np.mean)
 
 
@@ -582,9 +723,16 @@ def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
     """Check the soft Dice loss: the six notebook values, soft inputs, empty masks, and the
     same inside model.fit (symbolic tensors)."""
     name = "soft_dice_loss"
-    _check_signature(soft_dice_loss, name,
-                     {"y_true": inspect.Parameter.empty, "y_pred": inspect.Parameter.empty,
-                      "axis": (1, 2, 3), "epsilon": 0.00001})
+    _check_signature(
+        soft_dice_loss,
+        name,
+        {
+            "y_true": inspect.Parameter.empty,
+            "y_pred": inspect.Parameter.empty,
+            "axis": (1, 2, 3),
+            "epsilon": 0.00001,
+        },
+    )
     hint = VALUE_HINTS["C5"]
     half_eye = 0.5 * _eye_pred()
     soft_eye = _eye_pred()
@@ -596,13 +744,21 @@ def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
         (_label_b()[None], _eye_pred()[None], 0.16666666666666663),
         (_label_b()[None], soft_eye[None], 0.006024096385542355),
         (_two_class(_label_a(), _label_b()), _two_class(half_eye, soft_eye), 0.21729776247848553),
-        (np.array([[[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]],
-                   [[[0.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]]]),
-         np.stack([block_6, block_6]), 0.4375),
+        (
+            np.array(
+                [
+                    [[[1.0, 0.0], [1.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]],
+                    [[[0.0, 0.0], [0.0, 0.0]], [[1.0, 0.0], [0.0, 0.0]]],
+                ]
+            ),
+            np.stack([block_6, block_6]),
+            0.4375,
+        ),
     )
     for case, (label, pred, expected) in enumerate(cases, start=1):
-        value = _scalar64(_call(soft_dice_loss, name, label, pred, epsilon=1),
-                          f"{name} for test case {case}")
+        value = _scalar64(
+            _call(soft_dice_loss, name, label, pred, epsilon=1), f"{name} for test case {case}"
+        )
         _close(value, expected, f"{name}, test case {case} (epsilon=1)", hint)
 
     rng = np.random.default_rng(4)
@@ -610,16 +766,24 @@ def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
     p = rng.random((3, 4, 3, 2))
     value = _scalar64(_call(soft_dice_loss, name, q, p), f"{name} on soft predictions")
     expected = 1 - np.mean(_dice_per_class(q, p, (1, 2, 3), 1e-5, squares=True))
-    _close(value, expected, f"{name} on random soft predictions",
-           "Square the predictions and the labels in the denominator.")
+    _close(
+        value,
+        expected,
+        f"{name} on random soft predictions",
+        "Square the predictions and the labels in the denominator.",
+    )
 
     empty = np.zeros((2, 3, 3, 2))
-    value = _scalar64(_call(soft_dice_loss, name, empty, empty.copy()),
-                      f"{name} with empty masks")
-    _close(value, 0.0, f"{name} with two empty masks (default epsilon)",
-           "Two empty masks agree perfectly, so the loss is 0.")
-    _check_in_model_fit(soft_dice_loss, name, (3, 4, 4, 2), (2, 3, 4),
-                        lambda per: 1 - np.mean(per), squares=True)
+    value = _scalar64(_call(soft_dice_loss, name, empty, empty.copy()), f"{name} with empty masks")
+    _close(
+        value,
+        0.0,
+        f"{name} with two empty masks (default epsilon)",
+        "Two empty masks agree perfectly, so the loss is 0.",
+    )
+    _check_in_model_fit(
+        soft_dice_loss, name, (3, 4, 4, 2), (2, 3, 4), lambda per: 1 - np.mean(per), squares=True
+    )
 
 
 # ------------------------------------------------------- exercise 6: compute_class_sens_spec
@@ -629,9 +793,15 @@ def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
 def test_compute_class_sens_spec(compute_class_sens_spec: Callable) -> None:
     """Check sensitivity/specificity values, their np.float64 type and the use of class_num."""
     name = "compute_class_sens_spec"
-    _check_signature(compute_class_sens_spec, name,
-                     {"pred": inspect.Parameter.empty, "label": inspect.Parameter.empty,
-                      "class_num": inspect.Parameter.empty})
+    _check_signature(
+        compute_class_sens_spec,
+        name,
+        {
+            "pred": inspect.Parameter.empty,
+            "label": inspect.Parameter.empty,
+            "class_num": inspect.Parameter.empty,
+        },
+    )
     y_test = [1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
     preds_test = [1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0]
     cases = (
@@ -645,14 +815,18 @@ def test_compute_class_sens_spec(compute_class_sens_spec: Callable) -> None:
         result = _call(compute_class_sens_spec, name, pred, label, class_num)
         what = f"{name}, test case {case} (class_num={class_num})"
         if not isinstance(result, tuple) or len(result) != 2:
-            _fail(f"{what} must return a tuple (sensitivity, specificity); got {result!r}. "
-                  f"{_PLACEHOLDER_HINT}")
+            _fail(
+                f"{what} must return a tuple (sensitivity, specificity); got {result!r}. "
+                f"{_PLACEHOLDER_HINT}"
+            )
         for label_name, value, want in zip(("sensitivity", "specificity"), result, expected):
             if value is None:
                 _fail(f"{what}: {label_name} is None. {_PLACEHOLDER_HINT}")
             if type(value) is not np.float64:
-                _fail(f"{what}: {label_name} has type {type(value).__name__}, expected "
-                      "numpy.float64 (count with np.sum and divide the counts)")
+                _fail(
+                    f"{what}: {label_name} has type {type(value).__name__}, expected "
+                    "numpy.float64 (count with np.sum and divide the counts)"
+                )
             _close(float(value), want, f"{what}: {label_name}", VALUE_HINTS["C6"])
 
 

@@ -61,9 +61,19 @@ _VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled", "ExecuteTime")
 
 
 _AUG_OPS = {
-    ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.MatMult: "@", ast.Div: "/",
-    ast.FloorDiv: "//", ast.Mod: "%", ast.Pow: "**", ast.LShift: "<<", ast.RShift: ">>",
-    ast.BitOr: "|", ast.BitXor: "^", ast.BitAnd: "&",
+    ast.Add: "+",
+    ast.Sub: "-",
+    ast.Mult: "*",
+    ast.MatMult: "@",
+    ast.Div: "/",
+    ast.FloorDiv: "//",
+    ast.Mod: "%",
+    ast.Pow: "**",
+    ast.LShift: "<<",
+    ast.RShift: ">>",
+    ast.BitOr: "|",
+    ast.BitXor: "^",
+    ast.BitAnd: "&",
 }
 
 
@@ -231,12 +241,20 @@ def main(argv: list[str] | None = None) -> int:
         description="Generate the student notebook (solutions replaced by None, outputs and "
         "grader cells removed) from the instructor notebook.",
     )
-    parser.add_argument("--source", type=Path, default=INSTRUCTOR,
-                        help="instructor notebook (default: %(default)s)")
-    parser.add_argument("--out", type=Path, default=STUDENT,
-                        help="where to write the student notebook (default: %(default)s)")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if --out differs from a fresh release")
+    parser.add_argument(
+        "--source", type=Path, default=INSTRUCTOR, help="instructor notebook (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=STUDENT,
+        help="where to write the student notebook (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if --out differs from a fresh release",
+    )
     args = parser.parse_args(argv)
     try:
         text = build_release(args.source)

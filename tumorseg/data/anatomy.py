@@ -63,7 +63,9 @@ def load_atlas() -> Atlas:
     wm_s = ndi.gaussian_filter(arrays["wm"][::2, ::2, ::2], 2.0)
     cand = np.argwhere(wm_s > 0.45) * 2.0
     rel = cand - centre
-    keep = (np.abs(rel[:, 0]) > 12) & (np.abs(rel[:, 0]) < 58) & (rel[:, 2] > -20) & (rel[:, 2] < 60)
+    keep = (
+        (np.abs(rel[:, 0]) > 12) & (np.abs(rel[:, 0]) < 58) & (rel[:, 2] > -20) & (rel[:, 2] < 60)
+    )
     keep &= (rel[:, 1] > -80) & (rel[:, 1] < 60)
     keep &= ~((rel[:, 2] < 0) & (rel[:, 1] < -35))  # low and posterior: cerebellum
     return Atlas(arrays["gm"], arrays["wm"], brain, arrays["t1"], centre, cand[keep])
@@ -101,8 +103,9 @@ def coarse_shape(shape: tuple[int, ...], step: float) -> tuple[int, ...]:
     return tuple(int(np.ceil((s - 1) / step)) + 1 for s in shape)
 
 
-def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], step: float,
-                 sigma: float = 1.0) -> np.ndarray:
+def smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, ...], step: float, sigma: float = 1.0
+) -> np.ndarray:
     """Unit-variance smooth random field of ``shape``; features of about ``step`` voxels.
 
     Built on a coarse grid (node spacing ``step``), Gaussian-smoothed by ``sigma`` nodes and
@@ -124,13 +127,15 @@ def coarse_nodes() -> np.ndarray:
     """Output-grid coordinates of the coarse deformation nodes: (3, nx, ny, nz) float32."""
     shp = crop_shape()
     cs = coarse_shape(shp, COARSE)
-    axes = [np.linspace(s.start, s.start + n - 1, c, dtype=np.float32)
-            for s, n, c in zip(CROP, shp, cs)]
+    axes = [
+        np.linspace(s.start, s.start + n - 1, c, dtype=np.float32) for s, n, c in zip(CROP, shp, cs)
+    ]
     return np.stack(np.meshgrid(*axes, indexing="ij"))
 
 
-def random_warp(rng: np.random.Generator, atlas: Atlas,
-                z_shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def random_warp(
+    rng: np.random.Generator, atlas: Atlas, z_shift: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Coarse map from output-grid nodes to atlas voxel coordinates.
 
     z_shift: the brain sits that many voxels lower in the output than in the atlas.
@@ -141,8 +146,9 @@ def random_warp(rng: np.random.Generator, atlas: Atlas,
     (each hemisphere scaled differently along x), and a smooth random displacement (~2-3 mm).
     """
     nodes = coarse_nodes()
-    out_centre = np.array([(GRID[0] - 1) / 2, (GRID[1] - 1) / 2, atlas.centre[2] - z_shift],
-                          np.float32)
+    out_centre = np.array(
+        [(GRID[0] - 1) / 2, (GRID[1] - 1) / 2, atlas.centre[2] - z_shift], np.float32
+    )
     d = nodes - out_centre[:, None, None, None]
     # left-right asymmetry: the two hemispheres get different widths
     s_left, s_right = 1.0 + rng.uniform(-0.06, 0.06, size=2)
@@ -187,15 +193,26 @@ def sample_atlas(atlas: Atlas, q: np.ndarray, shape: tuple[int, ...]) -> dict[st
     Returns float32 arrays of ``shape`` for "brain", "gm" and "wm".  Only voxels near the
     brain (found on the coarse grid first) are interpolated; the rest are 0.
     """
-    near = ndi.map_coordinates(atlas.brain, q, order=1, mode="constant", cval=0.0,
-                               prefilter=False, output=np.float32) > 0
+    near = (
+        ndi.map_coordinates(
+            atlas.brain, q, order=1, mode="constant", cval=0.0, prefilter=False, output=np.float32
+        )
+        > 0
+    )
     near = ndi.binary_dilation(near, iterations=1)
     mask = upsample(near.astype(np.float32), shape) > 0.01
     coords = np.stack([upsample(q[i], shape)[mask] for i in range(3)])
     out = {}
     for key in ("brain", "gm", "wm"):
-        vals = ndi.map_coordinates(getattr(atlas, key), coords, order=1, mode="constant",
-                                   cval=0.0, prefilter=False, output=np.float32)
+        vals = ndi.map_coordinates(
+            getattr(atlas, key),
+            coords,
+            order=1,
+            mode="constant",
+            cval=0.0,
+            prefilter=False,
+            output=np.float32,
+        )
         full = np.zeros(shape, np.float32)
         full[mask] = vals
         out[key] = full

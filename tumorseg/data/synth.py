@@ -77,8 +77,12 @@ DATASET_JSON = {
     "tensorImageSize": "4D",
     "modality": {str(i): name for i, name in enumerate(MSD_MODALITY_NAMES)},
     # spelled exactly as in the real MSD Task01 dataset.json ("tumor", then "tumour")
-    "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor",
-               "3": "enhancing tumour"},
+    "labels": {
+        "0": "background",
+        "1": "edema",
+        "2": "non-enhancing tumor",
+        "3": "enhancing tumour",
+    },
 }
 
 
@@ -120,7 +124,9 @@ def random_contrasts(rng: np.random.Generator) -> dict[str, np.ndarray]:
     c["gm"] = np.array([u(1.08, 1.32), u(0.86, 0.95), u(0.82, 0.93), u(1.12, 1.42)], np.float32)
     c["csf"] = np.array([u(0.2, 0.55), u(0.2, 0.5), u(0.2, 0.5), u(2.0, 3.2)], np.float32)
     c["edema"] = np.array([u(1.8, 3.4), u(-0.3, 0.1), u(-0.95, -0.4), u(0.6, 1.8)], np.float32)
-    c["non_enhancing"] = np.array([u(0.9, 2.0), u(-0.5, 0.0), u(-0.85, -0.35), u(0.4, 1.4)], np.float32)
+    c["non_enhancing"] = np.array(
+        [u(0.9, 2.0), u(-0.5, 0.0), u(-0.85, -0.35), u(0.4, 1.4)], np.float32
+    )
     c["enhancing"] = np.array([u(0.7, 1.9), u(-0.5, 0.0), u(1.4, 2.6), u(0.4, 1.3)], np.float32)
     return c
 
@@ -180,13 +186,21 @@ def course_style(rng: np.random.Generator) -> Style:
     """The course's sample-data look: BraTS-like contrasts and mild scanner effects."""
     u = rng.uniform
     return Style(
-        contrasts=random_contrasts(rng), ordered=True, sharpen=u(1.3, 2.0), het_gain=1.0,
-        show_through=np.array([0.3, 0.15, 0.15, 0.3], np.float32), enh_patchy=0.0,
+        contrasts=random_contrasts(rng),
+        ordered=True,
+        sharpen=u(1.3, 2.0),
+        het_gain=1.0,
+        show_through=np.array([0.3, 0.15, 0.15, 0.3], np.float32),
+        enh_patchy=0.0,
         tex_amp=u(0.015, 0.035),
         grain_amp=u(0.016, 0.036) * np.array([1.0, 0.6, 0.9, 0.8], np.float32),
-        bias_sd=u(0.05, 0.12, size=4), noise_frac=u(0.003, 0.007) * np.array([1.0, 0.6, 0.9, 0.9]),
-        vessel_amp=u(1.0, 4.0), blur_sd=np.zeros(4), thickness=np.ones(4, int),
-        gamma=np.ones(4), scale=u(260.0, 600.0, size=4),
+        bias_sd=u(0.05, 0.12, size=4),
+        noise_frac=u(0.003, 0.007) * np.array([1.0, 0.6, 0.9, 0.9]),
+        vessel_amp=u(1.0, 4.0),
+        blur_sd=np.zeros(4),
+        thickness=np.ones(4, int),
+        gamma=np.ones(4),
+        scale=u(260.0, 600.0, size=4),
     )
 
 
@@ -196,13 +210,20 @@ def randomized_style(rng: np.random.Generator) -> Style:
     gamma)."""
     u = rng.uniform
     return Style(
-        contrasts=random_contrasts_wide(rng), ordered=bool(rng.random() < 0.3),
-        sharpen=u(0.8, 2.2), het_gain=u(0.4, 2.0), show_through=u(0.05, 0.6, size=4),
-        enh_patchy=u(0.0, 1.0) if rng.random() < 0.6 else 0.0, tex_amp=u(0.01, 0.06),
-        grain_amp=u(0.0, 0.05, size=4), bias_sd=u(0.03, 0.35, size=4),
-        noise_frac=u(0.002, 0.035) * u(0.5, 1.2, size=4), vessel_amp=u(0.0, 5.0),
+        contrasts=random_contrasts_wide(rng),
+        ordered=bool(rng.random() < 0.3),
+        sharpen=u(0.8, 2.2),
+        het_gain=u(0.4, 2.0),
+        show_through=u(0.05, 0.6, size=4),
+        enh_patchy=u(0.0, 1.0) if rng.random() < 0.6 else 0.0,
+        tex_amp=u(0.01, 0.06),
+        grain_amp=u(0.0, 0.05, size=4),
+        bias_sd=u(0.03, 0.35, size=4),
+        noise_frac=u(0.002, 0.035) * u(0.5, 1.2, size=4),
+        vessel_amp=u(0.0, 5.0),
         blur_sd=u(0.0, 1.0, size=4) * (rng.random(4) < 0.5),
-        thickness=rng.choice([1, 1, 2, 3, 4, 5], size=4), gamma=np.exp(u(-0.5, 0.5, size=4)),
+        thickness=rng.choice([1, 1, 2, 3, 4, 5], size=4),
+        gamma=np.exp(u(-0.5, 0.5, size=4)),
         scale=u(200.0, 1500.0, size=4),
     )
 
@@ -243,17 +264,31 @@ def visible_tumor_z(m: int, z: dict[str, float], tz: dict[str, float]) -> dict[s
 # Orderings of region means (higher, lower) per modality that involve a tumour region.
 ORDER_PAIRS = {
     0: [("edema", "non_enhancing"), ("non_enhancing", "gm"), ("enhancing", "csf")],
-    1: [("gm", "edema"), ("gm", "non_enhancing"), ("gm", "enhancing"), ("edema", "csf"), ("non_enhancing", "csf"),
-        ("enhancing", "csf")],
+    1: [
+        ("gm", "edema"),
+        ("gm", "non_enhancing"),
+        ("gm", "enhancing"),
+        ("edema", "csf"),
+        ("non_enhancing", "csf"),
+        ("enhancing", "csf"),
+    ],
     2: [("enhancing", "wm"), ("gm", "non_enhancing"), ("edema", "csf"), ("non_enhancing", "csf")],
     3: [("csf", "edema"), ("edema", "gm")],
 }
 _LABEL_OF = {key: v for v, key in enumerate(CLASS_KEYS, start=1)}
 
 
-def _enforce_order(m: int, sub: np.ndarray, lab_b: np.ndarray, soft: dict[str, np.ndarray],
-                   mult_b: np.ndarray, tz: dict[str, float], mean_h: float, sd_h: float,
-                   margin: float = 0.2) -> None:
+def _enforce_order(
+    m: int,
+    sub: np.ndarray,
+    lab_b: np.ndarray,
+    soft: dict[str, np.ndarray],
+    mult_b: np.ndarray,
+    tz: dict[str, float],
+    mean_h: float,
+    sd_h: float,
+    margin: float = 0.2,
+) -> None:
     """Shift tumour-region intensities in ``sub`` (the tumour box, in place) until the
     measured region means keep the BraTS orderings of modality ``m`` by ``margin`` SD.
 
@@ -314,8 +349,7 @@ def _anatomy(rng: np.random.Generator, randomize: bool) -> Anatomy:
     k = np.argmin(((q - target[:, None, None, None].astype(np.float32)) ** 2).sum(0))
     centre = nodes.reshape(3, -1)[:, k]  # output-grid voxel coordinates
     spec = random_spec(rng, centre - origin, wide=randomize)
-    push = mass_effect(nodes, centre, rng.uniform(0.45, 0.8) * spec.r_core,
-                       2.2 * spec.r_core + 12)
+    push = mass_effect(nodes, centre, rng.uniform(0.45, 0.8) * spec.r_core, 2.2 * spec.r_core + 12)
     q += np.einsum("ij,j...->i...", lin, push).astype(np.float32)
     maps = sample_atlas(atlas, q, shp)
     del q, push, nodes
@@ -366,17 +400,26 @@ def _tumor_labels(rng: np.random.Generator, anat: Anatomy, randomize: bool) -> n
 # ----------------------------------------------------------------------------- rendering
 
 
-def _render_modality(m: int, rng: np.random.Generator, style: Style, anat: Anatomy,
-                     probs: list[np.ndarray], tumor: dict, fields: dict) -> np.ndarray:
+def _render_modality(
+    m: int,
+    rng: np.random.Generator,
+    style: Style,
+    anat: Anatomy,
+    probs: list[np.ndarray],
+    tumor: dict,
+    fields: dict,
+) -> np.ndarray:
     """Intensities of the brain voxels (1D, at ``anat.bidx``) of modality ``m``, before
     noise: tissue mixture x bias x grain, with the tumour regions set in healthy-SD units."""
     shp = anat.tissue.shape
     con = style.contrasts
     bias_coarse = ndi.gaussian_filter(
-        rng.standard_normal(fields["tex_coarse"].shape).astype(np.float32), 4.0)
+        rng.standard_normal(fields["tex_coarse"].shape).astype(np.float32), 4.0
+    )
     bias_coarse *= style.bias_sd[m] / (bias_coarse.std() + 1e-6)
-    mult = upsample(np.exp(bias_coarse + style.tex_amp * fields["tex_coarse"]),
-                    shp).reshape(-1)[anat.bidx]
+    mult = upsample(np.exp(bias_coarse + style.tex_amp * fields["tex_coarse"]), shp).reshape(-1)[
+        anat.bidx
+    ]
     grain = upsample(rng.standard_normal(coarse_shape(shp, 2.0)).astype(np.float32), shp)
     mult *= 1.0 + style.grain_amp[m] * grain.reshape(-1)[anat.bidx]
     del grain
@@ -387,8 +430,10 @@ def _render_modality(m: int, rng: np.random.Generator, style: Style, anat: Anato
     mean_h, sd_h = float(vals.mean()), float(vals.std())
     if m == 2:
         img += fields["vessel"] * (style.vessel_amp * sd_h)
-    tz = {t: (float(vals[tis_hs == code].mean()) - mean_h) / sd_h
-          for t, code in (("csf", CSF), ("gm", GM), ("wm", WM))}
+    tz = {
+        t: (float(vals[tis_hs == code].mean()) - mean_h) / sd_h
+        for t, code in (("csf", CSF), ("gm", GM), ("wm", WM))
+    }
     wanted = {r: float(con[r][m]) for r in _LABEL_OF}
     z = order_tumor_z(m, wanted, tz) if style.ordered else visible_tumor_z(m, wanted, tz)
     bp, soft, het = tumor["bp"], tumor["soft"], tumor["het"]
@@ -425,18 +470,29 @@ def _tumor_fields(rng: np.random.Generator, anat: Anatomy, label: np.ndarray) ->
     del pos
     inb = box_pos >= 0
     lab_b3 = label[box]
-    soft = {r: ndi.uniform_filter((lab_b3 == v).astype(np.float32), 3)[inb]
-            for r, v in _LABEL_OF.items()}
-    het = {r: smooth_noise(rng, lab_b3.shape, st)[inb]
-           for r, st in (("edema", 6.0), ("non_enhancing", 5.0), ("enhancing", 4.0))}
+    soft = {
+        r: ndi.uniform_filter((lab_b3 == v).astype(np.float32), 3)[inb]
+        for r, v in _LABEL_OF.items()
+    }
+    het = {
+        r: smooth_noise(rng, lab_b3.shape, st)[inb]
+        for r, st in (("edema", 6.0), ("non_enhancing", 5.0), ("enhancing", 4.0))
+    }
     patch = np.clip(0.4 - 0.6 * smooth_noise(rng, lab_b3.shape, 5.0)[inb], 0.0, 1.0)
-    return {"bp": box_pos[inb], "lab_b": lab_b3[inb], "soft": soft, "het": het,
-            "total": soft["edema"] + soft["non_enhancing"] + soft["enhancing"], "patch": patch,
-            "used": {r: np.zeros(4, np.float32) for r in _LABEL_OF}}
+    return {
+        "bp": box_pos[inb],
+        "lab_b": lab_b3[inb],
+        "soft": soft,
+        "het": het,
+        "total": soft["edema"] + soft["non_enhancing"] + soft["enhancing"],
+        "patch": patch,
+        "used": {r: np.zeros(4, np.float32) for r in _LABEL_OF},
+    }
 
 
-def _scanner(m: int, rng: np.random.Generator, style: Style, plane: np.ndarray,
-             brain: np.ndarray) -> None:
+def _scanner(
+    m: int, rng: np.random.Generator, style: Style, plane: np.ndarray, brain: np.ndarray
+) -> None:
     """Acquisition effects on one modality's box ``plane`` (X, Y, Z), in place: in-plane blur
     and thick slices, Rician noise, gamma and the scanner's intensity scale; 0 outside the brain.
     """
@@ -444,7 +500,9 @@ def _scanner(m: int, rng: np.random.Generator, style: Style, plane: np.ndarray,
     if style.blur_sd[m] > 0:
         ndi.gaussian_filter(plane, (style.blur_sd[m], style.blur_sd[m], 0), output=plane)
     if style.thickness[m] > 1:
-        plane[...] = thick_slices(plane, int(style.thickness[m]), int(rng.integers(style.thickness[m])))
+        plane[...] = thick_slices(
+            plane, int(style.thickness[m]), int(rng.integers(style.thickness[m]))
+        )
     plane[~brain] = 0.0
     # Rician noise: magnitude of a complex signal with Gaussian noise in both parts
     sigma = style.noise_frac[m] * mean_h
@@ -480,8 +538,11 @@ def thick_slices(vol: np.ndarray, t: int, phase: int) -> np.ndarray:
 
 
 # Tumour heterogeneity amplitude per region and modality, in healthy-SD units.
-HET_AMP = {"edema": np.array([0.45, 0.1, 0.2, 0.65]), "non_enhancing": np.array([0.5, 0.15, 0.4, 1.0]),
-           "enhancing": np.array([0.5, 0.15, 1.0, 0.5])}
+HET_AMP = {
+    "edema": np.array([0.45, 0.1, 0.2, 0.65]),
+    "non_enhancing": np.array([0.5, 0.15, 0.4, 1.0]),
+    "enhancing": np.array([0.5, 0.15, 1.0, 0.5]),
+}
 Z_MARGIN = 5  # empty slices kept at the bottom and the top of every volume, as in BraTS
 
 
@@ -500,7 +561,9 @@ def synthesize_case(seed: int, index: int, randomize: bool = False) -> SynthCase
 
 
 def _synthesize_case(seed: int, index: int, randomize: bool) -> SynthCase:
-    rng = np.random.default_rng([int(seed), int(index)] + ([RANDOMIZED_STREAM] if randomize else []))
+    rng = np.random.default_rng(
+        [int(seed), int(index)] + ([RANDOMIZED_STREAM] if randomize else [])
+    )
     anat = _anatomy(rng, randomize)
     label = _tumor_labels(rng, anat, randomize)
     style = randomized_style(rng) if randomize else course_style(rng)
@@ -513,17 +576,23 @@ def _synthesize_case(seed: int, index: int, randomize: bool) -> SynthCase:
     del norm
     tumor = _tumor_fields(rng, anat, label)
     tex_coarse = ndi.gaussian_filter(
-        rng.standard_normal(coarse_shape(shp, COARSE)).astype(np.float32), 0.8)
+        rng.standard_normal(coarse_shape(shp, COARSE)).astype(np.float32), 0.8
+    )
     tex_coarse /= tex_coarse.std()
     # cortical vessels for T1Gd: curves where a smooth random surface crosses the sulcal
     # CSF/GM border, outside the tumour (real T1Gd shows such bright spots and lines)
-    vfield = upsample(rng.standard_normal(coarse_shape(shp, 3.0)).astype(np.float32),
-                      shp).reshape(-1)[anat.bidx]
+    vfield = upsample(rng.standard_normal(coarse_shape(shp, 3.0)).astype(np.float32), shp).reshape(
+        -1
+    )[anat.bidx]
     vfield /= vfield.std() + 1e-6
     border = np.clip(1.0 - np.abs(probs[0] - 0.5) * 2.5, 0.0, 1.0)
     hs = np.flatnonzero(lab1 == 0)[::7]  # a subsample of the healthy brain for statistics
-    fields = {"tex_coarse": tex_coarse, "hs": hs, "tis_hs": anat.tis1[hs],
-              "vessel": np.clip(1.0 - np.abs(vfield) / 0.2, 0.0, 1.0) * border * (lab1 == 0)}
+    fields = {
+        "tex_coarse": tex_coarse,
+        "hs": hs,
+        "tis_hs": anat.tis1[hs],
+        "vessel": np.clip(1.0 - np.abs(vfield) / 0.2, 0.0, 1.0) * border * (lab1 == 0),
+    }
     del vfield, border
     image = np.zeros(GRID + (4,), np.float32)
     out_box = image[CROP]
@@ -568,8 +637,9 @@ def _gz(raw: bytes) -> bytes:
     return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
 
 
-def write_case(case: SynthCase, out: Path, seed: int, index: int,
-               randomize: bool = False) -> tuple[Path, Path]:
+def write_case(
+    case: SynthCase, out: Path, seed: int, index: int, randomize: bool = False
+) -> tuple[Path, Path]:
     """Write ``case`` as OUT/imagesTr/BRATS_xxx.nii.gz (int16) and labelsTr/... (uint8)."""
     out = Path(out)
     name = case_name(index) + ".nii.gz"
@@ -606,8 +676,9 @@ def case_is_valid(out: Path, seed: int, index: int, randomize: bool = False) -> 
     name = case_name(index) + ".nii.gz"
     tag = _descrip(seed, index, randomize)
     out = Path(out)
-    return (_file_ok(out / "labelsTr" / name, GRID, np.uint8, tag)
-            and _file_ok(out / "imagesTr" / name, GRID + (4,), np.int16, tag))
+    return _file_ok(out / "labelsTr" / name, GRID, np.uint8, tag) and _file_ok(
+        out / "imagesTr" / name, GRID + (4,), np.int16, tag
+    )
 
 
 def _make_case(out: str, seed: int, index: int, randomize: bool = False) -> bool:
@@ -626,16 +697,24 @@ def write_dataset_json(out: Path, cases: int, randomize: bool = False) -> Path:
         meta["release"] += " --randomize"
     meta["numTraining"] = int(cases)
     meta["numTest"] = 0
-    meta["training"] = [{"image": f"./imagesTr/{case_name(i)}.nii.gz",
-                         "label": f"./labelsTr/{case_name(i)}.nii.gz"} for i in range(cases)]
+    meta["training"] = [
+        {"image": f"./imagesTr/{case_name(i)}.nii.gz", "label": f"./labelsTr/{case_name(i)}.nii.gz"}
+        for i in range(cases)
+    ]
     meta["test"] = []
     path = Path(out) / "dataset.json"
     write_bytes(path, (json.dumps(meta, indent=4) + "\n").encode())
     return path
 
 
-def build_dataset(out: str | Path, cases: int = 10, seed: int = 0, jobs: int = 1,
-                  progress: bool = True, randomize: bool = False) -> list[Path]:
+def build_dataset(
+    out: str | Path,
+    cases: int = 10,
+    seed: int = 0,
+    jobs: int = 1,
+    progress: bool = True,
+    randomize: bool = False,
+) -> list[Path]:
     """Build (or complete) the synthetic dataset in ``out``; returns the image paths.
 
     randomize: domain-randomized cases (``synthesize_case(..., randomize=True)``), for
@@ -686,11 +765,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="data/BraTS-Data", help="output folder (MSD layout)")
     p.add_argument("--cases", type=int, default=10, help="number of cases (default 10)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="worker processes (default 1; each needs about 0.7 GB)")
-    p.add_argument("--randomize", action="store_true",
-                   help="domain-randomized contrasts, tumour shapes and scanner effects "
-                        "(training data); default: the course's look")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="worker processes (default 1; each needs about 0.7 GB)"
+    )
+    p.add_argument(
+        "--randomize",
+        action="store_true",
+        help="domain-randomized contrasts, tumour shapes and scanner effects "
+        "(training data); default: the course's look",
+    )
     a = p.parse_args(argv)
     if a.cases < 1:
         p.error("--cases must be at least 1")
@@ -698,6 +781,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["SynthCase", "Style", "build_dataset", "case_is_valid", "course_style", "main",
-           "random_contrasts", "random_contrasts_wide", "randomized_style", "synthesize_case",
-           "write_case", "CSF", "GM", "WM"]
+__all__ = [
+    "SynthCase",
+    "Style",
+    "build_dataset",
+    "case_is_valid",
+    "course_style",
+    "main",
+    "random_contrasts",
+    "random_contrasts_wide",
+    "randomized_style",
+    "synthesize_case",
+    "write_case",
+    "CSF",
+    "GM",
+    "WM",
+]

@@ -33,8 +33,9 @@ class TumorSpec:
     nodular: bool  # mostly non-enhancing solid core with enhancing nodules instead of a rim
 
 
-def random_spec(rng: np.random.Generator, centre: np.ndarray, wide: bool = False,
-                wt_scale: float = 1.0) -> TumorSpec:
+def random_spec(
+    rng: np.random.Generator, centre: np.ndarray, wide: bool = False, wt_scale: float = 1.0
+) -> TumorSpec:
     """Draw a tumour.
 
     Course (``wide=False``): whole tumour 120-245 cm^3 (log-uniform), core 12-38 % of it.
@@ -61,8 +62,9 @@ def random_spec(rng: np.random.Generator, centre: np.ndarray, wide: bool = False
     )
 
 
-def add_satellites(rng: np.random.Generator, label: np.ndarray, tissue: np.ndarray,
-                   spec: TumorSpec, n: int) -> np.ndarray:
+def add_satellites(
+    rng: np.random.Generator, label: np.ndarray, tissue: np.ndarray, spec: TumorSpec, n: int
+) -> np.ndarray:
     """``label`` (X, Y, Z) uint8 with ``n`` satellite edema islands (label 1) added, each an
     irregular blob of 4-10 mm radius, 10-30 mm beyond the tumour core, in grey or white
     matter where there is no tumour yet."""
@@ -141,8 +143,11 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     open_inner = inner & core
     if spec.chambers > 1:
         seeds = rng.normal(size=(spec.chambers, 3))
-        seeds *= (rng.uniform(0.2, 0.6, size=(spec.chambers, 1)) * spec.r_core
-                  / np.linalg.norm(seeds, axis=1, keepdims=True))
+        seeds *= (
+            rng.uniform(0.2, 0.6, size=(spec.chambers, 1))
+            * spec.r_core
+            / np.linalg.norm(seeds, axis=1, keepdims=True)
+        )
         first = np.full(bshape, np.inf, np.float32)  # nearest and second-nearest seed
         second = np.full(bshape, np.inf, np.float32)
         for sd in seeds:
@@ -160,7 +165,9 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     label = np.zeros(bshape, np.uint8)
     label[core] = 3
     label[necrosis] = 2
-    if spec.nodular and core.any():  # solid non-enhancing tumour; a few enhancing nodules (12-30 % of it)
+    if (
+        spec.nodular and core.any()
+    ):  # solid non-enhancing tumour; a few enhancing nodules (12-30 % of it)
         nod = smooth_noise(rng, bshape, 6.0)
         q = float(np.quantile(nod[core], 1.0 - rng.uniform(0.12, 0.3)))
         label[core] = 2
@@ -173,8 +180,9 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
 
     n_core = float((label > 0).sum())
     limit = 0.98 * WT_RANGE_VOX[1] - n_core
-    edema = _grow_edema(rng, label > 0, tis, min(max(spec.wt_target - n_core, 0.8 * n_core), limit),
-                        limit)
+    edema = _grow_edema(
+        rng, label > 0, tis, min(max(spec.wt_target - n_core, 0.8 * n_core), limit), limit
+    )
     label[edema & (label == 0)] = 1
     # drop specks: keep only the tumour component that holds the core
     label[~_largest_component(label > 0)] = 0
@@ -193,8 +201,9 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return lab == int(sizes.argmax())
 
 
-def _grow_edema(rng: np.random.Generator, core: np.ndarray, tis: np.ndarray,
-                target: float, limit: float) -> np.ndarray:
+def _grow_edema(
+    rng: np.random.Generator, core: np.ndarray, tis: np.ndarray, target: float, limit: float
+) -> np.ndarray:
     """Edema mask grown from ``core`` at half resolution: fast along WM, slow into GM, not CSF.
 
     core, tis: (X, Y, Z) arrays of the tumour box; target: wanted edema volume in voxels;

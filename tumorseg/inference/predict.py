@@ -35,7 +35,6 @@ BYTES_PER_VOXEL_16 = 1200
 DIVISOR = 8
 
 
-
 def brain_bbox(image: np.ndarray) -> tuple[slice, slice, slice] | None:
     """Bounding box of the voxels that are nonzero in any channel.
 

@@ -46,6 +46,8 @@ def unet_summary(model: keras.Model) -> str:
         enc = " -> ".join(str(f) for f in levels[d]["enc"])
         dec = " -> ".join(str(f) for f in levels[d]["dec"]) or "(bottom)"
         lines.append(f"{d:<7}{levels[d]['size']:<15}{enc:<16}{dec}")
-    lines.append(f"{convs} convolutions (3x3x3, and 1x1x1 to the output maps), "
-                 f"{model.count_params():,d} parameters ({trainable:,d} trainable)")
+    lines.append(
+        f"{convs} convolutions (3x3x3, and 1x1x1 to the output maps), "
+        f"{model.count_params():,d} parameters ({trainable:,d} trainable)"
+    )
     return "\n".join(lines)

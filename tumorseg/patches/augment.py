@@ -49,7 +49,9 @@ def augment_raw(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < 0.5:
             coarse = rng.standard_normal((4, 4, 2)).astype(np.float32)
             field = ndi.zoom(coarse, np.array(ch.shape) / coarse.shape, order=1, mode="nearest")
-            ch = ch * np.exp(rng.uniform(0.0, 0.3) * field[: ch.shape[0], : ch.shape[1], : ch.shape[2]])
+            ch = ch * np.exp(
+                rng.uniform(0.0, 0.3) * field[: ch.shape[0], : ch.shape[1], : ch.shape[2]]
+            )
         if rng.random() < 0.3:
             sd = rng.uniform(0.3, 1.2)
             ch = ndi.gaussian_filter(ch, (sd, sd, 0))
@@ -64,7 +66,10 @@ def augment_raw(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def augment(
-    x: np.ndarray, y: np.ndarray, brain: np.ndarray, rng: np.random.Generator,
+    x: np.ndarray,
+    y: np.ndarray,
+    brain: np.ndarray,
+    rng: np.random.Generator,
     level: Augment = Augment.FLIP,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flip and jitter one standardized sample; returns new contiguous float32 ``(x, y)``.

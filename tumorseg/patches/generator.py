@@ -82,8 +82,13 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         if self.verbose == 1:
             print(f"Training on: {path}")
         return load_sample(
-            path, self.rng if rng is None else rng, dim=self.dim, num_channels=self.num_channels,
-            num_classes=self.num_classes, standardize=self.standardize, level=self.augment,
+            path,
+            self.rng if rng is None else rng,
+            dim=self.dim,
+            num_channels=self.num_channels,
+            num_classes=self.num_classes,
+            standardize=self.standardize,
+            level=self.augment,
         )
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:

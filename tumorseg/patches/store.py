@@ -65,7 +65,9 @@ def write_patch_h5(path: Path, x: np.ndarray, y: np.ndarray) -> None:
             f.create_dataset("y", data=np.asarray(y, dtype=np.float32))
 
 
-def is_valid_patch(path: Path, dim: tuple[int, int, int] = PATCH_SIZE, num_channels: int = 4) -> bool:
+def is_valid_patch(
+    path: Path, dim: tuple[int, int, int] = PATCH_SIZE, num_channels: int = 4
+) -> bool:
     """True when ``path`` is a readable h5 with ``x (C, *dim)`` and ``y (*dim, C)`` datasets."""
     try:
         with h5py.File(path, "r") as f:

@@ -27,44 +27,89 @@ from tumorseg.train.distribute import initialize_hosts
 def parser() -> argparse.ArgumentParser:
     """The flags of ``tumorseg train``."""
     d = TrainConfig(out="")
-    p = argparse.ArgumentParser(prog="tumorseg train", description="train the 3D U-Net on a patch "
-                                "store, on the CPU, one GPU or data-parallel on several (JAX)")
-    p.add_argument("--data", required=True, help="patch store folder with config.json, train/, valid/")
-    p.add_argument("--out", required=True, help="output folder (weights, manifest, log, checkpoint)")
+    p = argparse.ArgumentParser(
+        prog="tumorseg train",
+        description="train the 3D U-Net on a patch "
+        "store, on the CPU, one GPU or data-parallel on several (JAX)",
+    )
+    p.add_argument(
+        "--data", required=True, help="patch store folder with config.json, train/, valid/"
+    )
+    p.add_argument(
+        "--out", required=True, help="output folder (weights, manifest, log, checkpoint)"
+    )
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--n-base-filters", type=int, default=d.n_base_filters)
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="global batch, split evenly across the devices")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help="global batch, split evenly across the devices",
+    )
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (Adam)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
     p.add_argument("--bf16", action="store_true", help="mixed_bfloat16 precision")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--standardize", choices=("slice", "brain"), default=d.standardize)
-    p.add_argument("--augment", choices=[a.value for a in Augment], default=d.augment,
-                   help="augmentation level: none, flip (flips and mild jitter, default) or "
-                        "strong (also scanner-like changes of the raw intensities)")
+    p.add_argument(
+        "--augment",
+        choices=[a.value for a in Augment],
+        default=d.augment,
+        help="augmentation level: none, flip (flips and mild jitter, default) or "
+        "strong (also scanner-like changes of the raw intensities)",
+    )
     p.add_argument("--no-augment", action="store_true", help="same as --augment none")
-    p.add_argument("--init-weights", default=None,
-                   help="start from these .weights.h5 (fine-tuning) instead of a fresh model")
-    p.add_argument("--max-seconds", type=float, default=None,
-                   help="stop (and save) after this much training time; the schedule follows it")
-    p.add_argument("--eval-every", type=int, default=d.eval_every,
-                   help="validate every N steps (0: at the end)")
+    p.add_argument(
+        "--init-weights",
+        default=None,
+        help="start from these .weights.h5 (fine-tuning) instead of a fresh model",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="stop (and save) after this much training time; the schedule follows it",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="validate every N steps (0: at the end)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    p.add_argument("--snapshot-steps", type=int, nargs="*", default=[],
-                   help="also keep OUT/snapshot_<step>.weights.h5 at these steps")
+    p.add_argument(
+        "--snapshot-steps",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also keep OUT/snapshot_<step>.weights.h5 at these steps",
+    )
     p.add_argument("--max-valid", type=int, default=d.max_valid, help="validation patches to score")
     g = p.add_argument_group("devices and input pipeline")
-    g.add_argument("--devices", type=int, default=None,
-                   help="data-parallel devices (JAX backend; default: all visible)")
-    g.add_argument("--workers", type=int, default=d.workers,
-                   help="input workers reading and augmenting batches ahead of the steps")
-    g.add_argument("--processes", action="store_true",
-                   help="run the input workers as processes (for fast GPUs) instead of threads")
+    g.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="data-parallel devices (JAX backend; default: all visible)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        help="input workers reading and augmenting batches ahead of the steps",
+    )
+    g.add_argument(
+        "--processes",
+        action="store_true",
+        help="run the input workers as processes (for fast GPUs) instead of threads",
+    )
     h = p.add_argument_group("several hosts (or set the KERAS_DISTRIBUTION_* variables)")
-    h.add_argument("--job-addresses", default=None,
-                   help="coordinator host:port (process 0), e.g. 10.0.0.1:1234")
+    h.add_argument(
+        "--job-addresses",
+        default=None,
+        help="coordinator host:port (process 0), e.g. 10.0.0.1:1234",
+    )
     h.add_argument("--num-processes", type=int, default=None, help="number of hosts")
     h.add_argument("--process-id", type=int, default=None, help="this host's index, 0 first")
     return p
@@ -74,8 +119,10 @@ def read_store(data: Path) -> dict:
     """The patch store's ``config.json``; DataError naming the fix when it is missing or empty."""
     cfg_path = data / "config.json"
     if not cfg_path.is_file():
-        raise DataError(f"{cfg_path} not found: build the patch store with "
-                        f"`tumorseg patches --data DATASET --out {data}` first")
+        raise DataError(
+            f"{cfg_path} not found: build the patch store with "
+            f"`tumorseg patches --data DATASET --out {data}` first"
+        )
     store = json.loads(cfg_path.read_text())
     if not store.get("train"):
         raise DataError(f"{cfg_path}: no training patches; rebuild it with `tumorseg patches`")
@@ -98,15 +145,27 @@ def data_record(data: Path, store: dict) -> dict:
 def config_from_args(args: argparse.Namespace, store: dict) -> TrainConfig:
     """The ``TrainConfig`` of the parsed flags; the patch size comes from the store."""
     return TrainConfig(
-        out=str(args.out), data=str(args.data), steps=args.steps, batch_size=args.batch_size,
-        seed=args.seed, n_base_filters=args.n_base_filters,
-        patch_size=tuple(store.get("patch_size", (160, 160, 16))), lr=args.lr,
-        warmup=args.warmup, bf16=args.bf16, standardize=args.standardize,
+        out=str(args.out),
+        data=str(args.data),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        n_base_filters=args.n_base_filters,
+        patch_size=tuple(store.get("patch_size", (160, 160, 16))),
+        lr=args.lr,
+        warmup=args.warmup,
+        bf16=args.bf16,
+        standardize=args.standardize,
         augment=Augment.NONE.value if args.no_augment else args.augment,
-        init_weights=args.init_weights, max_seconds=args.max_seconds,
-        eval_every=args.eval_every, max_valid=args.max_valid,
-        checkpoint_every=args.checkpoint_every, snapshot_steps=tuple(args.snapshot_steps),
-        devices=args.devices, workers=args.workers, processes=args.processes,
+        init_weights=args.init_weights,
+        max_seconds=args.max_seconds,
+        eval_every=args.eval_every,
+        max_valid=args.max_valid,
+        checkpoint_every=args.checkpoint_every,
+        snapshot_steps=tuple(args.snapshot_steps),
+        devices=args.devices,
+        workers=args.workers,
+        processes=args.processes,
     )
 
 
@@ -120,15 +179,23 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(args.data)
         store = read_store(data)
         cfg = config_from_args(args, store)
-        source = StoreBatches(data / "train", store["train"], cfg.batch_size, cfg.seed,
-                              cfg.standardize, cfg.augment, cfg.patch_size)
+        source = StoreBatches(
+            data / "train",
+            store["train"],
+            cfg.batch_size,
+            cfg.seed,
+            cfg.standardize,
+            cfg.augment,
+            cfg.patch_size,
+        )
         names = store.get("valid", [])[: cfg.max_valid]
 
         def valid():
             return store_validation(data / "valid", names, 4, cfg.standardize, cfg.patch_size)
 
-        train(cfg, source, valid if names else None, data=data_record(data, store),
-              resume=args.resume)
+        train(
+            cfg, source, valid if names else None, data=data_record(data, store), resume=args.resume
+        )
     except (DataError, ValueError) as exc:
         fail("tumorseg train", exc)
     return 0

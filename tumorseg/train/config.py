@@ -80,7 +80,9 @@ class TrainConfig:
 
     def asdict(self) -> dict:
         """All settings as a JSON-ready dict (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes`` applied."""

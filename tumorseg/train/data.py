@@ -39,8 +39,9 @@ class MemoryBatches:
     the intensity jitter applies; default ``x != 0``); level: an ``Augment`` level (True: FLIP).
     """
 
-    def __init__(self, x, y, batch_size: int, seed: int = 0, augment: bool | str = True,
-                 brain=None):
+    def __init__(
+        self, x, y, batch_size: int, seed: int = 0, augment: bool | str = True, brain=None
+    ):
         self.x, self.y, self.brain = x, y, brain
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.level = Augment.FLIP if augment is True else Augment(augment or Augment.NONE)
@@ -70,11 +71,20 @@ class StoreBatches:
     at ``level``. Picklable (paths and settings only), so spawned workers can load batches.
     """
 
-    def __init__(self, folder: str | os.PathLike, names: Sequence[str], batch_size: int,
-                 seed: int = 0, standardize: str = "brain", level: str = Augment.FLIP.value,
-                 dim: Sequence[int] = (160, 160, 16)):
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        names: Sequence[str],
+        batch_size: int,
+        seed: int = 0,
+        standardize: str = "brain",
+        level: str = Augment.FLIP.value,
+        dim: Sequence[int] = (160, 160, 16),
+    ):
         if len(names) < batch_size:
-            raise ValueError(f"{folder}: {len(names)} patches, fewer than one batch of {batch_size}")
+            raise ValueError(
+                f"{folder}: {len(names)} patches, fewer than one batch of {batch_size}"
+            )
         self.folder, self.names = Path(folder), list(names)
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.standardize, self.level, self.dim = standardize, Augment(level), tuple(dim)
@@ -86,21 +96,32 @@ class StoreBatches:
         order = epoch_order(self.seed, epoch, len(self.names))
         ids = order[i * self.batch_size : (i + 1) * self.batch_size]
         pairs = [
-            load_sample(self.folder / self.names[ids[k]], _sample_rng(self.seed, step, k),
-                        dim=self.dim, standardize=self.standardize, level=self.level)
+            load_sample(
+                self.folder / self.names[ids[k]],
+                _sample_rng(self.seed, step, k),
+                dim=self.dim,
+                standardize=self.standardize,
+                level=self.level,
+            )
             for k in range(self.batch_size)[rows]
         ]
         return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def store_validation(folder: str | os.PathLike, names: Sequence[str], chunk: int,
-                     standardize: str = "brain", dim: Sequence[int] = (160, 160, 16)
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def store_validation(
+    folder: str | os.PathLike,
+    names: Sequence[str],
+    chunk: int,
+    standardize: str = "brain",
+    dim: Sequence[int] = (160, 160, 16),
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The validation patches ``folder/<name>``, unaugmented, in chunks of ``chunk``:
     ``(x (b, 4, X, Y, Z), y (b, 3, X, Y, Z))`` (read on each call, never all held at once)."""
     for i in range(0, len(names), chunk):
-        pairs = [load_sample(Path(folder) / n, dim=tuple(dim), standardize=standardize)
-                 for n in names[i : i + chunk]]
+        pairs = [
+            load_sample(Path(folder) / n, dim=tuple(dim), standardize=standardize)
+            for n in names[i : i + chunk]
+        ]
         yield np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
@@ -133,15 +154,22 @@ class Prefetcher:
     ``worker_rate`` gives the patches per second one worker prepares.
     """
 
-    def __init__(self, source: Any, steps: range, workers: int = 2, processes: bool = False,
-                 rows: slice = slice(None)):
+    def __init__(
+        self,
+        source: Any,
+        steps: range,
+        workers: int = 2,
+        processes: bool = False,
+        rows: slice = slice(None),
+    ):
         self.steps, self.rows, self.workers = steps, rows, max(1, workers)
         self.depth = 2 * self.workers
         self.pool: Executor
         if processes:
             ctx = multiprocessing.get_context("spawn")  # never fork a process that runs XLA
-            self.pool = ProcessPoolExecutor(self.workers, mp_context=ctx,
-                                            initializer=_init_worker, initargs=(source,))
+            self.pool = ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(source,)
+            )
             self._call = (_worker_batch,)
         else:
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="tumorseg-input")

@@ -58,20 +58,31 @@ class Distribution:
 
     def record(self) -> dict:
         """The manifest's ``"distribution"`` entry."""
-        return {"backend": self.backend, "devices": self.devices, "hosts": self.hosts,
-                "global_batch": self.global_batch, "device_kind": self.device_kind}
+        return {
+            "backend": self.backend,
+            "devices": self.devices,
+            "hosts": self.hosts,
+            "global_batch": self.global_batch,
+            "device_kind": self.device_kind,
+        }
 
 
-def initialize_hosts(job_addresses: str | None = None, num_processes: int | None = None,
-                     process_id: int | None = None) -> bool:
+def initialize_hosts(
+    job_addresses: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
     """Connect the processes of a multi-host run; returns whether there was anything to do.
 
     Runs ``keras.distribution.initialize`` when any argument is given or any
     ``KERAS_DISTRIBUTION_*`` variable is set (arguments win over variables). Must run before
     anything else touches the backend.
     """
-    if job_addresses is None and num_processes is None and process_id is None and not any(
-        os.environ.get(v) for v in ENV_VARS
+    if (
+        job_addresses is None
+        and num_processes is None
+        and process_id is None
+        and not any(os.environ.get(v) for v in ENV_VARS)
     ):
         return False
     import keras
@@ -135,8 +146,9 @@ def _device_kind(backend: str) -> str:
 
             gpus = tf.config.list_physical_devices("GPU")
             if gpus:
-                return str(tf.config.experimental.get_device_details(gpus[0]).get("device_name",
-                                                                                   "GPU"))
+                return str(
+                    tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+                )
         return "cpu"
     except Exception:  # noqa: BLE001 - a name for the manifest only
         return "unknown"

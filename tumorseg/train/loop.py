@@ -117,8 +117,9 @@ def evaluate_batches(
     return out
 
 
-def learning_rate_at(step: int, steps: int, lr: float, warmup: int = 50,
-                     progress: float | None = None) -> float:
+def learning_rate_at(
+    step: int, steps: int, lr: float, warmup: int = 50, progress: float | None = None
+) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine decay from ``lr`` to ``lr/20``.
 
     progress: fraction of the run done (default ``step / steps``); a time-budgeted run passes
@@ -141,8 +142,12 @@ def build_model(cfg: TrainConfig) -> Any:
 
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.bf16 else "float32")
     try:
-        model = unet_model_3d(dice_bce_loss, initial_learning_rate=cfg.lr,
-                              output_bias=OUTPUT_BIAS, **cfg.model_config())
+        model = unet_model_3d(
+            dice_bce_loss,
+            initial_learning_rate=cfg.lr,
+            output_bias=OUTPUT_BIAS,
+            **cfg.model_config(),
+        )
     finally:
         keras.mixed_precision.set_global_policy("float32")
     if cfg.init_weights is not None:
@@ -189,14 +194,26 @@ def resume_or_start(model: Any, out: Path, resume: bool, write: bool, verbose: b
     return state
 
 
-def run_steps(model: Any, cfg: TrainConfig, source: Any, dist: Distribution, state: RunState,
-              valid: Callable[[], Iterable] | None, verbose: bool) -> None:
+def run_steps(
+    model: Any,
+    cfg: TrainConfig,
+    source: Any,
+    dist: Distribution,
+    state: RunState,
+    valid: Callable[[], Iterable] | None,
+    verbose: bool,
+) -> None:
     """Train from ``state.step`` to ``cfg.steps`` (or the time budget), logging, validating,
     checkpointing and snapshotting on the way; updates ``state``."""
     out = Path(cfg.out)
     feed = Prefetcher(source, range(state.step, cfg.steps), cfg.workers, cfg.processes, dist.rows)
-    bar = tqdm(total=cfg.steps, initial=state.step, desc="train", unit="step",
-               disable=not (verbose and dist.is_chief))
+    bar = tqdm(
+        total=cfg.steps,
+        initial=state.step,
+        desc="train",
+        unit="step",
+        disable=not (verbose and dist.is_chief),
+    )
     try:
         while state.step < cfg.steps:
             x, y = feed.get(state.step)
@@ -214,14 +231,23 @@ def run_steps(model: Any, cfg: TrainConfig, source: Any, dist: Distribution, sta
                 state.step_seconds.append(seconds)
             state.step += 1
             metrics = None
-            if valid is not None and cfg.eval_every and state.step % cfg.eval_every == 0 \
-                    and state.step < cfg.steps:
+            if (
+                valid is not None
+                and cfg.eval_every
+                and state.step % cfg.eval_every == 0
+                and state.step < cfg.steps
+            ):
                 metrics = state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
-            timed_out = cfg.max_seconds is not None and \
-                dist.from_chief(state.elapsed()) > cfg.max_seconds
+            timed_out = (
+                cfg.max_seconds is not None and dist.from_chief(state.elapsed()) > cfg.max_seconds
+            )
             if state.step in cfg.snapshot_steps:
-                export_weights(model, cfg.model_config(),
-                               out / f"snapshot_{state.step}.weights.h5", dist.is_chief)
+                export_weights(
+                    model,
+                    cfg.model_config(),
+                    out / f"snapshot_{state.step}.weights.h5",
+                    dist.is_chief,
+                )
             if dist.is_chief:
                 log_row(out / "log.csv", state.step, state.elapsed(), state.loss, rate, metrics)
                 if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps or timed_out:
@@ -235,9 +261,12 @@ def run_steps(model: Any, cfg: TrainConfig, source: Any, dist: Distribution, sta
     finally:
         bar.close()
         feed.close()
-    state.input = {"workers": cfg.workers, "processes": cfg.processes,
-                   "wait_seconds": round(feed.wait_seconds, 2),
-                   "patches_per_worker_second": _round(feed.worker_rate())}
+    state.input = {
+        "workers": cfg.workers,
+        "processes": cfg.processes,
+        "wait_seconds": round(feed.wait_seconds, 2),
+        "patches_per_worker_second": _round(feed.worker_rate()),
+    }
 
 
 def _round(v: float | None, digits: int = 2) -> float | None:
@@ -256,8 +285,7 @@ def timings(state: RunState, dist: Distribution) -> dict:
     }
 
 
-def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState,
-                  data: dict | None) -> dict:
+def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState, data: dict | None) -> dict:
     """The run's manifest (``model.json``); ``config`` and ``standardize`` are what
     ``load_pretrained`` and ``predict_volume`` read."""
     import keras
@@ -286,8 +314,15 @@ def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState,
     }
 
 
-def train(cfg: TrainConfig, source: Any, valid: Callable[[], Iterable] | None = None, *,
-          data: dict | None = None, resume: bool = False, verbose: bool = True) -> dict:
+def train(
+    cfg: TrainConfig,
+    source: Any,
+    valid: Callable[[], Iterable] | None = None,
+    *,
+    data: dict | None = None,
+    resume: bool = False,
+    verbose: bool = True,
+) -> dict:
     """Train ``unet_model_3d(**cfg.model_config())`` for ``cfg.steps`` steps; returns the manifest.
 
     source: ``batch(step, rows) -> (x (b, 4, X, Y, Z), y (b, 3, X, Y, Z))`` float32 (a
@@ -306,8 +341,11 @@ def train(cfg: TrainConfig, source: Any, valid: Callable[[], Iterable] | None = 
     if dist.is_chief:
         out.mkdir(parents=True, exist_ok=True)
     if verbose and dist.is_chief:
-        print(f"training on {dist.devices} {dist.device_kind} device(s), {dist.hosts} host(s), "
-              f"{dist.backend} backend, global batch {cfg.batch_size}", flush=True)
+        print(
+            f"training on {dist.devices} {dist.device_kind} device(s), {dist.hosts} host(s), "
+            f"{dist.backend} backend, global batch {cfg.batch_size}",
+            flush=True,
+        )
     if dist.hosts > 1 and valid is not None:
         valid = None  # validation predicts on one host; score the result with `tumorseg evaluate`
     try:
@@ -320,14 +358,17 @@ def train(cfg: TrainConfig, source: Any, valid: Callable[[], Iterable] | None = 
         export_weights(model, cfg.model_config(), out / "model.weights.h5", dist.is_chief)
         if dist.is_chief:
             if valid is not None:
-                log_row(out / "log.csv", state.step, state.elapsed(), state.loss,
-                        metrics=state.metrics)
+                log_row(
+                    out / "log.csv", state.step, state.elapsed(), state.loss, metrics=state.metrics
+                )
             write_text(out / "model.json", json.dumps(manifest, indent=1))
     finally:
         clear_distribution()
     if verbose and dist.is_chief:
         t = manifest["timings"]
-        print(f"wrote {out / 'model.weights.h5'} after {state.step} steps "
-              f"({t['seconds_per_step']} s/step, {t['patches_per_second']} patches/s); "
-              f"validation Dice {state.metrics}")
+        print(
+            f"wrote {out / 'model.weights.h5'} after {state.step} steps "
+            f"({t['seconds_per_step']} s/step, {t['patches_per_second']} patches/s); "
+            f"validation Dice {state.metrics}"
+        )
     return manifest

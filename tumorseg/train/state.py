@@ -80,8 +80,10 @@ def load_checkpoint(model: Any, folder: Path) -> tuple[int, float]:
     saved = np.load(folder / "state.npz")
     weights, opt = model.weights, model.optimizer.variables
     if len(saved.files) != 2 + len(weights) + len(opt):
-        raise ValueError(f"{folder}: the checkpoint does not match this model; cannot resume "
-                         f"(train into a new --out, or delete {folder})")
+        raise ValueError(
+            f"{folder}: the checkpoint does not match this model; cannot resume "
+            f"(train into a new --out, or delete {folder})"
+        )
     for prefix, variables in (("w", weights), ("o", opt)):
         for i, v in enumerate(variables):
             v.assign(saved[f"{prefix}{i}"])
@@ -103,8 +105,14 @@ def start_log(path: Path, keep_until: int | None) -> None:
     write_text(path, buf.getvalue())
 
 
-def log_row(path: Path, step: int, seconds: float, loss: float, lr: float | None = None,
-            metrics: dict | None = None) -> None:
+def log_row(
+    path: Path,
+    step: int,
+    seconds: float,
+    loss: float,
+    lr: float | None = None,
+    metrics: dict | None = None,
+) -> None:
     """Append one row to the CSV log (``lr`` None: a final-evaluation row)."""
     row = {"step": step, "loss": f"{loss:.5f}", "seconds": f"{seconds:.1f}"}
     if lr is not None:

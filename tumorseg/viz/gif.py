@@ -53,7 +53,9 @@ def gif_frames(labeled: np.ndarray, step: int = 1) -> np.ndarray:
         col = 0
         for (_, axis), (h, w) in zip(GRID_ROWS, sizes):
             top = (height - h) // 2
-            frames[f, top : top + h, col : col + w] = take_slice(labeled, axis, min(i, shape[axis] - 1))
+            frames[f, top : top + h, col : col + w] = take_slice(
+                labeled, axis, min(i, shape[axis] - 1)
+            )
             col += w
     return frames
 
@@ -94,8 +96,9 @@ def gif_bytes(frames: np.ndarray, duration_ms: int, grey_levels: int = GREY_LEVE
         image.putpalette(flat)
         images.append(image)
     buffer = io.BytesIO()
-    images[0].save(buffer, "gif", save_all=True, append_images=images[1:],
-                   duration=int(duration_ms), loop=0)
+    images[0].save(
+        buffer, "gif", save_all=True, append_images=images[1:], duration=int(duration_ms), loop=0
+    )
     return buffer.getvalue()
 
 

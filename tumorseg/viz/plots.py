@@ -115,11 +115,14 @@ def plot_prediction_views(
     """
     truth, pred = np.asarray(truth), np.asarray(pred)
     if truth.ndim != 4 or truth.shape[-1] != 3 or pred.shape != truth.shape:
-        raise ValueError(f"truth and pred must be (X, Y, Z, 3) of one shape, got {truth.shape} "
-                         f"and {pred.shape}")
+        raise ValueError(
+            f"truth and pred must be (X, Y, Z, 3) of one shape, got {truth.shape} and {pred.shape}"
+        )
     shape = truth.shape[:3]
     loc = tuple(min(max(int(v), 0), n - 1) for v, n in zip(loc, shape))
-    rows = [[take_slice(rgb, axis, loc[axis]) for _, axis in PREDICTION_VIEWS] for rgb in (truth, pred)]
+    rows = [
+        [take_slice(rgb, axis, loc[axis]) for _, axis in PREDICTION_VIEWS] for rgb in (truth, pred)
+    ]
     k = inch_per_voxel
     gap, left, bottom_label, top = 0.12, 0.45, 0.4, 0.1
     widths = [s.shape[1] * k for s in rows[0]]

@@ -84,8 +84,11 @@ def slice_viewer(image: np.ndarray, label: np.ndarray) -> ipywidgets.VBox:
         layout=widgets.Layout(width=f"{DISPLAY_PX + 120}px"),  # ~2 px per slice for 240 slices
     )
     axis_dd = widgets.Dropdown(
-        options=list(VIEWER_AXES), value="axial", description="axis",
-        layout=widgets.Layout(width="180px"), style={"description_width": "40px"},
+        options=list(VIEWER_AXES),
+        value="axial",
+        description="axis",
+        layout=widgets.Layout(width="180px"),
+        style={"description_width": "40px"},
     )
     overlay_cb = widgets.Checkbox(value=True, description="label overlay", indent=False)
     caption = widgets.HTML()
@@ -104,8 +107,10 @@ def slice_viewer(image: np.ndarray, label: np.ndarray) -> ipywidgets.VBox:
             picture.height = str(round(rgb.shape[0] * scale))
             picture.value = png_bytes(rgb)
         # the caption follows the picture: once it shows, the picture is there
-        caption.value = (f"<b>{axis}</b> slice {index} of 0–{shape[VIEWER_AXES[axis]] - 1}, "
-                         f"{'labels on FLAIR' if overlay_cb.value else 'FLAIR only'}")
+        caption.value = (
+            f"<b>{axis}</b> slice {index} of 0–{shape[VIEWER_AXES[axis]] - 1}, "
+            f"{'labels on FLAIR' if overlay_cb.value else 'FLAIR only'}"
+        )
         viewer.draws += 1
 
     def on_axis(change) -> None:

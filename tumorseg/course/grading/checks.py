@@ -101,8 +101,13 @@ _TENSOR_PACKAGES = ("tensorflow", "keras", "jax", "jaxlib", "torch")
 
 
 # --------------------------------------------------------------------------- hidden cases
-def _c1_scan(rng: np.random.RandomState, shape: tuple[int, int, int], channels: int,
-             box: tuple[slice, slice, slice], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _c1_scan(
+    rng: np.random.RandomState,
+    shape: tuple[int, int, int],
+    channels: int,
+    box: tuple[slice, slice, slice],
+    num_classes: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """A scan whose voxel values are distinct integers (so a wrong window is visible) and a
     label map that is background except for random tumor classes inside ``box``."""
     size = int(np.prod(shape)) * channels
@@ -116,22 +121,74 @@ def _c1_cases() -> list[Case]:
     rng = _RandomState(7101)
     cases: list[Case] = []
     img, lab = _c1_scan(rng, (12, 10, 7), 2, (slice(6, 12), slice(0, 5), slice(2, 7)), 4)
-    cases.append(((img, lab), dict(orig_x=12, orig_y=10, orig_z=7, output_x=5, output_y=4,
-                                   output_z=3, num_classes=4, background_threshold=0.8), 5))
+    cases.append(
+        (
+            (img, lab),
+            dict(
+                orig_x=12,
+                orig_y=10,
+                orig_z=7,
+                output_x=5,
+                output_y=4,
+                output_z=3,
+                num_classes=4,
+                background_threshold=0.8,
+            ),
+            5,
+        )
+    )
     img, lab = _c1_scan(rng, (9, 11, 6), 3, (slice(0, 4), slice(5, 11), slice(0, 3)), 3)
-    cases.append(((img, lab), dict(orig_x=9, orig_y=11, orig_z=6, output_x=4, output_y=6,
-                                   output_z=2, num_classes=3), 23))
+    cases.append(
+        (
+            (img, lab),
+            dict(orig_x=9, orig_y=11, orig_z=6, output_x=4, output_y=6, output_z=2, num_classes=3),
+            23,
+        )
+    )
     img, lab = _c1_scan(rng, (8, 8, 5), 1, (slice(2, 8), slice(4, 8), slice(1, 5)), 4)
-    cases.append(((img, lab), dict(orig_x=8, orig_y=8, orig_z=5, output_x=8, output_y=3,
-                                   output_z=5, num_classes=4, background_threshold=0.7), 101))
+    cases.append(
+        (
+            (img, lab),
+            dict(
+                orig_x=8,
+                orig_y=8,
+                orig_z=5,
+                output_x=8,
+                output_y=3,
+                output_z=5,
+                num_classes=4,
+                background_threshold=0.7,
+            ),
+            101,
+        )
+    )
     img, lab = _c1_scan(rng, (7, 6, 6), 2, (slice(0, 7), slice(0, 3), slice(3, 6)), 5)
-    cases.append(((img, lab), dict(orig_x=7, orig_y=6, orig_z=6, output_x=3, output_y=3,
-                                   output_z=3, num_classes=5, max_tries=50,
-                                   background_threshold=0.5), 77))
+    cases.append(
+        (
+            (img, lab),
+            dict(
+                orig_x=7,
+                orig_y=6,
+                orig_z=6,
+                output_x=3,
+                output_y=3,
+                output_z=3,
+                num_classes=5,
+                max_tries=50,
+                background_threshold=0.5,
+            ),
+            77,
+        )
+    )
     # the give-up path: an all-background label, a small max_tries
     img, _ = _c1_scan(rng, (6, 6, 4), 2, (slice(0, 0), slice(0, 0), slice(0, 0)), 4)
-    cases.append(((img, np.zeros((6, 6, 4))), dict(orig_x=6, orig_y=6, orig_z=4, output_x=3,
-                                                   output_y=3, output_z=2, max_tries=9), 7))
+    cases.append(
+        (
+            (img, np.zeros((6, 6, 4))),
+            dict(orig_x=6, orig_y=6, orig_z=4, output_x=3, output_y=3, output_z=2, max_tries=9),
+            7,
+        )
+    )
     return cases
 
 
@@ -179,8 +236,11 @@ def _c3_cases() -> list[Case]:
         ((_binary(rng, (3, 3, 2), 0.4), _binary(rng, (3, 3, 2), 0.6)), dict(epsilon=1.0), None),
         ((np.zeros((2, 2, 2)), np.zeros((2, 2, 2))), dict(epsilon=0.5), None),
         ((np.ones((3, 2, 2)), np.zeros((3, 2, 2))), {}, None),
-        ((_binary(rng, (5, 2, 3), 0.3), _binary(rng, (5, 2, 3), 0.3)),
-         dict(axis=(0, 1, 2), epsilon=0.01), None),
+        (
+            (_binary(rng, (5, 2, 3), 0.3), _binary(rng, (5, 2, 3), 0.3)),
+            dict(axis=(0, 1, 2), epsilon=0.01),
+            None,
+        ),
     ]
 
 
@@ -194,8 +254,11 @@ def _c4_cases() -> list[Case]:
         ((_binary(rng, (3, 4, 4, 2), 0.5), _binary(rng, (3, 4, 4, 2), 0.5)), {}, None),
         ((_binary(rng, (2, 3, 5, 4), 0.3), _soft(rng, (2, 3, 5, 4))), dict(epsilon=1.0), None),
         ((empty_class, empty_pred), {}, None),
-        ((_binary(rng, (4, 2, 3, 2), 0.6), _soft(rng, (4, 2, 3, 2))),
-         dict(axis=(1, 2, 3), epsilon=0.1), None),
+        (
+            (_binary(rng, (4, 2, 3, 2), 0.6), _soft(rng, (4, 2, 3, 2))),
+            dict(axis=(1, 2, 3), epsilon=0.1),
+            None,
+        ),
     ]
 
 
@@ -224,8 +287,14 @@ def _c6_cases() -> list[Case]:
     ]
 
 
-_CASE_BUILDERS = {"C1": _c1_cases, "C2": _c2_cases, "C3": _c3_cases,
-                  "C4": _c4_cases, "C5": _c5_cases, "C6": _c6_cases}
+_CASE_BUILDERS = {
+    "C1": _c1_cases,
+    "C2": _c2_cases,
+    "C3": _c3_cases,
+    "C4": _c4_cases,
+    "C5": _c5_cases,
+    "C6": _c6_cases,
+}
 
 
 def cases(exercise: str) -> list[Case]:
@@ -244,8 +313,10 @@ def symbolic_cases(exercise: str) -> list[Case]:
     shape = SYMBOLIC[exercise]
     rng = _RandomState(7200 + EXERCISES.index(exercise))
     batch_axis = tuple(range(len(shape) - 2, len(shape) + 1))
-    return [((_binary(rng, shape, 0.5), _soft(rng, shape)), {}, None),
-            ((_binary(rng, (2, *shape), 0.4), _soft(rng, (2, *shape))), {"axis": batch_axis}, None)]
+    return [
+        ((_binary(rng, shape, 0.5), _soft(rng, shape)), {}, None),
+        ((_binary(rng, (2, *shape), 0.4), _soft(rng, (2, *shape))), {"axis": batch_axis}, None),
+    ]
 
 
 def traced_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -258,8 +329,7 @@ def traced_call(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     if backend == "tensorflow":
         tf = _import_module("tensorflow")
         specs = [tf.TensorSpec(a.shape, tf.float32) for a in arrays]
-        traced = tf.function(lambda *xs: fn(*xs, **kwargs), input_signature=specs,
-                             autograph=False)
+        traced = tf.function(lambda *xs: fn(*xs, **kwargs), input_signature=specs, autograph=False)
         # a concrete function: traced once, and no "frequent retracing" warning on stdout
         return traced.get_concrete_function()(*[tf.constant(a) for a in arrays])
     if backend == "jax":
@@ -303,8 +373,12 @@ def canonical(value: Any, depth: int = 0) -> dict[str, Any]:
         return {"t": "other", "name": name}
     if arr.size > MAX_ELEMENTS:
         return {"t": name, "too_big": True}
-    return {"t": name, "dtype": arr.dtype.name, "shape": list(arr.shape),
-            "data": arr.ravel().tolist()}
+    return {
+        "t": name,
+        "dtype": arr.dtype.name,
+        "shape": list(arr.shape),
+        "data": arr.ravel().tolist(),
+    }
 
 
 def _is_array(raw: Any) -> bool:
@@ -345,11 +419,17 @@ def type_problem(exercise: str, raw: Any, gave_up: bool = False) -> str | None:
     t = raw.get("t")
     if exercise == "C1":
         if gave_up:
-            return None if t == "None" else f"returned {_describe(raw)} although no window qualifies (expected None)"
+            return (
+                None
+                if t == "None"
+                else f"returned {_describe(raw)} although no window qualifies (expected None)"
+            )
         if t != "tuple" or _len(raw.get("items", ())) != 2:
             return f"returned {_describe(raw)}, expected a tuple (X, y)"
         for part, item in zip(("X", "y"), raw["items"]):
-            if not (isinstance(item, dict) and item.get("t") == "numpy.ndarray" and _is_array(item)):
+            if not (
+                isinstance(item, dict) and item.get("t") == "numpy.ndarray" and _is_array(item)
+            ):
                 return f"{part} is {_describe(item)}, expected a numpy array"
         return None
     if exercise == "C2":
@@ -419,7 +499,11 @@ def gave_up_cases(exercise: str) -> set[int]:
 def _raised(exc: BaseException, fn: Any) -> dict[str, str]:
     """What the grader tells about an exception: its type, message and the failing line of
     the student's own code (the deepest line when the student's frames are unknown)."""
-    record = {"raised": _getattr(_type(exc), "__name__", "Exception")[:60], "message": "", "line": ""}
+    record = {
+        "raised": _getattr(_type(exc), "__name__", "Exception")[:60],
+        "message": "",
+        "line": "",
+    }
     try:
         record["message"] = _str(exc)[:300]
         own = _getattr(_getattr(fn, "__code__", None), "co_filename", None)
@@ -435,7 +519,7 @@ def call_student(exercise: str, fn: Any, symbolic: bool = False) -> list[dict[st
     """Run ``fn`` on every hidden case (``symbolic``: the model.fit cases, through
     :func:`traced_call`): seed right before the call, swallow what it prints."""
     results: list[dict[str, Any]] = []
-    for args, kwargs, seed in (symbolic_cases(exercise) if symbolic else cases(exercise)):
+    for args, kwargs, seed in symbolic_cases(exercise) if symbolic else cases(exercise):
         sink = _StringIO()
         try:
             with _redirect_stdout(sink), _redirect_stderr(sink):
@@ -448,8 +532,18 @@ def call_student(exercise: str, fn: Any, symbolic: bool = False) -> list[dict[st
     return results
 
 
-_STATE_MODULES = ("builtins", "numpy", "numpy.random", "math", "io", "contextlib",
-                  "keras", "keras.ops", "keras.utils", "tensorflow")
+_STATE_MODULES = (
+    "builtins",
+    "numpy",
+    "numpy.random",
+    "math",
+    "io",
+    "contextlib",
+    "keras",
+    "keras.ops",
+    "keras.utils",
+    "tensorflow",
+)
 #: names the kernel itself rebinds on every execution (ipykernel forwards input() per request)
 _VOLATILE = frozenset({"input", "raw_input", "getpass"})
 _before: dict[str, dict[str, str]] = {}
@@ -462,8 +556,11 @@ def state_token() -> dict[str, str]:
         module = _modules.get(name)
         if module is None:
             continue
-        items = _sorted((k, _id(v)) for k, v in _getattr(module, "__dict__", {}).items()
-                        if not k.startswith("_") and k not in _VOLATILE)
+        items = _sorted(
+            (k, _id(v))
+            for k, v in _getattr(module, "__dict__", {}).items()
+            if not k.startswith("_") and k not in _VOLATILE
+        )
         token[name] = _sha256(_repr(items).encode()).hexdigest()
     token["streams"] = _repr((_id(sys.stdout), _id(sys.stderr), _sorted(_geterr().items())))
     keras = _modules.get("keras")
@@ -497,8 +594,14 @@ def check(exercise: str, fn: Any, expect: str) -> None:
     changed = _changed(_before.get(exercise), state_token())
     # after the state token: tracing may load parts of TensorFlow lazily
     symbolic = call_student(exercise, fn, symbolic=True) if defined and exercise in SYMBOLIC else []
-    record = {"exercise": exercise, "defined": defined, "results": results,
-              "symbolic": symbolic, "changed": bool(changed), "changed_modules": changed}
+    record = {
+        "exercise": exercise,
+        "defined": defined,
+        "results": results,
+        "symbolic": symbolic,
+        "changed": bool(changed),
+        "changed_modules": changed,
+    }
     folder = _environ_get(OUTPUT_ENV)
     if folder:
         path = _path_join(folder, f"{exercise}.json")

@@ -88,7 +88,9 @@ def pytest_runtest_call(item):  # noqa: ANN001
         _state["timeout"] = None
 
 
-def _outcome(item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport) -> tuple[str, str]:
+def _outcome(
+    item: pytest.Item, call: pytest.CallInfo, report: pytest.TestReport
+) -> tuple[str, str]:
     if hasattr(report, "wasxfail"):
         return "after-timeout", ""
     if call.excinfo is None:

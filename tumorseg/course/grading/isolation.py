@@ -89,8 +89,15 @@ def _as_root() -> bool:
 
 
 def _namespace_args() -> list[str]:
-    args = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--die-with-parent", "--new-session"]
+    args = [
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+    ]
     if not _as_root():
         args += ["--unshare-user", "--cap-drop", "ALL"]
         if _bwrap_version() >= (0, 8, 0):
@@ -103,10 +110,25 @@ def check_available() -> None:
     """Raise :class:`SandboxUnavailable` (with the install command) unless a sandbox starts here."""
     path = bwrap_path()
     if path is None:
-        raise SandboxUnavailable("`tumorseg grade` runs student code in a sandbox, but bubblewrap "
-                                 f"(`bwrap`) is not installed. {INSTALL_HINT}")
-    probe = [path, *_namespace_args(), *_system_args(), "--proc", "/proc", "--dev", "/dev",
-             "--", sys.executable, "-I", "-S", "-c", "pass"]
+        raise SandboxUnavailable(
+            "`tumorseg grade` runs student code in a sandbox, but bubblewrap "
+            f"(`bwrap`) is not installed. {INSTALL_HINT}"
+        )
+    probe = [
+        path,
+        *_namespace_args(),
+        *_system_args(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--",
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        "pass",
+    ]
     try:
         done = subprocess.run(probe, capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -118,15 +140,21 @@ def check_available() -> None:
             "unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone "
             "or user.max_user_namespaces), or this is not Linux. Grade on a Linux machine "
             "where `bwrap --unshare-all --ro-bind / / true` works, or pass --no-sandbox for "
-            "trusted notebooks only.")
+            "trusted notebooks only."
+        )
 
 
 @functools.cache
 def _python_roots() -> tuple[str, ...]:
     """The folders the interpreter and the virtual environment live in (outside the system)."""
     roots: set[Path] = set()
-    for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-              Path(sys.executable).resolve().parent.parent):
+    for p in (
+        sys.prefix,
+        sys.base_prefix,
+        sys.exec_prefix,
+        sys.base_exec_prefix,
+        Path(sys.executable).resolve().parent.parent,
+    ):
         path = Path(p).resolve()
         if not any(path == Path(s) or Path(s) in path.parents for s in _SYSTEM):
             roots.add(path)
@@ -183,8 +211,12 @@ def prepare_library(dest: Path) -> Path:
     src = package_dir()
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
-        if (not path.is_file() or "__pycache__" in rel.parts or path.suffix not in _COPIED_SUFFIXES
-                or rel.as_posix() in HIDDEN_MODULES):
+        if (
+            not path.is_file()
+            or "__pycache__" in rel.parts
+            or path.suffix not in _COPIED_SUFFIXES
+            or rel.as_posix() in HIDDEN_MODULES
+        ):
             continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -200,16 +232,23 @@ def seed_home(dest: Path) -> Path:
     Only this trusted template is copied into each run; nothing a run writes is reused."""
     mpl = dest / ".matplotlib"
     mpl.mkdir(parents=True, exist_ok=True)
-    cache = Path(os.environ.get("MPLCONFIGDIR") or
-                 Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib")
+    cache = Path(
+        os.environ.get("MPLCONFIGDIR")
+        or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "matplotlib"
+    )
     lists = sorted(cache.glob("fontlist-v*.json")) if cache.is_dir() else []
     for path in lists:  # the grader's own cache (file names carry matplotlib's cache version)
         shutil.copyfile(path, mpl / path.name)
     if not lists:
         env = {**os.environ, "MPLCONFIGDIR": str(mpl), "MPLBACKEND": "Agg"}
         try:
-            subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=env,
-                           stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+            subprocess.run(
+                [sys.executable, "-c", "import matplotlib.font_manager"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=120,
+            )
         except (OSError, subprocess.SubprocessError):
             pass  # no template: each run builds its own font list
     for path in [dest, *dest.rglob("*")]:
@@ -221,9 +260,13 @@ def inside_env(extra: dict[str, str]) -> dict[str, str]:
     """The whole environment of the run inside the sandbox: nothing of the grader's own."""
     env = {
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": f"{INSIDE}/home", "MPLCONFIGDIR": f"{INSIDE}/home/.matplotlib",
-        "TMPDIR": "/tmp", "USER": "student", "LOGNAME": "student",
-        "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+        "HOME": f"{INSIDE}/home",
+        "MPLCONFIGDIR": f"{INSIDE}/home/.matplotlib",
+        "TMPDIR": "/tmp",
+        "USER": "student",
+        "LOGNAME": "student",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
     }
     env.update(extra)
     return env
@@ -246,20 +289,57 @@ def prepare_folder(folder: Path, home: Path | None = None) -> int:
     return uid
 
 
-def wrap(cmd: list[str], folder: Path, library: Path, env: dict[str, str], uid: int,
-         max_procs: int = DEFAULT_MAX_PROCS) -> list[str]:
+def wrap(
+    cmd: list[str],
+    folder: Path,
+    library: Path,
+    env: dict[str, str],
+    uid: int,
+    max_procs: int = DEFAULT_MAX_PROCS,
+) -> list[str]:
     """The ``bwrap`` command that runs ``cmd`` (paths as seen inside) in ``folder``."""
     path = bwrap_path()
     if path is None:
         raise SandboxUnavailable(INSTALL_HINT)
     # The private /tmp comes first: a venv or checkout that lives under /tmp is mounted on top
     # of it afterwards instead of being hidden by it.
-    args = [path, *_namespace_args(), "--bind", str(folder / "tmp"), "/tmp", *_system_args(),
-            "--ro-bind", str(library), str(package_dir()),
-            "--proc", "/proc", "--dev", "/dev",
-            "--bind", str(folder), INSIDE,
-            "--bind", str(folder / "shm"), "/dev/shm",
-            "--remount-ro", "/", "--chdir", INSIDE, "--clearenv"]
+    args = [
+        path,
+        *_namespace_args(),
+        "--bind",
+        str(folder / "tmp"),
+        "/tmp",
+        *_system_args(),
+        "--ro-bind",
+        str(library),
+        str(package_dir()),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--bind",
+        str(folder),
+        INSIDE,
+        "--bind",
+        str(folder / "shm"),
+        "/dev/shm",
+        "--remount-ro",
+        "/",
+        "--chdir",
+        INSIDE,
+        "--clearenv",
+    ]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    return [*args, "--", sys.executable, "-I", "-S", "-c", _LAUNCHER, str(max_procs), str(uid), *cmd]
+    return [
+        *args,
+        "--",
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        _LAUNCHER,
+        str(max_procs),
+        str(uid),
+        *cmd,
+    ]

@@ -83,8 +83,10 @@ def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submissio
     try:
         size = os.path.getsize(path)
         if size > max_bytes:
-            sub.fatal = (f"The file is {size / 1e6:.1f} MB; the grader reads notebooks up to "
-                         f"{max_bytes / 1e6:.0f} MB. Clear the outputs (Edit > Clear outputs) and resubmit.")
+            sub.fatal = (
+                f"The file is {size / 1e6:.1f} MB; the grader reads notebooks up to "
+                f"{max_bytes / 1e6:.0f} MB. Clear the outputs (Edit > Clear outputs) and resubmit."
+            )
             return sub
         with open(path, "rb") as fh:
             raw = fh.read(max_bytes + 1)
@@ -93,8 +95,10 @@ def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submissio
         sub.fatal = f"The file could not be read ({type(exc).__name__})."
         return sub
     except json.JSONDecodeError as exc:
-        sub.fatal = (f"The file is not a valid notebook: invalid JSON at line {exc.lineno}, "
-                     f"column {exc.colno}. Submit the .ipynb file saved by Jupyter.")
+        sub.fatal = (
+            f"The file is not a valid notebook: invalid JSON at line {exc.lineno}, "
+            f"column {exc.colno}. Submit the .ipynb file saved by Jupyter."
+        )
         return sub
     except RecursionError:
         sub.fatal = "The file is not a valid notebook (nested too deeply)."
@@ -102,14 +106,18 @@ def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submissio
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         version = data.get("nbformat") if isinstance(data, dict) else None
         if isinstance(version, int) and version < 4:
-            sub.fatal = (f"The notebook uses the old format version {version}; the grader reads "
-                         "format 4. Open it in a current Jupyter and save it again.")
+            sub.fatal = (
+                f"The notebook uses the old format version {version}; the grader reads "
+                "format 4. Open it in a current Jupyter and save it again."
+            )
         else:
             sub.fatal = "The file is JSON but not a Jupyter notebook (no list of cells)."
         return sub
     if data.get("nbformat") != 4:
-        sub.fatal = (f"The notebook uses format version {data.get('nbformat')!r}; the grader reads "
-                     "format 4. Open it in a current Jupyter and save it again.")
+        sub.fatal = (
+            f"The notebook uses format version {data.get('nbformat')!r}; the grader reads "
+            "format 4. Open it in a current Jupyter and save it again."
+        )
         return sub
     try:  # nbformat's own reader, without conversion or validation side effects
         with warnings.catch_warnings():
@@ -129,13 +137,19 @@ def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submissio
         found = [text for cid, text in code if cid == unq_id(ex) or _first_line(text) == exact]
         loose = re.compile(rf"#.*\bUNQ_{ex}\b")
         if len(found) > 1:
-            sub.problems[ex] = (f"UNQ_{ex} appears in {len(found)} cells; keep exactly one cell "
-                                f"that starts with '{exact}'.")
+            sub.problems[ex] = (
+                f"UNQ_{ex} appears in {len(found)} cells; keep exactly one cell "
+                f"that starts with '{exact}'."
+            )
         elif len(found) == 1 and _first_line(found[0]) != exact:
-            sub.problems[ex] = f"The first line of the UNQ_{ex} cell was edited; it must read '{exact}'."
+            sub.problems[ex] = (
+                f"The first line of the UNQ_{ex} cell was edited; it must read '{exact}'."
+            )
         elif not found:
             if any(loose.match(_first_line(text)) for _, text in code):
-                sub.problems[ex] = f"The first line of the UNQ_{ex} cell was edited; it must read '{exact}'."
+                sub.problems[ex] = (
+                    f"The first line of the UNQ_{ex} cell was edited; it must read '{exact}'."
+                )
             else:
                 sub.problems[ex] = f"No cell starts with '{exact}'; the exercise was not found."
         else:
@@ -161,8 +175,9 @@ def _grader_cell(exercise: str, execution_count: int) -> NotebookNode:
     cell.id = grade_id(exercise)
     cell.metadata["tags"] = [GRADER_TAG]
     cell.execution_count = execution_count
-    cell.outputs = [nbformat.v4.new_output(
-        "stream", name="stdout", text=checks.verdict(exercise, True) + "\n")]
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=checks.verdict(exercise, True) + "\n")
+    ]
     return cell
 
 
@@ -191,15 +206,26 @@ def ensure_grader_cells(nb: NotebookNode) -> bool:
             cell = nb.cells[ids.index(grade_id(ex))]
             count = cell.get("execution_count") or 1
             want = _grader_cell(ex, count)
-            want.metadata = {**cell.metadata, "tags": sorted({*cell.metadata.get("tags", []), GRADER_TAG})}
+            want.metadata = {
+                **cell.metadata,
+                "tags": sorted({*cell.metadata.get("tags", []), GRADER_TAG}),
+            }
             # a real execution may add stderr (TensorFlow logs); only stdout is compared
-            if (cell.source != want.source or stdout_text(cell) != stdout_text(want)
-                    or cell.metadata != want.metadata or not cell.get("execution_count")):
+            if (
+                cell.source != want.source
+                or stdout_text(cell) != stdout_text(want)
+                or cell.metadata != want.metadata
+                or not cell.get("execution_count")
+            ):
                 cell.source, cell.outputs, cell.metadata = want.source, want.outputs, want.metadata
                 cell.execution_count = count
                 changed = True
             continue
-        anchor = ids.index(f"test-{ex.lower()}") if f"test-{ex.lower()}" in ids else ids.index(unq_id(ex))
+        anchor = (
+            ids.index(f"test-{ex.lower()}")
+            if f"test-{ex.lower()}" in ids
+            else ids.index(unq_id(ex))
+        )
         before = nb.cells[anchor].get("execution_count")
         nb.cells.insert(anchor + 1, _grader_cell(ex, (before or 0) + 1))
         changed = True
@@ -226,8 +252,9 @@ def _cell(source: str, role: str, exercise: str = "") -> NotebookNode:
     return cell
 
 
-def build_grading_notebook(instructor: NotebookNode, sources: dict[str, str],
-                           exercises: list[str]) -> NotebookNode:
+def build_grading_notebook(
+    instructor: NotebookNode, sources: dict[str, str], exercises: list[str]
+) -> NotebookNode:
     """A notebook of: prelude, the ``setup`` cells, and for each exercise a state marker, the
     student's cell (source only) and the graded check -- in the instructor notebook's order,
     up to the last needed check.  Everything else (data, figures, training) is dropped."""
@@ -250,10 +277,13 @@ def build_grading_notebook(instructor: NotebookNode, sources: dict[str, str],
                 check.execution_count = cell.get("execution_count") or 1
                 cells.append(check)
         if SETUP_TAG in cell.metadata.get("tags", []) and cid not in {
-                unq_id(ex) for ex in checks.EXERCISES} | {grade_id(ex) for ex in checks.EXERCISES}:
+            unq_id(ex) for ex in checks.EXERCISES
+        } | {grade_id(ex) for ex in checks.EXERCISES}:
             cells.append(_cell(cell.source, "setup"))
     out = nbformat.v4.new_notebook(cells=cells)
-    out.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    out.metadata = {
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+    }
     return out
 
 

@@ -28,11 +28,19 @@ from tumorseg.course import public_tests
 from . import checks
 
 
-def ref_get_sub_volume(image: np.ndarray, label: np.ndarray, orig_x: int = 240,
-                       orig_y: int = 240, orig_z: int = 155, output_x: int = 160,
-                       output_y: int = 160, output_z: int = 16, num_classes: int = 4,
-                       max_tries: int = 1000, background_threshold: float = 0.95
-                       ) -> tuple[np.ndarray, np.ndarray] | None:
+def ref_get_sub_volume(
+    image: np.ndarray,
+    label: np.ndarray,
+    orig_x: int = 240,
+    orig_y: int = 240,
+    orig_z: int = 155,
+    output_x: int = 160,
+    output_y: int = 160,
+    output_z: int = 16,
+    num_classes: int = 4,
+    max_tries: int = 1000,
+    background_threshold: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray] | None:
     """Reference sampler: image (X, Y, Z, C), label (X, Y, Z) -> X (C, x, y, z), y (K-1, x, y, z).
 
     Corners are drawn x, then y, then z with ``np.random.randint`` on every try."""
@@ -57,33 +65,51 @@ def ref_standardize(image: np.ndarray) -> np.ndarray:
     return (image - mean) / np.where(std == 0, 1.0, std)
 
 
-def ref_single_class_dice(y_true: np.ndarray, y_pred: np.ndarray, axis: tuple[int, ...] = (0, 1, 2),
-                          epsilon: float = 0.00001) -> np.float64:
+def ref_single_class_dice(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    axis: tuple[int, ...] = (0, 1, 2),
+    epsilon: float = 0.00001,
+) -> np.float64:
     """Reference Dice of one class; y_true, y_pred: (X, Y, Z)."""
     t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
-    return np.float64((2 * np.sum(t * p, axis=axis) + epsilon)
-                      / (np.sum(t, axis=axis) + np.sum(p, axis=axis) + epsilon))
+    return np.float64(
+        (2 * np.sum(t * p, axis=axis) + epsilon)
+        / (np.sum(t, axis=axis) + np.sum(p, axis=axis) + epsilon)
+    )
 
 
-def ref_dice(y_true: np.ndarray, y_pred: np.ndarray, axis: tuple[int, ...] = (1, 2, 3),
-             epsilon: float = 0.00001) -> np.float64:
+def ref_dice(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    axis: tuple[int, ...] = (1, 2, 3),
+    epsilon: float = 0.00001,
+) -> np.float64:
     """Reference mean Dice over classes; y_true, y_pred: (C, X, Y, Z)."""
     t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
     per_class = (2 * np.sum(t * p, axis=axis) + epsilon) / (
-        np.sum(t, axis=axis) + np.sum(p, axis=axis) + epsilon)
+        np.sum(t, axis=axis) + np.sum(p, axis=axis) + epsilon
+    )
     return np.float64(np.mean(per_class))
 
 
-def ref_soft_dice_loss(y_true: np.ndarray, y_pred: np.ndarray, axis: tuple[int, ...] = (1, 2, 3),
-                       epsilon: float = 0.00001) -> np.float64:
+def ref_soft_dice_loss(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    axis: tuple[int, ...] = (1, 2, 3),
+    epsilon: float = 0.00001,
+) -> np.float64:
     """Reference soft Dice loss; y_true, y_pred: (C, X, Y, Z)."""
     t, p = np.asarray(y_true, np.float64), np.asarray(y_pred, np.float64)
     per_class = (2 * np.sum(t * p, axis=axis) + epsilon) / (
-        np.sum(t ** 2, axis=axis) + np.sum(p ** 2, axis=axis) + epsilon)
+        np.sum(t**2, axis=axis) + np.sum(p**2, axis=axis) + epsilon
+    )
     return np.float64(1.0 - np.mean(per_class))
 
 
-def ref_sens_spec(pred: np.ndarray, label: np.ndarray, class_num: int) -> tuple[np.float64, np.float64]:
+def ref_sens_spec(
+    pred: np.ndarray, label: np.ndarray, class_num: int
+) -> tuple[np.float64, np.float64]:
     """Reference sensitivity and specificity of class ``class_num``; pred, label: (C, X, Y, Z)."""
     p, t = np.asarray(pred)[class_num] == 1, np.asarray(label)[class_num] == 1
     tp, tn = np.sum(p & t), np.sum(~p & ~t)
@@ -92,8 +118,12 @@ def ref_sens_spec(pred: np.ndarray, label: np.ndarray, class_num: int) -> tuple[
 
 
 REFERENCES: dict[str, Callable[..., Any]] = {
-    "C1": ref_get_sub_volume, "C2": ref_standardize, "C3": ref_single_class_dice,
-    "C4": ref_dice, "C5": ref_soft_dice_loss, "C6": ref_sens_spec,
+    "C1": ref_get_sub_volume,
+    "C2": ref_standardize,
+    "C3": ref_single_class_dice,
+    "C4": ref_dice,
+    "C5": ref_soft_dice_loss,
+    "C6": ref_sens_spec,
 }
 
 
@@ -148,14 +178,27 @@ def _same(found: Any, want: Any, atol: float = checks.ATOL) -> str | None:
     return None
 
 
-def _c1_corner(args: tuple[Any, ...], kwargs: dict[str, Any], seed: int | None
-               ) -> tuple[int, int, int] | None:
+def _c1_corner(
+    args: tuple[Any, ...], kwargs: dict[str, Any], seed: int | None
+) -> tuple[int, int, int] | None:
     """Where the window of a hidden ``get_sub_volume`` call must start (None: nowhere)."""
-    options = {**{k: v.default for k, v in inspect.signature(ref_get_sub_volume).parameters.items()
-                  if v.default is not inspect.Parameter.empty}, **kwargs}
+    options = {
+        **{
+            k: v.default
+            for k, v in inspect.signature(ref_get_sub_volume).parameters.items()
+            if v.default is not inspect.Parameter.empty
+        },
+        **kwargs,
+    }
     out = (options["output_x"], options["output_y"], options["output_z"])
-    return public_tests.replay_corners(args[1], out, options["background_threshold"],
-                                       options["max_tries"], 1, rng=np.random.RandomState(seed))[0]
+    return public_tests.replay_corners(
+        args[1],
+        out,
+        options["background_threshold"],
+        options["max_tries"],
+        1,
+        rng=np.random.RandomState(seed),
+    )[0]
 
 
 def _diagnosis(exercise: str, index: int, found: Any, want: Any) -> str | None:
@@ -164,23 +207,36 @@ def _diagnosis(exercise: str, index: int, found: Any, want: Any) -> str | None:
     args, kwargs, seed = checks.cases(exercise)[index]
     if exercise == "C1":
         out = (kwargs["output_x"], kwargs["output_y"], kwargs["output_z"])
-        return public_tests.patch_problem(found, args[0], args[1], _c1_corner(args, kwargs, seed),
-                                          out, kwargs.get("num_classes", 4), what)
+        return public_tests.patch_problem(
+            found,
+            args[0],
+            args[1],
+            _c1_corner(args, kwargs, seed),
+            out,
+            kwargs.get("num_classes", 4),
+            what,
+        )
     if exercise == "C2":
         return public_tests.standardize_problem(found, np.asarray(args[0]), f"{name} on {what}")
     parts = ("sensitivity", "specificity") if exercise == "C6" else ("",)
     founds, wants = (found, want) if exercise == "C6" else ((found,), (want,))
     for part, f, w in zip(parts, founds, wants):
-        problem = public_tests.value_problem(float(f), float(w), f"{name} on {what} {part}".rstrip(),
-                                             public_tests.VALUE_HINTS[exercise], rtol=0.0,
-                                             atol=checks.ATOL)
+        problem = public_tests.value_problem(
+            float(f),
+            float(w),
+            f"{name} on {what} {part}".rstrip(),
+            public_tests.VALUE_HINTS[exercise],
+            rtol=0.0,
+            atol=checks.ATOL,
+        )
         if problem:
             return problem
     return None
 
 
-def _check_problem(exercise: str, index: int, found: Any, reference: dict[str, Any],
-                   symbolic: bool = False) -> str | None:
+def _check_problem(
+    exercise: str, index: int, found: Any, reference: dict[str, Any], symbolic: bool = False
+) -> str | None:
     """Why one hidden check failed (type, shape or values), in the student's words, or None."""
     gave_up = not symbolic and index in checks.gave_up_cases(exercise)
     problem = checks.type_problem(exercise, found["value"], gave_up) if not symbolic else None
@@ -188,23 +244,36 @@ def _check_problem(exercise: str, index: int, found: Any, reference: dict[str, A
         return f"`{checks.FUNCTIONS[exercise]}` {problem} on hidden check {index + 1}."
     if symbolic:
         raw = found["value"]
-        if not checks._is_array(raw) or raw.get("t") not in ("tensor", "numpy.ndarray", "numpy.float32",
-                                                             "numpy.float64"):
-            return (f"{checks.FUNCTIONS[exercise]} returned {checks._describe(raw)} inside "
-                    f"model.fit; expected a tensor. {public_tests.KERAS_HINT}")
+        if not checks._is_array(raw) or raw.get("t") not in (
+            "tensor",
+            "numpy.ndarray",
+            "numpy.float32",
+            "numpy.float64",
+        ):
+            return (
+                f"{checks.FUNCTIONS[exercise]} returned {checks._describe(raw)} inside "
+                f"model.fit; expected a tensor. {public_tests.KERAS_HINT}"
+            )
     found_values, want_values = checks.values(found["value"]), checks.values(reference["value"])
     verdict = _same(found_values, want_values, 1e-4 if symbolic else checks.ATOL)
     if verdict is None:
         return None
     if symbolic:
         if found_values.shape != want_values.shape:
-            return (f"{checks.FUNCTIONS[exercise]} gives shape {found_values.shape} inside model.fit "
-                    f"(a batch of 2, `axis` given), expected {want_values.shape}: pass `axis` to "
-                    "every ops.sum.")
-        return (f"{checks.FUNCTIONS[exercise]} gives other values inside model.fit than on numpy "
-                f"arrays. {public_tests.KERAS_HINT}")
+            return (
+                f"{checks.FUNCTIONS[exercise]} gives shape {found_values.shape} inside model.fit "
+                f"(a batch of 2, `axis` given), expected {want_values.shape}: pass `axis` to "
+                "every ops.sum."
+            )
+        return (
+            f"{checks.FUNCTIONS[exercise]} gives other values inside model.fit than on numpy "
+            f"arrays. {public_tests.KERAS_HINT}"
+        )
     try:
-        return _diagnosis(exercise, index, found_values, want_values) or f"{verdict} on hidden check {index + 1}"
+        return (
+            _diagnosis(exercise, index, found_values, want_values)
+            or f"{verdict} on hidden check {index + 1}"
+        )
     except Exception:  # noqa: BLE001 - an odd result the diagnosis cannot read
         return f"{verdict} on hidden check {index + 1}"
 
@@ -217,7 +286,9 @@ def _summary(name: str, failures: list[tuple[int, str]], total: int) -> str:
 
     def numbers(items: list[int]) -> str:
         text = ", ".join(map(str, items))
-        return text.rsplit(", ", 1)[0] + " and " + text.rsplit(", ", 1)[1] if len(items) > 1 else text
+        return (
+            text.rsplit(", ", 1)[0] + " and " + text.rsplit(", ", 1)[1] if len(items) > 1 else text
+        )
 
     detail = "; ".join(f"{numbers(idx)}: {kind}" for kind, idx in kinds.items())
     return f"`{name}` failed {len(failures)} of {total} hidden checks ({detail})."
@@ -229,7 +300,9 @@ def _exception_text(exercise: str, found: dict[str, Any], index: int, symbolic: 
     name = checks.FUNCTIONS[exercise]
     if symbolic:
         return public_tests.symbolic_failure(name, ename, message, line)
-    return f"Hidden check {index + 1}: " + public_tests.describe_exception(name, ename, message, line)
+    return f"Hidden check {index + 1}: " + public_tests.describe_exception(
+        name, ename, message, line
+    )
 
 
 def _judge_symbolic(exercise: str, record: dict[str, Any]) -> str | None:
@@ -242,7 +315,9 @@ def _judge_symbolic(exercise: str, record: dict[str, Any]) -> str | None:
     for index, (found, reference) in enumerate(zip(results, want)):
         try:
             if not isinstance(found, dict) or "value" not in found:
-                return _exception_text(exercise, found if isinstance(found, dict) else {}, index, True)
+                return _exception_text(
+                    exercise, found if isinstance(found, dict) else {}, index, True
+                )
             problem = _check_problem(exercise, index, found, reference, symbolic=True)
         except Exception:  # noqa: BLE001 - malformed (possibly forged) JSON
             problem = "The grader could not read the results of your function inside model.fit."
@@ -285,8 +360,10 @@ def judge_record(exercise: str, record: Any) -> tuple[str, str]:
     symbolic = _judge_symbolic(exercise, record)
     if not failures:
         if symbolic:
-            return "failed", (f"`{name}` passed all {len(want)} hidden checks on numpy arrays, but "
-                              f"not inside model.fit (symbolic tensors): {symbolic}")
+            return "failed", (
+                f"`{name}` passed all {len(want)} hidden checks on numpy arrays, but "
+                f"not inside model.fit (symbolic tensors): {symbolic}"
+            )
         return "passed", f"`{name}` passed all {len(want)} hidden checks."
     raised = [i for i, kind in failures if kind.startswith("raised")]
     parts = [_summary(name, failures, len(want)), details[failures[0][0]]]

@@ -41,11 +41,13 @@ def read_rows(out: Path) -> dict[str, dict[str, str]]:
             if reader.fieldnames is None or "submission" not in reader.fieldnames:
                 raise ResultsFileError(
                     f"{path} has no 'submission' column, so it was not written by `tumorseg "
-                    "grade`; choose another --out folder or pass --fresh to replace it.")
+                    "grade`; choose another --out folder or pass --fresh to replace it."
+                )
             rows = {row["submission"]: {k: row.get(k) or "" for k in HEADER} for row in reader}
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ResultsFileError(f"{path} cannot be read ({exc}); fix or move it, or pass --fresh "
-                               "to start over.") from None
+        raise ResultsFileError(
+            f"{path} cannot be read ({exc}); fix or move it, or pass --fresh to start over."
+        ) from None
     return rows
 
 

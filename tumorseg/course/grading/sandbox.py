@@ -84,13 +84,23 @@ def _limits(memory_mb: int, cpu_s: int, fsize_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 5))
 
 
-def run(cmd: list[str], cwd: str, timeout: float, memory_mb: int, fsize_mb: int = 256,
-        log: str | None = None) -> int:
+def run(
+    cmd: list[str],
+    cwd: str,
+    timeout: float,
+    memory_mb: int,
+    fsize_mb: int = 256,
+    log: str | None = None,
+) -> int:
     """Run ``cmd`` under the limits; always leaves no descendant behind.  Returns its status."""
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        cmd,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=lambda: _limits(memory_mb, int(timeout) + 5, fsize_mb),  # noqa: PLW1509
     )
@@ -130,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     started = time.monotonic()
     try:
-        status = run(argv[split + 1:], args.cwd, args.timeout, args.memory_mb, args.fsize_mb,
-                     args.log)
+        status = run(
+            argv[split + 1 :], args.cwd, args.timeout, args.memory_mb, args.fsize_mb, args.log
+        )
     finally:
         kill_descendants()
     if args.log:
