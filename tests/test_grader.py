@@ -18,25 +18,15 @@ import nbformat
 import numpy as np
 import psutil
 import pytest
+from submissions import make_submissions as gen
 
 from tumorseg.course import grader, public_tests
 from tumorseg.course.grading import checks, isolation, nbtools, reference
+from tumorseg.resources import instructor_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-INSTRUCTOR = ROOT / "tumorseg" / "course" / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
+INSTRUCTOR = instructor_notebook()
 CELL_TIMEOUT = 15
-
-
-def _load_generator():
-    spec = importlib.util.spec_from_file_location(
-        "make_submissions", Path(__file__).parent / "submissions" / "make_submissions.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
 
 
 def _sandbox_flags() -> list[str]:

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tumorseg.data import DataError
 from tumorseg.patches import sample_patch, standardize_patch
 from tumorseg.patches.store import NAME_RE, build_patch_store, main, split_cases
 
@@ -139,3 +140,42 @@ def test_patch_store_format_split_and_rerun(fake_data, tmp_path, capsys):
     assert cfg3 == cfg
     with h5py.File(victim, "r") as f:
         assert f["x"].shape == (4, 160, 160, 16)
+
+
+def _fake_store(root, seed, train_cases, valid_cases):
+    cfg = {
+        "seed": seed,
+        "train_cases": train_cases,
+        "valid_cases": valid_cases,
+        "train": [],
+        "valid": [],
+        "source": {"release": "tumorseg synth synth-v9 --randomize"},
+    }
+    for part, cases in (("train", train_cases), ("valid", valid_cases)):
+        (root / part).mkdir(parents=True)
+        for case in cases:
+            name = f"{case}.nii.gz_0_x1_y2_z3.h5"
+            (root / part / name).write_text(f"{root.name}/{part}/{case}")
+            cfg[part].append(name)
+    (root / "config.json").write_text(json.dumps(cfg))
+    return root
+
+
+def test_merged_store_keeps_the_held_out_cases_and_prefixes_the_others(tmp_path):
+    from tumorseg.patches.store import merge_stores
+
+    a = _fake_store(tmp_path / "a", 11, ["BRATS_001", "BRATS_002"], ["BRATS_003"])
+    b = _fake_store(tmp_path / "b", 12, ["BRATS_001"], ["BRATS_003"])
+    cfg = merge_stores(tmp_path / "m", a, [b])
+    assert cfg["valid"] == ["BRATS_003.nii.gz_0_x1_y2_z3.h5"]  # only the held store's valid
+    assert cfg["valid_cases"] == ["BRATS_003"]
+    assert cfg["train_cases"] == ["BRATS_001", "BRATS_002", "R12_BRATS_001", "R12_BRATS_003"]
+    contents = {n: (tmp_path / "m" / "train" / n).read_text() for n in cfg["train"]}
+    assert contents["R12_BRATS_003.nii.gz_0_x1_y2_z3.h5"] == "b/valid/BRATS_003"
+    assert contents["BRATS_001.nii.gz_0_x1_y2_z3.h5"] == "a/train/BRATS_001"
+    assert len(contents) == 4
+    assert json.loads((tmp_path / "m" / "config.json").read_text()) == cfg
+    with pytest.raises(DataError, match="same seed"):
+        merge_stores(tmp_path / "n", a, [b, _fake_store(tmp_path / "c", 12, ["X"], [])])
+    with pytest.raises(DataError, match="not a patch store"):
+        merge_stores(tmp_path / "n", a, [tmp_path / "nothing"])

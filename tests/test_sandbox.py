@@ -9,7 +9,6 @@ bubblewrap is missing or cannot create its namespaces.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import secrets
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from submissions import make_submissions as gen
 
 from tumorseg.course import grader
 from tumorseg.course.grading import isolation
@@ -28,18 +28,6 @@ from tumorseg.resources import instructor_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTOR = instructor_notebook()
-
-
-def _load_generator():
-    spec = importlib.util.spec_from_file_location(
-        "make_submissions", Path(__file__).parent / "submissions" / "make_submissions.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_generator()
 
 
 def _sandbox_reason() -> str | None:

@@ -157,6 +157,62 @@ def build_patch_store(
     return config
 
 
+def merge_stores(out: str | Path, held: str | Path, extra: list[str | Path]) -> dict:
+    """One patch store from several, for training on more cases than one store holds.
+
+    held: a store whose train/valid split is kept (its valid cases stay held out); extra: stores
+    whose patches all join train, linked (not copied) under ``out/train`` with their names
+    prefixed ``R<seed>_`` so that cases of different stores never share a name.
+    Returns the config written to ``out/config.json``. DataError when a store has no
+    ``config.json`` or two extra stores have the same seed.
+    """
+    out, held = Path(out), Path(held)
+    configs = [_read_config(Path(s)) for s in [held, *extra]]
+    prefixes = [f"R{c.get('seed')}_" for c in configs[1:]]
+    if len(set(prefixes)) < len(prefixes):
+        raise DataError(f"{', '.join(map(str, extra))}: two stores with the same seed; merge one")
+    links: dict[str, list[tuple[str, Path]]] = {
+        "train": [(n, held / "train" / n) for n in configs[0]["train"]],
+        "valid": [(n, held / "valid" / n) for n in configs[0]["valid"]],
+    }
+    train_cases = list(configs[0]["train_cases"])
+    for store, cfg, prefix in zip(extra, configs[1:], prefixes):
+        for part in ("train", "valid"):
+            links["train"] += [(prefix + n, Path(store) / part / n) for n in cfg[part]]
+        train_cases += [prefix + c for c in cfg["train_cases"] + cfg["valid_cases"]]
+    for part, items in links.items():
+        (out / part).mkdir(parents=True, exist_ok=True)
+        for name, target in items:
+            link = out / part / name
+            if not link.is_symlink():
+                link.symlink_to(target.resolve())
+    config = {
+        **configs[0],
+        "train": [n for n, _ in links["train"]],
+        "valid": [n for n, _ in links["valid"]],
+        "train_cases": train_cases,
+        "source": {
+            "merged": [
+                {"store": str(s), "seed": c.get("seed"), "source": c.get("source")}
+                for s, c in zip([held, *extra], configs)
+            ],
+            "release": configs[0].get("source", {}).get("release"),
+        },
+    }
+    write_text(out / "config.json", json.dumps(config, indent=1))
+    return config
+
+
+def _read_config(store: Path) -> dict:
+    """``store/config.json``; DataError naming the store when it is missing or unreadable."""
+    try:
+        return json.loads((store / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"{store / 'config.json'}: not a patch store ({exc}); build it with `tumorseg patches`"
+        ) from exc
+
+
 def _dataset_release(data: Path) -> str | None:
     """The "release" field of ``data/dataset.json`` (which generator made a synthetic set)."""
     try:

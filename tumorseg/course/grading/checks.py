@@ -381,7 +381,8 @@ def canonical(value: Any, depth: int = 0) -> dict[str, Any]:
     }
 
 
-def _is_array(raw: Any) -> bool:
+def is_array_payload(raw: Any) -> bool:
+    """True when ``raw`` is an encoded array: a dict with ``data``, ``shape`` and ``dtype``."""
     return isinstance(raw, dict) and "data" in raw and "shape" in raw and "dtype" in raw
 
 
@@ -389,23 +390,26 @@ def _scalar_problem(raw: Any, need_type: str | None = None) -> str | None:
     """None when ``raw`` is one float64 number (a float, np.float64, 0-d array or tensor)."""
     t = raw.get("t") if isinstance(raw, dict) else None
     if need_type is not None and t != need_type:
-        return f"returned {_describe(raw)}, expected {need_type}"
+        return f"returned {describe_payload(raw)}, expected {need_type}"
     if t not in ("float", "numpy.float64", "numpy.ndarray", "tensor"):
-        return f"returned {_describe(raw)}, expected a single float64 number"
-    if t != "float" and (not _is_array(raw) or raw["shape"] != [] or raw["dtype"] != "float64"):
-        if _is_array(raw) and raw["shape"] != []:
+        return f"returned {describe_payload(raw)}, expected a single float64 number"
+    if t != "float" and (
+        not is_array_payload(raw) or raw["shape"] != [] or raw["dtype"] != "float64"
+    ):
+        if is_array_payload(raw) and raw["shape"] != []:
             return "returned an array with several values, expected a single number"
-        return f"returned {_describe(raw)}, expected a single float64 number"
+        return f"returned {describe_payload(raw)}, expected a single float64 number"
     return None
 
 
-def _describe(raw: Any) -> str:
+def describe_payload(raw: Any) -> str:
+    """A few words on what an encoded return value was, e.g. "an array of dtype int64"."""
     if not isinstance(raw, dict):
         return "something unreadable"
     t = raw.get("t")
     if t == "other":
         return f"an object of type {str(raw.get('name', '?'))[:60]}"
-    if _is_array(raw) and t in ("numpy.ndarray", "tensor"):
+    if is_array_payload(raw) and t in ("numpy.ndarray", "tensor"):
         return f"{'a tensor' if t == 'tensor' else 'an array'} of dtype {raw['dtype']}"
     return str(t)[:60]
 
@@ -422,19 +426,21 @@ def type_problem(exercise: str, raw: Any, gave_up: bool = False) -> str | None:
             return (
                 None
                 if t == "None"
-                else f"returned {_describe(raw)} although no window qualifies (expected None)"
+                else f"returned {describe_payload(raw)} although no window qualifies (expected None)"
             )
         if t != "tuple" or _len(raw.get("items", ())) != 2:
-            return f"returned {_describe(raw)}, expected a tuple (X, y)"
+            return f"returned {describe_payload(raw)}, expected a tuple (X, y)"
         for part, item in zip(("X", "y"), raw["items"]):
             if not (
-                isinstance(item, dict) and item.get("t") == "numpy.ndarray" and _is_array(item)
+                isinstance(item, dict)
+                and item.get("t") == "numpy.ndarray"
+                and is_array_payload(item)
             ):
-                return f"{part} is {_describe(item)}, expected a numpy array"
+                return f"{part} is {describe_payload(item)}, expected a numpy array"
         return None
     if exercise == "C2":
-        if t != "numpy.ndarray" or not _is_array(raw):
-            return f"returned {_describe(raw)}, expected a numpy array"
+        if t != "numpy.ndarray" or not is_array_payload(raw):
+            return f"returned {describe_payload(raw)}, expected a numpy array"
         if raw["dtype"] != "float64":
             return f"returned an array of dtype {raw['dtype']}, expected float64"
         return None
@@ -442,7 +448,7 @@ def type_problem(exercise: str, raw: Any, gave_up: bool = False) -> str | None:
         return _scalar_problem(raw)
     if exercise == "C6":
         if t != "tuple" or _len(raw.get("items", ())) != 2:
-            return f"returned {_describe(raw)}, expected a tuple (sensitivity, specificity)"
+            return f"returned {describe_payload(raw)}, expected a tuple (sensitivity, specificity)"
         for item in raw["items"]:
             problem = _scalar_problem(item, need_type="numpy.float64")
             if problem:

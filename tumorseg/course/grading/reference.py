@@ -244,14 +244,14 @@ def _check_problem(
         return f"`{checks.FUNCTIONS[exercise]}` {problem} on hidden check {index + 1}."
     if symbolic:
         raw = found["value"]
-        if not checks._is_array(raw) or raw.get("t") not in (
+        if not checks.is_array_payload(raw) or raw.get("t") not in (
             "tensor",
             "numpy.ndarray",
             "numpy.float32",
             "numpy.float64",
         ):
             return (
-                f"{checks.FUNCTIONS[exercise]} returned {checks._describe(raw)} inside "
+                f"{checks.FUNCTIONS[exercise]} returned {checks.describe_payload(raw)} inside "
                 f"model.fit; expected a tensor. {public_tests.KERAS_HINT}"
             )
     found_values, want_values = checks.values(found["value"]), checks.values(reference["value"])
