@@ -13,12 +13,13 @@ Usage::
 
     .venv/bin/python benchmarks/bench_realism.py --patches ../shared/real-brats/train
     .venv/bin/python benchmarks/bench_realism.py --weights runs/x/model.weights.h5 \\
-        --patches runs/rand/processed/valid --scans data/BraTS-Data
+        --patches runs/rand/processed/valid --scans data/BraTS-Data --json runs/x/figures.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         default=str(ROOT / "data" / "BraTS-Data"),
         help="dataset of whole cases ('' to skip)",
     )
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     real = ROOT.parent / "shared" / "real-brats" / "train"
     if not args.patches and real.is_dir():
@@ -73,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         f"model: {args.weights or 'shipped'}; {manifest.get('steps')} steps; "
         f"standardize={mode}; data: {manifest.get('data', {}).get('source', '?')}"
     )
+    figures: dict = {"weights": args.weights or "shipped", "patches": {}, "scans": {}}
     for folder in args.patches:
         t = time.perf_counter()
-        r = patch_dice(model, Path(folder), mode)
+        r = figures["patches"][folder] = patch_dice(model, Path(folder), mode)
         print(
             f"  patches {folder}: edema {r['edema']:.3f}  non-enhancing {r['non_enhancing']:.3f}"
             f"  enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches, "
@@ -83,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.scans and (Path(args.scans) / "dataset.json").is_file():
         t = time.perf_counter()
-        r = scan_dice(model, Path(args.scans))
+        r = figures["scans"][args.scans] = scan_dice(model, Path(args.scans))
         print(
             f"  whole scans {args.scans}: WT {r['WT']:.3f}  TC {r['TC']:.3f}  ET {r['ET']:.3f}"
             f"  ({r['cases']} cases, {time.perf_counter() - t:.0f} s)"
         )
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return 0
 
 
