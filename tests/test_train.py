@@ -48,7 +48,7 @@ def test_two_steps_write_weights_manifest_log_and_resume(store, tmp_path):
         "--checkpoint-every",
         "1",
     ]
-    assert main([*args, "--steps", "2"]) == 0
+    assert main([*args, "--steps", "2", "--snapshot-steps", "1"]) == 0
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["config"] == {"n_base_filters": 8, "input_shape": [4, 160, 160, 16]}
     assert manifest["steps"] == 2 and manifest["standardize"] == "brain"
@@ -70,6 +70,9 @@ def test_two_steps_write_weights_manifest_log_and_resume(store, tmp_path):
 
     model, _ = load_pretrained(out / "model.weights.h5")
     assert model.count_params() == 1_021_019
+    snap, snap_manifest = load_pretrained(out / "snapshot_1.weights.h5")  # with its own manifest
+    assert snap_manifest["steps"] == 1 and snap_manifest["data"] == manifest["data"]
+    assert not np.array_equal(snap.get_weights()[0], model.get_weights()[0])
     assert (out / "model.weights.h5").stat().st_size < 6_000_000  # weights only, no Adam moments
 
     assert main([*args, "--steps", "3", "--resume"]) == 0

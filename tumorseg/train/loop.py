@@ -202,9 +202,12 @@ def run_steps(
     state: RunState,
     valid: Callable[[], Iterable] | None,
     verbose: bool,
+    data: dict | None = None,
 ) -> None:
     """Train from ``state.step`` to ``cfg.steps`` (or the time budget), logging, validating,
-    checkpointing and snapshotting on the way; updates ``state``."""
+    checkpointing and snapshotting on the way; updates ``state``. A snapshot is
+    ``snapshot_<step>.weights.h5`` with its manifest ``snapshot_<step>.json`` (``data`` is its
+    ``"data"``), so ``load_pretrained`` loads it like the final model."""
     out = Path(cfg.out)
     feed = Prefetcher(source, range(state.step, cfg.steps), cfg.workers, cfg.processes, dist.rows)
     bar = tqdm(
@@ -242,12 +245,7 @@ def run_steps(
                 cfg.max_seconds is not None and dist.from_chief(state.elapsed()) > cfg.max_seconds
             )
             if state.step in cfg.snapshot_steps:
-                export_weights(
-                    model,
-                    cfg.model_config(),
-                    out / f"snapshot_{state.step}.weights.h5",
-                    dist.is_chief,
-                )
+                snapshot(model, cfg, dist, state, data, metrics)
             if dist.is_chief:
                 log_row(out / "log.csv", state.step, state.elapsed(), state.loss, rate, metrics)
                 if state.step % cfg.checkpoint_every == 0 or state.step == cfg.steps or timed_out:
@@ -283,6 +281,23 @@ def timings(state: RunState, dist: Distribution) -> dict:
         "patches_per_second": _round(dist.global_batch / steady if steady else None),
         "input": state.input,
     }
+
+
+def snapshot(
+    model: Any,
+    cfg: TrainConfig,
+    dist: Distribution,
+    state: RunState,
+    data: dict | None,
+    metrics: dict | None,
+) -> None:
+    """Write ``OUT/snapshot_<step>.weights.h5`` and its manifest; ``metrics``: the validation
+    Dice measured at this step, or None."""
+    out = Path(cfg.out) / f"snapshot_{state.step}"
+    export_weights(model, cfg.model_config(), f"{out}.weights.h5", dist.is_chief)
+    if dist.is_chief:
+        manifest = make_manifest(cfg, dist, state, data) | {"validation_patch_dice": metrics}
+        write_text(f"{out}.json", json.dumps(manifest, indent=1))
 
 
 def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState, data: dict | None) -> dict:
@@ -351,7 +366,7 @@ def train(
     try:
         model = build_model(cfg)
         state = resume_or_start(model, out, resume, dist.is_chief, verbose)
-        run_steps(model, cfg, source, dist, state, valid, verbose)
+        run_steps(model, cfg, source, dist, state, valid, verbose, data)
         if valid is not None:
             state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
         manifest = make_manifest(cfg, dist, state, data)
