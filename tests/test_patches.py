@@ -177,5 +177,5 @@ def test_merged_store_keeps_the_held_out_cases_and_prefixes_the_others(tmp_path)
     assert json.loads((tmp_path / "m" / "config.json").read_text()) == cfg
     with pytest.raises(DataError, match="same seed"):
         merge_stores(tmp_path / "n", a, [b, _fake_store(tmp_path / "c", 12, ["X"], [])])
-    with pytest.raises(DataError, match="not a patch store"):
+    with pytest.raises(DataError, match="build the patch store"):
         merge_stores(tmp_path / "n", a, [tmp_path / "nothing"])

@@ -163,11 +163,11 @@ def merge_stores(out: str | Path, held: str | Path, extra: list[str | Path]) -> 
     held: a store whose train/valid split is kept (its valid cases stay held out); extra: stores
     whose patches all join train, linked (not copied) under ``out/train`` with their names
     prefixed ``R<seed>_`` so that cases of different stores never share a name.
-    Returns the config written to ``out/config.json``. DataError when a store has no
-    ``config.json`` or two extra stores have the same seed.
+    Returns the config written to ``out/config.json``. DataError when a store is not one
+    (``read_store``) or two extra stores have the same seed.
     """
     out, held = Path(out), Path(held)
-    configs = [_read_config(Path(s)) for s in [held, *extra]]
+    configs = [read_store(s) for s in [held, *extra]]
     prefixes = [f"R{c.get('seed')}_" for c in configs[1:]]
     if len(set(prefixes)) < len(prefixes):
         raise DataError(f"{', '.join(map(str, extra))}: two stores with the same seed; merge one")
@@ -203,14 +203,24 @@ def merge_stores(out: str | Path, held: str | Path, extra: list[str | Path]) -> 
     return config
 
 
-def _read_config(store: Path) -> dict:
-    """``store/config.json``; DataError naming the store when it is missing or unreadable."""
+def read_store(store: str | Path) -> dict:
+    """``store/config.json`` of a patch store; DataError naming the file and the fix when it is
+    missing, unreadable or lists no training patches."""
+    cfg_path = Path(store) / "config.json"
+    if not cfg_path.is_file():
+        raise DataError(
+            f"{cfg_path} not found: build the patch store with "
+            f"`tumorseg patches --data DATASET --out {store}` first"
+        )
     try:
-        return json.loads((store / "config.json").read_text())
+        config = json.loads(cfg_path.read_text())
     except (OSError, ValueError) as exc:
         raise DataError(
-            f"{store / 'config.json'}: not a patch store ({exc}); build it with `tumorseg patches`"
+            f"{cfg_path}: unreadable ({exc}); rebuild it with `tumorseg patches`"
         ) from exc
+    if not config.get("train"):
+        raise DataError(f"{cfg_path}: no training patches; rebuild it with `tumorseg patches`")
+    return config
 
 
 def _dataset_release(data: Path) -> str | None:

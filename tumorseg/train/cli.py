@@ -13,12 +13,12 @@ The same command runs on the CPU, on one GPU and data-parallel on several (JAX b
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from tumorseg.cli import fail
 from tumorseg.data import DataError
 from tumorseg.patches.augment import Augment
+from tumorseg.patches.store import read_store
 from tumorseg.train.config import TrainConfig
 from tumorseg.train.data import StoreBatches, store_validation
 from tumorseg.train.distribute import initialize_hosts
@@ -113,20 +113,6 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--num-processes", type=int, default=None, help="number of hosts")
     h.add_argument("--process-id", type=int, default=None, help="this host's index, 0 first")
     return p
-
-
-def read_store(data: Path) -> dict:
-    """The patch store's ``config.json``; DataError naming the fix when it is missing or empty."""
-    cfg_path = data / "config.json"
-    if not cfg_path.is_file():
-        raise DataError(
-            f"{cfg_path} not found: build the patch store with "
-            f"`tumorseg patches --data DATASET --out {data}` first"
-        )
-    store = json.loads(cfg_path.read_text())
-    if not store.get("train"):
-        raise DataError(f"{cfg_path}: no training patches; rebuild it with `tumorseg patches`")
-    return store
 
 
 def data_record(data: Path, store: dict) -> dict:
