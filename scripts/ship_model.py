@@ -1,12 +1,12 @@
-"""Ship a trained run as the course's pretrained model, with its provenance in the manifest.
+"""Ship a trained model as the course's pretrained model, with its provenance in the manifest.
 
-    .venv/bin/python scripts/ship_model.py RUN --reproduce RUN/reproduce.txt \\
+    .venv/bin/python scripts/ship_model.py RUN/model.weights.h5 --reproduce RUN/reproduce.txt \\
         --figures RUN/figures.json --figures RUN/figures-real.json \\
         --selection "chosen on ..." --machine "2-core CPU, TensorFlow, bf16"
 
-RUN is a ``tumorseg train`` output folder (``model.weights.h5`` + ``model.json``). The weights
-replace ``tumorseg/model/weights/model_pretrained.weights.h5``; the manifest is the run's own,
-plus:
+WEIGHTS is a ``.weights.h5`` written by ``tumorseg train`` (the final ``model.weights.h5`` or a
+``snapshot_<step>.weights.h5``), with its manifest beside it. The weights replace the shipped
+ones (``tumorseg.resources.pretrained_weights()``); the manifest is the weights' own, plus:
 
 * ``lineage``: the manifest it replaces, summarised, after that manifest's own lineage (so a
   fine-tuned model says what it was fine-tuned from, back to the first run);
@@ -21,9 +21,7 @@ Both files are written atomically; nothing is written when an input is missing.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -33,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from tumorseg.atomic import atomic_path, write_text  # noqa: E402
 from tumorseg.cli import fail  # noqa: E402
+from tumorseg.model.pretrained import manifest_path  # noqa: E402
+from tumorseg.resources import pretrained_weights  # noqa: E402
 
-DEST = ROOT / "tumorseg" / "model" / "weights"
 SUMMARY_KEYS = (
     "steps",
     "batch_size",
@@ -58,21 +57,10 @@ def summarise(manifest: dict) -> dict:
     }
 
 
-def shipped_manifest(run: Path, weights: str, previous: dict, extra: dict) -> dict:
-    """The run's manifest with lineage, reproduce, evaluation, selection and machine added;
-    for a ``snapshot_<step>.weights.h5``, steps and train_seconds are the snapshot's (log.csv)."""
-    manifest = json.loads((run / "model.json").read_text())
-    snap = re.fullmatch(r"snapshot_(\d+)\.weights\.h5", weights)
-    if snap:
-        step = int(snap.group(1))
-        with open(run / "log.csv", newline="") as fh:
-            rows = [r for r in csv.DictReader(fh) if int(r["step"]) == step]
-        if not rows:
-            raise ValueError(f"{run / 'log.csv'}: no row for step {step}")
-        manifest["run_steps"] = manifest["steps"]
-        manifest["steps"] = step
-        manifest["train_seconds"] = float(rows[0]["seconds"])
-        manifest.pop("validation_patch_dice", None)  # measured at the end of the run
+def shipped_manifest(weights: Path, previous: dict, extra: dict) -> dict:
+    """The manifest beside ``weights`` with lineage, reproduce, evaluation, selection and
+    machine added."""
+    manifest = json.loads(manifest_path(weights).read_text())
     manifest["init_weights"] = "the previous shipped model (last entry of lineage)"
     manifest["lineage"] = [*previous.get("lineage", []), summarise(previous)]
     return manifest | extra
@@ -80,38 +68,36 @@ def shipped_manifest(run: Path, weights: str, previous: dict, extra: dict) -> di
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="ship_model", description=__doc__.splitlines()[0])
-    p.add_argument("run", type=Path, help="tumorseg train output folder")
+    p.add_argument("weights", type=Path, help="a .weights.h5 of tumorseg train, manifest beside")
     p.add_argument("--reproduce", type=Path, required=True, help="commands, one per line")
     p.add_argument("--figures", type=Path, action="append", default=[], help="bench_realism json")
     p.add_argument("--selection", required=True, help="how this run and checkpoint were chosen")
     p.add_argument("--machine", required=True, help="where it was trained, in words")
-    p.add_argument("--weights", default="model.weights.h5", help="file in RUN (a snapshot)")
     args = p.parse_args(argv)
-    weights = args.run / args.weights
+    dest = pretrained_weights()
     try:
-        previous = json.loads((DEST / "model_pretrained.json").read_text())
+        previous = json.loads(manifest_path(dest).read_text())
         commands = [c for c in args.reproduce.read_text().splitlines() if c.strip()]
         evaluation: dict = {"patches": {}, "scans": {}}
         for f in args.figures:
             figures = json.loads(f.read_text())
             for key in ("patches", "scans"):
                 evaluation[key].update(figures.get(key, {}))
-        if not weights.is_file():
-            raise OSError(f"{weights}: no such weights file")
+        if not args.weights.is_file():
+            raise OSError(f"{args.weights}: no such weights file")
         extra = {
             "reproduce": commands,
             "evaluation": evaluation,
             "selection": args.selection,
             "machine": args.machine,
-            "weights_file": args.weights,
         }
-        manifest = shipped_manifest(args.run, args.weights, previous, extra)
-    except (OSError, ValueError, IndexError, KeyError) as exc:
+        manifest = shipped_manifest(args.weights, previous, extra)
+    except (OSError, ValueError) as exc:
         fail(p.prog, exc)
-    with atomic_path(DEST / "model_pretrained.weights.h5") as tmp:
-        shutil.copyfile(weights, tmp)
-    write_text(DEST / "model_pretrained.json", json.dumps(manifest, indent=1) + "\n")
-    print(f"shipped {weights} ({manifest['steps']} steps) into {DEST}")
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(args.weights, tmp)
+    write_text(manifest_path(dest), json.dumps(manifest, indent=1) + "\n")
+    print(f"shipped {args.weights} ({manifest['steps']} steps) as {dest}")
     return 0
 
 
