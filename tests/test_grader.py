@@ -22,6 +22,7 @@ from submissions import make_submissions as gen
 
 from tumorseg.course import grader, public_tests
 from tumorseg.course.grading import checks, isolation, nbtools, reference
+from tumorseg.course.grading.sandbox import runner_command
 from tumorseg.resources import instructor_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -499,21 +500,7 @@ def _sandbox(
 
     start = time.monotonic()
     status = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tumorseg.course.grading.sandbox",
-            "--timeout",
-            str(timeout),
-            "--memory-mb",
-            str(memory_mb),
-            "--cwd",
-            str(tmp_path),
-            "--",
-            sys.executable,
-            "-c",
-            code,
-        ],
+        runner_command([sys.executable, "-c", code], timeout, memory_mb, tmp_path),
         capture_output=True,
         timeout=timeout + 60,
     ).returncode

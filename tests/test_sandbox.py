@@ -24,6 +24,7 @@ from submissions import make_submissions as gen
 
 from tumorseg.course import grader
 from tumorseg.course.grading import isolation
+from tumorseg.course.grading.sandbox import runner_command
 from tumorseg.resources import instructor_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,21 +196,7 @@ def _in_sandbox(
     )
     log = tmp_path / "run.log"
     status = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tumorseg.course.grading.sandbox",
-            "--timeout",
-            str(timeout),
-            "--memory-mb",
-            "2048",
-            "--cwd",
-            str(tmp_path),
-            "--log",
-            str(log),
-            "--",
-            *inner,
-        ],
+        runner_command(inner, timeout, 2048, tmp_path, log),
         timeout=timeout + 60,
     ).returncode
     return subprocess.CompletedProcess(inner, status, log.read_text(), "")

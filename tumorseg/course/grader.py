@@ -53,6 +53,7 @@ from tumorseg import resources
 from tumorseg.atomic import write_text
 
 from .grading import checks, isolation, nbtools, reference, results
+from .grading.sandbox import runner_command
 
 INSTRUCTOR = resources.instructor_notebook()
 
@@ -298,21 +299,8 @@ def _command(setup: Setup, folder: Path) -> tuple[list[str], dict[str, str]]:
         runner_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     else:
         inner, runner_env = pytest_cmd, _host_env(_run_env(where, limits))
-    cmd = [
-        sys.executable,
-        "-m",
-        "tumorseg.course.grading.sandbox",
-        "--timeout",
-        str(limits.total_timeout),
-        "--memory-mb",
-        str(limits.memory_mb),
-        "--cwd",
-        str(folder),
-        "--log",
-        str(folder.parent / f"{folder.name}.log"),
-        "--",
-        *inner,
-    ]
+    log = folder.parent / f"{folder.name}.log"
+    cmd = runner_command(inner, limits.total_timeout, limits.memory_mb, folder, log)
     return cmd, runner_env
 
 

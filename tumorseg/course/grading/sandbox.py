@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
@@ -117,6 +118,16 @@ def run(
         if log:
             out.close()
     return status
+
+
+def runner_command(
+    cmd: list[str], timeout: float, memory_mb: int, cwd: str | Path, log: str | Path | None = None
+) -> list[str]:
+    """The command line that runs ``cmd`` under this runner (see the module docstring)."""
+    options = ["--timeout", str(timeout), "--memory-mb", str(memory_mb), "--cwd", str(cwd)]
+    if log is not None:
+        options += ["--log", str(log)]
+    return [sys.executable, "-m", "tumorseg.course.grading.sandbox", *options, "--", *cmd]
 
 
 def main(argv: list[str] | None = None) -> int:
