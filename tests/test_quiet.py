@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +38,14 @@ def _python(code: str, level: str = "3") -> subprocess.CompletedProcess:
 
 def test_log_lines_follow_the_level():
     warn = "W0000 00:00:1.5   7 gpu.cc:1] slow\n"
-    error = "E0000 00:00:1.5   7 cuda_platform.cc:52] failed call to cuInit\n"
+    error = "E0000 00:00:1.5   7 session.cc:52] could not allocate\n"
+    cuinit = "E0000 00:00:1.5   7 cuda_platform.cc:52] failed call to cuInit: UNKNOWN\n"
     assert visible_lines(TF_LINES, 0) == TF_LINES.splitlines(keepends=True)
     assert visible_lines(TF_LINES, 1) == []  # the continuation line goes with its log line
     assert [is_runtime_log_line(warn, lv) for lv in range(4)] == [False, False, True, True]
     assert [is_runtime_log_line(error, lv) for lv in range(4)] == [False, False, False, True]
+    # a CPU-only machine's CUDA probe is never actionable: hidden from level 1 on
+    assert [is_runtime_log_line(cuinit, lv) for lv in range(4)] == [False, True, True, True]
     fatal = "F0000 00:00:1.5   7 x.cc:1] abort\n"
     assert not is_runtime_log_line(fatal, 3)
 
@@ -108,3 +112,58 @@ def test_notebook_start_up_shows_no_stderr_in_the_html(tmp_path):
     html = run_notebook.export_html(nb)
     assert "TensorFlow" in html  # the version line of imports-2 is there ...
     assert not any(noise in html for noise in NOISE)  # ... the runtime's log lines are not
+
+
+def _tumorseg(args: list[str], env_extra: dict[str, str] | None = None):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "tumorseg", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=ROOT,
+    )
+
+
+def _without_progress(stderr: str) -> list[str]:
+    """stderr lines other than tqdm's progress bars (redrawn with carriage returns and
+    cursor-up codes)."""
+    lines = stderr.replace("\x1b[A", "").replace("\r", "\n").splitlines()
+    return [ln for ln in lines if ln.strip() and not re.match(r"\s*(predict|evaluate):", ln)]
+
+
+def test_command_line_tools_print_no_runtime_lines(sample_data, tmp_path):
+    """`tumorseg predict --help`, a one-case `predict` and `evaluate`: stderr holds no
+    TensorFlow start-up line (TF_CPP_MIN_LOG_LEVEL unset, as a user types them)."""
+    assert _tumorseg(["predict", "--help"]).stderr == ""
+    case = sample_data / "imagesTr" / "BRATS_001.nii.gz"
+    predicted = _tumorseg(["predict", str(case), "--out", str(tmp_path / "seg.nii.gz")])
+    assert predicted.returncode == 0, predicted.stderr
+    assert _without_progress(predicted.stderr) == []
+    evaluated = _tumorseg(["evaluate", "--data", str(sample_data), "--cases", "BRATS_001"])
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert _without_progress(evaluated.stderr) == []
+    assert "WT" in evaluated.stdout
+
+
+def test_a_user_error_still_reaches_stderr(tmp_path):
+    done = _tumorseg(
+        ["predict", str(tmp_path / "missing.nii.gz"), "--out", str(tmp_path / "o.nii.gz")]
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("tumorseg predict: error:")
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("0", "0"), ("1", "1")])
+def test_importing_the_package_turns_onednn_on_unless_the_user_chose(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given
+    code = "import os, tumorseg.model; print(os.environ['TF_ENABLE_ONEDNN_OPTS'])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected

@@ -20,6 +20,10 @@ from typing import NoReturn
 #: Exit status of a command stopped by a user error.
 USER_ERROR = 2
 
+#: Commands that load the deep-learning backend; ``main`` imports it quietly first
+#: (``tumorseg.quiet.import_backend``), so TensorFlow's C++ start-up lines stay off stderr.
+BACKEND_COMMANDS = frozenset({"train", "predict", "evaluate"})
+
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("tumorseg.data.synth", "build the synthetic MSD-style sample dataset"),
     "download": ("tumorseg.data.download", "download MSD Task01_BrainTumour (real data)"),
@@ -63,6 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(_usage(), file=sys.stderr)
         fail("tumorseg", f"unknown command {name!r}")
+    if name in BACKEND_COMMANDS and not {"-h", "--help"} & set(rest):
+        import os
+
+        from tumorseg.quiet import import_backend
+
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import_backend()
     module = importlib.import_module(COMMANDS[name][0])
     from tumorseg.data.errors import DataError
 

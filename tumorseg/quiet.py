@@ -30,7 +30,7 @@ _HIDDEN = {0: "", 1: "I", 2: "IW", 3: "IWE"}
 #: Lines that CPU-only machines print from the CUDA plugins of the pip wheel; never actionable.
 _HARMLESS = re.compile(
     r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered"
-    r"|TF-TRT Warning: Could not find TensorRT"
+    r"|TF-TRT Warning: Could not find TensorRT|failed call to cuInit"
 )
 #: Second lines of multi-line runtime messages, hidden together with their first line.
 _CONTINUATION = re.compile(r"To enable the following instructions: ")
@@ -110,4 +110,21 @@ def import_backend() -> ModuleType:
         return sys.modules["keras"]
     with filtered_native_stderr():
         import keras
+
+        if keras.backend.backend() == "tensorflow":
+            # the CUDA plugin looks for a driver (``failed call to cuInit``) when TensorFlow
+            # first lists its devices, not on import: do that here too, inside the filter
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
     return keras
+
+
+def onednn_enabled() -> bool | None:
+    """Whether TensorFlow's oneDNN kernels are on in this process: True or False from
+    ``TF_ENABLE_ONEDNN_OPTS`` (which ``import tumorseg`` sets to 1 unless the user set it),
+    None when it is unset (TensorFlow's own per-CPU default)."""
+    value = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    if value is None:
+        return None
+    return value.strip().lower() in {"1", "true", "yes", "on"}

@@ -48,21 +48,16 @@ def sample_patch(
     after ``max_tries`` rejected draws (a case with too little tumor).
     """
     rng = np.random.default_rng() if rng is None else rng
+    _check_sizes(image, label, size)
     X, Y, Z = label.shape
     sx, sy, sz = size
-    if image.shape[:3] != label.shape:
-        raise ValueError(f"image {image.shape} and label {label.shape} differ in size")
-    if sx > X or sy > Y or sz > Z:
-        raise ValueError(f"patch size {size} is larger than the volume {label.shape}")
     tumor = label > 0
     # tumor voxels per z-slice -> which z corners give a slab that holds any tumor
-    per_z = tumor.sum(axis=(0, 1))
-    csum = np.concatenate([[0], np.cumsum(per_z)])
-    slab = csum[sz:] - csum[:-sz]  # tumor voxels in slab starting at z0, len Z - sz + 1
-    hopeful = np.flatnonzero(slab >= min_tumor * sx * sy * sz)
+    slab = _slab_sums(tumor.sum(axis=(0, 1)), sz)  # tumor voxels in slab starting at z0
+    need = min_tumor * sx * sy * sz
+    hopeful = np.flatnonzero(slab >= need)
     if hopeful.size == 0:
         return None
-    need = min_tumor * sx * sy * sz
     for _ in range(max_tries):
         x0 = int(rng.integers(X - sx + 1))
         y0 = int(rng.integers(Y - sy + 1))
@@ -70,12 +65,71 @@ def sample_patch(
             z0 = int(hopeful[rng.integers(hopeful.size)])
         else:
             z0 = int(rng.integers(Z - sz + 1))
-        t = tumor[x0 : x0 + sx, y0 : y0 + sy, z0 : z0 + sz]
-        n = int(t.sum())
+        n = int(tumor[x0 : x0 + sx, y0 : y0 + sy, z0 : z0 + sz].sum())
         if n >= need:
-            xs = np.ascontiguousarray(
-                np.moveaxis(image[x0 : x0 + sx, y0 : y0 + sy, z0 : z0 + sz], -1, 0)
-            )
-            ys = one_hot(label[x0 : x0 + sx, y0 : y0 + sy, z0 : z0 + sz], num_classes)
-            return Patch(xs, ys, (x0, y0, z0), n / t.size)
+            return _cut(image, label, (x0, y0, z0), size, num_classes)
     return None
+
+
+def sample_background_patch(
+    image: np.ndarray,
+    label: np.ndarray,
+    size: tuple[int, int, int] = (160, 160, 16),
+    min_brain: float = 0.1,
+    rng: np.random.Generator | None = None,
+    num_classes: int = 4,
+) -> Patch | None:
+    """Draw a ``size`` sub-volume anywhere in the brain, whatever its tumor content.
+
+    Such patches show the model normal anatomy (cerebellum, temporal lobes, cortex next to the
+    skull) as background.  image: ``(X, Y, Z, C)``; label: ``(X, Y, Z)``.  The z corner is
+    uniform over the slabs holding at least ``min_brain`` of the patch's voxels as brain
+    (nonzero in any channel); x and y corners are centred on that slab's brain, jittered
+    uniformly by up to a quarter of the free room.  Returns a :class:`Patch`, or None when no
+    slab holds that much brain.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    _check_sizes(image, label, size)
+    X, Y, Z = label.shape
+    sx, sy, sz = size
+    brain = np.any(image != 0, axis=-1)
+    slab = _slab_sums(brain.sum(axis=(0, 1)), sz)
+    hopeful = np.flatnonzero(slab >= min_brain * sx * sy * sz)
+    if hopeful.size == 0:
+        return None
+    z0 = int(hopeful[rng.integers(hopeful.size)])
+    corner = [z0]
+    inplane = brain[:, :, z0 : z0 + sz].any(axis=2)
+    for axis, (dim, s) in enumerate(((X, sx), (Y, sy))):
+        hit = np.flatnonzero(inplane.any(axis=1 - axis))
+        centre = (hit[0] + hit[-1]) / 2.0 if hit.size else dim / 2.0
+        room = dim - s
+        start = centre - s / 2.0 + rng.uniform(-0.25, 0.25) * room
+        corner.insert(axis, int(np.clip(round(start), 0, room)))
+    return _cut(image, label, (corner[0], corner[1], corner[2]), size, num_classes)
+
+
+def _check_sizes(image: np.ndarray, label: np.ndarray, size: tuple[int, int, int]) -> None:
+    if image.shape[:3] != label.shape:
+        raise ValueError(f"image {image.shape} and label {label.shape} differ in size")
+    if any(s > d for s, d in zip(size, label.shape)):
+        raise ValueError(f"patch size {size} is larger than the volume {label.shape}")
+
+
+def _slab_sums(per_z: np.ndarray, sz: int) -> np.ndarray:
+    """Sums of ``per_z`` over every window of ``sz`` slices, one per start position."""
+    csum = np.concatenate([[0], np.cumsum(per_z)])
+    return csum[sz:] - csum[:-sz]
+
+
+def _cut(
+    image: np.ndarray,
+    label: np.ndarray,
+    corner: tuple[int, int, int],
+    size: tuple[int, int, int],
+    num_classes: int,
+) -> Patch:
+    region = tuple(slice(c, c + s) for c, s in zip(corner, size))
+    xs = np.ascontiguousarray(np.moveaxis(image[region], -1, 0))
+    lab = label[region]
+    return Patch(xs, one_hot(lab, num_classes), corner, float(np.mean(lab > 0)))

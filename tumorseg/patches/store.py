@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from tumorseg.atomic import atomic_path, write_text
 from tumorseg.cli import fail
 from tumorseg.data import DataError, open_dataset
-from tumorseg.patches.sampling import sample_patch
+from tumorseg.patches.sampling import sample_background_patch, sample_patch
 
 PATCH_SIZE = (160, 160, 16)
 NAME_RE = re.compile(r"^(?P<case>.+)\.nii\.gz_(?P<k>\d+)_x(\d+)_y(\d+)_z(\d+)\.h5$")
@@ -43,12 +43,13 @@ def split_cases(
 ) -> tuple[list[str], list[str]]:
     """Split case ids into ``(train_ids, valid_ids)``, by case, reproducibly from ``seed``.
 
-    At least one validation case when there are two or more cases; sorted lists.
+    At least one validation case when there are two or more cases and ``valid_fraction > 0``;
+    none when ``valid_fraction`` is 0.  Sorted lists.
     """
     ids = sorted(case_ids)
     order = np.random.default_rng(seed).permutation(len(ids))
     n_valid = int(round(valid_fraction * len(ids)))
-    if len(ids) >= 2:
+    if len(ids) >= 2 and valid_fraction > 0:
         n_valid = min(max(n_valid, 1), len(ids) - 1)
     else:
         n_valid = 0
@@ -96,13 +97,18 @@ def build_patch_store(
     valid_fraction: float = 0.2,
     min_tumor: float = 0.05,
     verbose: bool = True,
+    background: int = 0,
 ) -> dict:
     """Sample ``per_case`` patches of 160x160x16 (≥ ``min_tumor`` tumor) from every case of ``data``.
 
     data: a dataset folder ``open_dataset`` understands; out: the ``processed`` folder.
+    background: patches per case drawn anywhere in the brain, whatever their tumor content
+        (``sample_background_patch``), numbered after the ``per_case`` tumor patches; they teach
+        a model what normal anatomy looks like.
     Returns the config dict written to ``out/config.json``:
-    ``{"train": [...], "valid": [...], "train_cases": [...], "valid_cases": [...], "seed", "per_case"}``.
-    Cases whose ``per_case`` patches already exist (readable, right shapes) are not reloaded.
+    ``{"train": [...], "valid": [...], "train_cases": [...], "valid_cases": [...], "seed",
+    "per_case", "background", "min_tumor"}``.
+    Cases whose patches already exist (readable, right shapes) are not reloaded.
     A case with too little tumor for ``min_tumor`` is skipped with a warning.
     """
     ds = open_dataset(data)
@@ -116,23 +122,12 @@ def build_patch_store(
     for case in tqdm(ds, desc="patches", unit="case", disable=not verbose):
         part = "valid" if case.id in valid_ids else "train"
         folder = folders[part]
-        found = [_existing(folder, case.id, k) for k in range(per_case)]
+        found = [_existing(folder, case.id, k) for k in range(per_case + background)]
         if all(found):
             lists[part] += [p.name for p in found]
             continue
         image, label = case.load()
-        rng = _case_seed(seed, case.id)
-        names = []
-        for k in range(per_case):
-            patch = sample_patch(image, label, PATCH_SIZE, min_tumor, rng)
-            if patch is None:
-                break
-            if found[k] is not None:  # keep what is already there
-                names.append(found[k].name)
-                continue
-            name = patch_name(case.id, k, patch.corner)
-            write_patch_h5(folder / name, patch.x, patch.y)
-            names.append(name)
+        names = _sample_case(case.id, image, label, folder, found, per_case, seed, min_tumor)
         if len(names) < per_case:
             skipped.append(case.id)
         lists[part] += names
@@ -145,6 +140,8 @@ def build_patch_store(
         "valid_cases": valid_ids,
         "seed": seed,
         "per_case": per_case,
+        "background": background,
+        "min_tumor": min_tumor,
         "patch_size": list(PATCH_SIZE),
         "source": {"data": str(data), "release": _dataset_release(Path(data))},
     }
@@ -155,6 +152,44 @@ def build_patch_store(
             f"{len(config['valid'])} valid patches ({len(valid_ids)} cases) in {out}"
         )
     return config
+
+
+def _sample_case(
+    case: str,
+    image: np.ndarray,
+    label: np.ndarray,
+    folder: Path,
+    found: list[Path | None],
+    per_case: int,
+    seed: int,
+    min_tumor: float,
+) -> list[str]:
+    """Write one case's patches into ``folder``: ``per_case`` tumor patches then
+    ``len(found) - per_case`` background ones; returns their file names.  ``found[k]`` is an
+    existing valid patch ``k`` (kept, not rewritten).  Stops the tumor patches at the first
+    failed draw (too little tumor)."""
+    rng = _case_seed(seed, case)
+    names = []
+    for k in range(per_case):
+        patch = sample_patch(image, label, PATCH_SIZE, min_tumor, rng)
+        if patch is None:
+            break
+        if found[k] is not None:  # keep what is already there
+            names.append(found[k].name)
+            continue
+        name = patch_name(case, k, patch.corner)
+        write_patch_h5(folder / name, patch.x, patch.y)
+        names.append(name)
+    bg_rng = np.random.default_rng([seed, zlib.crc32(case.encode()), 1])
+    for k in range(per_case, len(found)):
+        patch = sample_background_patch(image, label, PATCH_SIZE, rng=bg_rng)
+        if patch is None:
+            break
+        if found[k] is None:
+            found[k] = folder / patch_name(case, k, patch.corner)
+            write_patch_h5(found[k], patch.x, patch.y)
+        names.append(found[k].name)
+    return names
 
 
 def merge_stores(out: str | Path, held: str | Path, extra: list[str | Path]) -> dict:
@@ -238,9 +273,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder, e.g. DIR/processed")
     p.add_argument("--per-case", type=int, default=4, help="patches per case (default 4)")
     p.add_argument("--seed", type=int, default=0, help="split and sampling seed (default 0)")
+    p.add_argument(
+        "--background",
+        type=int,
+        default=0,
+        help="also this many patches per case drawn anywhere in the brain (normal anatomy)",
+    )
+    p.add_argument(
+        "--min-tumor",
+        type=float,
+        default=0.05,
+        help="smallest tumor fraction of a tumor patch (default 0.05)",
+    )
+    p.add_argument(
+        "--valid-fraction",
+        type=float,
+        default=0.2,
+        help="fraction of the cases held out as the store's valid split (default 0.2; 0: none)",
+    )
     args = p.parse_args(argv)
+    if not 0.0 <= args.valid_fraction < 1.0 or args.background < 0 or args.per_case < 1:
+        fail(p.prog, "--valid-fraction must be in [0, 1), --background >= 0, --per-case >= 1")
     try:
-        build_patch_store(args.data, args.out, per_case=args.per_case, seed=args.seed)
+        build_patch_store(
+            args.data,
+            args.out,
+            per_case=args.per_case,
+            seed=args.seed,
+            valid_fraction=args.valid_fraction,
+            min_tumor=args.min_tumor,
+            background=args.background,
+        )
     except DataError as exc:
         fail(p.prog, exc)
     return 0
