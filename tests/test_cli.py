@@ -23,6 +23,7 @@ CASES = {
     "train": (["train", "--data", "NOTHING", "--out", "r", "--steps", "1"], "NOTHING"),
     "predict": (["predict", "NOTHING/case.nii.gz", "--out", "s.nii.gz"], "NOTHING"),
     "evaluate": (["evaluate", "--data", "NOTHING", "--weights", "NOTHING/m.weights.h5"], "NOTHING"),
+    "score": (["score", "--pred", "NOTHING/preds", "--labels", "labels"], "NOTHING"),
     "release": (["release", "--source", "NOTHING/nb.ipynb", "--out", "s.ipynb"], "NOTHING"),
     "grade": (["grade", "NOTHING/nb.ipynb", "--out", "g"], "NOTHING"),
 }

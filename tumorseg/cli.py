@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("tumorseg.train.cli", "train the 3D U-Net on a patch store"),
     "predict": ("tumorseg.inference.cli", "segment one case and write a NIfTI label map"),
     "evaluate": ("tumorseg.inference.evaluate", "score a model on whole cases (Dice, HD95, ...)"),
+    "score": ("tumorseg.inference.score_cli", "score saved label maps against a dataset's labels"),
     "release": ("tumorseg.course.release", "generate the student notebook from the instructor one"),
     "grade": ("tumorseg.course.grader", "autograde student notebooks"),
 }
