@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tumorseg.cli import fail  # noqa: E402
 from tumorseg.data import DataError  # noqa: E402
+from tumorseg.errors import fail  # noqa: E402
 from tumorseg.patches.store import merge_stores  # noqa: E402
 
 

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tumorseg.atomic import atomic_path, write_text  # noqa: E402
-from tumorseg.cli import fail  # noqa: E402
+from tumorseg.errors import fail  # noqa: E402
 from tumorseg.model.pretrained import manifest_path  # noqa: E402
 from tumorseg.resources import pretrained_weights  # noqa: E402
 

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tumorseg.cli import USER_ERROR
 from tumorseg.cli import main as tumorseg
 from tumorseg.data import DataError
+from tumorseg.errors import USER_ERROR
 from tumorseg.inference.evaluate import summary
 from tumorseg.inference.score import score_folder, score_labels
 from tumorseg.metrics import HD95_EMPTY, dice, hd95

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.atomic import write_text
-from tumorseg.cli import fail
 from tumorseg.data import DataError
+from tumorseg.errors import fail
 from tumorseg.inference.cli import add_model_options, load_model
 from tumorseg.labels import CLASS_KEYS, REGIONS
 

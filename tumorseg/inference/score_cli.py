@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from tumorseg.atomic import write_text
-from tumorseg.cli import fail
 from tumorseg.data import DataError
+from tumorseg.errors import fail
 from tumorseg.metrics import BOTH_EMPTY_MODES
 
 
