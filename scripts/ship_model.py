@@ -16,6 +16,8 @@ ones (``tumorseg.resources.pretrained_weights()``); the manifest is the weights'
 * ``selection`` and ``machine``: as given.
 
 Both files are written atomically; nothing is written when an input is missing.
+``--quick`` is a smoke run that ships a copy of the shipped model into a temporary folder
+(``--dest``), leaving the package untouched.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,8 +76,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", type=Path, action="append", default=[], help="bench_realism json")
     p.add_argument("--selection", required=True, help="how this run and checkpoint were chosen")
     p.add_argument("--machine", required=True, help="where it was trained, in words")
-    args = p.parse_args(argv)
-    dest = pretrained_weights()
+    p.add_argument("--dest", type=Path, default=None, help="default: the shipped weights file")
+    p.add_argument("--quick", action="store_true", help="smoke run into a temporary folder")
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--quick" in argv:
+        with tempfile.TemporaryDirectory(prefix="ship_model-") as tmp:
+            return _quick(p, Path(tmp))
+    return ship(p, p.parse_args(argv))
+
+
+def _quick(p: argparse.ArgumentParser, tmp: Path) -> int:
+    """Ship the shipped model again, into ``tmp`` (a copy of the weights and manifest)."""
+    src = pretrained_weights()
+    dest = tmp / src.name
+    shutil.copyfile(src, dest)
+    shutil.copyfile(manifest_path(src), manifest_path(dest))
+    (tmp / "reproduce.txt").write_text("tumorseg train --quick-smoke-test\n")
+    argv = [str(src), "--reproduce", str(tmp / "reproduce.txt"), "--dest", str(dest)]
+    status = ship(p, p.parse_args([*argv, "--selection", "smoke test", "--machine", "none"]))
+    lineage = json.loads(manifest_path(dest).read_text())["lineage"]
+    print(f"quick: the copy's lineage has {len(lineage)} entries")
+    return status
+
+
+def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Write the weights and the extended manifest to ``args.dest`` (default: the shipped ones)."""
+    dest = args.dest or pretrained_weights()
     try:
         previous = json.loads(manifest_path(dest).read_text())
         commands = [c for c in args.reproduce.read_text().splitlines() if c.strip()]
