@@ -20,6 +20,7 @@ from tumorseg.atomic import write_text
 from tumorseg.cli import fail
 from tumorseg.data import DataError
 from tumorseg.inference.cli import add_model_options, load_model
+from tumorseg.inference.postprocess import Postprocess
 from tumorseg.labels import CLASS_KEYS, REGIONS
 
 
@@ -95,7 +96,7 @@ def evaluate(
     for case in tqdm(selected, desc="evaluate", unit="case"):
         image, label = case.load()
         start = time.perf_counter()
-        probs = predict_volume(image, model, standardize=standardize)
+        probs = predict_volume(image, model, standardize=standardize, threshold=threshold)
         seconds = time.perf_counter() - start
         row = {"case": case.id}
         row.update(score_case(probs, label, _spacing(case.label_path), threshold))
@@ -144,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
     with pd.option_context("display.width", 120, "display.precision", 4):
-        print(f"{len(table)} case(s), threshold {args.threshold}")
+        rules = Postprocess.from_record(getattr(model, "postprocess", None))
+        print(
+            f"{len(table)} case(s), threshold {args.threshold}, "
+            f"tta {getattr(model, 'tta', None) or 'none'}, "
+            f"postprocess {rules.to_dict() if rules.active else 'none'}"
+        )
         print(summary(table).to_string())
     return 0
