@@ -18,13 +18,11 @@ import itertools
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from tumorseg.inference.postprocess import Postprocess  # noqa: E402
@@ -36,39 +34,15 @@ GRID = [
 ]
 
 
-def predict_cases(weights: str | None, scans: Path, tta: str, cases: list[str] | None):
-    """``[(case id, probs (3, X, Y, Z), label (X, Y, Z), spacing, seconds)]`` for one model."""
-    from tumorseg.data import open_dataset
-    from tumorseg.inference.evaluate import _spacing
-    from tumorseg.inference.predict import predict_volume
+def score_grid(weights: str | None, scans: Path, tta: str, cases, threshold: float):
+    """One row per (rule of ``GRID``, case): the rule's fields, the case's scores, seconds."""
+    from tumorseg.inference.evaluate import predict_cases, score_prediction
     from tumorseg.model import load_pretrained
 
     model, _ = load_pretrained(weights, input_shape=(4, None, None, None))
-    dataset = open_dataset(scans)
-    out = []
-    for case in [dataset[c] for c in cases] if cases else list(dataset):
-        image, label = case.load()
-        t = time.perf_counter()
-        probs = predict_volume(image, model, tta=tta, postprocess=Postprocess.NONE)
-        out.append((case.id, probs, label, _spacing(case.label_path), time.perf_counter() - t))
-    return out
-
-
-def score_grid(predictions, threshold: float) -> pd.DataFrame:
-    """One row per (rule, case): the rule's fields, case, WT/TC/ET dice and hd95."""
-    from tumorseg.inference.evaluate import score_case
-    from tumorseg.inference.postprocess import apply_to_probabilities
-
     rows = []
-    for rules in GRID:
-        for case, probs, label, spacing, seconds in predictions:
-            cleaned = apply_to_probabilities(probs, rules, threshold)
-            scores = score_case(cleaned, label, spacing, threshold)
-            row = {**rules.to_dict(), "case": case, "seconds": round(seconds, 1)}
-            for region in ("WT", "TC", "ET"):
-                row[f"{region}_dice"] = scores[f"{region}_dice"]
-                row[f"{region}_hd95"] = scores[f"{region}_hd95"]
-            rows.append(row)
+    for pred in predict_cases(scans, model, cases, tta=tta):
+        rows += [rules.to_dict() | score_prediction(pred, rules, threshold) for rules in GRID]
     return pd.DataFrame(rows)
 
 
@@ -95,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     results = []
     for weights, tta in itertools.product(args.weights, args.tta):
-        predictions = predict_cases(weights, args.scans, tta, args.cases)
-        table = score_grid(predictions, args.threshold)
+        table = score_grid(weights, args.scans, tta, args.cases, args.threshold)
         best = summarize(table)
         print(f"\n== {weights or 'shipped'}  tta={tta}")
         print("per patient, no post-processing:")
@@ -118,5 +91,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     sys.exit(main())
