@@ -34,7 +34,9 @@ GRID = [Postprocess()] + [
 ]
 
 
-def score_grid(weights: str | None, scans: Path, tta: str, cases, thresholds: list[float]):
+def score_grid(
+    weights: str | None, scans: Path, tta: str, cases, thresholds: list[float], grid: list
+):
     """One row per (threshold, rule of ``GRID``, case): the threshold, the rule's fields, the
     case's scores, seconds."""
     from tumorseg.inference.evaluate import predict_cases, score_prediction
@@ -43,7 +45,7 @@ def score_grid(weights: str | None, scans: Path, tta: str, cases, thresholds: li
     model, _ = load_pretrained(weights, input_shape=(4, None, None, None))
     rows = []
     for pred in predict_cases(scans, model, cases, tta=tta):
-        for threshold, rules in itertools.product(thresholds, GRID):
+        for threshold, rules in itertools.product(thresholds, grid):
             row = score_prediction(pred, rules, threshold)
             rows.append({"threshold": threshold, **rules.to_dict(), **row})
     return pd.DataFrame(rows)
@@ -69,10 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", nargs="*", default=None, help="case ids (default: all)")
     p.add_argument("--threshold", type=float, nargs="+", default=[0.5])
     p.add_argument("--json", type=Path, default=None, help="write every figure here")
+    p.add_argument(
+        "--plain", action="store_true", help="score without post-processing only (no grid)"
+    )
     args = p.parse_args(argv)
     results = []
     for weights, tta in itertools.product(args.weights, args.tta):
-        table = score_grid(weights, args.scans, tta, args.cases, args.threshold)
+        grid = [Postprocess()] if args.plain else GRID
+        table = score_grid(weights, args.scans, tta, args.cases, args.threshold, grid)
         best = summarize(table)
         print(f"\n== {weights or 'shipped'}  tta={tta}")
         print("per patient, no post-processing:")
