@@ -13,7 +13,10 @@ ones (``tumorseg.resources.pretrained_weights()``); the manifest is the weights'
 * ``reproduce``: the commands, one per line of ``--reproduce``;
 * ``evaluation``: the figures of ``benchmarks/bench_realism.py --json`` (patch Dice per folder,
   whole-scan Dice), each file merged in order;
-* ``selection`` and ``machine``: as given.
+* ``selection`` and ``machine``: as given;
+* every top-level key of each ``--record`` JSON file, e.g. the whole-scan ``postprocess``
+  rules and ``tta`` chosen on the real validation patients, and ``real_valid``: per-patient
+  figures of this model and of the one it replaces.
 
 Both files are written atomically; nothing is written when an input is missing.
 ``--quick`` is a smoke run that ships a copy of the shipped model into a temporary folder
@@ -76,6 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", type=Path, action="append", default=[], help="bench_realism json")
     p.add_argument("--selection", required=True, help="how this run and checkpoint were chosen")
     p.add_argument("--machine", required=True, help="where it was trained, in words")
+    p.add_argument(
+        "--record",
+        type=Path,
+        action="append",
+        default=[],
+        help="JSON file whose keys join the manifest (e.g. postprocess, tta, real_valid)",
+    )
     p.add_argument("--dest", type=Path, default=None, help="default: the shipped weights file")
     p.add_argument("--quick", action="store_true", help="smoke run into a temporary folder")
     if argv is None:
@@ -93,11 +103,13 @@ def _quick(p: argparse.ArgumentParser, tmp: Path) -> int:
     shutil.copyfile(src, dest)
     shutil.copyfile(manifest_path(src), manifest_path(dest))
     (tmp / "reproduce.txt").write_text("tumorseg train --quick-smoke-test\n")
+    (tmp / "record.json").write_text(json.dumps({"smoke_test": True}))
     argv = [str(src), "--reproduce", str(tmp / "reproduce.txt"), "--dest", str(dest)]
+    argv += ["--record", str(tmp / "record.json")]
     status = ship(p, p.parse_args([*argv, "--selection", "smoke test", "--machine", "none"]))
-    lineage = json.loads(manifest_path(dest).read_text())["lineage"]
-    print(f"quick: the copy's lineage has {len(lineage)} entries")
-    return status
+    manifest = json.loads(manifest_path(dest).read_text())
+    print(f"quick: the copy's lineage has {len(manifest['lineage'])} entries")
+    return status if manifest.get("smoke_test") else 1
 
 
 def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -113,7 +125,9 @@ def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 evaluation[key].update(figures.get(key, {}))
         if not args.weights.is_file():
             raise OSError(f"{args.weights}: no such weights file")
+        records = [json.loads(f.read_text()) for f in args.record]
         extra = {
+            **{k: v for record in records for k, v in record.items()},
             "reproduce": commands,
             "evaluation": evaluation,
             "selection": args.selection,

@@ -12,6 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_BRATS = ROOT.parent / "shared" / "real-brats"
+REAL_SCANS = ROOT.parent / "shared" / "real-brats-scans"
 SAMPLE_DATA = ROOT / "data" / "BraTS-Data"
 
 
@@ -30,7 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     every test that uses a ``SLOW_FIXTURES`` fixture ``slow``."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if "real_brats" in fixtures:
+        if {"real_brats", "real_scans"} & fixtures:
             item.add_marker(pytest.mark.realdata)
         if fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
@@ -42,6 +43,15 @@ def real_brats() -> Path:
     if not (REAL_BRATS / "train").is_dir():
         pytest.skip(f"real BraTS evaluation data not found at {REAL_BRATS}")
     return REAL_BRATS
+
+
+@pytest.fixture(scope="session")
+def real_scans() -> Path:
+    """Whole real scans (``train/``, ``valid/``, BraTS layout), or a skip when this clone has
+    no ../shared/real-brats-scans."""
+    if not (REAL_SCANS / "valid").is_dir():
+        pytest.skip(f"real whole scans not found at {REAL_SCANS}")
+    return REAL_SCANS
 
 
 @pytest.fixture(scope="session")

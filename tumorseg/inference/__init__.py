@@ -6,6 +6,7 @@ CLIs: ``tumorseg predict`` (tumorseg.inference.cli), ``tumorseg evaluate``
 side in tumorseg.inference.score: saved label maps scored against labels).
 """
 
+from tumorseg.inference.postprocess import Mirror, Postprocess, postprocess_labels
 from tumorseg.inference.predict import (
     brain_bbox,
     plan_tiles,
@@ -15,6 +16,9 @@ from tumorseg.inference.predict import (
 )
 
 __all__ = [
+    "Mirror",
+    "Postprocess",
+    "postprocess_labels",
     "brain_bbox",
     "plan_tiles",
     "predict_and_viz",
