@@ -13,8 +13,7 @@ import pytest
 from tumorseg.cli import main as tumorseg
 from tumorseg.data import DataError
 from tumorseg.errors import USER_ERROR
-from tumorseg.inference.evaluate import summary
-from tumorseg.inference.score import score_folder, score_labels
+from tumorseg.inference.score import score_folder, score_labels, summary
 from tumorseg.metrics import HD95_EMPTY, dice, hd95
 
 SPACING = (1.0, 1.0, 2.0)

@@ -24,7 +24,7 @@ import pandas as pd
 
 from tumorseg.data import DataError, load_label_map, open_dataset
 from tumorseg.data.io import NIFTI_EXTENSIONS, PathLike
-from tumorseg.labels import CLASS_KEYS
+from tumorseg.labels import CLASS_KEYS, REGIONS
 
 #: Relative tolerance on the voxel size of a prediction against its label's.
 SPACING_RTOL = 1e-3
@@ -201,3 +201,22 @@ def score_folder(
     table = pd.DataFrame(rows)
     table.attrs["unscored"] = unscored
     return table
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and median over cases of the region Dice and HD95 columns.
+
+    Returns a DataFrame indexed by WT/TC/ET with columns dice_mean, dice_std, dice_median,
+    hd95_mean, hd95_median (NaN-aware).
+    """
+    rows = {}
+    for region in REGIONS:
+        d, h = table[f"{region}_dice"], table[f"{region}_hd95"]
+        rows[region] = {
+            "dice_mean": d.mean(),
+            "dice_std": d.std(ddof=0),
+            "dice_median": d.median(),
+            "hd95_mean": h.mean(),
+            "hd95_median": h.median(),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -70,8 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from tumorseg.inference.evaluate import summary
-    from tumorseg.inference.score import score_folder
+    from tumorseg.inference.score import score_folder, summary
 
     try:
         table = score_folder(args.pred, args.labels, args.cases, args.both_empty)
