@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("tumorseg.inference.cli", "segment one case and write a NIfTI label map"),
     "evaluate": ("tumorseg.inference.evaluate", "score a model on whole cases (Dice, HD95, ...)"),
     "release": ("tumorseg.course.release", "generate the student notebook from the instructor one"),
-    "grade": ("tumorseg.course.grader", "autograde student notebooks"),
+    "grade": ("tumorseg.course.grading.grader", "autograde student notebooks"),
 }
 
 
