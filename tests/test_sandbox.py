@@ -248,7 +248,7 @@ def test_library_copy_holds_no_reference_solution(tmp_path: Path) -> None:
     assert "course/exercises.py" in files and "course/grading/grader.py" in files
     assert (isolation.package_dir() / isolation.HIDDEN / "reference.py").is_file()
     assert not [f for f in files if f.startswith(isolation.HIDDEN + "/")]
-    assert not [f for f in files if "ref_" in (library / f).read_text(errors="ignore")]
+    assert not [f for f in files if "def ref_" in (library / f).read_text(errors="ignore")]
     assert not [f for f in files if f.endswith((".ipynb", ".pyc"))]
 
 
