@@ -644,7 +644,7 @@ def test_library_twins_are_flagged_in_the_report_and_csv(batch: dict) -> None:
             assert entry["status"] == "passed" and entry["score"] == 1
         else:
             assert entry["flags"] == [] and "Integrity flag" not in entry["message"]
-    assert "`util.standardize_patch (line 2)`" in report["exercises"]["C2"]["message"]
+    assert "`util.standardize_patch (line 3)`" in report["exercises"]["C2"]["message"]  # header: 1
     assert "tumorseg.model.losses.dice_coefficient" in report["exercises"]["C4"]["flags"][0]
     assert "tumorseg.model.losses.soft_dice_loss" in report["exercises"]["C5"]["flags"][0]
     assert report["flags"] == len(gen.LIBRARY_TWINS) == int(row["flags"])
