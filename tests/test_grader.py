@@ -188,6 +188,7 @@ def test_no_process_left_behind(batch: dict) -> None:
 
 
 # --------------------------------------------------------------------------- single runs
+@pytest.mark.slow
 @needs_notebook
 def test_kernel_death_is_detected_in_seconds() -> None:
     """os._exit in a check: reported as an error long before the (huge) cell timeout."""
@@ -206,6 +207,7 @@ def test_kernel_death_is_detected_in_seconds() -> None:
     assert run.seconds < 120  # a missed death would wait out the 400 s cell timeout
 
 
+@pytest.mark.slow
 @needs_notebook
 def test_broken_setup_is_a_grader_error_retried_once(tmp_path: Path) -> None:
     nb = nbformat.read(str(INSTRUCTOR), as_version=4)
@@ -716,6 +718,7 @@ def _in_process_run(setup: grader.Setup, sources: dict[str, str], batch: list[st
     return run
 
 
+@pytest.mark.slow  # runs all six solutions in this process, TensorFlow tracing included
 @needs_notebook
 def test_library_answers_zero_scores_flagged_exercises_0(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -772,6 +775,7 @@ SEVENTH = (
 )
 
 
+@pytest.mark.slow  # runs all six solutions in this process, TensorFlow tracing included
 @needs_notebook
 def test_a_seventh_exercise_is_one_record_plus_its_notebook_cell(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -35,8 +35,8 @@ import nbformat
 
 from tumorseg import resources
 from tumorseg.atomic import write_text
-from tumorseg.cli import fail
 from tumorseg.course.exercises import REGISTRY, public_test_id, unq_id
+from tumorseg.errors import fail
 
 INSTRUCTOR = resources.instructor_notebook()
 #: the committed student notebook in a source checkout, else a file in the working directory
