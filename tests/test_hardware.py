@@ -63,3 +63,15 @@ def test_report_names_cpu_flags_and_onednn(monkeypatch):
     assert "oneDNN: on (TF_ENABLE_ONEDNN_OPTS=1)" in hardware.report(info)
     monkeypatch.setattr(hardware, "onednn_available", lambda: False)
     assert "oneDNN: off (no oneDNN" in hardware.report(info)
+
+
+def test_onednn_env_sets_and_restores_the_variable(monkeypatch):
+    import os
+
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")
+    with hardware.onednn_env(hardware.CODE_PATHS["oneDNN off"]):
+        assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    with hardware.onednn_env(None):
+        assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,10 @@ CPUINFO = Path("/proc/cpuinfo")
 FLAGS_OF_INTEREST = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 #: Any one of these means native bfloat16 arithmetic.
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+#: TensorFlow's two CPU code paths, by the ``TF_ENABLE_ONEDNN_OPTS`` value that selects them
+#: (for a child process: TensorFlow reads it once, on import).  "off" is the Eigen path that
+#: CPUs without oneDNN (Apple Silicon) run.
+CODE_PATHS = {"oneDNN on": "1", "oneDNN off": "0"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +128,25 @@ def report(info: CpuInfo | None = None) -> str:
         f"CPU flags: {flags} ({bf16})\n"
         f"oneDNN: {onednn_state()}"
     )
+
+
+@contextmanager
+def onednn_env(value: str | None) -> Iterator[None]:
+    """``TF_ENABLE_ONEDNN_OPTS`` set to ``value`` (None: removed) inside the block, for the
+    child processes started there (kernels, spawned workers, subprocesses); the previous
+    value is restored after.  It does not change the path of a TensorFlow already imported."""
+    saved = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    try:
+        if value is None:
+            os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+        else:
+            os.environ["TF_ENABLE_ONEDNN_OPTS"] = value
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
+        else:
+            os.environ["TF_ENABLE_ONEDNN_OPTS"] = saved
 
 
 if __name__ == "__main__":
