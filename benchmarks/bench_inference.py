@@ -11,13 +11,16 @@ own child process, once per TensorFlow CPU code path (oneDNN on, and off with
 ``TF_ENABLE_ONEDNN_OPTS=0``: the Eigen path of CPUs without oneDNN); the two paths are printed
 side by side.
 
-Usage: python benchmarks/bench_inference.py [--data DIR] [--case ID] [--weights W]
+Usage: python benchmarks/bench_inference.py [--data DIR] [--case ID] [--weights W] [--quick]
+``--quick``: a smoke run on a 64x64x32 crop around the tumour, both algorithms in this process
+(figures meaningless).
 Timings are wall-clock on whatever CPU runs this; other processes sharing it add noise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -91,12 +94,26 @@ def describe(weights: Path) -> str:
     return f"{weights.name} (n_base_filters={base}, standardize={mode})"
 
 
-def _load_case(data: str, case_id: str | None):
+#: Size of the crop a --quick run predicts, (X, Y, Z) voxels.
+QUICK_CROP = (64, 64, 32)
+
+
+def _load_case(data: str, case_id: str | None, quick: bool = False):
+    """(case, image (X, Y, Z, 4), label (X, Y, Z)); ``quick``: a ``QUICK_CROP`` crop centred
+    on the tumour."""
     from tumorseg.data import open_dataset
 
     dataset = open_dataset(data)
     case = dataset[case_id] if case_id else dataset[len(dataset) - 1]
     image, label = case.load()
+    if quick:
+        centre = np.argwhere(label > 0).mean(0) if label.any() else np.array(label.shape) / 2
+        lo = [
+            min(max(int(c) - s // 2, 0), max(n - s, 0))
+            for c, s, n in zip(centre, QUICK_CROP, label.shape)
+        ]
+        box = tuple(slice(a, a + s) for a, s in zip(lo, QUICK_CROP))
+        image, label = image[box], label[box]
     return case, image, label
 
 
@@ -104,11 +121,11 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
 
 
-def run_ours(data: str, case_id: str | None, weights: str) -> dict:
+def run_ours(data: str, case_id: str | None, weights: str, quick: bool = False) -> dict:
     """Child process: predict_volume twice (first call traces/compiles), timed."""
     from tumorseg.inference import predict_volume
 
-    _, image, _ = _load_case(data, case_id)
+    _, image, _ = _load_case(data, case_id, quick)
     _, anysize, mode, _ = load_model(Path(weights))
     rss_before = _peak_rss_gib()
     times = []
@@ -119,9 +136,9 @@ def run_ours(data: str, case_id: str | None, weights: str) -> dict:
     return {"probs": probs, "times": times, "rss_before": rss_before, "rss_peak": _peak_rss_gib()}
 
 
-def run_original(data: str, case_id: str | None, weights: str) -> dict:
+def run_original(data: str, case_id: str | None, weights: str, quick: bool = False) -> dict:
     """Child process: the original stitcher once, after a one-tile warm-up."""
-    _, image, _ = _load_case(data, case_id)
+    _, image, _ = _load_case(data, case_id, quick)
     fixed, _, _, _ = load_model(Path(weights))
     fixed.predict(np.zeros((1, 4, 160, 160, 16), np.float32), verbose=0)
     rss_before = _peak_rss_gib()
@@ -131,8 +148,11 @@ def run_original(data: str, case_id: str | None, weights: str) -> dict:
     return {"probs": probs, "times": times, "rss_before": rss_before, "rss_peak": _peak_rss_gib()}
 
 
-def _in_child(fn, *args) -> dict:
-    """Run ``fn`` in a fresh process, so each algorithm's peak memory is its own."""
+def _in_child(fn, *args, quick: bool = False) -> dict:
+    """Run ``fn`` in a fresh process, so each algorithm's peak memory is its own (``quick``:
+    in this one)."""
+    if quick:
+        return fn(*args, quick)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(fn, *args).result()
@@ -143,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(ROOT / "data" / "BraTS-Data"))
     parser.add_argument("--case", default=None, help="case id (default: the last case)")
     parser.add_argument("--weights", default=str(pretrained_weights()))
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run on a small crop")
     args = parser.parse_args(argv)
 
     from tumorseg.inference import plan_tiles
@@ -151,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).is_dir():
         print(f"no dataset at {args.data}; run `make data` first")
         return 1
-    case, image, label = _load_case(args.data, args.case)
+    case, image, label = _load_case(args.data, args.case, args.quick)
     desc = describe(Path(args.weights))
     box = brain_bbox(image)
     crop = [s.stop - s.start for s in box]
@@ -161,11 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CPU: {os.cpu_count()} logical cores; wall times are noisy when the CPU is shared")
 
     runs = {}
-    for path, value in CODE_PATHS.items():
-        with onednn_env(value):
+    # --quick runs in this process, whose TensorFlow path is already fixed: one column
+    paths = {"this process": None} if args.quick else CODE_PATHS
+    for path, value in paths.items():
+        with onednn_env(value) if value else contextlib.nullcontext():
             runs[path] = (
-                _in_child(run_ours, args.data, args.case, args.weights),
-                _in_child(run_original, args.data, args.case, args.weights),
+                _in_child(run_ours, args.data, args.case, args.weights, quick=args.quick),
+                _in_child(run_original, args.data, args.case, args.weights, quick=args.quick),
             )
     print(f"{'':19s}" + "".join(f"{path:>36s}" for path in runs))
     speedups = print_times(runs)

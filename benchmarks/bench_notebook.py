@@ -5,10 +5,14 @@ process tree under 4 GB resident memory.  The notebook runs twice, in a fresh ke
 once per TensorFlow CPU code path (oneDNN on, and off with ``TF_ENABLE_ONEDNN_OPTS=0``: the
 Eigen path of CPUs without oneDNN, such as Apple Silicon); both are printed side by side.
 Timings on a shared machine are noisy.
+
+Usage: python benchmarks/bench_notebook.py [--quick]
+``--quick``: a smoke run of the set-up cells only (``run_notebook.setup_only``).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,10 +27,13 @@ TARGET_SECONDS = 300
 TARGET_BYTES = 4 * 10**9
 
 
-def run(value: str) -> tuple[dict[str, tuple[float, int]], float, int, str | None]:
-    """The notebook executed in a fresh kernel with ``TF_ENABLE_ONEDNN_OPTS=value``:
-    ({section: (seconds, peak RSS bytes)}, total seconds, peak RSS bytes, error or None)."""
+def run(value: str, quick: bool) -> tuple[dict[str, tuple[float, int]], float, int, str | None]:
+    """The notebook (only its set-up cells when ``quick``) executed in a fresh kernel with
+    ``TF_ENABLE_ONEDNN_OPTS=value``: ({section: (seconds, peak RSS bytes)}, total seconds,
+    peak RSS bytes, error or None)."""
     nb = nbformat.read(run_notebook.DEFAULT_NB, as_version=4)
+    if quick:
+        nb = run_notebook.setup_only(nb)
     with onednn_env(value):
         return run_notebook.execute(nb, run_notebook.DEFAULT_NB.parent, timeout=900)
 
@@ -36,8 +43,11 @@ def verdict(value: float, target: float) -> str:
     return "OK" if value <= target else "OVER"
 
 
-def main() -> int:
-    runs = {path: run(value) for path, value in CODE_PATHS.items()}
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="run the set-up cells only")
+    args = p.parse_args(argv)
+    runs = {path: run(value, args.quick) for path, value in CODE_PATHS.items()}
     print(f"{'notebook section':<34}" + "".join(f"{path + ' s, GB':>22}" for path in runs))
     for name in next(iter(runs.values()))[0]:
         cells = [

@@ -11,8 +11,10 @@
    (the first step compiles, the figure is the median of the rest) and the child's peak RSS.
 3. The GPU figure recorded by the shipped model's manifest (no GPU was used by this benchmark).
 
-usage: python benchmarks/bench_train.py [--steps N] [--base N]
+usage: python benchmarks/bench_train.py [--steps N] [--base N] [--quick]
        python benchmarks/bench_train.py --child {float32,bf16}   (one measurement, as JSON)
+``--quick``: a smoke run (3 patches, 1 thread, "flip" only, 2 float32 steps of a base-4 U-Net,
+on both code paths).
 Timings are wall-clock on a machine shared with other processes: treat them as rough.
 """
 
@@ -33,10 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tumorseg.hardware import CODE_PATHS, onednn_env  # noqa: E402
+from tumorseg.model.pretrained import manifest_path  # noqa: E402
+from tumorseg.resources import pretrained_weights  # noqa: E402
 from tumorseg.train.config import POLICIES, Precision, TrainConfig  # noqa: E402
 from tumorseg.train.data import Prefetcher, StoreBatches  # noqa: E402
 
 STORE = ROOT / "data" / "BraTS-Data" / "processed"
+#: Input feeds timed: (workers, processes instead of threads).
+FEEDS = ((1, False), (2, False), (4, False), (2, True))
 
 
 def input_rate(src: StoreBatches, workers: int, processes: bool, steps: int) -> float:
@@ -86,9 +92,9 @@ def step_rate_in_child(precision: str, onednn: str, args: argparse.Namespace) ->
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def print_steps(names: list[str], args: argparse.Namespace, produced: float) -> None:
-    """Each precision on each code path (children): one row per precision, paths side by side;
-    ``produced``: the store's best input rate (patches/s), for the headroom line."""
+def print_steps(args: argparse.Namespace, produced: float, precisions: tuple[str, ...]) -> None:
+    """Each of ``precisions`` on each code path (children): one row per precision, paths side
+    by side; ``produced``: the store's best input rate (patches/s), for the headroom line."""
     import keras
 
     print(
@@ -96,7 +102,7 @@ def print_steps(names: list[str], args: argparse.Namespace, produced: float) -> 
         f"{args.steps} steps, each run in its own process; the first step compiles):"
     )
     print(f"  {'precision':14s}" + "".join(f"  {path:>34s}" for path in CODE_PATHS))
-    for precision in (Precision.FLOAT32.value, Precision.BF16.value):
+    for precision in precisions:
         runs = [step_rate_in_child(precision, value, args) for value in CODE_PATHS.values()]
         cells = [
             f"{t['seconds_per_step']:.2f} s/step {t['peak_rss_gib']:.2f} GiB "
@@ -121,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=(Precision.FLOAT32.value, Precision.BF16.value),
         help="only time the steps in this precision; print the timings as JSON",
     )
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (figures meaningless)")
     args = p.parse_args(argv)
     if not (STORE / "config.json").is_file():
         print(f"no patch store at {STORE}: run `make patches` first")
@@ -129,22 +136,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(step_rate(names, args.base, args.child, args.steps)))
         return 0
+    levels, feeds = ("flip", "strong"), FEEDS
+    precisions = (Precision.FLOAT32.value, Precision.BF16.value)
+    if args.quick:
+        names, args.steps, args.base = names[:3], 2, 4
+        levels, feeds, precisions = ("flip",), FEEDS[:1], precisions[:1]
     print(
         f"input from {STORE} ({len(names)} patches, 160x160x16, 13 MB each), batch 1, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
     produced = {}
-    for level in ("flip", "strong"):
+    for level in levels:
         src = StoreBatches(STORE / "train", names, batch_size=1, seed=0, level=level)
-        for workers, processes in ((1, False), (2, False), (4, False), (2, True)):
+        for workers, processes in feeds:
             rate = input_rate(src, workers, processes, len(names))
             kind = "processes" if processes else "threads"
             produced[level] = max(produced.get(level, 0.0), rate)
             print(f"  augment {level:6s} {workers} {kind:9s}: {rate:6.1f} patches/s from the store")
 
-    print_steps(names, args, produced["flip"])
+    print_steps(args, produced["flip"], precisions)
 
-    shipped = json.loads((ROOT / "data" / "model_pretrained.json").read_text())
+    shipped = json.loads(manifest_path(pretrained_weights()).read_text())
     batch = shipped.get("batch_size") or shipped.get("distribution", {}).get("global_batch")
     rate = shipped["steps"] * batch / shipped["train_seconds"]
     print(
@@ -152,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         f"records {shipped['steps']} steps of batch {batch} in {shipped['train_seconds']:.0f} s "
         f"on {shipped['machine']}, {shipped['precision']}, base "
         f"{shipped['config']['n_base_filters']}: {rate:.0f} patches/s consumed; feeding that "
-        f"from the store takes about {rate / max(produced['strong'], 1e-9):.1f}x this "
-        f"machine's best 'strong' input rate (--workers N --processes on a many-core host)."
+        f"from the store takes about {rate / max(produced[levels[-1]], 1e-9):.1f}x this "
+        f"machine's best '{levels[-1]}' input rate (--workers N --processes on a many-core host)."
     )
     return 0
 

@@ -9,6 +9,9 @@ real validation patients (``../shared/real-brats-scans/valid``), never on the te
     .venv/bin/python scripts/select_on_valid.py --scans ../shared/real-brats-scans/valid \\
         --weights runs/k1/snapshot_800.weights.h5 runs/k1/model.weights.h5 --tta none x \\
         --json runs/k1/selection.json
+
+``--quick`` is a smoke run: the first case of ``--scans`` (default: the sample data), the
+shipped model, no post-processing grid.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
@@ -63,7 +67,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scans", type=Path, required=True, help="dataset of whole validation cases")
+    p.add_argument("--scans", type=Path, help="dataset of whole validation cases (required)")
     p.add_argument(
         "--weights", nargs="+", default=[None], help=".weights.h5 files (default: shipped)"
     )
@@ -74,7 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--plain", action="store_true", help="score without post-processing only (no grid)"
     )
+    p.add_argument("--quick", action="store_true", help="smoke run: one case, --plain")
     args = p.parse_args(argv)
+    if args.quick:
+        from tumorseg.data import open_dataset
+
+        args.scans = args.scans or ROOT / "data" / "BraTS-Data"
+        args.cases, args.plain = args.cases or open_dataset(args.scans).ids[:1], True
+    if args.scans is None:
+        p.error("--scans is required")
     results = []
     for weights, tta in itertools.product(args.weights, args.tta):
         grid = [Postprocess()] if args.plain else GRID

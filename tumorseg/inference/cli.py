@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.cli import fail
 from tumorseg.data import DataError, load_image, save_label_map
+from tumorseg.errors import fail
 from tumorseg.inference.postprocess import Mirror, Postprocess
 from tumorseg.labels import CLASS_NAMES
 from tumorseg.patches.standardize import MODES
