@@ -68,7 +68,9 @@ test: patches lint
 	$(BIN)/python -m pytest --durations=15 tests
 	$(BIN)/python -m pytest --durations=15 --nbval-lax --nbval-current-env -p no:cacheprovider $(NB)
 
+# The hardware first (CPU model, its flags, oneDNN on or off): every figure below depends on it.
 bench: patches
+	@$(BIN)/python -m tumorseg.hardware
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 release: $(STAMP)

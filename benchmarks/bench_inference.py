@@ -6,7 +6,10 @@ tile (batch 1) on RAW intensities (no standardization), paste the outputs back a
 scan.  Both run the same model and weights (the shipped ``tumorseg/model/weights/model_pretrained.weights.h5``
 when present, else a randomly initialised n_base_filters=16 U-Net with a fixed seed, whose
 Dice means nothing).  Prints both times, the ratio (target >= 4x), the WT/TC/ET Dice of both
-at threshold 0.5 (same label rule for both), and the peak RSS during each.
+at threshold 0.5 (same label rule for both), and the peak RSS during each.  Each runs in its
+own child process, once per TensorFlow CPU code path (oneDNN on, and off with
+``TF_ENABLE_ONEDNN_OPTS=0``: the Eigen path of CPUs without oneDNN); the two paths are printed
+side by side.
 
 Usage: python benchmarks/bench_inference.py [--data DIR] [--case ID] [--weights W] [--quick]
 ``--quick``: a smoke run on a 64x64x32 crop around the tumour, both algorithms in this process
@@ -17,6 +20,7 @@ Timings are wall-clock on whatever CPU runs this; other processes sharing it add
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -31,6 +35,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 
+from tumorseg.hardware import CODE_PATHS, onednn_env  # noqa: E402
 from tumorseg.resources import pretrained_weights  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -161,9 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run on a small crop")
     args = parser.parse_args(argv)
 
-    from tumorseg.inference import plan_tiles, probabilities_to_labels
+    from tumorseg.inference import plan_tiles
     from tumorseg.inference.predict import auto_max_voxels, brain_bbox
-    from tumorseg.metrics import region_scores
 
     if not Path(args.data).is_dir():
         print(f"no dataset at {args.data}; run `make data` first")
@@ -177,40 +181,63 @@ def main(argv: list[str] | None = None) -> int:
     print(f"brain crop {tuple(crop)} -> tile {tile} x {int(np.prod([len(s) for s in starts]))}")
     print(f"CPU: {os.cpu_count()} logical cores; wall times are noisy when the CPU is shared")
 
-    ours = _in_child(run_ours, args.data, args.case, args.weights, quick=args.quick)
-    orig = _in_child(run_original, args.data, args.case, args.weights, quick=args.quick)
-    (w_cold, _), (w_ours, c_ours) = ours["times"]
-    w_orig, c_orig = orig["times"][0]
-    print(
-        f"predict_volume:    wall {w_ours:6.1f} s  cpu {c_ours:6.1f} s  (first call {w_cold:.1f} s)"
-    )
-    print(
-        f"original stitcher: wall {w_orig:6.1f} s  cpu {c_orig:6.1f} s  (40 model.predict, batch 1)"
-    )
-    print(
-        f"speed-up:          wall {w_orig / w_ours:6.2f} x  cpu {c_orig / c_ours:6.2f} x  (target >= 4x)"
-    )
-
-    spacing = tuple(float(z) for z in _zooms(case.label_path))
-    dices = {}
-    print("Dice at threshold 0.5 (WT / TC / ET), same label rule for both:")
-    for name, res in (("ours", ours), ("original", orig)):
-        scores = region_scores(probabilities_to_labels(res["probs"], 0.5), label, spacing)
-        d = scores["dice"]
-        dices[name] = d.mean()
-        print(
-            f"  {name:<9} {d['WT']:.4f} / {d['TC']:.4f} / {d['ET']:.4f}"
-            f"   HD95 WT/TC/ET {scores['hd95']['WT']:.1f} / {scores['hd95']['TC']:.1f} / "
-            f"{scores['hd95']['ET']:.1f} mm"
-        )
-    for name, res in (("predict_volume", ours), ("original", orig)):
-        print(
-            f"peak RSS {name:<15} {res['rss_peak']:.2f} GiB "
-            f"(process with model and case loaded: {res['rss_before']:.2f} GiB)"
-        )
-    ok = w_orig / w_ours >= 4 and dices["ours"] >= dices["original"]
-    print("RESULT:", "OK" if ok else "BELOW TARGET")
+    runs = {}
+    # --quick runs in this process, whose TensorFlow path is already fixed: one column
+    paths = {"this process": None} if args.quick else CODE_PATHS
+    for path, value in paths.items():
+        with onednn_env(value) if value else contextlib.nullcontext():
+            runs[path] = (
+                _in_child(run_ours, args.data, args.case, args.weights, quick=args.quick),
+                _in_child(run_original, args.data, args.case, args.weights, quick=args.quick),
+            )
+    print(f"{'':19s}" + "".join(f"{path:>36s}" for path in runs))
+    speedups = print_times(runs)
+    scored = print_scores(runs, label, tuple(float(z) for z in _zooms(case.label_path)))
+    ok = min(speedups) >= 4 and scored
+    print("RESULT:", "OK" if ok else "BELOW TARGET", "(both paths)")
     return 0
+
+
+def print_times(runs: dict[str, tuple[dict, dict]]) -> list[float]:
+    """Wall/CPU seconds, wall speed-up and peak RSS of both algorithms, one column per code
+    path; returns the wall speed-up of each path."""
+    rows = {"predict_volume": [], "original stitcher": [], "speed-up": [], "peak RSS": []}
+    speedups = []
+    for ours, orig in runs.values():
+        (w_cold, _), (w_ours, c_ours) = ours["times"]
+        w_orig, c_orig = orig["times"][0]
+        speedups.append(w_orig / w_ours)
+        rows["predict_volume"].append(f"wall {w_ours:5.1f} s cpu {c_ours:5.1f} (1st {w_cold:.0f})")
+        rows["original stitcher"].append(f"wall {w_orig:5.1f} s cpu {c_orig:5.1f} s")
+        rows["speed-up"].append(f"wall {w_orig / w_ours:5.2f} x cpu {c_orig / c_ours:5.2f} x")
+        rows["peak RSS"].append(f"ours {ours['rss_peak']:.2f} / orig {orig['rss_peak']:.2f} GiB")
+    for name, cells in rows.items():
+        print(f"{name + ':':19s}" + "".join(f"{cell:>36s}" for cell in cells))
+    print("(original: 40 model.predict of batch 1; target speed-up >= 4x; peak RSS of each child)")
+    return speedups
+
+
+def print_scores(runs: dict[str, tuple[dict, dict]], label: np.ndarray, spacing: tuple) -> bool:
+    """WT/TC/ET Dice and HD95 of both algorithms on each code path; returns whether ours scores
+    at least the original's mean Dice on every path."""
+    from tumorseg.inference import probabilities_to_labels
+    from tumorseg.metrics import region_scores
+
+    print("Dice at threshold 0.5 (WT / TC / ET), same label rule for both:")
+    ok = True
+    for path, (ours, orig) in runs.items():
+        dices = {}
+        for name, res in (("ours", ours), ("original", orig)):
+            scores = region_scores(probabilities_to_labels(res["probs"], 0.5), label, spacing)
+            d = scores["dice"]
+            dices[name] = d.mean()
+            print(
+                f"  {path:<10} {name:<9} {d['WT']:.4f} / {d['TC']:.4f} / {d['ET']:.4f}"
+                f"   HD95 WT/TC/ET {scores['hd95']['WT']:.1f} / {scores['hd95']['TC']:.1f} / "
+                f"{scores['hd95']['ET']:.1f} mm"
+            )
+        ok = ok and dices["ours"] >= dices["original"]
+    return ok
 
 
 def _zooms(path: Path) -> tuple[float, float, float]:

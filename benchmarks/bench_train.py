@@ -5,12 +5,16 @@
    and 2 spawned processes (start-up excluded), at the "flip" and "strong" augmentation levels, 2 passes over the
    32 training patches (the first warms the page cache), batch 1.
 2. Consumption: ``train`` itself for a few steps (U-Net base 16, batch 1, float32 and mixed
-   bfloat16) on the current backend (``KERAS_BACKEND``, TensorFlow under `make bench`); the
-   first step compiles, the figure is the median of the rest.
+   bfloat16) on the current backend (``KERAS_BACKEND``, TensorFlow under `make bench`), each
+   in its own child process, on both of TensorFlow's CPU code paths (oneDNN on, and off with
+   ``TF_ENABLE_ONEDNN_OPTS=0``: the Eigen path of CPUs without oneDNN), side by side: s/step
+   (the first step compiles, the figure is the median of the rest) and the child's peak RSS.
 3. The GPU figure recorded by the shipped model's manifest (no GPU was used by this benchmark).
 
 usage: python benchmarks/bench_train.py [--steps N] [--base N] [--quick]
-``--quick``: a smoke run (3 patches, 1 thread, "flip" only, 2 float32 steps of a base-4 U-Net).
+       python benchmarks/bench_train.py --child {float32,bf16}   (one measurement, as JSON)
+``--quick``: a smoke run (3 patches, 1 thread, "flip" only, 2 float32 steps of a base-4 U-Net,
+on both code paths).
 Timings are wall-clock on a machine shared with other processes: treat them as rough.
 """
 
@@ -19,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,9 +34,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tumorseg.hardware import CODE_PATHS, onednn_env  # noqa: E402
 from tumorseg.model.pretrained import manifest_path  # noqa: E402
 from tumorseg.resources import pretrained_weights  # noqa: E402
-from tumorseg.train.config import TrainConfig  # noqa: E402
+from tumorseg.train.config import POLICIES, Precision, TrainConfig  # noqa: E402
 from tumorseg.train.data import Prefetcher, StoreBatches  # noqa: E402
 
 STORE = ROOT / "data" / "BraTS-Data" / "processed"
@@ -54,33 +61,86 @@ def input_rate(src: StoreBatches, workers: int, processes: bool, steps: int) -> 
     return best
 
 
-def step_rate(names: list[str], base: int, bf16: bool, steps: int) -> dict:
-    """The timings of a short ``train`` run (base ``base``, batch 1) on the current backend."""
+def step_rate(names: list[str], base: int, precision: str, steps: int) -> dict:
+    """The timings of a short ``train`` run (base ``base``, batch 1) on the current backend,
+    with this process's peak RSS in GiB (``peak_rss_gib``)."""
     from tumorseg.train.loop import train
 
     src = StoreBatches(STORE / "train", names, batch_size=1, seed=0)
     with tempfile.TemporaryDirectory() as out:
         cfg = TrainConfig(
-            out=out, steps=steps, n_base_filters=base, bf16=bf16, workers=2, checkpoint_every=10**6
+            out=out,
+            steps=steps,
+            n_base_filters=base,
+            precision=precision,
+            workers=2,
+            checkpoint_every=10**6,
         )
         manifest = train(cfg, src, None, verbose=False)
-    return manifest["timings"] | {"device": manifest["distribution"]}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
+    return manifest["timings"] | {"device": manifest["distribution"], "peak_rss_gib": peak}
+
+
+def step_rate_in_child(precision: str, onednn: str, args: argparse.Namespace) -> dict:
+    """:func:`step_rate` in a fresh process with ``TF_ENABLE_ONEDNN_OPTS=onednn`` (TensorFlow
+    reads it on import, and the peak RSS must be this measurement's own)."""
+    argv = [sys.executable, __file__, "--child", precision, "--steps", str(args.steps)]
+    with onednn_env(onednn):
+        out = subprocess.run(
+            [*argv, "--base", str(args.base)], capture_output=True, text=True, check=True
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_steps(args: argparse.Namespace, produced: float, precisions: tuple[str, ...]) -> None:
+    """Each of ``precisions`` on each code path (children): one row per precision, paths side
+    by side; ``produced``: the store's best input rate (patches/s), for the headroom line."""
+    import keras
+
+    print(
+        f"\ntraining steps ({keras.backend.backend()} backend, U-Net base {args.base}, batch 1, "
+        f"{args.steps} steps, each run in its own process; the first step compiles):"
+    )
+    print(f"  {'precision':14s}" + "".join(f"  {path:>34s}" for path in CODE_PATHS))
+    for precision in precisions:
+        runs = [step_rate_in_child(precision, value, args) for value in CODE_PATHS.values()]
+        cells = [
+            f"{t['seconds_per_step']:.2f} s/step {t['peak_rss_gib']:.2f} GiB "
+            f"(1st {t['first_step_seconds']:.0f} s)"
+            for t in runs
+        ]
+        print(f"  {POLICIES[precision]:14s}" + "".join(f"  {c:>34s}" for c in cells))
+        used = runs[0]["patches_per_second"]
+        print(
+            f"    input headroom ({next(iter(CODE_PATHS))}): the store delivers "
+            f"{produced / used:.0f}x what the steps consume; they waited "
+            f"{runs[0]['input']['wait_seconds']:.2f} s for input in all"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=4, help="training steps per precision")
     p.add_argument("--base", type=int, default=16, help="n_base_filters of the U-Net")
+    p.add_argument(
+        "--child",
+        choices=(Precision.FLOAT32.value, Precision.BF16.value),
+        help="only time the steps in this precision; print the timings as JSON",
+    )
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (figures meaningless)")
     args = p.parse_args(argv)
     if not (STORE / "config.json").is_file():
         print(f"no patch store at {STORE}: run `make patches` first")
         return 1
     names = json.loads((STORE / "config.json").read_text())["train"]
-    levels, feeds, precisions = ("flip", "strong"), FEEDS, (False, True)
+    if args.child:
+        print(json.dumps(step_rate(names, args.base, args.child, args.steps)))
+        return 0
+    levels, feeds = ("flip", "strong"), FEEDS
+    precisions = (Precision.FLOAT32.value, Precision.BF16.value)
     if args.quick:
         names, args.steps, args.base = names[:3], 2, 4
-        levels, feeds, precisions = ("flip",), FEEDS[:1], (False,)
+        levels, feeds, precisions = ("flip",), FEEDS[:1], precisions[:1]
     print(
         f"input from {STORE} ({len(names)} patches, 160x160x16, 13 MB each), batch 1, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
@@ -94,25 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             produced[level] = max(produced.get(level, 0.0), rate)
             print(f"  augment {level:6s} {workers} {kind:9s}: {rate:6.1f} patches/s from the store")
 
-    import keras
-
-    print(
-        f"\ntraining steps ({keras.backend.backend()} backend, U-Net base {args.base}, batch 1, "
-        f"{args.steps} steps; the first compiles):"
-    )
-    for bf16 in precisions:
-        t = step_rate(names, args.base, bf16, args.steps)
-        used = t["patches_per_second"]
-        print(
-            f"  {'mixed_bfloat16' if bf16 else 'float32':14s}: {t['seconds_per_step']:.2f} s/step "
-            f"(first {t['first_step_seconds']:.1f} s) = {used:.2f} patches/s consumed; the "
-            f"steps waited {t['input']['wait_seconds']:.2f} s for input in all; "
-            f"{t['device']['devices']} {t['device']['device_kind']} device(s)"
-        )
-        print(
-            f"    input headroom: the store delivers {produced['flip'] / used:.0f}x what "
-            f"the steps consume"
-        )
+    print_steps(args, produced["flip"], precisions)
 
     shipped = json.loads(manifest_path(pretrained_weights()).read_text())
     batch = shipped.get("batch_size") or shipped.get("distribution", {}).get("global_batch")

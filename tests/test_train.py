@@ -205,3 +205,73 @@ def test_cli_reports_user_errors_with_exit_2(tmp_path, capsys):
     assert status("--data", str(store), "--batch-size", "9") == 2
     assert "fewer than one batch" in capsys.readouterr().err
     assert not (tmp_path / "o" / "model.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "accelerator", "chosen"),
+    [
+        ((), False, "float32"),  # Apple Silicon, no /proc/cpuinfo flags
+        (("avx2",), False, "float32"),  # AVX2-only AMD/Intel: bf16 is emulated
+        (("avx2", "avx512f"), False, "float32"),  # AVX512 without BF16 (Skylake-X)
+        (("avx2", "avx512f", "avx512_bf16"), False, "bf16"),
+        (("avx2", "amx_tile", "amx_bf16"), False, "bf16"),  # Sapphire Rapids
+        (("avx2",), True, "bf16"),  # a GPU trains
+    ],
+)
+def test_auto_precision_follows_native_bf16(flags, accelerator, chosen):
+    from tumorseg.train.config import choose_precision
+
+    assert choose_precision("auto", flags, accelerator) == chosen
+    assert choose_precision("float32", ("avx512_bf16",), True) == "float32"  # explicit is kept
+    assert choose_precision("bf16", (), False) == "bf16"
+    with pytest.raises(ValueError):
+        choose_precision("fp16", flags, accelerator)
+
+
+def test_cli_precision_flags():
+    from tumorseg.train.cli import parser
+
+    base = ["--data", "d", "--out", "o"]
+    assert parser().parse_args(base).precision == "auto"
+    assert parser().parse_args([*base, "--bf16"]).precision == "bf16"  # the old flag
+    assert parser().parse_args([*base, "--precision", "float32"]).precision == "float32"
+    with pytest.raises(SystemExit):
+        parser().parse_args([*base, "--precision", "fp16"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "chosen", "policy"),
+    [(("avx2",), "float32", "float32"), (("avx512_bf16",), "bf16", "mixed_bfloat16")],
+)
+def test_manifest_records_the_precision_chosen_and_the_cpu_flags(
+    monkeypatch, tmp_path, flags, chosen, policy
+):
+    from tumorseg import hardware
+    from tumorseg.train import loop
+
+    cpu = hardware.CpuInfo("Test CPU", flags, 2, "x86_64")
+    monkeypatch.setattr(loop, "cpu_info", lambda: cpu)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 16, 16, 8)).astype("float32")
+    y = (rng.random((2, 3, 16, 16, 8)) > 0.7).astype("float32")
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"),
+        steps=1,
+        n_base_filters=2,
+        patch_size=(16, 16, 8),
+        precision="auto",
+        workers=1,
+        warmup=1,
+    )
+    manifest = loop.train(cfg, MemoryBatches(x, y, 1), verbose=False)
+    assert manifest["precision"] == policy
+    choice = manifest["precision_choice"]
+    assert choice["requested"] == "auto" and choice["accelerator"] is False
+    assert choice["chosen"] == manifest["training"]["precision"] == chosen
+    assert choice["cpu"] == {
+        "model": "Test CPU",
+        "flags": list(flags),
+        "cores": 2,
+        "machine": "x86_64",
+    }
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["precision_choice"] == choice

@@ -8,7 +8,8 @@ this file as ``util.py`` into each grading folder, so it imports nothing but ``t
 
 from tumorseg.quiet import import_backend
 
-import_backend()  # Keras/TensorFlow without the C++ runtime's start-up lines (tumorseg/quiet.py)
+# Keras/TensorFlow without the C++ runtime's start-up lines (tumorseg/quiet.py)
+keras = import_backend()
 
 from tumorseg.data import DataError, load_case, open_dataset  # noqa: E402
 from tumorseg.inference import Postprocess, predict_and_viz, predict_volume  # noqa: E402
@@ -22,6 +23,15 @@ from tumorseg.viz import (  # noqa: E402
     visualize_data_gif,
     visualize_patch,
 )
+
+
+def release_memory() -> None:
+    """Give back the memory of models the notebook no longer names: call it after ``del model``
+    (and of anything that holds the model, such as a callback or ``fit``'s ``History``).  It
+    clears Keras's global state (``keras.backend.clear_session``) and collects Python's
+    garbage, so the next model does not stack on top of the previous one."""
+    keras.backend.clear_session(free_memory=True)
+
 
 __all__ = [
     # data: read one case as (240, 240, 155, 4) float64 image + (240, 240, 155) label
@@ -43,6 +53,7 @@ __all__ = [
     "predict_volume",  # whole-scan probabilities (3,X,Y,Z) by batched, overlapping tiles
     "predict_and_viz",  # whole scan: predict, threshold, plot ground truth against prediction
     "Postprocess",  # whole-scan clean-up rules; Postprocess.NONE turns the manifest's off
+    "release_memory",  # after `del model`: free Keras's global state and the deleted model
     # evaluation
     "sens_spec_table",  # per-class sensitivity/specificity as a pandas DataFrame
     "region_scores",  # BraTS WT/TC/ET Dice, HD95, sensitivity, specificity

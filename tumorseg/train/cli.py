@@ -3,7 +3,7 @@
 The same command runs on the CPU, on one GPU and data-parallel on several (JAX backend)::
 
     tumorseg train --data data/BraTS-Data/processed --out runs/cpu --steps 1000
-    KERAS_BACKEND=jax tumorseg train --data ... --out runs/gpu --bf16 --batch-size 8 \\
+    KERAS_BACKEND=jax tumorseg train --data ... --out runs/gpu --precision bf16 --batch-size 8 \\
         --workers 8 --processes
     # two hosts: the same command on each, with
     KERAS_DISTRIBUTION_JOB_ADDRESSES=host0:1234 KERAS_DISTRIBUTION_NUM_PROCESSES=2 \\
@@ -19,7 +19,7 @@ from tumorseg.data import DataError
 from tumorseg.errors import fail
 from tumorseg.patches.augment import Augment
 from tumorseg.patches.store import read_store
-from tumorseg.train.config import TrainConfig
+from tumorseg.train.config import Precision, TrainConfig
 from tumorseg.train.data import StoreBatches, store_validation
 from tumorseg.train.distribute import initialize_hosts
 
@@ -49,7 +49,20 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (Adam)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
-    p.add_argument("--bf16", action="store_true", help="mixed_bfloat16 precision")
+    p.add_argument(
+        "--precision",
+        choices=[v.value for v in Precision],
+        default=Precision.AUTO.value,
+        help="auto (default): mixed bfloat16 on a GPU or a CPU with native bf16 (AVX512-BF16 "
+        "or AMX), else float32; the manifest records the choice and the CPU's flags",
+    )
+    p.add_argument(
+        "--bf16",
+        dest="precision",
+        action="store_const",
+        const=Precision.BF16.value,
+        help="same as --precision bf16",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--standardize", choices=("slice", "brain"), default=d.standardize)
     p.add_argument(
@@ -140,7 +153,7 @@ def config_from_args(args: argparse.Namespace, store: dict) -> TrainConfig:
         patch_size=tuple(store.get("patch_size", (160, 160, 16))),
         lr=args.lr,
         warmup=args.warmup,
-        bf16=args.bf16,
+        precision=args.precision,
         standardize=args.standardize,
         augment=Augment.NONE.value if args.no_augment else args.augment,
         init_weights=args.init_weights,

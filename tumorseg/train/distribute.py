@@ -43,6 +43,11 @@ class Distribution:
         return slice(self.process * local, (self.process + 1) * local)
 
     @property
+    def accelerated(self) -> bool:
+        """Whether the devices are accelerators (GPU, TPU) rather than the CPU."""
+        return self.device_kind not in ("cpu", "unknown")
+
+    @property
     def is_chief(self) -> bool:
         """Whether this process writes the outputs (process 0)."""
         return self.process == 0

@@ -11,6 +11,7 @@ devices (JAX backend, ``tumorseg.train.distribute``), on one or several hosts. A
 * finished with ``OUT/model.weights.h5`` (float32 weights only, loadable under any backend)
   and the manifest ``OUT/model.json``: ``config`` (the ``unet_model_3d`` kwargs that
   ``load_pretrained`` reads), ``standardize``, ``training`` (the ``TrainConfig``),
+  ``precision`` and ``precision_choice`` (requested, chosen, the CPU's model and flags),
   ``distribution``, ``timings``, ``data`` and the validation Dice per class.
 
 Loss: soft Dice + binary cross-entropy per sample; the output bias starts at -2 so that rare
@@ -35,7 +36,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tumorseg.atomic import write_text
-from tumorseg.train.config import TrainConfig
+from tumorseg.hardware import cpu_info
+from tumorseg.train.config import POLICIES, TrainConfig, choose_precision
 from tumorseg.train.data import Prefetcher
 from tumorseg.train.distribute import Distribution, clear_distribution, setup_distribution
 from tumorseg.train.state import (
@@ -134,13 +136,14 @@ def learning_rate_at(
 
 
 def build_model(cfg: TrainConfig) -> Any:
-    """The compiled U-Net of ``cfg`` (Dice+BCE, output bias -2, mixed bfloat16 when ``bf16``),
-    started from ``cfg.init_weights`` when given. Built under the current distribution."""
+    """The compiled U-Net of ``cfg`` (Dice+BCE, output bias -2, in ``cfg.precision``: "float32"
+    or "bf16", resolved from "auto" by ``train``), started from ``cfg.init_weights`` when
+    given. Built under the current distribution."""
     import keras
 
     from tumorseg.model import dice_bce_loss, unet_model_3d
 
-    keras.mixed_precision.set_global_policy("mixed_bfloat16" if cfg.bf16 else "float32")
+    keras.mixed_precision.set_global_policy(POLICIES[cfg.precision])
     try:
         model = unet_model_3d(
             dice_bce_loss,
@@ -153,6 +156,21 @@ def build_model(cfg: TrainConfig) -> Any:
     if cfg.init_weights is not None:
         model.load_weights(str(cfg.init_weights))
     return model
+
+
+def resolve_precision(cfg: TrainConfig, dist: Distribution) -> tuple[TrainConfig, dict]:
+    """``cfg`` with its precision made concrete for this machine (``choose_precision``), and
+    the manifest's ``"precision_choice"``: requested, chosen, whether an accelerator trains
+    and the CPU (model, flags of interest, cores)."""
+    cpu = cpu_info()
+    chosen = choose_precision(cfg.precision, cpu.flags, dist.accelerated)
+    choice = {
+        "requested": cfg.precision,
+        "chosen": chosen,
+        "accelerator": dist.accelerated,
+        "cpu": cpu.record(),
+    }
+    return cfg.replace(precision=chosen), choice
 
 
 def train_step(model: Any, x: np.ndarray, y: np.ndarray, rate: float) -> float:
@@ -174,6 +192,7 @@ class RunState:
     step_seconds: list[float] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     input: dict | None = None
+    precision_choice: dict = field(default_factory=dict)
 
     def elapsed(self) -> float:
         """Training wall time so far, resumed runs included."""
@@ -315,7 +334,8 @@ def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState, data: d
         + (f" over {cfg.max_seconds:.0f} s" if cfg.max_seconds else ""),
         "steps": state.step,
         "seed": cfg.seed,
-        "precision": "mixed_bfloat16" if cfg.bf16 else "float32",
+        "precision": POLICIES[cfg.precision],
+        "precision_choice": state.precision_choice,
         "training": cfg.asdict(),
         "distribution": dist.record(),
         "timings": timings(state, dist),
@@ -355,10 +375,12 @@ def train(
     dist = setup_distribution(cfg.devices, cfg.batch_size)
     if dist.is_chief:
         out.mkdir(parents=True, exist_ok=True)
+    cfg, precision_choice = resolve_precision(cfg, dist)
     if verbose and dist.is_chief:
         print(
             f"training on {dist.devices} {dist.device_kind} device(s), {dist.hosts} host(s), "
-            f"{dist.backend} backend, global batch {cfg.batch_size}",
+            f"{dist.backend} backend, global batch {cfg.batch_size}, precision {cfg.precision} "
+            f"({precision_choice['requested']} requested)",
             flush=True,
         )
     if dist.hosts > 1 and valid is not None:
@@ -366,6 +388,7 @@ def train(
     try:
         model = build_model(cfg)
         state = resume_or_start(model, out, resume, dist.is_chief, verbose)
+        state.precision_choice = precision_choice
         run_steps(model, cfg, source, dist, state, valid, verbose, data)
         if valid is not None:
             state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
