@@ -150,6 +150,8 @@ def bootstrap_source(repo_url: str) -> str:
     """The instructor notebook's bootstrap cell with ``REPO_URL`` set to ``repo_url``."""
     import nbformat
 
+    if str(ROOT) not in sys.path:  # this checkout's package, not one installed elsewhere
+        sys.path.insert(0, str(ROOT))
     from tumorseg.course import release
 
     nb = nbformat.read(ROOT / NOTEBOOK, as_version=4)
