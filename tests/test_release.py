@@ -314,7 +314,7 @@ def test_repo_url_goes_into_the_notebook_and_the_badge(tmp_path, capsys):
     assert release.PLACEHOLDER not in out.read_text(encoding="utf-8")
     text = readme.read_text(encoding="utf-8")
     assert release.PLACEHOLDER not in text
-    assert "colab-badge.svg)](https://example.org/x/tumorseg)" in text  # not on GitHub
+    assert text.count("colab-badge.svg)](https://example.org/x/tumorseg)") == 2  # not GitHub
     assert "Colab opens notebooks from GitHub only" in capsys.readouterr().err
     # only the bootstrap cell differs from a release without the address
     plain = {c.id: c.source for c in release.release_notebook(nbformat.read(INSTRUCTOR, 4)).cells}
@@ -332,7 +332,7 @@ def test_a_github_address_gives_a_colab_link_and_can_be_changed(tmp_path):
         url = f"https://github.com/{owner}/tumorseg.git"
         assert release.main(["--out", out, "--readme", str(readme), "--repo-url", url]) == 0
         link = f"https://colab.research.google.com/github/{owner}/tumorseg{NOTEBOOK_LINK}"
-        assert f"colab-badge.svg)]({link})" in readme.read_text(encoding="utf-8")
+        assert readme.read_text(encoding="utf-8").count(f"colab-badge.svg)]({link})") == 2
 
 
 def test_check_reports_an_unset_address(tmp_path, capsys, monkeypatch):

@@ -305,14 +305,14 @@ def on_github(url: str) -> bool:
 
 
 def stamp_badge(readme: str, url: str) -> str:
-    """``readme`` with its "Open In Colab" badge leading to :func:`colab_link` of ``url``.
+    """``readme`` with every "Open In Colab" badge leading to :func:`colab_link` of ``url``.
     Raises ValueError when the text has no such badge."""
     if not BADGE.search(readme):
         raise ValueError(
             "no Colab badge `[![Open In Colab](https://colab.research.google.com/assets/"
             "colab-badge.svg)](...)` to write the address into"
         )
-    return BADGE.sub(lambda m: m.group(1) + colab_link(url) + m.group(3), readme, count=1)
+    return BADGE.sub(lambda m: m.group(1) + colab_link(url) + m.group(3), readme)
 
 
 def release_notebook(
