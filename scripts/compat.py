@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -128,14 +129,24 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _step(what: str, command: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Run ``command`` (output passed through); its seconds.  CompatError when it fails."""
+def _cpu_seconds() -> float:
+    """User + system seconds of this process's finished children (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _step(what: str, command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Run ``command`` (output passed through); its (wall, CPU) seconds, the CPU seconds
+    summed over every process it started, so they do not depend on the machine's load.
+    CompatError when it fails."""
     print(f"-- {what}", flush=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     done = subprocess.run(command, cwd=cwd, env=env, check=False)
     if done.returncode != 0:
         raise CompatError(f"{what}: exit status {done.returncode}")
-    return time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+    print(f"   {what}: {wall:.0f} s wall, {cpu:.0f} s CPU", flush=True)
+    return wall, cpu
 
 
 def _versions(python: Path) -> dict[str, str]:
@@ -159,8 +170,9 @@ def bootstrap_source(repo_url: str) -> str:
     return release.stamp_repo_url(cell.source, repo_url)
 
 
-def run_set(requirements: Path, workdir: Path, timeout: int) -> dict[str, float]:
-    """Steps 1-4 of the module doc for one set; {step: seconds}.  Raises CompatError."""
+def run_set(requirements: Path, workdir: Path, timeout: int) -> dict[str, tuple[float, float]]:
+    """Steps 1-4 of the module doc for one set; {step: (wall, CPU) seconds}.  Raises
+    CompatError."""
     base = workdir / requirements.stem
     shutil.rmtree(base, ignore_errors=True)
     (base / "content").mkdir(parents=True)
@@ -170,12 +182,13 @@ def run_set(requirements: Path, workdir: Path, timeout: int) -> dict[str, float]
     venv = base / "venv"
     python = venv / "bin" / "python"
     env = _env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    times = {}
-    times["venv + set"] = _step("venv", [sys.executable, "-m", "venv", str(venv)], base, env)
     pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    times["venv + set"] += _step(
-        f"install {requirements.name}", [*pip, "-r", str(requirements)], base, env
-    )
+    times = {
+        "venv": _step("venv", [sys.executable, "-m", "venv", str(venv)], base, env),
+        "install set": _step(
+            f"install {requirements.name}", [*pip, "-r", str(requirements)], base, env
+        ),
+    }
     before = _versions(python)
     cell = bootstrap_source(f"file://{ROOT}")
     boot_env = {**env, "PYTHONPATH": str(base / "stand-in")}
@@ -226,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {requirements.name}: FAILED: {exc}", file=sys.stderr, flush=True)
             failed.append(requirements.name)
             continue
-        steps = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in times.items())
-        print(f"== {requirements.name}: passed in {time.perf_counter() - start:.0f} s ({steps})")
+        steps = ", ".join(f"{name} {wall:.0f}/{cpu:.0f}" for name, (wall, cpu) in times.items())
+        total = time.perf_counter() - start
+        print(f"== {requirements.name}: passed in {total:.0f} s (wall/CPU seconds: {steps})")
     return 1 if failed else 0
 
 
