@@ -6,14 +6,20 @@ training standardization:
 * per-class patch Dice (edema, non-enhancing, enhancing; hard, threshold 0.5, mean over
   patches) on every ``--patches DIR`` of course h5 patches, e.g. ``../shared/real-brats/train``
   (real, never trained on; the default when it exists) or the valid split of a randomized patch store;
-* whole-scan WT/TC/ET Dice on the cases of ``--scans DIR`` (default: the course's seed-0
-  synthetic cases in data/BraTS-Data, which no shipped model was trained on).
+* whole-scan WT/TC/ET Dice and WT HD95, per case and as the mean over cases, on every
+  ``--scans DIR`` (MSD or BraTS layout; default: the course's seed-0 synthetic cases in
+  data/BraTS-Data, which no shipped model was trained on, and the real validation patients of
+  ``../shared/real-brats-scans/valid`` when present), three ways: as predicted, with the
+  manifest's post-processing, and with post-processing plus left-right test-time mirroring,
+  each with its seconds per scan.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_realism.py --patches ../shared/real-brats/train
     .venv/bin/python benchmarks/bench_realism.py --weights runs/x/model.weights.h5 \\
         --patches runs/rand/processed/valid --scans data/BraTS-Data --json runs/x/figures.json
+    .venv/bin/python benchmarks/bench_realism.py --patches '' \
+        --scans ../shared/real-brats-scans/valid
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import pandas as pd
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,12 +50,55 @@ def patch_dice(model, folder: Path, mode: str) -> dict[str, float]:
     return evaluate_batches(model, (gen[i] for i in range(len(gen))))
 
 
-def scan_dice(model, data: Path) -> dict[str, float]:
-    """Mean WT/TC/ET Dice over the whole cases of the dataset ``data``."""
-    from tumorseg.inference.evaluate import evaluate
+#: The whole-scan variants scored: (name, tta, post-processing from the manifest or none).
+VARIANTS = (("plain", "none", False), ("post", "none", True), ("tta-x+post", "x", True))
 
-    table = evaluate(data, model)
-    return {r: float(table[f"{r}_dice"].mean()) for r in ("WT", "TC", "ET")} | {"cases": len(table)}
+
+def scan_scores(model, manifest: dict, data: Path, cases: list[str] | None) -> dict:
+    """Per-case and mean WT/TC/ET Dice and WT HD95 of the dataset ``data`` (MSD or BraTS
+    layout) for each of ``VARIANTS``: the manifest's post-processing off and on, and with
+    left-right test-time mirroring; with each variant's seconds per scan."""
+    from tumorseg.inference.evaluate import predict_cases, score_prediction
+    from tumorseg.inference.postprocess import Postprocess
+
+    rules = Postprocess.from_record(manifest.get("postprocess"))
+    out: dict = {}
+    for tta in sorted({v[1] for v in VARIANTS}):
+        for pred in predict_cases(data, model, cases, tta=tta):
+            for name, _, post in (v for v in VARIANTS if v[1] == tta):
+                row = score_prediction(pred, rules if post else Postprocess.NONE)
+                out.setdefault(name, {})[pred.case] = {
+                    k: float(row[k])
+                    for k in ("WT_dice", "TC_dice", "ET_dice", "WT_hd95", "seconds")
+                }
+    summary = {}
+    for name, per_case in out.items():
+        table = pd.DataFrame.from_dict(per_case, orient="index")
+        summary[name] = {
+            "WT": table.WT_dice.mean(),
+            "TC": table.TC_dice.mean(),
+            "ET": table.ET_dice.mean(),
+            "WT_hd95_median": table.WT_hd95.median(),
+            "seconds_per_scan": table.seconds.mean(),
+            "cases": len(table),
+            "per_case": per_case,
+        }
+    return summary
+
+
+def print_scans(data: str, summary: dict) -> None:
+    """Per-case rows and the means of ``scan_scores``."""
+    for name, r in summary.items():
+        print(
+            f"  whole scans {data} [{name}]: WT {r['WT']:.3f}  TC {r['TC']:.3f}  ET {r['ET']:.3f}"
+            f"  median WT HD95 {r['WT_hd95_median']:.1f} mm  ({r['cases']} cases, "
+            f"{r['seconds_per_scan']:.1f} s/scan)"
+        )
+        for case, c in r["per_case"].items():
+            print(
+                f"      {case:<24} WT {c['WT_dice']:.3f}  TC {c['TC_dice']:.3f}  "
+                f"ET {c['ET_dice']:.3f}  WT HD95 {c['WT_hd95']:.1f}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,14 +109,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patches", action="append", default=[], help="folder of course h5 patches")
     p.add_argument(
         "--scans",
-        default=str(ROOT / "data" / "BraTS-Data"),
-        help="dataset of whole cases ('' to skip)",
+        action="append",
+        default=None,
+        help="dataset of whole cases, MSD or BraTS layout (repeatable; default: the course's "
+        "data/BraTS-Data and, when present, ../shared/real-brats-scans/valid; '' to skip)",
     )
+    p.add_argument("--cases", nargs="*", default=None, help="case ids of --scans (default: all)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = p.parse_args(argv)
     real = ROOT.parent / "shared" / "real-brats" / "train"
     if not args.patches and real.is_dir():
         args.patches = [str(real)]
+    if args.scans is None:
+        real_scans = ROOT.parent / "shared" / "real-brats-scans" / "valid"
+        args.scans = [str(ROOT / "data" / "BraTS-Data")] + [str(real_scans)] * real_scans.is_dir()
+    args.scans = [s for s in args.scans if s]
+    args.patches = [f for f in args.patches if f]
 
     from tumorseg.model import load_pretrained
 
@@ -84,13 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches, "
             f"{time.perf_counter() - t:.0f} s)"
         )
-    if args.scans and (Path(args.scans) / "dataset.json").is_file():
-        t = time.perf_counter()
-        r = figures["scans"][args.scans] = scan_dice(model, Path(args.scans))
-        print(
-            f"  whole scans {args.scans}: WT {r['WT']:.3f}  TC {r['TC']:.3f}  ET {r['ET']:.3f}"
-            f"  ({r['cases']} cases, {time.perf_counter() - t:.0f} s)"
-        )
+    for scans in args.scans:
+        summary = figures["scans"][scans] = scan_scores(model, manifest, Path(scans), args.cases)
+        print_scans(scans, summary)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1) + "\n")
     return 0

@@ -13,7 +13,10 @@ ones (``tumorseg.resources.pretrained_weights()``); the manifest is the weights'
 * ``reproduce``: the commands, one per line of ``--reproduce``;
 * ``evaluation``: the figures of ``benchmarks/bench_realism.py --json`` (patch Dice per folder,
   whole-scan Dice), each file merged in order;
-* ``selection`` and ``machine``: as given.
+* ``selection`` and ``machine``: as given;
+* every top-level key of each ``--record`` JSON file, e.g. the whole-scan ``postprocess``
+  rules and ``tta`` chosen on the real validation patients, and ``real_valid``: per-patient
+  figures of this model and of the one it replaces.
 
 Both files are written atomically; nothing is written when an input is missing.
 """
@@ -73,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", type=Path, action="append", default=[], help="bench_realism json")
     p.add_argument("--selection", required=True, help="how this run and checkpoint were chosen")
     p.add_argument("--machine", required=True, help="where it was trained, in words")
+    p.add_argument(
+        "--record",
+        type=Path,
+        action="append",
+        default=[],
+        help="JSON file whose keys join the manifest (e.g. postprocess, tta, real_valid)",
+    )
     args = p.parse_args(argv)
     dest = pretrained_weights()
     try:
@@ -85,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                 evaluation[key].update(figures.get(key, {}))
         if not args.weights.is_file():
             raise OSError(f"{args.weights}: no such weights file")
+        records = [json.loads(f.read_text()) for f in args.record]
         extra = {
+            **{k: v for record in records for k, v in record.items()},
             "reproduce": commands,
             "evaluation": evaluation,
             "selection": args.selection,

@@ -12,6 +12,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_BRATS = ROOT.parent / "shared" / "real-brats"
+REAL_SCANS = ROOT.parent / "shared" / "real-brats-scans"
 SAMPLE_DATA = ROOT / "data" / "BraTS-Data"
 
 
@@ -23,7 +24,7 @@ def repo_root() -> Path:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the real data ``realdata``: ``-m realdata`` selects them."""
     for item in items:
-        if "real_brats" in getattr(item, "fixturenames", ()):
+        if {"real_brats", "real_scans"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.realdata)
 
 
@@ -33,6 +34,15 @@ def real_brats() -> Path:
     if not (REAL_BRATS / "train").is_dir():
         pytest.skip(f"real BraTS evaluation data not found at {REAL_BRATS}")
     return REAL_BRATS
+
+
+@pytest.fixture(scope="session")
+def real_scans() -> Path:
+    """Whole real scans (``train/``, ``valid/``, BraTS layout), or a skip when this clone has
+    no ../shared/real-brats-scans."""
+    if not (REAL_SCANS / "valid").is_dir():
+        pytest.skip(f"real whole scans not found at {REAL_SCANS}")
+    return REAL_SCANS
 
 
 @pytest.fixture(scope="session")

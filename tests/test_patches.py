@@ -179,3 +179,51 @@ def test_merged_store_keeps_the_held_out_cases_and_prefixes_the_others(tmp_path)
         merge_stores(tmp_path / "n", a, [b, _fake_store(tmp_path / "c", 12, ["X"], [])])
     with pytest.raises(DataError, match="build the patch store"):
         merge_stores(tmp_path / "n", a, [tmp_path / "nothing"])
+
+
+def test_background_patches_cover_the_brain_away_from_the_tumor():
+    from tumorseg.patches.sampling import sample_background_patch
+
+    shape = (200, 200, 60)
+    image = np.zeros((*shape, 4), np.float32)
+    image[20:180, 30:190, 5:55] = 100.0  # the 'brain'
+    label = np.zeros(shape, np.uint8)
+    label[90:110, 90:110, 40:50] = 1  # a small tumor high up
+    rng = np.random.default_rng(0)
+    patches = [sample_background_patch(image, label, rng=rng) for _ in range(40)]
+    corners = np.array([p.corner for p in patches])
+    assert all(p.x.shape == (4, 160, 160, 16) and p.y.shape == (160, 160, 16, 4) for p in patches)
+    # every patch holds brain, z corners spread over the brain, many without any tumor
+    assert all((p.x != 0).mean() >= 0.1 for p in patches)
+    assert corners[:, 2].min() < 15 and corners[:, 2].max() > 30
+    assert sum(p.tumor_fraction == 0 for p in patches) >= 10
+    # the labels are the volume's at the corner
+    p = patches[0]
+    x0, y0, z0 = p.corner
+    np.testing.assert_array_equal(p.y.argmax(-1), label[x0 : x0 + 160, y0 : y0 + 160, z0 : z0 + 16])
+    # no slab with enough brain: None
+    assert sample_background_patch(np.zeros_like(image), label, rng=rng) is None
+
+
+def test_store_with_background_patches_and_no_valid_split(fake_data, tmp_path):
+    out = tmp_path / "real"
+    args = ["--data", str(fake_data), "--out", str(out), "--per-case", "2", "--background", "3"]
+    assert main([*args, "--valid-fraction", "0"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["valid"] == [] and cfg["valid_cases"] == [] and len(cfg["train_cases"]) == 5
+    assert len(cfg["train"]) == 5 * 5 and cfg["background"] == 3
+    ks = sorted({int(NAME_RE.match(n)["k"]) for n in cfg["train"]})
+    assert ks == [0, 1, 2, 3, 4]
+    # a rerun keeps every patch
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "train").iterdir()}
+    assert (
+        build_patch_store(fake_data, out, 2, valid_fraction=0, background=3, verbose=False) == cfg
+    )
+    assert {p: p.stat().st_mtime_ns for p in (out / "train").iterdir()} == mtimes
+
+
+def test_patches_refuses_impossible_options(fake_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--data", str(fake_data), "--out", str(tmp_path / "o"), "--valid-fraction", "1"])
+    assert stop.value.code == 2
+    assert "--valid-fraction" in capsys.readouterr().err

@@ -5,6 +5,7 @@ CLIs: ``tumorseg predict`` (tumorseg.inference.cli) and ``tumorseg evaluate``
 (tumorseg.inference.evaluate).
 """
 
+from tumorseg.inference.postprocess import Mirror, Postprocess, postprocess_labels
 from tumorseg.inference.predict import (
     brain_bbox,
     plan_tiles,
@@ -14,6 +15,9 @@ from tumorseg.inference.predict import (
 )
 
 __all__ = [
+    "Mirror",
+    "Postprocess",
+    "postprocess_labels",
     "brain_bbox",
     "plan_tiles",
     "predict_and_viz",

@@ -15,12 +15,14 @@ import numpy as np
 
 from tumorseg.cli import fail
 from tumorseg.data import DataError, load_image, save_label_map
+from tumorseg.inference.postprocess import Mirror, Postprocess
 from tumorseg.labels import CLASS_NAMES
 from tumorseg.patches.standardize import MODES
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--weights``, ``--threshold`` and ``--standardize``, shared by predict and evaluate."""
+    """``--weights``, ``--threshold``, ``--standardize``, ``--tta`` and ``--no-postprocess``,
+    shared by predict and evaluate."""
     parser.add_argument(
         "--weights",
         default=None,
@@ -40,13 +42,27 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="override the standardization recorded in the manifest",
     )
+    parser.add_argument(
+        "--tta",
+        choices=[m.value for m in Mirror],
+        default=None,
+        help="test-time mirroring: none, x (2 passes) or xyz (8 passes); default: the "
+        "manifest's choice",
+    )
+    parser.add_argument(
+        "--no-postprocess",
+        action="store_true",
+        help="skip the whole-scan clean-up recorded in the manifest (small components, "
+        "a tiny enhancing region)",
+    )
 
 
 def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
-    """The model of ``args.weights`` for any input size, ``args.standardize`` applied.
+    """The model of ``args.weights`` for any input size, ``args.standardize``, ``args.tta`` and
+    ``args.no_postprocess`` applied.
 
-    ``load_pretrained`` sets ``model.standardize`` from the manifest, and ``predict_volume``
-    reads it; a missing file is a user error (``tumorseg.cli.fail``) with the loader's message.
+    ``load_pretrained`` sets ``model.standardize``, ``model.tta`` and ``model.postprocess`` from
+    the manifest, and ``predict_volume`` reads them; a missing file is a user error (``tumorseg.cli.fail``) with the loader's message.
     """
     from tumorseg.model import load_pretrained
 
@@ -56,6 +72,10 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any
         fail(parser.prog, exc)
     if args.standardize:
         model.standardize = args.standardize
+    if args.tta:
+        model.tta = args.tta
+    if args.no_postprocess:
+        model.postprocess = Postprocess.NONE.to_dict()
     return model
 
 
@@ -81,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(parser.prog, exc)
     model = load_model(parser, args)
     start = time.perf_counter()
-    probs = predict_volume(image, model)
+    probs = predict_volume(image, model, threshold=args.threshold)
     labels = probabilities_to_labels(probs, args.threshold)
     out = save_label_map(labels, reference, args.out)
     counts = np.bincount(labels.ravel(), minlength=len(CLASS_NAMES) + 1)

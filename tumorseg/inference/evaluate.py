@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from tumorseg.atomic import write_text
 from tumorseg.cli import fail
 from tumorseg.data import DataError
 from tumorseg.inference.cli import add_model_options, load_model
+from tumorseg.inference.postprocess import Postprocess
 from tumorseg.labels import CLASS_KEYS, REGIONS
 
 
@@ -65,12 +67,72 @@ def _spacing(path: Path) -> tuple[float, float, float]:
     return float(zooms[0]), float(zooms[1]), float(zooms[2])
 
 
+@dataclass(frozen=True)
+class CasePrediction:
+    """One case's prediction before post-processing, and what scoring it needs.
+
+    probs: (3, X, Y, Z) probabilities; label: (X, Y, Z) ground truth, codes 0..3; spacing: mm
+    per voxel along X, Y, Z; seconds: the prediction's wall time.
+    """
+
+    case: str
+    probs: np.ndarray
+    label: np.ndarray
+    spacing: tuple[float, float, float]
+    seconds: float
+
+
+def predict_cases(
+    data: str | Path,
+    model: Any,
+    cases: Sequence[str] | None = None,
+    standardize: str | None = None,
+    tta: str | None = None,
+) -> Iterator[CasePrediction]:
+    """Predict every case (or the listed ones) of a dataset, one at a time, without
+    post-processing; ``tta`` as ``predict_volume`` takes it (None: the model's)."""
+    from tqdm.auto import tqdm
+
+    from tumorseg.data import open_dataset
+    from tumorseg.inference.predict import predict_volume
+
+    dataset = open_dataset(data)
+    selected = list(dataset) if not cases else [dataset[c] for c in cases]
+    for case in tqdm(selected, desc="evaluate", unit="case"):
+        image, label = case.load()
+        start = time.perf_counter()
+        probs = predict_volume(
+            image, model, standardize=standardize, tta=tta, postprocess=Postprocess.NONE
+        )
+        seconds = time.perf_counter() - start
+        yield CasePrediction(case.id, probs, label, _spacing(case.label_path), seconds)
+
+
+def score_prediction(
+    pred: CasePrediction, rules: Postprocess | dict | None, threshold: float = 0.5
+) -> dict[str, float | str]:
+    """``{"case", score_case columns..., "seconds"}`` of one prediction cleaned with ``rules``
+    (the post-processing's own time is added to ``seconds``)."""
+    from tumorseg.inference.postprocess import apply_to_probabilities
+
+    start = time.perf_counter()
+    rules = Postprocess.from_record(rules)
+    probs = apply_to_probabilities(pred.probs, rules, threshold) if rules.active else pred.probs
+    seconds = pred.seconds + time.perf_counter() - start
+    row: dict[str, float | str] = {"case": pred.case}
+    row.update(score_case(probs, pred.label, pred.spacing, threshold))
+    row["seconds"] = round(seconds, 2)
+    return row
+
+
 def evaluate(
     data: str | Path,
     model: Any,
     cases: Sequence[str] | None = None,
     threshold: float = 0.5,
     standardize: str | None = None,
+    tta: str | None = None,
+    postprocess: Postprocess | dict | None = None,
 ) -> pd.DataFrame:
     """Predict and score every case (or the listed ones) of a dataset.
 
@@ -80,28 +142,16 @@ def evaluate(
         cases: case ids to score (default: all).
         threshold: class threshold.
         standardize: standardization mode (see ``predict_volume``).
+        tta, postprocess: test-time mirroring and clean-up rules (see ``predict_volume``);
+            None: the model's (``model.tta``, ``model.postprocess``, from its manifest).
 
     Returns:
         DataFrame, one row per case: ``case``, the ``score_case`` columns and ``seconds``.
     """
-    from tqdm.auto import tqdm
-
-    from tumorseg.data import open_dataset
-    from tumorseg.inference.predict import predict_volume
-
-    dataset = open_dataset(data)
-    selected = list(dataset) if not cases else [dataset[c] for c in cases]
-    rows = []
-    for case in tqdm(selected, desc="evaluate", unit="case"):
-        image, label = case.load()
-        start = time.perf_counter()
-        probs = predict_volume(image, model, standardize=standardize)
-        seconds = time.perf_counter() - start
-        row = {"case": case.id}
-        row.update(score_case(probs, label, _spacing(case.label_path), threshold))
-        row["seconds"] = round(seconds, 2)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    if postprocess is None:
+        postprocess = getattr(model, "postprocess", None)
+    predictions = predict_cases(data, model, cases, standardize, tta)
+    return pd.DataFrame([score_prediction(p, postprocess, threshold) for p in predictions])
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -144,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
     with pd.option_context("display.width", 120, "display.precision", 4):
-        print(f"{len(table)} case(s), threshold {args.threshold}")
+        rules = Postprocess.from_record(getattr(model, "postprocess", None))
+        print(
+            f"{len(table)} case(s), threshold {args.threshold}, "
+            f"tta {getattr(model, 'tta', None) or 'none'}, "
+            f"postprocess {rules.to_dict() if rules.active else 'none'}"
+        )
         print(summary(table).to_string())
     return 0

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.inference.postprocess import Mirror, Postprocess, apply_to_probabilities, mirrored
 from tumorseg.patches.standardize import DEFAULT_MODE, standardize_patch
 
 #: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 1.4 GiB
@@ -226,6 +227,9 @@ def predict_volume(
     batch_size: int = 2,
     standardize: str | None = None,
     tile: Sequence[int] | None = None,
+    tta: Mirror | str | None = None,
+    postprocess: Postprocess | dict | None = None,
+    threshold: float = 0.5,
 ) -> np.ndarray:
     """Class probabilities for a whole scan.
 
@@ -254,6 +258,14 @@ def predict_volume(
             A model trained on thin 160x160x16 patches sees far more z context in one big
             tile; ``tile=(240, 240, 16), overlap=0.5`` feeds it training-like slabs instead
             (about 2.2x the time; see CHANGES.md).
+        tta: test-time mirroring (``Mirror``: "none", "x" or "xyz"): the tiles' predictions are
+            averaged over mirrored copies (2 or 8 passes).  ``None``: ``model.tta`` (from the
+            manifest, see ``load_pretrained``), else none.
+        postprocess: whole-scan clean-up rules (``Postprocess`` or its dict); the returned
+            probabilities are changed so that ``probabilities_to_labels(probs, threshold)`` is
+            the cleaned label map (``apply_to_probabilities``).  ``None``: ``model.postprocess``
+            (from the manifest), else none; ``Postprocess.NONE`` turns it off.
+        threshold: the class threshold the post-processing assumes.
 
     Returns:
         (K, X, Y, Z) float32 probabilities (K = 3: edema, non-enhancing, enhancing); voxels
@@ -276,8 +288,14 @@ def predict_volume(
     batch_size = max(1, min(batch_size, budget // math.prod(tile_size)))
     work, origin = prepare_region(image, box, tile_size, mode)
     net = _flexible(model, image.shape[-1], tile_size)
-    probs = sliding_window(work, lambda batch: _run(net, batch), tile_size, starts, batch_size)
-    return paste_region(probs, box, origin, image.shape[:3])
+    mirror = Mirror(tta if tta is not None else getattr(model, "tta", None) or Mirror.NONE)
+    run = mirrored(lambda batch: _run(net, batch), mirror)
+    probs = sliding_window(work, run, tile_size, starts, batch_size)
+    probs = paste_region(probs, box, origin, image.shape[:3])
+    rules = Postprocess.from_record(
+        postprocess if postprocess is not None else getattr(model, "postprocess", None)
+    )
+    return apply_to_probabilities(probs, rules, threshold) if rules.active else probs
 
 
 def prepare_region(

@@ -53,4 +53,7 @@ def load_pretrained(
     model.load_weights(weights)
     # predict_volume reads this, so whole scans are standardized the way training did
     model.standardize = manifest.get("standardize")  # None: predict_volume falls back to "brain"
+    # ... and cleaned up and mirrored as the manifest chose (absent: neither)
+    model.postprocess = manifest.get("postprocess")
+    model.tta = manifest.get("tta")
     return model, manifest

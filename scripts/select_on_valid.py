@@ -1,0 +1,94 @@
+"""Choose a checkpoint, test-time mirroring and post-processing on whole validation scans.
+
+For every ``--weights`` file and every ``--tta`` level, predicts each case of ``--scans`` once
+(no post-processing), then scores the cached probabilities under every post-processing rule of
+a small grid (``GRID``).  Prints per-patient WT/TC/ET Dice and HD95, the mean over patients
+and the median WT HD95 for each combination, and writes everything to ``--json``.  Choose on
+real validation patients (``../shared/real-brats-scans/valid``), never on the test patients.
+
+    .venv/bin/python scripts/select_on_valid.py --scans ../shared/real-brats-scans/valid \\
+        --weights runs/k1/snapshot_800.weights.h5 runs/k1/model.weights.h5 --tta none x \\
+        --json runs/k1/selection.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd  # noqa: E402
+
+from tumorseg.inference.postprocess import Postprocess  # noqa: E402
+
+#: The post-processing rules tried on every prediction.
+GRID = [
+    Postprocess(min_component=m, keep_fraction=f, min_enhancing=e)
+    for m, f, e in itertools.product((0, 500, 2000), (0.0, 0.1, 0.3, 1.0), (0, 200, 500))
+]
+
+
+def score_grid(weights: str | None, scans: Path, tta: str, cases, threshold: float):
+    """One row per (rule of ``GRID``, case): the rule's fields, the case's scores, seconds."""
+    from tumorseg.inference.evaluate import predict_cases, score_prediction
+    from tumorseg.model import load_pretrained
+
+    model, _ = load_pretrained(weights, input_shape=(4, None, None, None))
+    rows = []
+    for pred in predict_cases(scans, model, cases, tta=tta):
+        rows += [rules.to_dict() | score_prediction(pred, rules, threshold) for rules in GRID]
+    return pd.DataFrame(rows)
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice per region, median WT HD95 and the mean of the three Dice, per rule."""
+    keys = ["min_component", "keep_fraction", "min_enhancing"]
+    g = table.groupby(keys)
+    out = g[["WT_dice", "TC_dice", "ET_dice"]].mean()
+    out["WT_hd95_median"] = g["WT_hd95"].median()
+    out["mean_dice"] = out[["WT_dice", "TC_dice", "ET_dice"]].mean(axis=1)
+    return out.sort_values("mean_dice", ascending=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--scans", type=Path, required=True, help="dataset of whole validation cases")
+    p.add_argument(
+        "--weights", nargs="+", default=[None], help=".weights.h5 files (default: shipped)"
+    )
+    p.add_argument("--tta", nargs="+", default=["none"], choices=["none", "x", "xyz"])
+    p.add_argument("--cases", nargs="*", default=None, help="case ids (default: all)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--json", type=Path, default=None, help="write every figure here")
+    args = p.parse_args(argv)
+    results = []
+    for weights, tta in itertools.product(args.weights, args.tta):
+        table = score_grid(weights, args.scans, tta, args.cases, args.threshold)
+        best = summarize(table)
+        print(f"\n== {weights or 'shipped'}  tta={tta}")
+        print("per patient, no post-processing:")
+        none = table[
+            (table.min_component == 0) & (table.keep_fraction == 0) & (table.min_enhancing == 0)
+        ]
+        print(
+            none.drop(columns=["min_component", "keep_fraction", "min_enhancing"])
+            .round(3)
+            .to_string(index=False)
+        )
+        print("best rules (mean over patients):")
+        print(best.head(8).round(3).to_string())
+        results.append({"weights": weights, "tta": tta, "rows": table.to_dict(orient="records")})
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Whole-scan post-processing of a label map, and test-time mirroring.
+
+A model that looks at one tile at a time can mark isolated blobs of normal anatomy as tumour
+far from the real lesion.  ``Postprocess`` names the clean-up rules a whole-scan prediction
+gets, all on the label map (0 background, 1 edema, 2 non-enhancing, 3 enhancing):
+
+* ``min_component``: whole-tumour (labels > 0) connected components (26-connectivity) with
+  fewer voxels are set to background;
+* ``keep_fraction``: of what is left, only components with at least this fraction of the
+  largest component's voxels are kept (1.0 keeps the largest alone; 0 keeps all);
+* ``min_enhancing``: when the whole scan holds fewer enhancing voxels than this, they are
+  relabelled non-enhancing (2), the BraTS practice for a few spurious enhancing voxels.
+
+``Mirror`` names the test-time augmentation: the prediction averaged over mirrored copies of
+the input (nnU-Net's mirroring).  Both are recorded in a model's manifest (``"postprocess"``,
+``"tta"``) and read from there by ``predict_volume`` when not given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+#: Label of the enhancing tumour and of what a too-small enhancing region becomes.
+ENHANCING, NON_ENHANCING = 3, 2
+
+
+@dataclass(frozen=True)
+class Postprocess:
+    """Clean-up rules of a whole-scan label map (see the module docstring); the defaults do
+    nothing (``Postprocess.NONE``)."""
+
+    min_component: int = 0
+    keep_fraction: float = 0.0
+    min_enhancing: int = 0
+
+    def __post_init__(self) -> None:
+        if self.min_component < 0 or self.min_enhancing < 0:
+            raise ValueError(f"{self}: sizes must be >= 0 voxels")
+        if not 0.0 <= self.keep_fraction <= 1.0:
+            raise ValueError(f"{self}: keep_fraction must be in [0, 1]")
+
+    @property
+    def active(self) -> bool:
+        """True when some rule can change a label map."""
+        return self != Postprocess()
+
+    def to_dict(self) -> dict[str, float]:
+        """The rules as a JSON-ready dict (the manifest's ``"postprocess"``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, record: Any) -> Postprocess:
+        """From a manifest record: a dict of the fields, or None/{} for no post-processing.
+        ValueError naming the unknown keys otherwise."""
+        if record is None:
+            return cls()
+        if isinstance(record, Postprocess):
+            return record
+        if not isinstance(record, Mapping):
+            raise ValueError(f"postprocess record must be a dict of rules, got {record!r}")
+        unknown = set(record) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown post-processing rules {sorted(unknown)} in {record}")
+        return cls(**record)
+
+
+Postprocess.NONE = Postprocess()  # type: ignore[attr-defined]
+
+
+class Mirror(str, Enum):
+    """Test-time mirroring: NONE (one pass), X (also left-right mirrored, 2 passes), XYZ
+    (all 8 combinations of mirroring X, Y and Z, nnU-Net's default)."""
+
+    NONE = "none"
+    X = "x"
+    XYZ = "xyz"
+
+    @property
+    def flips(self) -> list[tuple[int, ...]]:
+        """Spatial axes (0 X, 1 Y, 2 Z) to mirror, one tuple per pass (``()``: as is)."""
+        if self is Mirror.NONE:
+            return [()]
+        if self is Mirror.X:
+            return [(), (0,)]
+        return [tuple(a for a in range(3) if m >> a & 1) for m in range(8)]
+
+
+def mirrored(predict: Callable[[np.ndarray], np.ndarray], mirror: Mirror) -> Callable:
+    """``predict`` (batch ``(B, C, X, Y, Z)`` -> ``(B, K, X, Y, Z)``) averaged over the mirrored
+    copies of ``mirror``: each pass flips the batch's spatial axes, predicts, flips back."""
+    flips = Mirror(mirror).flips
+    if flips == [()]:
+        return predict
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        total = None
+        for axes in flips:
+            spatial = tuple(2 + a for a in axes)
+            out = predict(np.ascontiguousarray(np.flip(batch, spatial)) if axes else batch)
+            out = np.flip(out, spatial) if axes else out
+            total = out.astype(np.float32) if total is None else total + out
+        return total / len(flips)
+
+    return run
+
+
+def postprocess_labels(labels: np.ndarray, rules: Postprocess) -> np.ndarray:
+    """Apply ``rules`` to a label map.
+
+    Args:
+        labels: (X, Y, Z) integer label map with values 0..3.
+        rules: the clean-up rules (``Postprocess``).
+
+    Returns:
+        A new (X, Y, Z) label map of the same dtype; unchanged copy when no rule is active.
+    """
+    out = np.array(labels, copy=True)
+    keep = tumour_to_keep(out > 0, rules)
+    out[~keep] = 0
+    if rules.min_enhancing and 0 < int((out == ENHANCING).sum()) < rules.min_enhancing:
+        out[out == ENHANCING] = NON_ENHANCING
+    return out
+
+
+def tumour_to_keep(tumour: np.ndarray, rules: Postprocess) -> np.ndarray:
+    """(X, Y, Z) bool: the voxels of the ``tumour`` mask that survive the component rules
+    (``min_component``, then ``keep_fraction`` of the largest remaining component)."""
+    tumour = np.asarray(tumour, bool)
+    if not (rules.min_component or rules.keep_fraction) or not tumour.any():
+        return tumour
+    components, n = ndi.label(tumour, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(components.ravel(), minlength=n + 1)
+    sizes[0] = 0
+    kept = sizes >= max(rules.min_component, 1)
+    if rules.keep_fraction and kept.any():
+        kept &= sizes >= rules.keep_fraction * sizes[kept].max()
+    kept[0] = False
+    return kept[components]
+
+
+def apply_to_probabilities(
+    probs: np.ndarray, rules: Postprocess, threshold: float = 0.5
+) -> np.ndarray:
+    """Post-process class probabilities so that ``probabilities_to_labels(out, threshold)``
+    equals ``postprocess_labels`` of the unprocessed labels.
+
+    probs: (3, X, Y, Z) probabilities (channel c is label c + 1).  Voxels removed from the
+    tumour get probability 0 in every class; a too-small enhancing region's voxels get the
+    enhancing probability moved to the non-enhancing channel.  Returns a new float32 array.
+    """
+    from tumorseg.inference.predict import probabilities_to_labels
+
+    out = np.array(probs, dtype=np.float32, copy=True)
+    if not rules.active:
+        return out
+    labels = probabilities_to_labels(out, threshold)
+    out[:, ~tumour_to_keep(labels > 0, rules)] = 0.0
+    labels = probabilities_to_labels(out, threshold)
+    enhancing = labels == ENHANCING
+    if rules.min_enhancing and 0 < int(enhancing.sum()) < rules.min_enhancing:
+        ne, en = NON_ENHANCING - 1, ENHANCING - 1
+        out[ne, enhancing] = np.maximum(out[ne, enhancing], out[en, enhancing]) + 1e-6
+        out[en, enhancing] = 0.0
+    return out
