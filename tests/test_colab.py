@@ -95,7 +95,8 @@ def test_install_pins_the_installed_stack_and_reports_it_unchanged(monkeypatch, 
     assert command[6] == str(ROOT) and command[7] == "--constraint"
     versions = colab.installed()
     assert constraints.splitlines() == [f"{name}=={versions[name]}" for name in colab.KEPT]
-    assert "unchanged" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "pip installed: nothing new" in out and "unchanged" in out
 
 
 def test_install_reports_a_changed_package(monkeypatch, capsys):

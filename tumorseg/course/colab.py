@@ -62,6 +62,11 @@ def installed(names: tuple[str, ...] = KEPT) -> dict[str, str | None]:
     return found
 
 
+def inventory() -> dict[str, str]:
+    """{distribution name (lower case): version} of everything installed."""
+    return {d.metadata["Name"].lower(): d.version for d in importlib.metadata.distributions()}
+
+
 def keep_pins(ranges: dict[str, str], versions: dict[str, str | None]) -> list[str]:
     """``name==version`` for every installed package whose version is inside its range; prints
     a note for each one that pip may replace."""
@@ -85,7 +90,7 @@ def keep_pins(ranges: dict[str, str], versions: dict[str, str | None]) -> list[s
 def install(root: Path) -> bool:
     """``pip install -e root`` keeping the in-range ``KEPT`` packages; True when none of them
     changed."""
-    before = installed()
+    before, everything = installed(), inventory()
     print(f"installing the tumorseg package from {root}")
     pins = keep_pins(declared_ranges(root / "pyproject.toml"), before)
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,6 +99,8 @@ def install(root: Path) -> bool:
         command = [sys.executable, "-m", "pip", "install", "-q", "-e", str(root)]
         _run([*command, "--constraint", str(constraints)])
     after = installed()
+    added = sorted(f"{n} {v}" for n, v in inventory().items() if everything.get(n) != v)
+    print(f"  pip installed: {', '.join(added) or 'nothing new'}")
     changed = {name: (before[name], after[name]) for name in KEPT if before[name] != after[name]}
     for name, (old, new) in changed.items():
         print(f"  {name} changed: {old} -> {new}; Runtime > Restart session, then run on")
