@@ -97,15 +97,15 @@ def checked_differences(executed, stored) -> list[str]:
 
 
 def execute_and_compare(notebook: Path, timeout: int) -> int:
-    """``--execute``: run ``notebook`` through nbclient, print the section times, compare the
-    checked cells with the stored outputs; 0 when all equal."""
+    """``--execute``: run ``notebook`` through nbclient, printing each cell's and section's
+    time, then compare the checked cells with the stored outputs; 0 when all equal."""
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import nbformat
     from run_notebook import execute, is_checked
 
     stored = nbformat.read(notebook, as_version=4)
     executed = nbformat.read(notebook, as_version=4)
-    sections, total, peak, error = execute(executed, notebook.parent, timeout)
+    sections, total, peak, error = execute(executed, notebook.parent, timeout, per_cell=True)
     for name, (seconds, _) in sections.items():
         print(f"  {name:<40} {seconds:7.1f} s")
     print(f"  notebook total {total:.1f} s, peak kernel RSS {peak / 1e9:.2f} GB")
