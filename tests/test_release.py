@@ -358,12 +358,15 @@ def test_configured_repo_url_reads_pyproject(tmp_path):
     assert release.configured_repo_url(pyproject) == "https://github.com/acme/tumorseg"
 
 
-@pytest.mark.parametrize("bad", ["github.com/acme/tumorseg", "https://github.com/YOUR-ACCOUNT/t"])
+@pytest.mark.parametrize(
+    "bad",
+    ["github.com/acme/tumorseg", "https://github.com/YOUR-ACCOUNT/t", 'https://e.org/a".git'],
+)
 def test_bad_repo_urls_are_rejected(bad, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         release.main(["--out", str(tmp_path / "s.ipynb"), "--repo-url", bad])
     assert info.value.code == 2
-    assert f"--repo-url {bad!r}" in capsys.readouterr().err
+    assert f"repository address {bad!r}" in capsys.readouterr().err
     assert not (tmp_path / "s.ipynb").exists()
 
 

@@ -237,13 +237,14 @@ def check_repo_url(url: str) -> str:
     """``url`` if it is a usable repository address (``https://``, ``http://`` or ``file://``,
     without the placeholder); else ValueError saying what is wrong."""
     parsed = urlparse(url)
-    if parsed.scheme not in {"https", "http", "file"} or not parsed.path.strip("/"):
+    usable = parsed.scheme in {"https", "http", "file"} and parsed.path.strip("/")
+    if not usable or any(char in url for char in "\"'\\ \t\n"):
         raise ValueError(
-            f"--repo-url {url!r}: expected the repository's clone address, e.g. "
+            f"repository address {url!r}: expected the repository's clone address, e.g. "
             "https://github.com/OWNER/tumorseg.git"
         )
     if PLACEHOLDER in url:
-        raise ValueError(f"--repo-url {url!r} still holds the placeholder {PLACEHOLDER}")
+        raise ValueError(f"repository address {url!r} still holds the placeholder {PLACEHOLDER}")
     return url
 
 
@@ -286,7 +287,8 @@ def stamp_repo_url(source: str, url: str) -> str:
             f"the bootstrap cell (id {BOOTSTRAP_ID!r}) has no line "
             '`REPO_URL = "..."` for the repository address'
         )
-    return REPO_LINE.sub(f'REPO_URL = "{url}"  # set by `tumorseg release`', source, count=1)
+    line = f'REPO_URL = "{url}"  # set by `tumorseg release`'
+    return REPO_LINE.sub(lambda _: line, source, count=1)
 
 
 def colab_link(url: str) -> str:
@@ -431,7 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     """``tumorseg release [--source NB] [--out PATH] [--repo-url URL] [--readme PATH] [--check]``."""
     args = _parser().parse_args(argv)
     try:
-        url = check_repo_url(args.repo_url) if args.repo_url else configured_repo_url()
+        url = args.repo_url or configured_repo_url()
+        if url is not None:
+            url = check_repo_url(url)
     except (OSError, ValueError) as exc:
         fail("tumorseg release", exc)
     outputs = _outputs(args, url)
