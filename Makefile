@@ -1,5 +1,6 @@
 # tumorseg: two commands to start.  `make run` runs the course, `make test` runs every test;
-# `make lab` opens the course in JupyterLab.
+# `make lab` opens the course in JupyterLab; `make check` is the fast tier (lint + the tests
+# not marked slow) to run while changing code.
 # Both create or refresh .venv from the pinned requirements.txt by themselves.
 
 PYTHON ?= python3
@@ -14,11 +15,12 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 export PYTHONHASHSEED := 0
 
-.PHONY: venv data patches run lab test lint bench release compat clean help
+.PHONY: venv data patches run lab check test lint bench release compat clean help
 
 help:
 	@echo "make run    - run the course end to end on the embedded synthetic data"
 	@echo "make lab    - open the course (student notebook) in JupyterLab"
+	@echo "make check  - the fast tier: lint + the tests not marked slow (a few minutes)"
 	@echo "make test   - lint + unit tests + notebook (nbval) + grader self-checks"
 	@echo "make bench  - print speed and memory figures"
 	@echo "make compat - the Colab bootstrap + notebook on Colab's package set and the oldest allowed"
@@ -57,9 +59,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check tumorseg tests util.py scripts benchmarks
 	$(BIN)/ruff format --check tumorseg tests util.py scripts benchmarks
 
+# The fast tier: no data build, no slow test (kernels, training, whole-scan predictions, the
+# notebook); tests that need the sample data skip until `make data` / `make patches` built it.
+check: lint
+	$(BIN)/python -m pytest -m "not slow" --durations=15 tests
+
+# The full suite (what CI runs); --durations lists the slowest tests.
 test: patches lint
-	$(BIN)/python -m pytest tests
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(NB)
+	$(BIN)/python -m pytest --durations=15 tests
+	$(BIN)/python -m pytest --durations=15 --nbval-lax --nbval-current-env -p no:cacheprovider $(NB)
 
 bench: patches
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -7,10 +7,14 @@ standardization, plus the same for the real float64 course files in ../shared/re
 present.  Each figure is the best of 3 passes over the files (the first pass warms the page
 cache: "from local disk" here means a warm OS cache, as during training).
 Timings are wall-clock; other processes sharing the CPU make them noisy.
+
+Usage: python benchmarks/bench_generator.py [--quick]
+``--quick``: a smoke run (2 patches, one pass, 2 workers; figures meaningless).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -27,10 +31,10 @@ from tumorseg.patches import VolumeDataGenerator  # noqa: E402
 from tumorseg.patches.store import write_patch_h5  # noqa: E402
 
 
-def _rate_loop(gen) -> tuple[float, float]:
-    """Best patches/s over 3 passes: (per wall second, per CPU second of this process)."""
+def _rate_loop(gen, passes: int = 3) -> tuple[float, float]:
+    """Best patches/s over ``passes`` passes: (per wall second, per CPU second of this process)."""
     best, best_cpu = 0.0, 0.0
-    for _ in range(3):
+    for _ in range(passes):
         t, c = time.perf_counter(), time.process_time()
         n = 0
         for i in range(len(gen)):
@@ -41,7 +45,7 @@ def _rate_loop(gen) -> tuple[float, float]:
     return best, best_cpu
 
 
-def _rate_workers(ids, folder, mode, workers) -> float:
+def _rate_workers(ids, folder, mode, workers, passes: int = 3) -> float:
     gen = VolumeDataGenerator(
         ids,
         folder,
@@ -56,7 +60,7 @@ def _rate_workers(ids, folder, mode, workers) -> float:
 
     best = 0.0
     adapter = PyDatasetAdapter(gen, shuffle=False)
-    for _ in range(3):
+    for _ in range(passes):
         t = time.perf_counter()
         n = sum(len(x) for x, _ in adapter.get_numpy_iterator())
         best = max(best, n / (time.perf_counter() - t))
@@ -64,18 +68,22 @@ def _rate_workers(ids, folder, mode, workers) -> float:
     return best
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (figures meaningless)")
+    args = p.parse_args(argv)
+    n_ids, passes, workers = (2, 1, 2) if args.quick else (32, 3, 4)
     folder = ROOT / "data" / "BraTS-Data" / "processed" / "train"
     tmp = None
     if folder.is_dir() and len(os.listdir(folder)) >= 8:
-        ids = sorted(os.listdir(folder))[:32]
+        ids = sorted(os.listdir(folder))[:n_ids]
         print(f"patch store: {folder} ({len(ids)} float32 patches)")
     else:
         tmp = tempfile.TemporaryDirectory()
         folder = Path(tmp.name)
         rng = np.random.default_rng(0)
         ids = []
-        for i in range(16):
+        for i in range(min(16, n_ids)):
             x = (rng.random((4, 160, 160, 16)) * 500).astype(np.float32)
             lab = rng.integers(0, 4, (160, 160, 16))
             write_patch_h5(
@@ -87,23 +95,25 @@ def main() -> int:
         gen = VolumeDataGenerator(
             ids, folder, batch_size=1, shuffle=False, verbose=0, standardize=mode
         )
-        wall, cpu = _rate_loop(gen)
+        wall, cpu = _rate_loop(gen, passes)
         print(
             f"  {mode:5s} standardization, 1 thread : {wall:6.1f} patches/s "
             f"({cpu:.1f} per CPU-second: what one free core delivers)"
         )
+        rate = _rate_workers(ids, folder, mode, workers, passes)
         print(
-            f"  {mode:5s} standardization, 4 workers: {_rate_workers(ids, folder, mode, 4):6.1f}"
+            f"  {mode:5s} standardization, {workers} workers: {rate:6.1f}"
             " patches/s (PyDataset workers, as model.fit uses them)"
         )
     real = ROOT.parent / "shared" / "real-brats" / "train"
     if real.is_dir():
-        rids = sorted(os.listdir(real))
+        rids = sorted(os.listdir(real))[: n_ids if args.quick else None]
         gen = VolumeDataGenerator(rids, real, batch_size=1, shuffle=False, verbose=0)
-        wall, cpu = _rate_loop(gen)
+        wall, cpu = _rate_loop(gen, passes)
+        rate = _rate_workers(rids, real, "slice", workers, passes)
         print(
             f"real course files (float64, {len(rids)}): {wall:6.1f} patches/s, 1 thread "
-            f"({cpu:.1f} per CPU-second); {_rate_workers(rids, real, 'slice', 4):6.1f} with 4 workers"
+            f"({cpu:.1f} per CPU-second); {rate:6.1f} with {workers} workers"
         )
     print(
         f"(target >= 50 patches/s; {os.cpu_count()} CPUs, load average "

@@ -7,10 +7,15 @@ what the RLIMIT_AS limit of ``--memory-mb`` applies to).  Targets: one correct s
 <= 90 s on the 2-core machine; --jobs 2 faster than --jobs 1; the bubblewrap sandbox costs
 <= 10 % of grading one correct submission, measured side by side with ``--no-sandbox``
 (alternating runs, medians; ``BENCH_GRADER_REPEATS`` sets the number of pairs, default 3).
+
+Usage: python benchmarks/bench_grader.py [--quick]
+``--quick``: a smoke run that grades one submission whose code cells are empty (no kernel
+runs): the instructor notebook, the sandbox set-up and the reports, not the grading speed.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import os
 import resource
@@ -30,8 +35,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from tumorseg.course import grader  # noqa: E402
 from tumorseg.course.grading import isolation  # noqa: E402
+from tumorseg.resources import instructor_notebook  # noqa: E402
 
-INSTRUCTOR = ROOT / "tumorseg" / "course" / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
+INSTRUCTOR = instructor_notebook()
 
 
 class Sampler(threading.Thread):
@@ -58,13 +64,16 @@ class Sampler(threading.Thread):
             time.sleep(0.25)
 
 
-def _submission(path: Path) -> None:
-    """A correct student file: the instructor notebook without grader cells and outputs."""
+def _submission(path: Path, blank: bool = False) -> None:
+    """A correct student file: the instructor notebook without grader cells and outputs
+    (``blank``: and with every code cell emptied, so nothing is left to run)."""
     nb = copy.deepcopy(nbformat.read(str(INSTRUCTOR), as_version=4))
     nb.cells = [c for c in nb.cells if "grader" not in c.metadata.get("tags", [])]
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+            if blank:
+                cell.source = ""
     nbformat.write(nb, str(path))
 
 
@@ -118,13 +127,33 @@ def _sandbox_overhead(path: Path, tmp_path: Path, pairs: int) -> None:
         )
 
 
-def main() -> int:
+def _quick(tmp_path: Path) -> int:
+    """Grade one blank submission (in the sandbox when it is available): no kernel runs."""
+    path = tmp_path / "blank.ipynb"
+    _submission(path, blank=True)
+    try:
+        isolation.check_available()
+        sandbox = True
+    except isolation.SandboxUnavailable as exc:
+        print(f"sandbox: unavailable ({exc}); grading with --no-sandbox")
+        sandbox = False
+    seconds, runs, _, scores = _timed([path], tmp_path / "quick", 1, sandbox)
+    print(f"quick: a blank submission graded in {seconds:.1f} s ({runs} kernel runs, {scores}/6)")
+    return 0 if runs == 0 and scores == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="grade one blank submission only")
+    args = p.parse_args(argv)
     if not INSTRUCTOR.is_file():
         print(f"instructor notebook not found: {INSTRUCTOR}")
         return 1
     print(f"CPUs: {os.cpu_count()} (timings are noisy when other jobs share them)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
+        if args.quick:
+            return _quick(tmp_path)
         six = []
         for i in range(6):
             six.append(tmp_path / f"student_{i}.ipynb")

@@ -8,7 +8,9 @@ when present, else a randomly initialised n_base_filters=16 U-Net with a fixed s
 Dice means nothing).  Prints both times, the ratio (target >= 4x), the WT/TC/ET Dice of both
 at threshold 0.5 (same label rule for both), and the peak RSS during each.
 
-Usage: python benchmarks/bench_inference.py [--data DIR] [--case ID] [--weights W]
+Usage: python benchmarks/bench_inference.py [--data DIR] [--case ID] [--weights W] [--quick]
+``--quick``: a smoke run on a 64x64x32 crop around the tumour, both algorithms in this process
+(figures meaningless).
 Timings are wall-clock on whatever CPU runs this; other processes sharing it add noise.
 """
 
@@ -87,12 +89,26 @@ def describe(weights: Path) -> str:
     return f"{weights.name} (n_base_filters={base}, standardize={mode})"
 
 
-def _load_case(data: str, case_id: str | None):
+#: Size of the crop a --quick run predicts, (X, Y, Z) voxels.
+QUICK_CROP = (64, 64, 32)
+
+
+def _load_case(data: str, case_id: str | None, quick: bool = False):
+    """(case, image (X, Y, Z, 4), label (X, Y, Z)); ``quick``: a ``QUICK_CROP`` crop centred
+    on the tumour."""
     from tumorseg.data import open_dataset
 
     dataset = open_dataset(data)
     case = dataset[case_id] if case_id else dataset[len(dataset) - 1]
     image, label = case.load()
+    if quick:
+        centre = np.argwhere(label > 0).mean(0) if label.any() else np.array(label.shape) / 2
+        lo = [
+            min(max(int(c) - s // 2, 0), max(n - s, 0))
+            for c, s, n in zip(centre, QUICK_CROP, label.shape)
+        ]
+        box = tuple(slice(a, a + s) for a, s in zip(lo, QUICK_CROP))
+        image, label = image[box], label[box]
     return case, image, label
 
 
@@ -100,11 +116,11 @@ def _peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
 
 
-def run_ours(data: str, case_id: str | None, weights: str) -> dict:
+def run_ours(data: str, case_id: str | None, weights: str, quick: bool = False) -> dict:
     """Child process: predict_volume twice (first call traces/compiles), timed."""
     from tumorseg.inference import predict_volume
 
-    _, image, _ = _load_case(data, case_id)
+    _, image, _ = _load_case(data, case_id, quick)
     _, anysize, mode, _ = load_model(Path(weights))
     rss_before = _peak_rss_gib()
     times = []
@@ -115,9 +131,9 @@ def run_ours(data: str, case_id: str | None, weights: str) -> dict:
     return {"probs": probs, "times": times, "rss_before": rss_before, "rss_peak": _peak_rss_gib()}
 
 
-def run_original(data: str, case_id: str | None, weights: str) -> dict:
+def run_original(data: str, case_id: str | None, weights: str, quick: bool = False) -> dict:
     """Child process: the original stitcher once, after a one-tile warm-up."""
-    _, image, _ = _load_case(data, case_id)
+    _, image, _ = _load_case(data, case_id, quick)
     fixed, _, _, _ = load_model(Path(weights))
     fixed.predict(np.zeros((1, 4, 160, 160, 16), np.float32), verbose=0)
     rss_before = _peak_rss_gib()
@@ -127,8 +143,11 @@ def run_original(data: str, case_id: str | None, weights: str) -> dict:
     return {"probs": probs, "times": times, "rss_before": rss_before, "rss_peak": _peak_rss_gib()}
 
 
-def _in_child(fn, *args) -> dict:
-    """Run ``fn`` in a fresh process, so each algorithm's peak memory is its own."""
+def _in_child(fn, *args, quick: bool = False) -> dict:
+    """Run ``fn`` in a fresh process, so each algorithm's peak memory is its own (``quick``:
+    in this one)."""
+    if quick:
+        return fn(*args, quick)
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         return pool.submit(fn, *args).result()
@@ -139,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=str(ROOT / "data" / "BraTS-Data"))
     parser.add_argument("--case", default=None, help="case id (default: the last case)")
     parser.add_argument("--weights", default=str(pretrained_weights()))
+    parser.add_argument("--quick", action="store_true", help="a tiny smoke run on a small crop")
     args = parser.parse_args(argv)
 
     from tumorseg.inference import plan_tiles, probabilities_to_labels
@@ -148,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.data).is_dir():
         print(f"no dataset at {args.data}; run `make data` first")
         return 1
-    case, image, label = _load_case(args.data, args.case)
+    case, image, label = _load_case(args.data, args.case, args.quick)
     desc = describe(Path(args.weights))
     box = brain_bbox(image)
     crop = [s.stop - s.start for s in box]
@@ -157,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"brain crop {tuple(crop)} -> tile {tile} x {int(np.prod([len(s) for s in starts]))}")
     print(f"CPU: {os.cpu_count()} logical cores; wall times are noisy when the CPU is shared")
 
-    ours = _in_child(run_ours, args.data, args.case, args.weights)
-    orig = _in_child(run_original, args.data, args.case, args.weights)
+    ours = _in_child(run_ours, args.data, args.case, args.weights, quick=args.quick)
+    orig = _in_child(run_original, args.data, args.case, args.weights, quick=args.quick)
     (w_cold, _), (w_ours, c_ours) = ours["times"]
     w_orig, c_orig = orig["times"][0]
     print(

@@ -9,10 +9,15 @@ Prints
   0.5 with its training standardization, on ../shared/real-brats/train (real, never trained on)
   and on the valid split of the local synthetic patch store.
 Timings are wall-clock; other processes sharing the CPU make them noisy.
+
+Usage: python benchmarks/bench_model.py [--quick]
+``--quick``: a smoke run (timings of a base-4 U-Net, one call each; the shipped model's Dice on
+2 patches per folder; figures meaningless).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import resource
@@ -45,6 +50,7 @@ def _median_seconds(fn, n: int) -> tuple[float, float]:
 
 
 def _patch_dice(model, folder: Path, ids: list[str], mode: str) -> str:
+    """Mean patch Dice per class of ``model`` on the patches ``ids`` of ``folder``."""
     gen = VolumeDataGenerator(ids, folder, batch_size=2, shuffle=False, verbose=0, standardize=mode)
     r = evaluate_batches(model, (gen[i] for i in range(len(gen))))
     return (
@@ -53,18 +59,22 @@ def _patch_dice(model, folder: Path, ids: list[str], mode: str) -> str:
     )
 
 
-def main() -> int:
-    for base in (32, 16, 8):
-        model = unet_model_3d(dice_bce_loss, n_base_filters=base)
-        print(f"parameters, n_base_filters={base:2d}: {model.count_params():,}")
-    model = unet_model_3d(dice_bce_loss, n_base_filters=16, initial_learning_rate=1e-4)
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (figures meaningless)")
+    args = p.parse_args(argv)
+    base, calls, n_patches = (4, 1, 2) if args.quick else (16, 3, None)
+    for filters in (32, 16, 8):
+        model = unet_model_3d(dice_bce_loss, n_base_filters=filters)
+        print(f"parameters, n_base_filters={filters:2d}: {model.count_params():,}")
+    model = unet_model_3d(dice_bce_loss, n_base_filters=base, initial_learning_rate=1e-4)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(1, 4, 160, 160, 16)).astype(np.float32)
     y = (rng.random((1, 3, 160, 160, 16)) > 0.9).astype(np.float32)
-    step = _median_seconds(lambda: model.train_on_batch(x, y), 3)
-    pred = _median_seconds(lambda: model.predict(x, verbose=0), 3)
+    step = _median_seconds(lambda: model.train_on_batch(x, y), calls)
+    pred = _median_seconds(lambda: model.predict(x, verbose=0), calls)
     print(
-        f"base 16, float32, batch 1: {step[0]:.2f} s/training step ({step[1]:.2f} CPU-s), "
+        f"base {base}, float32, batch 1: {step[0]:.2f} s/training step ({step[1]:.2f} CPU-s), "
         f"{pred[0]:.2f} s/predicted patch ({pred[1]:.2f} CPU-s); load average "
         f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
@@ -80,11 +90,12 @@ def main() -> int:
         real = ROOT.parent / "shared" / "real-brats" / "train"
         if real.is_dir():
             print(
-                f"  real BraTS patches      : {_patch_dice(shipped, real, sorted(os.listdir(real)), mode)}"
+                f"  real BraTS patches      : "
+                f"{_patch_dice(shipped, real, sorted(os.listdir(real))[:n_patches], mode)}"
             )
         store = ROOT / "data" / "BraTS-Data" / "processed"
         if (store / "config.json").is_file():
-            valid = json.loads((store / "config.json").read_text())["valid"]
+            valid = json.loads((store / "config.json").read_text())["valid"][:n_patches]
             if valid:
                 print(
                     f"  synthetic valid patches : {_patch_dice(shipped, store / 'valid', valid, mode)}"

@@ -5,7 +5,8 @@ process, so the peak RSS printed is that of the generator alone
 (``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss``).  Budget: 10 cases in <= 90 s and
 peak RSS <= 2.5 GB on the 2-core development machine; each image file <= 12 MB.
 
-Usage: python benchmarks/bench_synth.py [--cases N] [--jobs J]
+Usage: python benchmarks/bench_synth.py [--cases N] [--jobs J] [--quick]
+``--quick``: a smoke run of one case.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=1)
-    a = p.parse_args()
+    p.add_argument("--quick", action="store_true", help="one case (figures meaningless)")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.cases = 1
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "BraTS-Data"
         cmd = [

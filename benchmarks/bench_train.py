@@ -9,7 +9,8 @@
    first step compiles, the figure is the median of the rest.
 3. The GPU figure recorded by the shipped model's manifest (no GPU was used by this benchmark).
 
-usage: python benchmarks/bench_train.py [--steps N] [--base N]
+usage: python benchmarks/bench_train.py [--steps N] [--base N] [--quick]
+``--quick``: a smoke run (3 patches, 1 thread, "flip" only, 2 float32 steps of a base-4 U-Net).
 Timings are wall-clock on a machine shared with other processes: treat them as rough.
 """
 
@@ -27,10 +28,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tumorseg.model.pretrained import manifest_path  # noqa: E402
+from tumorseg.resources import pretrained_weights  # noqa: E402
 from tumorseg.train.config import TrainConfig  # noqa: E402
 from tumorseg.train.data import Prefetcher, StoreBatches  # noqa: E402
 
 STORE = ROOT / "data" / "BraTS-Data" / "processed"
+#: Input feeds timed: (workers, processes instead of threads).
+FEEDS = ((1, False), (2, False), (4, False), (2, True))
 
 
 def input_rate(src: StoreBatches, workers: int, processes: bool, steps: int) -> float:
@@ -66,19 +71,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=4, help="training steps per precision")
     p.add_argument("--base", type=int, default=16, help="n_base_filters of the U-Net")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (figures meaningless)")
     args = p.parse_args(argv)
     if not (STORE / "config.json").is_file():
         print(f"no patch store at {STORE}: run `make patches` first")
         return 1
     names = json.loads((STORE / "config.json").read_text())["train"]
+    levels, feeds, precisions = ("flip", "strong"), FEEDS, (False, True)
+    if args.quick:
+        names, args.steps, args.base = names[:3], 2, 4
+        levels, feeds, precisions = ("flip",), FEEDS[:1], (False,)
     print(
         f"input from {STORE} ({len(names)} patches, 160x160x16, 13 MB each), batch 1, "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
     produced = {}
-    for level in ("flip", "strong"):
+    for level in levels:
         src = StoreBatches(STORE / "train", names, batch_size=1, seed=0, level=level)
-        for workers, processes in ((1, False), (2, False), (4, False), (2, True)):
+        for workers, processes in feeds:
             rate = input_rate(src, workers, processes, len(names))
             kind = "processes" if processes else "threads"
             produced[level] = max(produced.get(level, 0.0), rate)
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\ntraining steps ({keras.backend.backend()} backend, U-Net base {args.base}, batch 1, "
         f"{args.steps} steps; the first compiles):"
     )
-    for bf16 in (False, True):
+    for bf16 in precisions:
         t = step_rate(names, args.base, bf16, args.steps)
         used = t["patches_per_second"]
         print(
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             f"the steps consume"
         )
 
-    shipped = json.loads((ROOT / "data" / "model_pretrained.json").read_text())
+    shipped = json.loads(manifest_path(pretrained_weights()).read_text())
     batch = shipped.get("batch_size") or shipped.get("distribution", {}).get("global_batch")
     rate = shipped["steps"] * batch / shipped["train_seconds"]
     print(
@@ -112,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         f"records {shipped['steps']} steps of batch {batch} in {shipped['train_seconds']:.0f} s "
         f"on {shipped['machine']}, {shipped['precision']}, base "
         f"{shipped['config']['n_base_filters']}: {rate:.0f} patches/s consumed; feeding that "
-        f"from the store takes about {rate / max(produced['strong'], 1e-9):.1f}x this "
-        f"machine's best 'strong' input rate (--workers N --processes on a many-core host)."
+        f"from the store takes about {rate / max(produced[levels[-1]], 1e-9):.1f}x this "
+        f"machine's best '{levels[-1]}' input rate (--workers N --processes on a many-core host)."
     )
     return 0
 

@@ -7,7 +7,9 @@ output ``UNQ_Cn graded check: passed``, placed after the exercise's public-test 
 (``test-cn``).  The cell calls :func:`tumorseg.course.grading.checks.check` with the digest of
 the reference results, so rerun this script whenever the hidden cases change.  ``tumorseg
 release`` drops these cells; ``tumorseg grade`` runs them.  ``--check`` only reports (exit 1)
-when the cells are missing or stale.  The notebook is written atomically.
+when the cells are missing or stale.  The notebook is written atomically.  ``--quick`` is a
+smoke run on a temporary copy of NOTEBOOK with its grader cells removed (the original stays
+untouched): they must come back.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebook", nargs="?", type=Path, default=DEFAULT)
     parser.add_argument("--check", action="store_true", help="report stale cells, change nothing")
+    parser.add_argument("--quick", action="store_true", help="smoke run on a stripped copy")
     args = parser.parse_args(argv)
+    if args.quick:
+        return _quick(args.notebook)
     nb = nbformat.read(str(args.notebook), as_version=4)
     changed = nbtools.ensure_grader_cells(nb)
     if args.check:
@@ -47,6 +52,21 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(tmp)
     print(f"{args.notebook}: grader cells {'written' if changed else 'already up to date'}")
     return 0
+
+
+def _quick(notebook: Path) -> int:
+    """Strip the grader cells from a copy of ``notebook``, add them back, and compare."""
+    original = nbformat.read(str(notebook), as_version=4)
+    with tempfile.TemporaryDirectory(prefix="add_grader_cells-") as tmp:
+        copy = Path(tmp) / notebook.name
+        stripped = nbformat.read(str(notebook), as_version=4)
+        stripped.cells = [c for c in stripped.cells if "grader" not in c.metadata.get("tags", [])]
+        nbformat.write(stripped, str(copy))
+        status = main([str(copy)])
+        restored = nbformat.read(str(copy), as_version=4)
+    same = [c.source for c in restored.cells] == [c.source for c in original.cells]
+    print(f"quick: grader cells {'restored' if same else 'DIFFER from'} {notebook}")
+    return status if same else 1
 
 
 if __name__ == "__main__":

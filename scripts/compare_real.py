@@ -12,7 +12,9 @@ per-channel standardization over the brain (what the model sees), and the distan
 the real and synthetic histograms of z per region and modality (Wasserstein-1, in healthy
 SD units: 0 = identical distributions; 0.3 ~ a shift of the mean by 0.3 SD).
 
-Usage: python scripts/compare_real.py [--data DIR | --cases N --seed S] [--patches K]
+Usage: python scripts/compare_real.py [--data DIR | --cases N --seed S] [--patches K] [--quick]
+``--quick``: a smoke run (1 case of the sample data when built, 1 patch, 2 real patches; without
+the real patches it compares the synthetic patch with itself).
 """
 
 from __future__ import annotations
@@ -72,10 +74,11 @@ def patch_stats(x: np.ndarray, lab: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def real_patches():
+def real_patches(limit: int | None = None):
+    """The stored real course patches: (x (4, 160, 160, 16), label (160, 160, 16)) each."""
     import h5py
 
-    for f in sorted(REAL.glob("*.h5")):
+    for f in sorted(REAL.glob("*.h5"))[:limit]:
         with h5py.File(f, "r") as h:
             yield h["x"][:], np.argmax(h["y"][:], axis=-1)
 
@@ -135,12 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cases", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patches", type=int, default=5, help="synthetic patches per case")
+    p.add_argument("--quick", action="store_true", help="a tiny smoke run (figures meaningless)")
     args = p.parse_args(argv)
-    if not REAL.is_dir():
+    if args.quick:
+        args.cases, args.patches = 1, 1
+        sample = ROOT / "data" / "BraTS-Data"
+        args.data = args.data or (str(sample) if (sample / "imagesTr").is_dir() else None)
+    if not REAL.is_dir() and not args.quick:
         print(f"real patches not found at {REAL}", file=sys.stderr)
         return 1
-    real = summarize([patch_stats(x, y) for x, y in real_patches()])
     syn = summarize([patch_stats(x, y) for x, y in synth_patches(load_synth(args), args.patches)])
+    if REAL.is_dir():
+        real = summarize([patch_stats(x, y) for x, y in real_patches(2 if args.quick else None)])
+    else:
+        print(f"real patches not found at {REAL}: comparing the synthetic patches with themselves")
+        real = syn
     print("mean z in healthy-tissue SD units (real / synthetic); [within-region SD of z]")
     print(f"{'region':<8}" + "".join(f"{m:>24}" for m in MODS))
     for r, name in enumerate(REGIONS):

@@ -1,6 +1,6 @@
 """Execute a notebook headless and export it to HTML, with timings and peak memory.
 
-    python scripts/run_notebook.py [NOTEBOOK] [HTML] [--save-checked] [--executed PATH]
+    python scripts/run_notebook.py [NOTEBOOK] [HTML] [--save-checked] [--executed PATH] [--quick]
 
 The kernel is this interpreter's own (``python3`` from the running environment), started in
 the notebook's folder.  Cells run one by one, so the script can report
@@ -16,7 +16,8 @@ stored outputs.  For the instructor notebook it then regenerates the student not
 (``tumorseg release``), so one command refreshes both after the notebook, the model weights or
 the sample data changed.  ``--executed PATH`` also saves the fully executed notebook and
 prints its size.  Every cell that wrote to stderr is listed.  Exit status 1 when a cell fails
-(its error is printed).
+(its error is printed).  ``--quick`` is a smoke run: only the set-up cells (those before the
+first section), the HTML written to a temporary folder unless HTML is given.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import base64
 import copy
 import re
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -105,6 +107,13 @@ def section_names(nb) -> list[str]:
                 current = f"{match.group(1)} {match.group(2).strip()}"
         names.append(current)
     return names
+
+
+def setup_only(nb):
+    """A copy of ``nb`` holding only its set-up cells, those before the first section."""
+    quick = copy.deepcopy(nb)
+    quick.cells = [c for c, name in zip(nb.cells, section_names(nb)) if name == "setup"]
+    return quick
 
 
 def gif_as_html(nb) -> None:
@@ -245,7 +254,7 @@ def save_checked_outputs(executed, source: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebook", nargs="?", type=Path, default=DEFAULT_NB)
-    parser.add_argument("html", nargs="?", type=Path, default=DEFAULT_HTML)
+    parser.add_argument("html", nargs="?", type=Path, default=None, help=f"default {DEFAULT_HTML}")
     parser.add_argument(
         "--save-checked",
         action="store_true",
@@ -254,10 +263,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executed", type=Path, help="also save the executed notebook here")
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     parser.add_argument("--cells", action="store_true", help="print each cell's time and memory")
+    parser.add_argument("--quick", action="store_true", help="run the set-up cells only")
     args = parser.parse_args(argv)
+    if args.quick and args.save_checked:
+        parser.error("--quick runs part of the notebook: it cannot --save-checked")
+    if args.html is None:
+        quick_dir = tempfile.mkdtemp(prefix="run_notebook-") if args.quick else None
+        args.html = Path(quick_dir) / DEFAULT_HTML.name if quick_dir else DEFAULT_HTML
 
     source = args.notebook.resolve()
     nb = nbformat.read(source, as_version=4)
+    if args.quick:
+        nb = setup_only(nb)
     print(
         f"executing {source.relative_to(ROOT) if source.is_relative_to(ROOT) else source} ...",
         flush=True,

@@ -9,6 +9,9 @@ real validation patients (``../shared/real-brats-scans/valid``), never on the te
     .venv/bin/python scripts/select_on_valid.py --scans ../shared/real-brats-scans/valid \\
         --weights runs/k1/snapshot_800.weights.h5 runs/k1/model.weights.h5 --tta none x \\
         --json runs/k1/selection.json
+
+``--quick`` is a smoke run: the first case of ``--scans`` (default: the sample data), the
+shipped model, no post-processing grid.
 """
 
 from __future__ import annotations
@@ -21,34 +24,40 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
 from tumorseg.inference.postprocess import Postprocess  # noqa: E402
 
 #: The post-processing rules tried on every prediction.
-GRID = [
+GRID = [Postprocess()] + [
     Postprocess(min_component=m, keep_fraction=f, min_enhancing=e)
-    for m, f, e in itertools.product((0, 500, 2000), (0.0, 0.1, 0.3, 1.0), (0, 200, 500))
+    for m, f, e in itertools.product((1000, 5000), (0.0, 0.1, 1.0), (0, 300))
 ]
 
 
-def score_grid(weights: str | None, scans: Path, tta: str, cases, threshold: float):
-    """One row per (rule of ``GRID``, case): the rule's fields, the case's scores, seconds."""
+def score_grid(
+    weights: str | None, scans: Path, tta: str, cases, thresholds: list[float], grid: list
+):
+    """One row per (threshold, rule of ``GRID``, case): the threshold, the rule's fields, the
+    case's scores, seconds."""
     from tumorseg.inference.evaluate import predict_cases, score_prediction
     from tumorseg.model import load_pretrained
 
     model, _ = load_pretrained(weights, input_shape=(4, None, None, None))
     rows = []
     for pred in predict_cases(scans, model, cases, tta=tta):
-        rows += [rules.to_dict() | score_prediction(pred, rules, threshold) for rules in GRID]
+        for threshold, rules in itertools.product(thresholds, grid):
+            row = score_prediction(pred, rules, threshold)
+            rows.append({"threshold": threshold, **rules.to_dict(), **row})
     return pd.DataFrame(rows)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean Dice per region, median WT HD95 and the mean of the three Dice, per rule."""
-    keys = ["min_component", "keep_fraction", "min_enhancing"]
+    keys = ["threshold", "min_component", "keep_fraction", "min_enhancing"]
     g = table.groupby(keys)
     out = g[["WT_dice", "TC_dice", "ET_dice"]].mean()
     out["WT_hd95_median"] = g["WT_hd95"].median()
@@ -58,29 +67,39 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--scans", type=Path, required=True, help="dataset of whole validation cases")
+    p.add_argument("--scans", type=Path, help="dataset of whole validation cases (required)")
     p.add_argument(
         "--weights", nargs="+", default=[None], help=".weights.h5 files (default: shipped)"
     )
     p.add_argument("--tta", nargs="+", default=["none"], choices=["none", "x", "xyz"])
     p.add_argument("--cases", nargs="*", default=None, help="case ids (default: all)")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--threshold", type=float, nargs="+", default=[0.5])
     p.add_argument("--json", type=Path, default=None, help="write every figure here")
+    p.add_argument(
+        "--plain", action="store_true", help="score without post-processing only (no grid)"
+    )
+    p.add_argument("--quick", action="store_true", help="smoke run: one case, --plain")
     args = p.parse_args(argv)
+    if args.quick:
+        from tumorseg.data import open_dataset
+
+        args.scans = args.scans or ROOT / "data" / "BraTS-Data"
+        args.cases, args.plain = args.cases or open_dataset(args.scans).ids[:1], True
+    if args.scans is None:
+        p.error("--scans is required")
     results = []
     for weights, tta in itertools.product(args.weights, args.tta):
-        table = score_grid(weights, args.scans, tta, args.cases, args.threshold)
+        grid = [Postprocess()] if args.plain else GRID
+        table = score_grid(weights, args.scans, tta, args.cases, args.threshold, grid)
         best = summarize(table)
         print(f"\n== {weights or 'shipped'}  tta={tta}")
         print("per patient, no post-processing:")
-        none = table[
+        plain = table[
             (table.min_component == 0) & (table.keep_fraction == 0) & (table.min_enhancing == 0)
         ]
-        print(
-            none.drop(columns=["min_component", "keep_fraction", "min_enhancing"])
-            .round(3)
-            .to_string(index=False)
-        )
+        cols = ["threshold", "case", "seconds"]
+        cols += [f"{r}_{m}" for r in ("WT", "TC", "ET") for m in ("dice", "hd95")]
+        print(plain[cols].round(3).to_string(index=False))
         print("best rules (mean over patients):")
         print(best.head(8).round(3).to_string())
         results.append({"weights": weights, "tta": tta, "rows": table.to_dict(orient="records")})

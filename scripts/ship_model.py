@@ -19,6 +19,8 @@ ones (``tumorseg.resources.pretrained_weights()``); the manifest is the weights'
   figures of this model and of the one it replaces.
 
 Both files are written atomically; nothing is written when an input is missing.
+``--quick`` is a smoke run that ships a copy of the shipped model into a temporary folder
+(``--dest``), leaving the package untouched.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ import argparse
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tumorseg.atomic import atomic_path, write_text  # noqa: E402
-from tumorseg.cli import fail  # noqa: E402
+from tumorseg.errors import fail  # noqa: E402
 from tumorseg.model.pretrained import manifest_path  # noqa: E402
 from tumorseg.resources import pretrained_weights  # noqa: E402
 
@@ -83,8 +86,35 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="JSON file whose keys join the manifest (e.g. postprocess, tta, real_valid)",
     )
-    args = p.parse_args(argv)
-    dest = pretrained_weights()
+    p.add_argument("--dest", type=Path, default=None, help="default: the shipped weights file")
+    p.add_argument("--quick", action="store_true", help="smoke run into a temporary folder")
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--quick" in argv:
+        with tempfile.TemporaryDirectory(prefix="ship_model-") as tmp:
+            return _quick(p, Path(tmp))
+    return ship(p, p.parse_args(argv))
+
+
+def _quick(p: argparse.ArgumentParser, tmp: Path) -> int:
+    """Ship the shipped model again, into ``tmp`` (a copy of the weights and manifest)."""
+    src = pretrained_weights()
+    dest = tmp / src.name
+    shutil.copyfile(src, dest)
+    shutil.copyfile(manifest_path(src), manifest_path(dest))
+    (tmp / "reproduce.txt").write_text("tumorseg train --quick-smoke-test\n")
+    (tmp / "record.json").write_text(json.dumps({"smoke_test": True}))
+    argv = [str(src), "--reproduce", str(tmp / "reproduce.txt"), "--dest", str(dest)]
+    argv += ["--record", str(tmp / "record.json")]
+    status = ship(p, p.parse_args([*argv, "--selection", "smoke test", "--machine", "none"]))
+    manifest = json.loads(manifest_path(dest).read_text())
+    print(f"quick: the copy's lineage has {len(manifest['lineage'])} entries")
+    return status if manifest.get("smoke_test") else 1
+
+
+def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Write the weights and the extended manifest to ``args.dest`` (default: the shipped ones)."""
+    dest = args.dest or pretrained_weights()
     try:
         previous = json.loads(manifest_path(dest).read_text())
         commands = [c for c in args.reproduce.read_text().splitlines() if c.strip()]

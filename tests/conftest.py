@@ -21,11 +21,20 @@ def repo_root() -> Path:
     return ROOT
 
 
+#: Fixtures that grade real notebooks in Jupyter kernels (minutes): their tests are ``slow``,
+#: outside the fast tier of ``make check``.
+SLOW_FIXTURES = frozenset({"batch", "probes"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses the real data ``realdata``: ``-m realdata`` selects them."""
+    """Mark every test that uses the real data ``realdata`` (``-m realdata`` selects them), and
+    every test that uses a ``SLOW_FIXTURES`` fixture ``slow``."""
     for item in items:
-        if {"real_brats", "real_scans"} & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if {"real_brats", "real_scans"} & fixtures:
             item.add_marker(pytest.mark.realdata)
+        if fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

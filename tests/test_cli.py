@@ -23,6 +23,7 @@ CASES = {
     "train": (["train", "--data", "NOTHING", "--out", "r", "--steps", "1"], "NOTHING"),
     "predict": (["predict", "NOTHING/case.nii.gz", "--out", "s.nii.gz"], "NOTHING"),
     "evaluate": (["evaluate", "--data", "NOTHING", "--weights", "NOTHING/m.weights.h5"], "NOTHING"),
+    "score": (["score", "--pred", "NOTHING/preds", "--labels", "labels"], "NOTHING"),
     "release": (["release", "--source", "NOTHING/nb.ipynb", "--out", "s.ipynb"], "NOTHING"),
     "grade": (["grade", "NOTHING/nb.ipynb", "--out", "g"], "NOTHING"),
 }
@@ -67,3 +68,39 @@ def test_python_dash_m_runs_the_same_entry_point():
         [sys.executable, "-m", "tumorseg", "--help"], capture_output=True, text=True, timeout=60
     )
     assert help_.returncode == 0 and all(name in help_.stdout for name in COMMANDS)
+
+
+def test_no_module_imports_the_dispatcher():
+    """`fail` and the exit codes live on the ground floor (tumorseg.errors): apart from the
+    `python -m tumorseg` entry point, no module of the package imports tumorseg.cli."""
+    import ast
+    from pathlib import Path
+
+    import tumorseg
+
+    package = Path(tumorseg.__file__).parent
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        if path.relative_to(package).as_posix() in {"cli.py", "__main__.py"}:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            if "tumorseg.cli" in names:
+                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_errors_are_one_object_wherever_imported():
+    import tumorseg.cli
+    import tumorseg.data
+    import tumorseg.data.errors
+    import tumorseg.errors
+
+    assert tumorseg.data.DataError is tumorseg.data.errors.DataError is tumorseg.errors.DataError
+    assert tumorseg.cli.fail is tumorseg.errors.fail
+    assert tumorseg.cli.USER_ERROR == tumorseg.errors.USER_ERROR == 2

@@ -185,6 +185,7 @@ def test_no_process_left_behind(batch: dict) -> None:
 
 
 # --------------------------------------------------------------------------- single runs
+@pytest.mark.slow
 @needs_notebook
 def test_kernel_death_is_detected_in_seconds() -> None:
     """os._exit in a check: reported as an error long before the (huge) cell timeout."""
@@ -203,6 +204,7 @@ def test_kernel_death_is_detected_in_seconds() -> None:
     assert run.seconds < 120  # a missed death would wait out the 400 s cell timeout
 
 
+@pytest.mark.slow
 @needs_notebook
 def test_broken_setup_is_a_grader_error_retried_once(tmp_path: Path) -> None:
     nb = nbformat.read(str(INSTRUCTOR), as_version=4)

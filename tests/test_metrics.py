@@ -36,11 +36,16 @@ def test_dice_hand_case():
 
 
 def test_dice_empty_conventions():
+    # BraTS: a region absent from both masks is NaN (left out of means); the named option
+    # both_empty="perfect" keeps the older 1.0.
     empty = np.zeros((5, 5, 5), bool)
     full = cube((5, 5, 5), (1, 1, 1), 2)
-    assert dice(empty, empty) == 1.0
+    assert math.isnan(dice(empty, empty))
+    assert dice(empty, empty, both_empty="perfect") == 1.0
     assert dice(empty, full) == 0.0
     assert dice(full, empty) == 0.0
+    with pytest.raises(ValueError, match="both_empty"):
+        dice(empty, empty, both_empty="one")
 
 
 def test_dice_accepts_int_masks_and_rejects_shape_mismatch():
@@ -87,11 +92,86 @@ def test_hd95_is_a_percentile_not_the_max():
 
 
 def test_hd95_empty_conventions():
+    # BraTS: 373 mm for a region missing from exactly one mask (was 373.13 here before),
+    # NaN when both are empty (was 0.0, still available as both_empty="perfect").
     empty = np.zeros((6, 6, 6), bool)
     full = cube((6, 6, 6), (1, 1, 1), 3)
-    assert hd95(empty, empty) == 0.0
-    assert hd95(empty, full) == pytest.approx(HD95_EMPTY)
-    assert hd95(full, empty) == pytest.approx(373.13)
+    assert math.isnan(hd95(empty, empty))
+    assert hd95(empty, empty, both_empty="perfect") == 0.0
+    assert HD95_EMPTY == 373.0
+    assert hd95(empty, full) == 373.0
+    assert hd95(full, empty) == 373.0
+
+
+def _line(n: int, *segments: tuple[int, int]) -> np.ndarray:
+    """A (1, n, 1) mask, True on the half-open y ranges ``segments``: one voxel thick, so every
+    voxel is a surface voxel and the surface distances can be listed by hand."""
+    m = np.zeros((1, n, 1), bool)
+    for a, b in segments:
+        m[0, a:b, 0] = True
+    return m
+
+
+def test_hd95_pools_both_directions_line_blob():
+    # truth: y = 0..94 (95 voxels).  pred: the same plus a false-positive blob y = 150..155
+    # (6 voxels, 6/101 = 5.9 % of the prediction's surface: just over the 5 % cut-off).
+    truth = _line(200, (0, 95))
+    pred = _line(200, (0, 95), (150, 156))
+    # pred -> truth: 95 zeros, then 56, 57, ..., 61 (distance to y = 94).
+    # truth -> pred: 95 zeros.
+    # pooled: 196 distances, 190 zeros then 56..61; 95th percentile at rank 0.95 * 195 =
+    # 185.25, between two zeros -> 0.0.
+    assert hd95(pred, truth) == 0.0
+    assert hd95(truth, pred) == 0.0
+    # The larger directed percentile (the old rule) would be 56: rank 0.95 * 100 = 95 of the
+    # pred -> truth list, the blob's nearest voxel.
+    directed = np.array([0.0] * 95 + [56, 57, 58, 59, 60, 61])
+    assert np.percentile(directed, 95) == 56.0
+
+    # A larger blob (12 voxels) reaches into the pooled top 5 %: 202 distances, 190 zeros
+    # then 56..67; rank 0.95 * 201 = 190.95 -> 56 + 0.95 * (57 - 56) = 56.95.
+    pred = _line(200, (0, 95), (150, 162))
+    assert hd95(pred, truth) == pytest.approx(56.95)
+    # spacing scales every distance alike
+    assert hd95(pred, truth, spacing=(1.0, 2.0, 1.0)) == pytest.approx(113.9)
+
+
+def test_hd95_pools_both_directions_cube_blob():
+    # truth: a 10^3 cube, x 2..11, y, z 3..12: 10^3 - 8^3 = 488 surface voxels.
+    # pred: the cube plus a 3^3 false-positive blob at x 51..53, y, z 6..8: 26 surface voxels
+    # (all but its centre), 26 / 514 = 5.06 % of the prediction's surface.
+    truth = np.zeros((56, 16, 16), bool)
+    truth[2:12, 3:13, 3:13] = True
+    pred = truth.copy()
+    pred[51:54, 6:9, 6:9] = True
+    # pred -> truth: 488 zeros, then the blob's face x = 51 at 51 - 11 = 40 (9 voxels) and
+    # farther ones.  Directed 95th percentile: rank 0.95 * 513 = 487.35, between the last
+    # zero and 40 -> 0.35 * 40 = 14 mm, what the old max-of-directed rule returned.
+    # truth -> pred: 488 zeros.  Pooled: 1002 distances, 976 zeros (97.4 %) -> 0.0.
+    assert hd95(pred, truth) == 0.0
+    assert hd95(truth, pred) == 0.0
+    # Cross-check by brute force: surfaces from explicit face-neighbour tests, distances from
+    # every surface voxel to every other one.
+    d_pt, d_tp = _directed_distances(pred, truth), _directed_distances(truth, pred)
+    assert (len(d_pt), len(d_tp)) == (514, 488)
+    assert (np.sort(d_pt)[488:497] == 40.0).all() and (d_tp == 0).all()
+    assert np.percentile(d_pt, 95) == pytest.approx(14.0)  # the old rule's answer
+    assert np.percentile(np.concatenate([d_pt, d_tp]), 95) == 0.0
+
+
+def _directed_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance from each surface voxel of ``a`` to the nearest surface voxel of ``b``."""
+    from scipy.spatial.distance import cdist
+
+    def surface(m):
+        padded = np.pad(m, 1)
+        inner = np.ones_like(m)
+        for axis in range(3):
+            for shift in (-1, 1):
+                inner &= np.roll(padded, shift, axis)[1:-1, 1:-1, 1:-1]
+        return np.argwhere(m & ~inner)
+
+    return cdist(surface(a), surface(b)).min(axis=1)
 
 
 def test_hd95_masks_touching_the_border():
@@ -173,3 +253,15 @@ def test_region_scores_perfect_and_mislabeled():
     assert scores.loc["ET", "dice"] == 0.0
     assert scores.loc["ET", "hd95"] == pytest.approx(HD95_EMPTY)
     assert scores.loc["WT", "sensitivity"] == pytest.approx(936 / 1000)
+
+
+def test_region_scores_region_absent_from_both_is_nan():
+    # No enhancing tumour in either map: ET is reported as NaN (BraTS), not as a perfect score.
+    true = np.zeros((12, 12, 12), np.uint8)
+    true[3:9, 3:9, 3:9] = 1
+    true[5:7, 5:7, 5:7] = 2
+    scores = region_scores(true, true)
+    assert scores.loc["WT", "dice"] == 1.0 and scores.loc["TC", "hd95"] == 0.0
+    assert math.isnan(scores.loc["ET", "dice"]) and math.isnan(scores.loc["ET", "hd95"])
+    old = region_scores(true, true, both_empty="perfect")
+    assert (old.loc["ET", "dice"], old.loc["ET", "hd95"]) == (1.0, 0.0)

@@ -134,6 +134,7 @@ def _without_progress(stderr: str) -> list[str]:
     return [ln for ln in lines if ln.strip() and not re.match(r"\s*(predict|evaluate):", ln)]
 
 
+@pytest.mark.slow
 def test_command_line_tools_print_no_runtime_lines(sample_data, tmp_path):
     """`tumorseg predict --help`, a one-case `predict` and `evaluate`: stderr holds no
     TensorFlow start-up line (TF_CPP_MIN_LOG_LEVEL unset, as a user types them)."""

@@ -43,7 +43,7 @@ import nbformat
 
 from tumorseg import resources
 from tumorseg.atomic import write_text
-from tumorseg.cli import fail
+from tumorseg.errors import fail
 
 INSTRUCTOR = resources.instructor_notebook()
 #: the committed student notebook in a source checkout, else a file in the working directory

@@ -27,8 +27,8 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
-from tumorseg.cli import fail
 from tumorseg.data.errors import DataError
+from tumorseg.errors import fail
 
 MSD_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
 MSD_MD5 = "240a19d752f0d9e9101544901065d872"

@@ -1,10 +1,7 @@
-"""The one error type for bad input data."""
+"""The one error type for bad input data; defined in :mod:`tumorseg.errors`, importable here too."""
 
 from __future__ import annotations
 
+from tumorseg.errors import DataError
 
-class DataError(ValueError):
-    """Bad input data: a missing, corrupt or malformed file, or an unknown dataset layout.
-
-    The message names the file, says what is wrong with it, and how to fix it.
-    """
+__all__ = ["DataError"]

@@ -143,8 +143,16 @@ def check_image(image: np.ndarray, path: PathLike) -> None:
     _check_finite(image, path, "image")
 
 
-def check_label(label: np.ndarray, path: PathLike, spatial_shape: tuple[int, ...]) -> None:
-    """Validate a label ``(X, Y, Z)`` read from ``path`` against the image's ``(X, Y, Z)``."""
+def check_label(
+    label: np.ndarray,
+    path: PathLike,
+    spatial_shape: tuple[int, ...],
+    allowed: tuple[int, ...] = LABEL_VALUES,
+) -> None:
+    """Validate a label ``(X, Y, Z)`` read from ``path`` against the image's ``(X, Y, Z)``.
+
+    allowed: the codes the file may hold (course codes 0..3, or raw BraTS codes 0, 1, 2, 4).
+    """
     if label.ndim != 3:
         raise DataError(
             f"{path}: label has {label.ndim} dimension(s) {label.shape}; expected 3 (X, Y, Z) "
@@ -156,7 +164,36 @@ def check_label(label: np.ndarray, path: PathLike, spatial_shape: tuple[int, ...
             f"{tuple(spatial_shape)}. Pair each image with the label of the same case."
         )
     _check_finite(label, path, "label")
-    _check_label_values(label, path)
+    _check_label_values(label, path, allowed)
+
+
+def _brats_to_course(raw: np.ndarray) -> np.ndarray:
+    """Raw BraTS codes {0, 1, 2, 4} -> course codes (1->2, 2->1, 4->3), same shape and dtype."""
+    label = np.zeros_like(raw)
+    for src, dst in BRATS_LABEL_MAP.items():
+        if dst:
+            label[raw == src] = dst
+    return label
+
+
+def load_label_map(
+    path: PathLike, brats_codes: bool = False
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Read one label map on its own (a saved prediction, or a case's label file).
+
+    brats_codes: the file holds raw BraTS codes {0, 1, 2, 4} (a BraTS ``*_seg`` file); they
+        are remapped to course codes.
+    Returns ``(label, spacing)``: label ``(X, Y, Z)`` float64 with course codes 0 background,
+    1 edema, 2 non-enhancing, 3 enhancing; spacing, the voxel size in mm along X, Y, Z from the
+    header.  Raises DataError naming the file for a missing or unreadable file, a wrong ndim,
+    NaN/inf, or values outside the codes.
+    """
+    label, img = _read_nifti_image(path, "label")
+    allowed = tuple(BRATS_LABEL_MAP) if brats_codes else LABEL_VALUES
+    check_label(label, path, label.shape[:3], allowed)
+    zooms = img.header.get_zooms()
+    spacing = (float(zooms[0]), float(zooms[1]), float(zooms[2]))
+    return (_brats_to_course(label) if brats_codes else label), spacing
 
 
 def load_case(image_path: PathLike, label_path: PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -234,23 +271,8 @@ def load_brats_case(
     """
     image = load_brats_image(modality_paths)
     raw = _read_nifti(seg_path, "label")
-    if raw.ndim != 3:
-        raise DataError(
-            f"{seg_path}: label has {raw.ndim} dimension(s) {raw.shape}; expected 3 (X, Y, Z). "
-            f"Pass the case's _seg file."
-        )
-    if raw.shape != image.shape[:3]:
-        raise DataError(
-            f"{seg_path}: label shape {raw.shape} does not match the image's spatial shape "
-            f"{image.shape[:3]}. Pair each image with the label of the same case."
-        )
-    _check_finite(raw, seg_path, "label")
-    _check_label_values(raw, seg_path, allowed=tuple(BRATS_LABEL_MAP))
-    label = np.zeros_like(raw)
-    for src, dst in BRATS_LABEL_MAP.items():
-        if dst:
-            label[raw == src] = dst
-    return image, label
+    check_label(raw, seg_path, image.shape[:3], allowed=tuple(BRATS_LABEL_MAP))
+    return image, _brats_to_course(raw)
 
 
 def load_image(path: PathLike) -> tuple[np.ndarray, Any]:

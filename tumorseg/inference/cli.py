@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.cli import fail
 from tumorseg.data import DataError, load_image, save_label_map
+from tumorseg.errors import fail
 from tumorseg.inference.postprocess import Mirror, Postprocess
 from tumorseg.labels import CLASS_NAMES
 from tumorseg.patches.standardize import MODES
@@ -32,9 +32,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold",
         type=float,
-        default=0.5,
+        default=None,
         help="a voxel is background unless some class probability exceeds it; otherwise it "
-        "takes its most probable class (default 0.5)",
+        "takes its most probable class (default: the manifest's threshold, else 0.5)",
     )
     parser.add_argument(
         "--standardize",
@@ -59,7 +59,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
     """The model of ``args.weights`` for any input size, ``args.standardize``, ``args.tta`` and
-    ``args.no_postprocess`` applied.
+    ``args.no_postprocess`` applied; an unset ``args.threshold`` becomes the manifest's.
 
     ``load_pretrained`` sets ``model.standardize``, ``model.tta`` and ``model.postprocess`` from
     the manifest, and ``predict_volume`` reads them; a missing file is a user error (``tumorseg.cli.fail``) with the loader's message.
@@ -70,6 +70,8 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any
         model, _ = load_pretrained(args.weights, input_shape=(4, None, None, None))
     except FileNotFoundError as exc:
         fail(parser.prog, exc)
+    if args.threshold is None:
+        args.threshold = model.threshold
     if args.standardize:
         model.standardize = args.standardize
     if args.tta:

@@ -1,8 +1,10 @@
 """``tumorseg evaluate``: score a model on whole cases and write one CSV row per case.
 
-Per case: BraTS region Dice and HD95 (mm, voxel spacing from the label file's header) for
-WT/TC/ET on the label map of ``probabilities_to_labels``, and per-class sensitivity and
-specificity of the thresholded class channels (as the course's whole-scan table computes them).
+Evaluation is prediction followed by scoring: each case is predicted (``predict_volume``,
+with the model's test-time mirroring), cleaned up (the model's post-processing), turned into a
+label map (``probabilities_to_labels``) and scored exactly as ``tumorseg score`` scores a saved
+label map (``tumorseg.inference.score.score_labels``): BraTS region Dice and HD95 (mm, voxel
+spacing from the label file's header) for WT/TC/ET, and per-class sensitivity and specificity.
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.atomic import write_text
-from tumorseg.cli import fail
 from tumorseg.data import DataError
+from tumorseg.errors import fail
 from tumorseg.inference.cli import add_model_options, load_model
 from tumorseg.inference.postprocess import Postprocess
-from tumorseg.labels import CLASS_KEYS, REGIONS
+from tumorseg.inference.score import score_labels, summary
 
 
 def score_case(
@@ -31,7 +33,8 @@ def score_case(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     threshold: float = 0.5,
 ) -> dict[str, float]:
-    """All scores of one case as a flat dict.
+    """All scores of one case as a flat dict: the label map of ``probabilities_to_labels``
+    scored as ``tumorseg score`` scores a saved prediction (``score_labels``).
 
     Args:
         probs: (3, X, Y, Z) probabilities from ``predict_volume``.
@@ -40,24 +43,12 @@ def score_case(
         threshold: class threshold (see ``probabilities_to_labels``).
 
     Returns:
-        ``{"WT_dice", "WT_hd95", "WT_sensitivity", "WT_specificity", ... TC_*, ET_*,
-        "edema_sensitivity", "edema_specificity", "non_enhancing_*", "enhancing_*"}``
-        (class keys from ``tumorseg.labels.CLASS_KEYS``).
+        The ``score_labels`` dict: WT/TC/ET dice, hd95, sensitivity, specificity and the
+        per-class sensitivity and specificity.
     """
     from tumorseg.inference.predict import probabilities_to_labels
-    from tumorseg.metrics import region_scores, sensitivity_specificity
 
-    labels = probabilities_to_labels(probs, threshold)
-    row: dict[str, float] = {}
-    regions = region_scores(labels, label, spacing)
-    for region, scores in regions.iterrows():
-        for name, value in scores.items():
-            row[f"{region}_{name}"] = float(value)
-    for c, key in enumerate(CLASS_KEYS):
-        sens, spec = sensitivity_specificity(probs[c] > threshold, label == c + 1)
-        row[f"{key}_sensitivity"] = float(sens)
-        row[f"{key}_specificity"] = float(spec)
-    return row
+    return score_labels(probabilities_to_labels(probs, threshold), label, spacing)
 
 
 def _spacing(path: Path) -> tuple[float, float, float]:
@@ -152,25 +143,6 @@ def evaluate(
         postprocess = getattr(model, "postprocess", None)
     predictions = predict_cases(data, model, cases, standardize, tta)
     return pd.DataFrame([score_prediction(p, postprocess, threshold) for p in predictions])
-
-
-def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation and median over cases of the region Dice and HD95 columns.
-
-    Returns a DataFrame indexed by WT/TC/ET with columns dice_mean, dice_std, dice_median,
-    hd95_mean, hd95_median (NaN-aware).
-    """
-    rows = {}
-    for region in REGIONS:
-        d, h = table[f"{region}_dice"], table[f"{region}_hd95"]
-        rows[region] = {
-            "dice_mean": d.mean(),
-            "dice_std": d.std(ddof=0),
-            "dice_median": d.median(),
-            "hd95_mean": h.mean(),
-            "hd95_median": h.median(),
-        }
-    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def main(argv: list[str] | None = None) -> int:

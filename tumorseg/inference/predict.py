@@ -468,7 +468,7 @@ def predict_and_viz(
     label = np.asarray(label)
     if label.shape != image.shape[:3]:
         raise ValueError(f"label shape {label.shape} does not match image shape {image.shape[:3]}")
-    probs = predict_volume(image, model)
+    probs = predict_volume(image, model, threshold=threshold)
     on = probs > threshold  # (3, X, Y, Z)
     pred = np.empty((*image.shape[:3], on.shape[0] + 1), np.float32)
     pred[..., 0] = ~on.any(axis=0)

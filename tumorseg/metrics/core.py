@@ -10,8 +10,12 @@ from scipy import ndimage
 
 from tumorseg.labels import CLASS_NAMES, REGIONS
 
-#: HD95 (mm) when exactly one of the two masks is empty, as in BraTS scoring.
-HD95_EMPTY = 373.13
+#: HD95 (mm) when exactly one of the two masks is empty: the BraTS penalty (see tumorseg.metrics).
+HD95_EMPTY = 373.0
+
+#: Values of the ``both_empty`` option: how a region empty in both masks is scored
+#: (see tumorseg.metrics).
+BOTH_EMPTY_MODES = ("nan", "perfect")
 
 
 def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -22,21 +26,29 @@ def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pred, truth
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> np.float64:
+def _both_empty(both_empty: str, perfect: float) -> np.float64:
+    """The score of a region empty in both masks: NaN (``"nan"``) or ``perfect``."""
+    if both_empty not in BOTH_EMPTY_MODES:
+        raise ValueError(f"both_empty must be one of {BOTH_EMPTY_MODES}, got {both_empty!r}")
+    return np.float64("nan" if both_empty == "nan" else perfect)
+
+
+def dice(pred: np.ndarray, truth: np.ndarray, both_empty: str = "nan") -> np.float64:
     """Dice overlap ``2|P & T| / (|P| + |T|)`` of two masks.
 
     Args:
         pred: (X, Y, Z) (any shape) boolean mask of the prediction; nonzero = inside.
         truth: boolean mask of the ground truth, same shape.
+        both_empty: ``"nan"`` (BraTS) or ``"perfect"`` (1.0) when both masks are empty.
 
     Returns:
-        Dice in [0, 1] as ``np.float64``; 1.0 when both masks are empty, 0.0 when exactly
-        one is.
+        Dice in [0, 1] as ``np.float64``; 0.0 when exactly one mask is empty, NaN (or 1.0)
+        when both are (conventions in :mod:`tumorseg.metrics`).
     """
     pred, truth = _pair(pred, truth)
     total = int(pred.sum()) + int(truth.sum())
     if total == 0:
-        return np.float64(1.0)
+        return _both_empty(both_empty, 1.0)
     return np.float64(2.0 * int(np.logical_and(pred, truth).sum()) / total)
 
 
@@ -47,24 +59,30 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 
 
 def hd95(
-    pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0)
+    pred: np.ndarray,
+    truth: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    both_empty: str = "nan",
 ) -> np.float64:
     """95th-percentile symmetric Hausdorff distance between the surfaces of two masks, in mm.
 
     The surface of a mask is the set of its voxels with a face neighbour outside it.  For every
     surface voxel of one mask we take the Euclidean distance (scaled by ``spacing``) to the
-    nearest surface voxel of the other mask, in both directions; the result is the larger of
-    the two directed 95th percentiles (the convention of medpy and of DeepMind's
-    ``surface-distance``, used by the BraTS toolkits).
+    nearest surface voxel of the other mask, in both directions; the result is the 95th
+    percentile (linear interpolation) of both directions' distances pooled together, as MedPy's
+    ``hd95`` and the BraTS scorer (``brats-evaluation``) compute it.  This is not the larger of
+    the two directed 95th percentiles (DeepMind's ``surface-distance``), which can be far
+    higher when a small false-positive blob holds just over 5 % of one surface.
 
     Args:
         pred: (X, Y, Z) boolean mask of the prediction.
         truth: (X, Y, Z) boolean mask of the ground truth.
         spacing: voxel size in mm along X, Y, Z (e.g. ``header.get_zooms()[:3]``).
+        both_empty: ``"nan"`` (BraTS) or ``"perfect"`` (0.0) when both masks are empty.
 
     Returns:
-        HD95 in mm as ``np.float64``: 0.0 when both masks are empty, ``HD95_EMPTY`` (373.13)
-        when exactly one is.
+        HD95 in mm as ``np.float64``: ``HD95_EMPTY`` (373.0) when exactly one mask is empty,
+        NaN (or 0.0) when both are (conventions in :mod:`tumorseg.metrics`).
     """
     pred, truth = _pair(pred, truth)
     spacing = tuple(float(s) for s in spacing)
@@ -72,7 +90,7 @@ def hd95(
         raise ValueError(f"spacing {spacing} has {len(spacing)} values for a {pred.ndim}-D mask")
     has_p, has_t = bool(pred.any()), bool(truth.any())
     if not has_p and not has_t:
-        return np.float64(0.0)
+        return _both_empty(both_empty, 0.0)
     if has_p != has_t:
         return np.float64(HD95_EMPTY)
     # Crop to the union's bounding box plus one voxel: Euclidean distances do not depend on
@@ -84,9 +102,8 @@ def hd95(
     sp, st = _surface(pred[box]), _surface(truth[box])
     dist_to_t = ndimage.distance_transform_edt(~st, sampling=spacing)
     dist_to_p = ndimage.distance_transform_edt(~sp, sampling=spacing)
-    d_pt = np.percentile(dist_to_t[sp], 95)
-    d_tp = np.percentile(dist_to_p[st], 95)
-    return np.float64(max(d_pt, d_tp))
+    pooled = np.concatenate([dist_to_t[sp], dist_to_p[st]])
+    return np.float64(np.percentile(pooled, 95))
 
 
 def sensitivity_specificity(pred: np.ndarray, truth: np.ndarray) -> tuple[np.float64, np.float64]:
@@ -157,6 +174,7 @@ def region_scores(
     pred_labels: np.ndarray,
     true_labels: np.ndarray,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    both_empty: str = "nan",
 ) -> pd.DataFrame:
     """BraTS region scores of a predicted label map against the ground truth.
 
@@ -165,11 +183,13 @@ def region_scores(
             2 non-enhancing tumor, 3 enhancing tumor.
         true_labels: (X, Y, Z) ground-truth label map with the same values.
         spacing: voxel size in mm along X, Y, Z, used for HD95.
+        both_empty: ``"nan"`` (BraTS) or ``"perfect"``: Dice and HD95 of a region absent
+            from both maps.
 
     Returns:
         DataFrame with index ``['WT', 'TC', 'ET']`` (whole tumor {1,2,3}, tumor core {2,3},
         enhancing tumor {3}) and columns ``['dice', 'hd95', 'sensitivity', 'specificity']``
-        (HD95 in mm; empty-mask conventions as in the module docstring).
+        (HD95 in mm; empty-mask conventions in :mod:`tumorseg.metrics`).
     """
     pred_labels = np.asarray(pred_labels)
     true_labels = np.asarray(true_labels)
@@ -183,8 +203,8 @@ def region_scores(
         t = np.isin(true_labels, values)
         sens, spec = sensitivity_specificity(p, t)
         rows[name] = {
-            "dice": float(dice(p, t)),
-            "hd95": float(hd95(p, t, spacing)),
+            "dice": float(dice(p, t, both_empty)),
+            "hd95": float(hd95(p, t, spacing, both_empty)),
             "sensitivity": float(sens),
             "specificity": float(spec),
         }

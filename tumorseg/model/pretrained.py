@@ -53,7 +53,8 @@ def load_pretrained(
     model.load_weights(weights)
     # predict_volume reads this, so whole scans are standardized the way training did
     model.standardize = manifest.get("standardize")  # None: predict_volume falls back to "brain"
-    # ... and cleaned up and mirrored as the manifest chose (absent: neither)
+    # ... thresholded, cleaned up and mirrored as the manifest chose (absent: 0.5, neither)
+    model.threshold = float(manifest.get("threshold", 0.5))
     model.postprocess = manifest.get("postprocess")
     model.tta = manifest.get("tta")
     return model, manifest

@@ -25,8 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tumorseg.atomic import atomic_path, write_text
-from tumorseg.cli import fail
 from tumorseg.data import DataError, open_dataset
+from tumorseg.errors import fail
 from tumorseg.patches.sampling import sample_background_patch, sample_patch
 
 PATCH_SIZE = (160, 160, 16)

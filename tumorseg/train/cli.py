@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tumorseg.cli import fail
 from tumorseg.data import DataError
+from tumorseg.errors import fail
 from tumorseg.patches.augment import Augment
 from tumorseg.patches.store import read_store
 from tumorseg.train.config import TrainConfig

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from tumorseg.atomic import atomic_path
-from tumorseg.cli import fail
 from tumorseg.data import DataError, open_dataset
 from tumorseg.data.io import MODALITIES
+from tumorseg.errors import fail
 from tumorseg.viz.labeled import CLASS_COLORS
 from tumorseg.viz.plots import take_slice
 

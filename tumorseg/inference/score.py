@@ -1,0 +1,222 @@
+"""Score saved label maps against a dataset's labels, with the course's metrics.
+
+Predictions: a folder of NIfTI label maps ``<case>.nii.gz`` (or ``.nii``), ``(X, Y, Z)`` with
+course codes 0 background, 1 edema, 2 non-enhancing tumor, 3 enhancing tumor, on the grid of
+the case's image, as ``tumorseg predict`` writes them (or another tool, in that coding).
+
+Labels: either a folder of label NIfTIs ``<case>.nii.gz`` in course codes (e.g. an MSD
+``labelsTr``), or a dataset folder that ``tumorseg.data.open_dataset`` reads (MSD, or BraTS
+2020/2021 whose raw codes are remapped).  Cases are matched by id: the file name without its
+NIfTI extension, and the dataset's case id.
+
+Per case: BraTS region Dice, HD95 (mm, voxel size from the label file's header), sensitivity
+and specificity for WT/TC/ET, and per-class sensitivity and specificity of the label map.
+Empty-mask conventions (NaN for a region absent from both maps): see :mod:`tumorseg.metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tumorseg.data import DataError, load_label_map, open_dataset
+from tumorseg.data.io import NIFTI_EXTENSIONS, PathLike
+from tumorseg.labels import CLASS_KEYS, REGIONS
+
+#: Relative tolerance on the voxel size of a prediction against its label's.
+SPACING_RTOL = 1e-3
+
+
+def score_labels(
+    pred_labels: np.ndarray,
+    truth: np.ndarray,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    both_empty: str = "nan",
+) -> dict[str, float]:
+    """All scores of one case from its predicted and true label maps, as a flat dict.
+
+    Args:
+        pred_labels: (X, Y, Z) predicted label map, codes 0..3.
+        truth: (X, Y, Z) ground-truth label map, codes 0..3.
+        spacing: voxel size in mm along X, Y, Z.
+        both_empty: how a region absent from both maps is scored (see ``tumorseg.metrics``).
+
+    Returns:
+        ``{"WT_dice", "WT_hd95", "WT_sensitivity", "WT_specificity", ... TC_*, ET_*,
+        "edema_sensitivity", "edema_specificity", "non_enhancing_*", "enhancing_*"}``
+        (class keys from ``tumorseg.labels.CLASS_KEYS``; class ``c`` is label ``c + 1``).
+    """
+    from tumorseg.metrics import region_scores, sensitivity_specificity
+
+    pred_labels, truth = np.asarray(pred_labels), np.asarray(truth)
+    regions = region_scores(pred_labels, truth, spacing, both_empty)
+    row = {
+        f"{region}_{name}": float(value)
+        for region, scores in regions.iterrows()
+        for name, value in scores.items()
+    }
+    for c, key in enumerate(CLASS_KEYS):
+        sens, spec = sensitivity_specificity(pred_labels == c + 1, truth == c + 1)
+        row[f"{key}_sensitivity"] = float(sens)
+        row[f"{key}_specificity"] = float(spec)
+    return row
+
+
+def nifti_files(folder: Path) -> dict[str, Path]:
+    """Case id -> NIfTI file of ``folder`` (not recursive), sorted by id.
+
+    A case stored as both ``.nii.gz`` and ``.nii`` takes the ``.nii.gz`` file (as
+    ``tumorseg.data.io.find_nifti`` does); hidden files (``._*``, ``.*``) are ignored.
+    """
+    files: dict[str, Path] = {}
+    for ext in reversed(NIFTI_EXTENSIONS):  # the preferred extension comes last and wins
+        for path in folder.glob("*" + ext):
+            if path.is_file() and not path.name.startswith("."):
+                files[path.name[: -len(ext)]] = path
+    return dict(sorted(files.items()))
+
+
+def label_files(labels: PathLike) -> dict[str, tuple[Path, bool]]:
+    """Case id -> (label file, whether it holds raw BraTS codes) of a labels folder.
+
+    labels: a folder of label NIfTIs ``<case>.nii.gz`` in course codes, or an MSD/BraTS
+        dataset folder (``tumorseg.data.open_dataset``).
+    Raises DataError when the folder is missing or is neither.
+    """
+    root = Path(labels)
+    if not root.is_dir():
+        raise DataError(
+            f"{root}: labels folder not found. Pass a folder of <case>.nii.gz label maps or an "
+            f"MSD/BraTS dataset folder (e.g. data/BraTS-Data, built by `make data`)."
+        )
+    direct = nifti_files(root)
+    if direct:
+        return {cid: (path, False) for cid, path in direct.items()}
+    return {case.id: (case.label_path, case.layout == "brats") for case in open_dataset(root)}
+
+
+def _prediction_files(pred_dir: PathLike) -> dict[str, Path]:
+    root = Path(pred_dir)
+    files = nifti_files(root) if root.is_dir() else {}
+    if not files:
+        what = "holds no .nii.gz/.nii label map" if root.is_dir() else "folder not found"
+        raise DataError(
+            f"{root}: predictions {what}. Write one label map per case, named by case id, "
+            f"e.g. `tumorseg predict IMAGE --out {root}/<case>.nii.gz`."
+        )
+    return files
+
+
+def match_cases(
+    pred_dir: PathLike, labels: PathLike, cases: Sequence[str] | None = None
+) -> tuple[list[tuple[str, Path, Path, bool]], list[str]]:
+    """Pair each prediction with its label by case id.
+
+    Args:
+        pred_dir: folder of predicted label maps ``<case>.nii.gz``.
+        labels: labels folder or dataset folder (see ``label_files``).
+        cases: case ids to score (default: every prediction).
+
+    Returns:
+        ``(pairs, unscored)``: ``(case id, prediction file, label file, raw BraTS codes)`` per
+        scored case, and the labelled case ids without a prediction that are left out.
+        Raises DataError naming the file for a prediction without a label, or a listed case
+        without a prediction.
+    """
+    preds, truths = _prediction_files(pred_dir), label_files(labels)
+    ids = list(cases) if cases else list(preds)
+    pairs = []
+    for cid in ids:
+        if cid not in preds:
+            raise DataError(
+                f"{Path(pred_dir) / (cid + '.nii.gz')}: no prediction for case {cid!r}. Write "
+                f"it with `tumorseg predict IMAGE --out` that path, or leave {cid!r} out of "
+                f"--cases."
+            )
+        if cid not in truths:
+            known = ", ".join(list(truths)[:5]) + (" ..." if len(truths) > 5 else "")
+            raise DataError(
+                f"{preds[cid]}: no label for case {cid!r} in {labels} (its cases: {known}). "
+                f"Name predictions by the case id of their label, point --labels at the "
+                f"dataset they were predicted from, or pass --cases."
+            )
+        pairs.append((cid, preds[cid], *truths[cid]))
+    unscored = [cid for cid in truths if cid not in set(ids)]
+    return pairs, unscored
+
+
+def score_file(
+    pred_path: PathLike, label_path: PathLike, brats_codes: bool = False, both_empty: str = "nan"
+) -> dict[str, float]:
+    """``score_labels`` of a saved prediction against a label file, voxel size from the label.
+
+    Raises DataError naming the prediction when it is unreadable, holds codes outside 0..3, or
+    lies on another grid (shape or voxel size) than the label.
+    """
+    truth, spacing = load_label_map(label_path, brats_codes)
+    pred, pred_spacing = load_label_map(pred_path)
+    if pred.shape != truth.shape:
+        raise DataError(
+            f"{pred_path}: prediction shape {pred.shape} differs from the label's {truth.shape} "
+            f"({label_path}). Save each prediction on the grid of its case's image, as "
+            f"`tumorseg predict` does (no cropping or resampling)."
+        )
+    if not np.allclose(pred_spacing, spacing, rtol=SPACING_RTOL):
+        raise DataError(
+            f"{pred_path}: voxel size {pred_spacing} mm differs from the label's {spacing} mm "
+            f"({label_path}). Save the prediction with its case image's header, as "
+            f"`tumorseg predict` does."
+        )
+    return score_labels(pred, truth, spacing, both_empty)
+
+
+def score_folder(
+    pred_dir: PathLike,
+    labels: PathLike,
+    cases: Sequence[str] | None = None,
+    both_empty: str = "nan",
+) -> pd.DataFrame:
+    """Score every prediction of a folder (or the listed cases) against its label.
+
+    Args:
+        pred_dir: folder of predicted label maps ``<case>.nii.gz`` (course codes 0..3).
+        labels: folder of label NIfTIs, or an MSD/BraTS dataset folder.
+        cases: case ids to score (default: every prediction).
+        both_empty: how a region absent from both maps is scored (see ``tumorseg.metrics``).
+
+    Returns:
+        DataFrame, one row per case: ``case`` and the ``score_labels`` columns; ``attrs
+        ["unscored"]`` lists the labelled cases without a prediction.  Every pair is matched
+        before any is scored, so a missing case fails fast (DataError).
+    """
+    from tqdm.auto import tqdm
+
+    pairs, unscored = match_cases(pred_dir, labels, cases)
+    rows = []
+    for cid, pred_path, label_path, brats_codes in tqdm(pairs, desc="score", unit="case"):
+        rows.append({"case": cid, **score_file(pred_path, label_path, brats_codes, both_empty)})
+    table = pd.DataFrame(rows)
+    table.attrs["unscored"] = unscored
+    return table
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation and median over cases of the region Dice and HD95 columns.
+
+    Returns a DataFrame indexed by WT/TC/ET with columns dice_mean, dice_std, dice_median,
+    hd95_mean, hd95_median (NaN-aware).
+    """
+    rows = {}
+    for region in REGIONS:
+        d, h = table[f"{region}_dice"], table[f"{region}_hd95"]
+        rows[region] = {
+            "dice_mean": d.mean(),
+            "dice_std": d.std(ddof=0),
+            "dice_median": d.median(),
+            "hd95_mean": h.mean(),
+            "hd95_median": h.median(),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
