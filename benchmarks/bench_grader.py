@@ -33,8 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from tumorseg.course import grader  # noqa: E402
-from tumorseg.course.grading import isolation  # noqa: E402
+from tumorseg.course.grading import grader, isolation  # noqa: E402
 from tumorseg.resources import instructor_notebook  # noqa: E402
 
 INSTRUCTOR = instructor_notebook()

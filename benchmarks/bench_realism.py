@@ -57,16 +57,18 @@ VARIANTS = (("plain", "none", False), ("post", "none", True), ("tta-x+post", "x"
 def scan_scores(model, manifest: dict, data: Path, cases: list[str] | None) -> dict:
     """Per-case and mean WT/TC/ET Dice and WT HD95 of the dataset ``data`` (MSD or BraTS
     layout) for each of ``VARIANTS``: the manifest's post-processing off and on, and with
-    left-right test-time mirroring; with each variant's seconds per scan."""
+    left-right test-time mirroring, at the manifest's threshold; with each variant's seconds
+    per scan."""
     from tumorseg.inference.evaluate import predict_cases, score_prediction
     from tumorseg.inference.postprocess import Postprocess
 
     rules = Postprocess.from_record(manifest.get("postprocess"))
+    threshold = float(manifest.get("threshold", 0.5))
     out: dict = {}
     for tta in sorted({v[1] for v in VARIANTS}):
         for pred in predict_cases(data, model, cases, tta=tta):
             for name, _, post in (v for v in VARIANTS if v[1] == tta):
-                row = score_prediction(pred, rules if post else Postprocess.NONE)
+                row = score_prediction(pred, rules if post else Postprocess.NONE, threshold)
                 out.setdefault(name, {})[pred.case] = {
                     k: float(row[k])
                     for k in ("WT_dice", "TC_dice", "ET_dice", "WT_hd95", "seconds")

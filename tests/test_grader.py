@@ -20,14 +20,17 @@ import psutil
 import pytest
 from submissions import make_submissions as gen
 
-from tumorseg.course import grader, public_tests
-from tumorseg.course.grading import checks, isolation, nbtools, reference
+from tumorseg.course import feedback
+from tumorseg.course.exercises import REGISTRY
+from tumorseg.course.grading import checks, grader, integrity, isolation, nbtools, results
+from tumorseg.course.grading.hidden import reference
 from tumorseg.course.grading.sandbox import runner_command
 from tumorseg.resources import instructor_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTRUCTOR = instructor_notebook()
 CELL_TIMEOUT = 15
+EXERCISES = tuple(REGISTRY)
 
 
 def _sandbox_flags() -> list[str]:
@@ -46,7 +49,7 @@ def _solutions() -> dict[str, str]:
     nb = nbformat.read(str(INSTRUCTOR), as_version=4)
     return {
         ex: next(c.source for c in nb.cells if c.get("id") == nbtools.unq_id(ex))
-        for ex in checks.EXERCISES
+        for ex in EXERCISES
     }
 
 
@@ -68,14 +71,14 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     subs = tmp / "subs"
     expected = gen.build(subs)
     (subs / "instructor.ipynb").write_bytes(INSTRUCTOR.read_bytes())
-    expected["instructor.ipynb"] = {"scores": dict.fromkeys(checks.EXERCISES, 1), "status": {}}
+    expected["instructor.ipynb"] = {"scores": dict.fromkeys(EXERCISES, 1), "status": {}}
     release_path = _release(subs)
-    expected[release_path.name] = {"scores": dict.fromkeys(checks.EXERCISES, 0), "status": {}}
+    expected[release_path.name] = {"scores": dict.fromkeys(EXERCISES, 0), "status": {}}
     one = nbformat.read(str(release_path), as_version=4)
     next(c for c in one.cells if c.get("id") == "unq-c3").source = _solutions()["C3"]
     nbformat.write(one, str(subs / "one_solved_c3.ipynb"))
     expected["one_solved_c3.ipynb"] = {
-        "scores": {ex: int(ex == "C3") for ex in checks.EXERCISES},
+        "scores": {ex: int(ex == "C3") for ex in EXERCISES},
         "status": {"C3": "passed"},
     }
     out = tmp / "out"
@@ -103,20 +106,20 @@ def test_batch_exit_status_and_csv(batch: dict) -> None:
     assert batch["status"] == 0  # no grader-error anywhere
     assert set(batch["rows"]) == set(batch["expected"])
     for name, row in batch["rows"].items():
-        assert list(row) == ["submission", *checks.EXERCISES, "total", "sandbox"]
-        scores = [int(row[ex]) for ex in checks.EXERCISES]
+        assert list(row) == ["submission", *EXERCISES, "total", "flags", "sandbox"]
+        scores = [int(row[ex]) for ex in EXERCISES]
         assert int(row["total"]) == sum(scores), name
 
 
 def _assert_graded(batch: dict, name: str) -> None:
     want = batch["expected"][name]
     report, row = batch["reports"][name], batch["rows"][name]
-    got = {ex: report["exercises"][ex]["score"] for ex in checks.EXERCISES}
+    got = {ex: report["exercises"][ex]["score"] for ex in EXERCISES}
     assert got == want["scores"], (name, report)
-    assert {ex: int(row[ex]) for ex in checks.EXERCISES} == want["scores"]
+    assert {ex: int(row[ex]) for ex in EXERCISES} == want["scores"]
     for ex, status in want["status"].items():
         assert report["exercises"][ex]["status"] == status, (name, ex, report["exercises"][ex])
-    for ex in checks.EXERCISES:
+    for ex in EXERCISES:
         entry = report["exercises"][ex]
         assert entry["status"] in grader.STATUSES
         assert (entry["status"] == "passed") == (entry["score"] == 1)
@@ -163,7 +166,7 @@ def test_bad_file_messages_are_clear(batch: dict) -> None:
 def test_messages_leak_no_hidden_inputs(batch: dict) -> None:
     """A message may tell the expected value of the first failing hidden check, never the
     hidden inputs, the digests, or more than one expected value."""
-    secrets = {reference.expected_digest(ex) for ex in checks.EXERCISES}
+    secrets = {reference.expected_digest(ex) for ex in EXERCISES}
     for args, _, _ in checks.cases("C2"):  # inputs with many digits: any printed value shows
         for v in np.ravel(args[0])[:50]:
             if abs(2 * v - round(2 * v)) > 1e-3:  # not 0.0, 7.5 or the integer image
@@ -238,13 +241,11 @@ def test_grading_folder_holds_no_solution_and_no_expected_result(tmp_path: Path)
     release = nbformat.read(str(_release(tmp_path)), as_version=4)
     sources = {
         ex: next(c.source for c in release.cells if c.get("id") == nbtools.unq_id(ex))
-        for ex in checks.EXERCISES
+        for ex in EXERCISES
     }
     folder = tmp_path / "folder"
     folder.mkdir()
-    grader.prepare_folder(
-        folder, nbtools.read_instructor(INSTRUCTOR), sources, list(checks.EXERCISES)
-    )
+    grader.prepare_folder(folder, nbtools.read_instructor(INSTRUCTOR), sources, list(EXERCISES))
     text = "".join(p.read_text(errors="ignore") for p in folder.rglob("*") if p.is_file())
     for ex, solution in _solutions().items():
         block = solution.split("### START CODE HERE")[1].split("### END CODE HERE")[0]
@@ -267,8 +268,8 @@ def test_grading_folder_holds_no_solution_and_no_expected_result(tmp_path: Path)
 def test_expected_values_are_far_from_rounding_boundaries() -> None:
     """The in-kernel digest rounds to DECIMALS; the grader's tolerance is smaller than the
     margin, so both halves of a check always agree."""
-    assert checks.ATOL < checks.MARGIN
-    for ex in checks.EXERCISES:
+    assert feedback.ATOL < checks.MARGIN
+    for ex in EXERCISES:
         for result in reference.expected(ex):
             value = checks.values(result["value"])
             flat = (
@@ -283,12 +284,12 @@ def test_expected_values_are_far_from_rounding_boundaries() -> None:
 
 def _record(ex: str, results: list, symbolic: list | None = None) -> dict:
     if symbolic is None:
-        symbolic = list(reference.expected_symbolic(ex)) if ex in checks.SYMBOLIC else []
+        symbolic = list(reference.expected_symbolic(ex)) if REGISTRY[ex].symbolic else []
     return {"exercise": ex, "defined": True, "results": results, "symbolic": symbolic}
 
 
 def test_reference_results_pass_their_own_check() -> None:
-    for ex in checks.EXERCISES:
+    for ex in EXERCISES:
         record = _record(ex, list(reference.expected(ex)))
         assert reference.judge_record(ex, record)[0] == "passed"
         assert checks.fingerprint(ex, record["results"]) == reference.expected_digest(ex)
@@ -302,7 +303,7 @@ def test_one_wrong_value_fails_both_halves() -> None:
     assert status == "failed"
     assert message.startswith("`dice_coefficient` failed 1 of 4 hidden checks (2: wrong result).")
     assert "dice_coefficient on hidden check 2: expected " in message
-    assert public_tests.VALUE_HINTS["C4"] in message
+    assert REGISTRY["C4"].hint in message
 
 
 def _solution_variant(ex: str, old: str, new: str) -> dict:
@@ -352,7 +353,7 @@ def test_numpy_only_dice_fails_its_hidden_check_with_the_keras_hint() -> None:
     )
     assert status == "failed"
     assert "passed all 4 hidden checks on numpy arrays, but not inside model.fit" in message
-    assert public_tests.KERAS_HINT in message
+    assert feedback.KERAS_HINT in message
 
 
 def test_canonical_uses_exact_types() -> None:
@@ -433,7 +434,7 @@ def test_instructor_grader_cells_are_present_and_current() -> None:
     nb = nbformat.read(str(INSTRUCTOR), as_version=4)
     assert not nbtools.ensure_grader_cells(nb), "run scripts/add_grader_cells.py"
     ids = [c.get("id") for c in nb.cells]
-    for ex in checks.EXERCISES:
+    for ex in EXERCISES:
         cell = nb.cells[ids.index(nbtools.grade_id(ex))]
         assert nbtools.GRADER_TAG in cell.metadata["tags"]
         assert ids.index(nbtools.grade_id(ex)) > ids.index(nbtools.unq_id(ex))
@@ -467,7 +468,7 @@ def _load_script():
 
 @needs_notebook
 def test_grading_notebook_is_reduced() -> None:
-    sources = {ex: f"# student {ex}" for ex in checks.EXERCISES}
+    sources = {ex: f"# student {ex}" for ex in EXERCISES}
     nb = nbtools.build_grading_notebook(nbtools.read_instructor(INSTRUCTOR), sources, ["C2", "C5"])
     roles = [
         (c.metadata[nbtools.ROLE_KEY]["role"], c.metadata[nbtools.ROLE_KEY]["exercise"])
@@ -551,7 +552,7 @@ def _fake_grading(
             ex: grader.Result(
                 grader.Status.PASSED if i < points[path.name] else grader.Status.FAILED, "m"
             )
-            for i, ex in enumerate(checks.EXERCISES)
+            for i, ex in enumerate(EXERCISES)
         }
         return grader.Graded(path.name, results, 0.1, 1)
 
@@ -589,7 +590,7 @@ def test_results_csv_is_a_merge_keyed_by_submission(
         "b.ipynb": "5",
         "c.ipynb": "4",
     }
-    assert [rows["b.ipynb"][ex] for ex in checks.EXERCISES] == ["1"] * 5 + ["0"]
+    assert [rows["b.ipynb"][ex] for ex in EXERCISES] == ["1"] * 5 + ["0"]
     assert json.loads((out / "b.json").read_text())["total"] == 5
     assert sorted(p.name for p in out.iterdir()) == [
         ".results.lock",
@@ -629,3 +630,217 @@ def test_a_foreign_results_csv_is_refused_before_grading(
     assert "--fresh" in capsys.readouterr().err
     assert (out / "results.csv").read_text() == "name,grade\nalice,A\n"
     assert not (out / "s.json").exists()
+
+
+# --------------------------------------------------------------------------- integrity flags
+def test_library_twins_are_flagged_in_the_report_and_csv(batch: dict) -> None:
+    """The batch graded ``library_twins``: right answers through the package's own functions.
+    They keep their points (the default, ``--library-answers keep``), and every such cell is
+    flagged: in its exercise's message, its ``flags`` and the csv's ``flags`` column."""
+    report, row = batch["reports"]["library_twins.ipynb"], batch["rows"]["library_twins.ipynb"]
+    for ex in EXERCISES:
+        entry = report["exercises"][ex]
+        if ex in gen.LIBRARY_TWINS:
+            assert entry["flags"], (ex, entry)
+            assert "Integrity flag: your UNQ_" in entry["message"], entry
+            assert entry["status"] == "passed" and entry["score"] == 1
+        else:
+            assert entry["flags"] == [] and "Integrity flag" not in entry["message"]
+    assert "`util.standardize_patch (line 3)`" in report["exercises"]["C2"]["message"]  # header: 1
+    assert "tumorseg.model.losses.dice_coefficient" in report["exercises"]["C4"]["flags"][0]
+    assert "tumorseg.model.losses.soft_dice_loss" in report["exercises"]["C5"]["flags"][0]
+    assert report["flags"] == len(gen.LIBRARY_TWINS) == int(row["flags"])
+    others = {
+        name: r["flags"] for name, r in batch["rows"].items() if name != "library_twins.ipynb"
+    }
+    assert set(others.values()) == {"0"}, others  # the instructor's solutions among them
+
+
+def _uses(source: str, ex: str) -> list[str]:
+    return [str(u) for u in integrity.library_uses(source, REGISTRY[ex])]
+
+
+def test_library_uses_finds_every_spelling_of_a_twin() -> None:
+    assert _uses("from tumorseg.patches import standardize_patch as sp\nsp(x)", "C2") == [
+        "tumorseg.patches.standardize_patch (line 1)"
+    ]
+    assert _uses("y = util.standardize_patch(x, 'slice')", "C2") == [
+        "util.standardize_patch (line 1)"
+    ]
+    assert _uses("import tumorseg.model.losses as L\n\nz = L.dice_coefficient(a, b)", "C4") == [
+        "tumorseg.model.losses.dice_coefficient (line 3)"
+    ]
+    assert _uses("import tumorseg\nf = tumorseg.model.losses.soft_dice_loss", "C5") == [
+        "tumorseg.model.losses.soft_dice_loss (line 2)"
+    ]
+    assert _uses("from tumorseg.model.losses import *\nsoft_dice_loss(a, b)", "C5") == [
+        "tumorseg.model.losses.soft_dice_loss (line 2)"
+    ]
+    assert _uses("f = getattr(util, 'standardize_patch')", "C2") == [
+        "util.standardize_patch (line 1)"
+    ]
+    assert _uses("%time x = 1\nfrom tumorseg.metrics import class_sens_spec", "C6") == [
+        "tumorseg.metrics.class_sens_spec (line 2)"
+    ]
+
+
+def test_library_uses_ignores_what_is_not_a_twin_of_the_exercise() -> None:
+    own = "def dice_coefficient(y_true, y_pred):\n    return ops.mean(y_true * y_pred)\n"
+    assert _uses(own, "C4") == []  # the student's own function of the same name
+    assert _uses("import tumorseg.model.losses as L\nL.soft_dice_loss", "C4") == []  # C5's twin
+    assert _uses("from mylib import dice_coefficient\ndice_coefficient(a, b)", "C4") == []
+    assert _uses("import numpy as np\nnp.standardize_patch = 1", "C2") == []
+    assert _uses("def broken(:\n    util.standardize_patch", "C2") == []  # unparsable
+    assert _uses(_solutions()["C2"], "C2") == []
+
+
+def _in_process_run(setup: grader.Setup, sources: dict[str, str], batch: list[str]) -> grader.Run:
+    """What a grading run leaves behind, computed in this process: each student cell runs in a
+    namespace like the notebook's (no kernel, no sandbox), then the hidden checks on it."""
+    import importlib
+
+    import keras
+
+    run = grader.Run(list(batch), junit_found=True)
+    util = importlib.import_module("tumorseg.course.facade")  # what util.py re-exports
+    for ex in batch:
+        namespace = {"np": np, "keras": keras, "ops": keras.ops, "util": util}
+        exec(compile(sources[ex], f"<UNQ_{ex}>", "exec"), namespace)
+        fn = namespace.get(REGISTRY[ex].function)
+        run.items += [grader.Item(role, ex, "ok") for role in ("pre", "student", "check")]
+        run.records[ex] = {
+            "exercise": ex,
+            "defined": callable(fn),
+            "results": checks.call_student(ex, fn),
+            "symbolic": checks.call_student(ex, fn, symbolic=True) if REGISTRY[ex].symbolic else [],
+            "changed": False,
+        }
+    return run
+
+
+@pytest.mark.slow  # runs all six solutions in this process, TensorFlow tracing included
+@needs_notebook
+def test_library_answers_zero_scores_flagged_exercises_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen.build(tmp_path)
+    monkeypatch.setattr(grader, "run_once", _in_process_run)
+    setup = grader.Setup(nbtools.read_instructor(INSTRUCTOR), library_answers="zero")
+    graded = grader.grade_submission(tmp_path / "library_twins.ipynb", setup)
+    for ex, result in graded.results.items():
+        flagged = ex in gen.LIBRARY_TWINS
+        assert result.status is (grader.Status.FLAGGED if flagged else grader.Status.PASSED), ex
+        assert result.score == int(not flagged) and bool(result.flags) == flagged
+    assert "--library-answers zero" in graded.results["C2"].message
+    assert graded.total == 1 and graded.flags == len(gen.LIBRARY_TWINS)
+    parser = grader._parser()
+    assert parser.parse_args(["s.ipynb", "--out", "o"]).library_answers == "keep"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["s.ipynb", "--out", "o", "--library-answers", "half"])
+
+
+def test_flags_keep_the_score_and_leave_unflagged_results_alone() -> None:
+    passed = grader.Result(grader.Status.PASSED, "`standardize` passed all 4 hidden checks.")
+    source = "def standardize(image):\n    return util.standardize_patch(image, 'slice')\n"
+    kept = grader.flag_library_answers(passed, "C2", source)
+    assert kept.status is grader.Status.PASSED and kept.score == 1
+    assert kept.flags == ("util.standardize_patch (line 2)",)
+    assert kept.message.startswith(passed.message + "\nIntegrity flag: your UNQ_C2 cell uses")
+    failed = grader.Result(grader.Status.FAILED, "wrong")
+    assert grader.flag_library_answers(failed, "C2", source, "zero").status is grader.Status.FAILED
+    assert grader.flag_library_answers(passed, "C2", _solutions()["C2"], "zero") is passed
+
+
+# --------------------------------------------------------------------------- a seventh exercise
+def _ref_foreground_fraction(label: np.ndarray) -> np.float64:
+    """Reference of the throw-away exercise: the share of nonzero voxels."""
+    return np.float64(np.mean(np.asarray(label) != 0))
+
+
+def _foreground_cases() -> list:
+    rng = np.random.RandomState(7107)
+    first = np.zeros((4, 3, 2))
+    first.flat[rng.permutation(24)[:7]] = 2.0  # 7 of 24 voxels
+    second = np.zeros((5, 4))
+    second.flat[rng.permutation(20)[:3]] = 1.0  # 3 of 20
+    return [((first,), {}, None), ((second,), {}, None)]
+
+
+SEVENTH = (
+    "def foreground_fraction(label):\n"
+    "    ### START CODE HERE ###\n"
+    "    fraction = np.mean(label != 0)\n"
+    "    ### END CODE HERE ###\n"
+    "    return fraction\n"
+)
+
+
+@pytest.mark.slow  # runs all six solutions in this process, TensorFlow tracing included
+@needs_notebook
+def test_a_seventh_exercise_is_one_record_plus_its_notebook_cell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A throw-away exercise C7: its record and one cell in the notebook are all it takes for
+    the grader cells, the submission reader, the grading notebook, the in-kernel check, the
+    grader-side judgement, the whole submission's grade and results.csv."""
+    from tumorseg.course.exercises import REQUIRED, SCALAR64, Exercise, header, unq_id
+
+    seventh = Exercise(
+        id="C7",
+        function="foreground_fraction",
+        signature={"label": REQUIRED},
+        public_test="test_foreground_fraction",
+        result=SCALAR64,
+        hidden_cases=_foreground_cases,
+        reference=_ref_foreground_fraction,
+        hint="fraction = the mean of (label != 0).",
+        twins=("tumorseg.metrics.core.foreground_fraction",),
+    )
+    monkeypatch.setitem(REGISTRY, "C7", seventh)
+    monkeypatch.setattr(grader, "run_once", _in_process_run)
+    reference.expected.cache_clear()
+    try:
+        nb = nbformat.read(str(INSTRUCTOR), as_version=4)
+        cell = nbformat.v4.new_code_cell(f"{header('C7')}\n{SEVENTH}")
+        cell.id = unq_id("C7")
+        nb.cells.append(cell)
+        assert nbtools.ensure_grader_cells(nb)  # the notebook's grade-c7 cell, written for it
+        check = nb.cells[-1]
+        assert (
+            check.id == nbtools.grade_id("C7") and reference.expected_digest("C7") in check.source
+        )
+        assert results.header()[-4:] == ["C7", "total", "flags", "sandbox"]
+
+        # the instructor's solution passes the in-kernel check and the grader's judgement
+        outputs = tmp_path / "outputs"
+        outputs.mkdir()
+        monkeypatch.setenv(checks.OUTPUT_ENV, str(outputs))
+        namespace: dict = {"np": np}
+        exec(compile(SEVENTH, "<UNQ_C7>", "exec"), namespace)
+        exec(compile(check.source, "<grade-c7>", "exec"), namespace)
+        record = json.loads((outputs / "C7.json").read_text())
+        assert reference.judge_record("C7", record) == (
+            "passed",
+            "`foreground_fraction` passed all 2 hidden checks.",
+        )
+        wrong = {"np": np}
+        exec(compile(SEVENTH.replace("!= 0", "> 1"), "<UNQ_C7>", "exec"), wrong)
+        status, message = reference.judge_record(
+            "C7", {**record, "results": checks.call_student("C7", wrong["foreground_fraction"])}
+        )
+        assert status == "failed" and "foreground_fraction on hidden check 2: expected" in message
+        assert seventh.hint in message
+
+        # a submission: found, put in the grading notebook, graded with the other six
+        path = tmp_path / "with_c7.ipynb"
+        nbformat.write(nb, str(path))
+        sub = nbtools.read_submission(path)
+        assert set(sub.sources) == set(REGISTRY) and not sub.problems
+        grading = nbtools.build_grading_notebook(nb, sub.sources, ["C7"])
+        roles = [c.metadata[nbtools.ROLE_KEY] for c in grading.cells]
+        assert [r["role"] for r in roles if r["exercise"] == "C7"] == ["pre", "student", "check"]
+        graded = grader.grade_submission(path, grader.Setup(nb))
+        assert graded.results["C7"].status is grader.Status.PASSED
+        assert graded.total == 7 and graded.flags == 0
+    finally:
+        reference.expected.cache_clear()

@@ -11,18 +11,13 @@ import pytest
 
 from tumorseg.course import public_tests as pt
 from tumorseg.course import release
+from tumorseg.course.exercises import REGISTRY, public_test_id, unq_id
 from tumorseg.course.release import INSTRUCTOR, STUDENT, placeholder_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PUBLIC_TESTS = {
-    "unq-c1": ("test_get_sub_volume", "get_sub_volume"),
-    "unq-c2": ("test_standardize", "standardize"),
-    "unq-c3": ("test_single_class_dice_coefficient", "single_class_dice_coefficient"),
-    "unq-c4": ("test_dice_coefficient", "dice_coefficient"),
-    "unq-c5": ("test_soft_dice_loss", "soft_dice_loss"),
-    "unq-c6": ("test_compute_class_sens_spec", "compute_class_sens_spec"),
-}
+#: graded cell id -> (public test, graded function), from the exercise records
+PUBLIC_TESTS = {unq_id(ex): (r.public_test, r.function) for ex, r in REGISTRY.items()}
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +104,18 @@ def test_released_notebook_has_no_nbval_markers(released):
     by_id = {c.id: c for c in instructor.cells}
     test_c1 = next(c for c in released.cells if c.id == "test-c1")
     assert test_c1.source == by_id["test-c1"].source.replace("# NBVAL_CHECK_OUTPUT\n", "")
+
+
+def test_the_records_match_the_notebook(released):
+    """Each record's cells are in the notebook: the graded cell defines its function with its
+    signature, and the public-test cell calls its public test on it."""
+    cells = {c.id: c.source for c in released.cells}
+    for ex, record in REGISTRY.items():
+        assert f"def {record.function}(" in cells[unq_id(ex)], ex
+        assert (
+            f"public_tests.{record.public_test}({record.function})" in cells[public_test_id(ex)]
+        ), ex
+        assert all(name in cells[unq_id(ex)] for name in record.signature), ex
 
 
 def test_each_public_test_follows_its_exercise(released):

@@ -22,8 +22,7 @@ import psutil
 import pytest
 from submissions import make_submissions as gen
 
-from tumorseg.course import grader
-from tumorseg.course.grading import isolation
+from tumorseg.course.grading import grader, isolation
 from tumorseg.course.grading.sandbox import runner_command
 from tumorseg.resources import instructor_notebook
 
@@ -246,7 +245,10 @@ def test_library_copy_holds_no_reference_solution(tmp_path: Path) -> None:
     library = isolation.prepare_library(tmp_path / "lib")
     files = {p.relative_to(library).as_posix() for p in library.rglob("*") if p.is_file()}
     assert "course/public_tests.py" in files and "course/grading/checks.py" in files
-    assert not set(isolation.HIDDEN_MODULES) & files
+    assert "course/exercises.py" in files and "course/grading/grader.py" in files
+    assert (isolation.package_dir() / isolation.HIDDEN / "reference.py").is_file()
+    assert not [f for f in files if f.startswith(isolation.HIDDEN + "/")]
+    assert not [f for f in files if "def ref_" in (library / f).read_text(errors="ignore")]
     assert not [f for f in files if f.endswith((".ipynb", ".pyc"))]
 
 

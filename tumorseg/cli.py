@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("tumorseg.inference.evaluate", "score a model on whole cases (Dice, HD95, ...)"),
     "score": ("tumorseg.inference.score_cli", "score saved label maps against a dataset's labels"),
     "release": ("tumorseg.course.release", "generate the student notebook from the instructor one"),
-    "grade": ("tumorseg.course.grader", "autograde student notebooks"),
+    "grade": ("tumorseg.course.grading.grader", "autograde student notebooks"),
 }
 
 

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import nbformat
 
+from tumorseg.course.exercises import REGISTRY
+
 ROOT = Path(__file__).resolve().parents[2]
 INSTRUCTOR = ROOT / "tumorseg" / "course" / "notebooks" / "Brain_Tumor_Segmentation.ipynb"
-EXERCISES = ("C1", "C2", "C3", "C4", "C5", "C6")
+EXERCISES = tuple(REGISTRY)
 HEADER = "# UNQ_{ex} (UNIQUE CELL IDENTIFIER, DO NOT EDIT)\n"
 #: a marker the leftover-process test looks for in the process table
 LEFTOVER_MARK = "987654"
@@ -85,6 +87,40 @@ def _edit_header(ex: str) -> Callable[[nbformat.NotebookNode], None]:
 
     return edit
 
+
+def _library_twins(nb: nbformat.NotebookNode) -> None:
+    """Answer exercises with the package's own implementations (see :data:`LIBRARY_TWINS`)."""
+    for ex, (source, before) in LIBRARY_TWINS.items():
+        (_append(ex, source, before=True) if before else _with_source(ex, source))(nb)
+
+
+#: exercise -> (cell code, True: put before the correct solution / False: replace it), each
+#: reaching the exercise's library twin another way; every one of them must be flagged
+LIBRARY_TWINS: dict[str, tuple[str, bool]] = {
+    "C1": ("from tumorseg.patches import sample_patch  # imported only", True),
+    "C2": (
+        "def standardize(image):\n    return util.standardize_patch(image, 'slice').astype(np.float64)\n",
+        False,
+    ),
+    "C4": (
+        "from tumorseg.model.losses import dice_coefficient as _library_dice\n\n"
+        "def dice_coefficient(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+        "    return ops.cast(_library_dice(y_true, y_pred, axis, epsilon), 'float64')\n",
+        False,
+    ),
+    "C5": (
+        "import tumorseg.model.losses as losses\n\n"
+        "def soft_dice_loss(y_true, y_pred, axis=(1, 2, 3), epsilon=0.00001):\n"
+        "    return ops.cast(losses.soft_dice_loss(y_true, y_pred, axis, epsilon), 'float64')\n",
+        False,
+    ),
+    "C6": (
+        "from tumorseg import metrics\n\n"
+        "def compute_class_sens_spec(pred, label, class_num):\n"
+        "    return metrics.class_sens_spec(pred, label, class_num)\n",
+        False,
+    ),
+}
 
 # name -> (edit of the instructor notebook or raw file text, expected statuses of the target)
 SUBMISSIONS: dict[str, tuple[Callable[[nbformat.NotebookNode], None] | str, dict[str, str]]] = {
@@ -270,6 +306,9 @@ SUBMISSIONS: dict[str, tuple[Callable[[nbformat.NotebookNode], None] | str, dict
         _append("C5", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", before=True),
         {"C5": "error"},
     ),
+    # right answers, but through the package's own implementations: they pass (the score is
+    # the instructor's decision, --library-answers) and the report flags them
+    "library_twins": (_library_twins, dict.fromkeys(LIBRARY_TWINS, "passed")),
     "leftover_process": (
         _append(
             "C6",
@@ -334,7 +373,8 @@ return "LEAKED: read the instructor notebook" if "START CODE HERE" in text else 
     "read_reference": """
 import glob, importlib
 found = []
-for path in [{package!r} + "/course/grading/reference.py", {package!r} + "/course/grader.py",
+for path in [{package!r} + "/course/grading/hidden/reference.py",
+             *glob.glob({package!r} + "/course/grading/hidden/**", recursive=True),
              *glob.glob({package!r} + "/**/__pycache__/reference*.pyc", recursive=True)]:
     try:
         if "ref_" in open(path, errors="ignore").read():
@@ -342,7 +382,7 @@ for path in [{package!r} + "/course/grading/reference.py", {package!r} + "/cours
     except OSError:
         pass
 try:
-    importlib.import_module("tumorseg.course.grading.reference")
+    importlib.import_module("tumorseg.course.grading.hidden.reference")
     found.append("import")
 except Exception:
     pass
@@ -433,7 +473,7 @@ for pid in os.listdir("/proc"):
                 data = fh.read()
         except OSError:
             continue
-        if b"{token}" in data or b"tumorseg.course.grader" in data or b"test_sandbox" in data:
+        if b"{token}" in data or b"tumorseg.course.grading.grader" in data or b"test_sandbox" in data:
             found.append(f"/proc/{{pid}}/{{name}}")
 return f"LEAKED: {{found}}" if found else "blocked: only the run's own processes are visible"
 """,

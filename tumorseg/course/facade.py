@@ -11,7 +11,7 @@ from tumorseg.quiet import import_backend
 import_backend()  # Keras/TensorFlow without the C++ runtime's start-up lines (tumorseg/quiet.py)
 
 from tumorseg.data import DataError, load_case, open_dataset  # noqa: E402
-from tumorseg.inference import predict_and_viz, predict_volume  # noqa: E402
+from tumorseg.inference import Postprocess, predict_and_viz, predict_volume  # noqa: E402
 from tumorseg.metrics import region_scores, sens_spec_table  # noqa: E402
 from tumorseg.model import load_pretrained, unet_model_3d, unet_summary  # noqa: E402
 from tumorseg.patches import VolumeDataGenerator, standardize_patch  # noqa: E402
@@ -42,6 +42,7 @@ __all__ = [
     "standardize_patch",  # the standardization the generator and the predictor apply
     "predict_volume",  # whole-scan probabilities (3,X,Y,Z) by batched, overlapping tiles
     "predict_and_viz",  # whole scan: predict, threshold, plot ground truth against prediction
+    "Postprocess",  # whole-scan clean-up rules; Postprocess.NONE turns the manifest's off
     # evaluation
     "sens_spec_table",  # per-class sensitivity/specificity as a pandas DataFrame
     "region_scores",  # BraTS WT/TC/ET Dice, HD95, sensitivity, specificity

@@ -10,12 +10,13 @@ naming the exception and the failing line.
 
 The Dice exercises (single-class and multi-class Dice, soft Dice loss) are also run the way
 ``model.fit`` runs them: inside a traced function on symbolic float32 tensors of the Keras
-backend in use (:func:`tumorseg.course.grading.checks.traced_call`), so a numpy-only
-solution fails here instead of in training.
+backend in use (:func:`tumorseg.course.exercises.traced_call`), so a numpy-only solution
+fails here instead of in training.
 
-The diagnosis helpers (``*_problem``, :func:`describe_exception`, :data:`VALUE_HINTS`) are
-shared with the autograder, which phrases its feedback on hidden checks with them.  The
-autograder uses further hidden cases; passing these tests is necessary, not sufficient.
+Each test reads its exercise's record (:data:`tumorseg.course.exercises.REGISTRY`: function
+name, signature, hint) and phrases its failures with :mod:`tumorseg.course.feedback`, the
+helpers the autograder uses for its feedback on hidden checks.  The autograder uses further
+hidden cases; passing these tests is necessary, not sufficient.
 
 Nothing here imports TensorFlow at import time: tensors are read with ``np.asarray``.
 """
@@ -27,186 +28,24 @@ import functools
 import inspect
 import io
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from tumorseg.course.grading.checks import traced_call
+from tumorseg.course.exercises import REGISTRY, traced_call
+from tumorseg.course.feedback import (
+    PLACEHOLDER_HINT,
+    describe_exception,
+    patch_problem,
+    replay_corners,
+    scalar_problem,
+    standardize_problem,
+    symbolic_failure,
+    value_problem,
+)
 
 PASSED = "All tests passed"
-#: what to do when a Dice function fails on symbolic tensors
-KERAS_HINT = (
-    "Hint: use keras.ops (imported as ops), not numpy: this function runs inside "
-    "model.fit, on symbolic tensors."
-)
-#: the formula of each value exercise, told whenever a value is wrong
-VALUE_HINTS = {
-    "C3": "Dice = (2 * sum(p * t) + epsilon) / (sum(p) + sum(t) + epsilon), every sum over "
-    "`axis` (ops.sum(..., axis=axis)); add epsilon to both the numerator and the "
-    "denominator.",
-    "C4": "Sum over `axis` (one value per class), divide, then take the mean over classes "
-    "(ops.mean); add epsilon to both the numerator and the denominator.",
-    "C5": "loss = 1 - mean over classes of (2*sum(p*q) + eps) / (sum(p**2) + sum(q**2) + eps), "
-    "sums over `axis`.",
-    "C6": "sensitivity = tp / (tp + fn), specificity = tn / (tn + fp), on pred[class_num] and "
-    "label[class_num].",
-}
-
-_PLACEHOLDER_HINT = (
-    "Hint: every `None` between '### START CODE HERE' and '### END CODE HERE' "
-    "must be replaced by your code."
-)
-
-
-# --------------------------------------------------------------------------- diagnosis
-# Shared with the autograder (tumorseg.course.grading.reference): each returns the message
-# for the student, or None when the value is right.
-
-
-def describe_exception(name: str, ename: str, message: str, line: str = "") -> str:
-    """What to tell a student whose function ``name`` raised ``ename: message`` at ``line``."""
-    text = f"{name} raised {ename}: {message}".rstrip(": ")
-    if line:
-        text += f"\n  failing line: {line.strip()}"
-    if "NoneType" in message or "None" in line.split("#")[0]:
-        text += f"\n{_PLACEHOLDER_HINT}"
-    elif "high <= " in message:
-        text += (
-            "\nHint: np.random.randint(low, high) never returns `high` and needs high > low: "
-            "draw each corner with np.random.randint(0, orig - output + 1)."
-        )
-    return text
-
-
-def symbolic_failure(name: str, ename: str, message: str, line: str = "") -> str:
-    """What to tell a student whose function fails on symbolic tensors (inside model.fit)."""
-    text = (
-        f"{name} does not work on symbolic tensors, the way model.fit calls it: "
-        f"{ename}: {message[:200]}"
-    )
-    if line:
-        text += f"\n  failing line: {line.strip()}"
-    return f"{text}\n{KERAS_HINT}"
-
-
-def scalar_problem(shape: Sequence[int], dtype: str, what: str) -> str | None:
-    """A Dice-style result must be one float64 number (the inputs are float64)."""
-    if tuple(shape) != ():
-        return (
-            f"{what} has shape {tuple(shape)}; a single number is expected. "
-            "Average the per-class values with keras.ops.mean (and sum over `axis` only)."
-        )
-    if dtype != "float64":
-        return (
-            f"{what} has dtype {dtype}; with float64 inputs the result must stay float64 "
-            "(do not cast the inputs or the result)."
-        )
-    return None
-
-
-def value_problem(
-    found: float, expected: float, what: str, hint: str = "", rtol: float = 1e-6, atol: float = 1e-9
-) -> str | None:
-    """``found`` must be close to ``expected``; NaN and infinity are named as such."""
-    if np.isfinite(found) and np.isclose(found, expected, rtol=rtol, atol=atol):
-        return None
-    if not np.isfinite(found):
-        return (
-            f"{what}: expected {expected:.6f}, got {found}: a division by zero? Add epsilon "
-            f"to the numerator and the denominator. {hint}"
-        ).rstrip()
-    return f"{what}: expected {expected:.6f}, got {found:.6f}. {hint}".rstrip()
-
-
-def patch_problem(
-    result: Any,
-    image: np.ndarray,
-    label: np.ndarray,
-    corner: tuple[int, int, int] | None,
-    out: Sequence[int],
-    num_classes: int,
-    what: str,
-) -> str | None:
-    """``get_sub_volume``'s result for one call whose window must start at ``corner`` (None:
-    no window qualifies, so the result must be None)."""
-    if corner is None:
-        if result is not None:
-            return (
-                f"with an all-background label get_sub_volume must give up and return None ({what})"
-            )
-        return None
-    if result is None:
-        return (
-            f"get_sub_volume returned None for {what}, although a valid sub-volume exists. "
-            "Did you fill in every None between the markers, and does the loop return "
-            "(X, y) as soon as the background ratio is below the threshold?"
-        )
-    if not isinstance(result, tuple) or len(result) != 2:
-        return f"get_sub_volume must return a tuple (X, y); got {type(result).__name__}"
-    X, y = (np.asarray(v) for v in result)
-    channels = image.shape[-1]
-    if X.shape != (channels, *out):
-        return (
-            f"X has shape {X.shape} for {what}; expected {(channels, *out)} "
-            "(channels first: move the last axis to the front with np.moveaxis)"
-        )
-    if y.shape != (num_classes - 1, *out):
-        return (
-            f"y has shape {y.shape} for {what}; expected {(num_classes - 1, *out)}: one-hot "
-            "with num_classes classes, classes moved to the front, background class dropped"
-        )
-    sx, sy, sz = corner
-    window = (slice(sx, sx + out[0]), slice(sy, sy + out[1]), slice(sz, sz + out[2]))
-    if not np.array_equal(X, np.moveaxis(image[window], -1, 0)):
-        return (
-            f"X holds the wrong voxels for {what}. Draw the corner with three calls "
-            "np.random.randint(0, orig - output + 1) in the order x, y, z, once per try, and "
-            "slice image[start_x:start_x + output_x, start_y:..., start_z:..., :]"
-        )
-    expected_y = np.stack([label[window] == c for c in range(1, num_classes)]).astype(float)
-    if not np.array_equal(y, expected_y):
-        return (
-            f"y is not the one-hot label of the sampled window for {what} "
-            "(classes first, background class 0 removed)"
-        )
-    return None
-
-
-def standardize_problem(out: np.ndarray, image: np.ndarray, what: str) -> str | None:
-    """``standardize``'s result for ``image`` (C, X, Y, Z): every (channel, z) slice centred
-    and scaled to std 1, constant slices all zeros."""
-    if out.shape != image.shape:
-        return f"{what} has shape {out.shape}; expected the input's {image.shape}"
-    if out.dtype != np.float64:
-        return f"{what} has dtype {out.dtype}; expected float64"
-    if not np.all(np.isfinite(out)):
-        bad = tuple(int(a) for a in np.argwhere(~np.isfinite(out))[0])
-        return (
-            f"{what} holds NaN/inf (first at index {bad}); a constant slice has std 0: "
-            "only divide by the std when it is not zero"
-        )
-    slices = [(c, z) for c in range(image.shape[0]) for z in range(image.shape[3])]
-    # ordinary slices first, so a wrong formula is reported as such; constant slices last
-    slices.sort(key=lambda cz: image[cz[0], :, :, cz[1]].std() == 0)
-    for c, z in slices:
-        sl = image[c, :, :, z].astype(np.float64)
-        centered = sl - sl.mean()
-        expected = centered / sl.std() if sl.std() != 0 else centered
-        if np.allclose(out[c, :, :, z], expected, atol=1e-9):
-            continue
-        if sl.std() == 0:
-            return (
-                f"slice (channel {c}, z {z}) of {what} is constant, so it should come out as "
-                "all zeros (centered, not divided); make sure you do not reuse the result "
-                "of a previous slice"
-            )
-        return (
-            f"slice (channel {c}, z {z}) of {what} is not standardized: expected mean 0 and "
-            f"std 1, got mean {out[c, :, :, z].mean():.3f} and std "
-            f"{out[c, :, :, z].std():.3f}. Use that slice's own mean and std."
-        )
-    return None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -268,7 +107,7 @@ def _check_traced(
     _fail(message)
 
 
-def _check_signature(fn: Callable, name: str, defaults: dict[str, Any]) -> None:
+def _check_signature(fn: Callable, name: str, defaults: Mapping[str, Any]) -> None:
     """The first line of a graded function must stay as given (names and defaults)."""
     try:
         params = inspect.signature(fn).parameters
@@ -292,7 +131,7 @@ def _check_signature(fn: Callable, name: str, defaults: dict[str, Any]) -> None:
 def _array(value: Any, what: str) -> np.ndarray:
     """``value`` as a numpy array, or an AssertionError that says what came back instead."""
     if value is None:
-        _fail(f"{what} is None. {_PLACEHOLDER_HINT}")
+        _fail(f"{what} is None. {PLACEHOLDER_HINT}")
     try:
         return np.asarray(value)
     except Exception as exc:  # noqa: BLE001
@@ -344,18 +183,6 @@ def _saved_global_rng():
 
 # --------------------------------------------------------------- exercise 1: get_sub_volume
 
-_SUB_VOLUME_DEFAULTS = {
-    "orig_x": 240,
-    "orig_y": 240,
-    "orig_z": 155,
-    "output_x": 160,
-    "output_y": 160,
-    "output_z": 16,
-    "num_classes": 4,
-    "max_tries": 1000,
-    "background_threshold": 0.95,
-}
-
 
 def _toy_volume() -> tuple[np.ndarray, np.ndarray]:
     """The notebook's 4x4x3 toy case: image = i*j*k (one channel), label = k."""
@@ -365,43 +192,12 @@ def _toy_volume() -> tuple[np.ndarray, np.ndarray]:
     return image, label
 
 
-def replay_corners(
-    label: np.ndarray,
-    out: Sequence[int],
-    threshold: float,
-    max_tries: int,
-    n_calls: int,
-    rng: Any = np.random,
-) -> list[tuple[int, int, int] | None]:
-    """The corners ``get_sub_volume`` must pick in ``n_calls`` calls, by replaying the random
-    draws (x, y, z per try) of ``rng`` (numpy's global generator by default)."""
-    corners: list[tuple[int, int, int] | None] = []
-    size = int(np.prod(out))
-    for _ in range(n_calls):
-        found = None
-        for _try in range(max_tries):
-            sx, sy, sz = (rng.randint(0, label.shape[a] - out[a] + 1) for a in range(3))
-            window = label[sx : sx + out[0], sy : sy + out[1], sz : sz + out[2]]
-            if np.count_nonzero(window == 0) / size < threshold:
-                found = (sx, sy, sz)
-                break
-        corners.append(found)
-    return corners
-
-
 @_public_test
 def test_get_sub_volume(get_sub_volume: Callable) -> None:
     """Check ``get_sub_volume`` against replayed random draws, shapes, copies and the give-up path."""
-    name = "get_sub_volume"
-    _check_signature(
-        get_sub_volume,
-        name,
-        {
-            "image": inspect.Parameter.empty,
-            "label": inspect.Parameter.empty,
-            **_SUB_VOLUME_DEFAULTS,
-        },
-    )
+    ex = REGISTRY["C1"]
+    name = ex.function
+    _check_signature(get_sub_volume, name, ex.signature)
     toy_args = dict(orig_x=4, orig_y=4, orig_z=3, output_x=2, output_y=2, output_z=2, num_classes=3)
     image, label = _toy_volume()
     with _saved_global_rng():
@@ -505,8 +301,9 @@ def test_get_sub_volume(get_sub_volume: Callable) -> None:
 @_public_test
 def test_standardize(standardize: Callable) -> None:
     """Check per-(channel, z) standardization, constant slices, dtypes and that the input is kept."""
-    name = "standardize"
-    _check_signature(standardize, name, {"image": inspect.Parameter.empty})
+    ex = REGISTRY["C2"]
+    name = ex.function
+    _check_signature(standardize, name, ex.signature)
     rng = np.random.default_rng(1)
     image = rng.normal(size=(3, 8, 7, 4))
     image *= rng.uniform(0.5, 40.0, size=(3, 1, 1, 4))
@@ -601,19 +398,9 @@ def _check_in_model_fit(
 def test_single_class_dice_coefficient(single_class_dice_coefficient: Callable) -> None:
     """Check the one-class Dice: notebook values, a 3-D case, empty masks, the default epsilon,
     ``axis`` on a batch, and the same inside model.fit (symbolic tensors)."""
-    name = "single_class_dice_coefficient"
-    fn = single_class_dice_coefficient
-    _check_signature(
-        fn,
-        name,
-        {
-            "y_true": inspect.Parameter.empty,
-            "y_pred": inspect.Parameter.empty,
-            "axis": (0, 1, 2),
-            "epsilon": 0.00001,
-        },
-    )
-    hint = VALUE_HINTS["C3"]
+    ex = REGISTRY["C3"]
+    name, fn, hint = ex.function, single_class_dice_coefficient, ex.hint
+    _check_signature(fn, name, ex.signature)
     for label, expected, case in ((_label_a(), 0.6, 1), (_label_b(), 0.8333333333333334, 2)):
         value = _scalar64(
             _call(fn, name, label, _eye_pred(), epsilon=1), f"{name} for test case {case}"
@@ -661,18 +448,9 @@ def _two_class(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 def test_dice_coefficient(dice_coefficient: Callable) -> None:
     """Check the multi-class Dice: notebook values, per-class mean, empty classes, ``axis``,
     and the same inside model.fit (symbolic tensors)."""
-    name = "dice_coefficient"
-    _check_signature(
-        dice_coefficient,
-        name,
-        {
-            "y_true": inspect.Parameter.empty,
-            "y_pred": inspect.Parameter.empty,
-            "axis": (1, 2, 3),
-            "epsilon": 0.00001,
-        },
-    )
-    hint = VALUE_HINTS["C4"]
+    ex = REGISTRY["C4"]
+    name, hint = ex.function, ex.hint
+    _check_signature(dice_coefficient, name, ex.signature)
     cases = (
         (_label_a()[np.newaxis], _eye_pred()[np.newaxis], 0.6),
         (_label_b()[np.newaxis], _eye_pred()[np.newaxis], 0.8333333333333334),
@@ -722,18 +500,9 @@ def test_dice_coefficient(dice_coefficient: Callable) -> None:
 def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
     """Check the soft Dice loss: the six notebook values, soft inputs, empty masks, and the
     same inside model.fit (symbolic tensors)."""
-    name = "soft_dice_loss"
-    _check_signature(
-        soft_dice_loss,
-        name,
-        {
-            "y_true": inspect.Parameter.empty,
-            "y_pred": inspect.Parameter.empty,
-            "axis": (1, 2, 3),
-            "epsilon": 0.00001,
-        },
-    )
-    hint = VALUE_HINTS["C5"]
+    ex = REGISTRY["C5"]
+    name, hint = ex.function, ex.hint
+    _check_signature(soft_dice_loss, name, ex.signature)
     half_eye = 0.5 * _eye_pred()
     soft_eye = _eye_pred()
     soft_eye[0, 1, 0] = 0.8
@@ -792,16 +561,9 @@ def test_soft_dice_loss(soft_dice_loss: Callable) -> None:
 @_public_test
 def test_compute_class_sens_spec(compute_class_sens_spec: Callable) -> None:
     """Check sensitivity/specificity values, their np.float64 type and the use of class_num."""
-    name = "compute_class_sens_spec"
-    _check_signature(
-        compute_class_sens_spec,
-        name,
-        {
-            "pred": inspect.Parameter.empty,
-            "label": inspect.Parameter.empty,
-            "class_num": inspect.Parameter.empty,
-        },
-    )
+    ex = REGISTRY["C6"]
+    name = ex.function
+    _check_signature(compute_class_sens_spec, name, ex.signature)
     y_test = [1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
     preds_test = [1, 1, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0]
     cases = (
@@ -817,17 +579,17 @@ def test_compute_class_sens_spec(compute_class_sens_spec: Callable) -> None:
         if not isinstance(result, tuple) or len(result) != 2:
             _fail(
                 f"{what} must return a tuple (sensitivity, specificity); got {result!r}. "
-                f"{_PLACEHOLDER_HINT}"
+                f"{PLACEHOLDER_HINT}"
             )
         for label_name, value, want in zip(("sensitivity", "specificity"), result, expected):
             if value is None:
-                _fail(f"{what}: {label_name} is None. {_PLACEHOLDER_HINT}")
+                _fail(f"{what}: {label_name} is None. {PLACEHOLDER_HINT}")
             if type(value) is not np.float64:
                 _fail(
                     f"{what}: {label_name} has type {type(value).__name__}, expected "
                     "numpy.float64 (count with np.sum and divide the counts)"
                 )
-            _close(float(value), want, f"{what}: {label_name}", VALUE_HINTS["C6"])
+            _close(float(value), want, f"{what}: {label_name}", ex.hint)
 
 
 __all__ = [

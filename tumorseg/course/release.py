@@ -13,7 +13,7 @@ single source.  The release:
 - removes the ``# NBVAL_CHECK_OUTPUT`` marker lines (nbval's, meaningless to students);
 - clears outputs, execution counts and per-cell execution metadata;
 - checks that each exercise's public-test cell (``test-cN``) comes right after the exercise
-  cell (``unq-cN``), so Run All on an unfinished notebook stops at the test's message before
+  cell (``unq-cN``), for every exercise of :data:`tumorseg.course.exercises.REGISTRY`, so Run All on an unfinished notebook stops at the test's message before
   any later cell uses the function;
 - writes complete notebook metadata (``kernelspec`` and ``language_info`` as the kernel reports
   them, the version from the instructor notebook's last execution), so JupyterLab opens the
@@ -43,6 +43,7 @@ import nbformat
 
 from tumorseg import resources
 from tumorseg.atomic import write_text
+from tumorseg.course.exercises import REGISTRY, public_test_id, unq_id
 from tumorseg.errors import fail
 
 INSTRUCTOR = resources.instructor_notebook()
@@ -207,14 +208,15 @@ def strip_check_markers(source: str) -> str:
 
 
 def check_test_order(cells: list) -> None:
-    """Raise ValueError unless every exercise cell ``unq-cN`` is followed directly by its
-    public-test cell ``test-cN`` (when the notebook has one)."""
+    """Raise ValueError unless the cell of every exercise of the registry (``unq-cN``) is
+    followed directly by its public-test cell ``test-cN`` (when the notebook has one)."""
     ids = [c.get("id") for c in cells]
-    for index, cid in enumerate(ids):
-        if not (cid and cid.startswith("unq-c")):
+    for ex in REGISTRY:
+        cid, test = unq_id(ex), public_test_id(ex)
+        if cid not in ids or test not in ids:
             continue
-        test = "test-" + cid.removeprefix("unq-")
-        if test in ids and (index + 1 >= len(ids) or ids[index + 1] != test):
+        index = ids.index(cid)
+        if index + 1 >= len(ids) or ids[index + 1] != test:
             after = ids[index + 1] if index + 1 < len(ids) else "the end"
             raise ValueError(
                 f"cell {test!r} must come right after {cid!r} (found {after!r} there): move it "

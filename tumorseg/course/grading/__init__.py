@@ -1,12 +1,16 @@
-"""The autograder's internals (``tumorseg grade`` lives in :mod:`tumorseg.course.grader`).
+"""The autograder: ``tumorseg grade`` (:mod:`.grader`) and its parts.
 
-- :mod:`.checks` -- the hidden cases and the in-kernel half of every graded check.  It needs only
-  numpy and the standard library, because the grader copies it into each grading folder and
-  the grading kernel imports that copy before any student code runs.
-- :mod:`.reference` -- the grader-side half: reference implementations, expected results and
-  the comparison that decides a score.  It never enters a grading folder or a kernel.
+- :mod:`.grader` -- the command: reads submissions, runs the grading runs, judges, reports.
+- :mod:`.checks` -- the in-kernel half of every graded check: runs the student's function on
+  the hidden cases of its exercise's record.  The grader copies it into each grading folder
+  and the grading kernel imports that copy before any student code runs.
+- :mod:`.hidden` -- the grader-side half, a folder the sandbox leaves out as a whole:
+  reference implementations, expected results and the comparison that decides a score.  It
+  never enters a grading folder or a kernel.
+- :mod:`.integrity` -- flags graded cells that use the package's own implementation of their
+  exercise (its library twins).
 - :mod:`.isolation` -- the bubblewrap sandbox of a grading run: namespaces, what is mounted
-  (read-only, without the reference solutions), the environment and the process limit.
+  (read-only, without the hidden folder), the environment and the process limit.
 - :mod:`.sandbox` -- the runner outside the sandbox: its own session, memory/CPU/file-size
   limits, the timeout, and every leftover process killed.
 - :mod:`.results` -- the grades folder: results.csv merged by submission, never lost.

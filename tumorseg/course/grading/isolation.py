@@ -9,8 +9,9 @@ into a ``bwrap`` command line.  Inside:
   terminal session;
 - **files**: the system folders (``/usr``, ``/etc``, the ``/lib*`` and ``/bin`` links), the
   Python installation and the virtual environment, read-only; the ``tumorseg`` package as a
-  read-only filtered copy without the grader's reference solutions
-  (:data:`HIDDEN_MODULES`), notebooks and caches; the run's own folder at :data:`INSIDE`,
+  read-only filtered copy without the grader's hidden half (the folder :data:`HIDDEN`:
+  reference solutions, expected results), notebooks and caches, imported from where the
+  grader imported it; the run's own folder at :data:`INSIDE`,
   the only writable place, which also backs ``/tmp``, ``/dev/shm`` and ``$HOME``.  The
   checkout, the instructor notebook, the submissions, the grades folder, the other runs and
   the user's home are not mounted;
@@ -39,8 +40,9 @@ from pathlib import Path
 INSIDE = "/grading"
 #: default process-count limit (threads included) of one grading run
 DEFAULT_MAX_PROCS = 256
-#: modules of the package that student code must not read (grader-side reference solutions)
-HIDDEN_MODULES = ("course/grader.py", "course/grading/reference.py")
+#: the folder of the package that student code must not read (reference solutions, expected
+#: results); the package copy of :func:`prepare_library` leaves it out as a whole
+HIDDEN = "course/grading/hidden"
 #: files of the package copy the kernel may need; notebooks and compiled caches stay out
 _COPIED_SUFFIXES = (".py", ".typed")
 ROOT_UID_BASE = 1_600_000_000
@@ -205,7 +207,7 @@ def package_dir() -> Path:
 
 def prepare_library(dest: Path) -> Path:
     """Copy the ``tumorseg`` package into ``dest`` without what student code must not read:
-    the modules of :data:`HIDDEN_MODULES`, notebooks, data files and compiled caches.  The copy
+    the folder :data:`HIDDEN`, notebooks, data files and compiled caches.  The copy
     is world-readable (the sandbox may run under another uid) and mounted read-only over the
     package's own path, so imports resolve exactly as outside."""
     src = package_dir()
@@ -215,7 +217,7 @@ def prepare_library(dest: Path) -> Path:
             not path.is_file()
             or "__pycache__" in rel.parts
             or path.suffix not in _COPIED_SUFFIXES
-            or rel.as_posix() in HIDDEN_MODULES
+            or is_hidden(rel)
         ):
             continue
         target = dest / rel
@@ -224,6 +226,11 @@ def prepare_library(dest: Path) -> Path:
     for path in [dest, *dest.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)
     return dest
+
+
+def is_hidden(rel: Path) -> bool:
+    """Whether ``rel`` (a path inside the package) lies in the hidden folder :data:`HIDDEN`."""
+    return rel.as_posix() == HIDDEN or Path(HIDDEN) in rel.parents
 
 
 def seed_home(dest: Path) -> Path:
@@ -257,8 +264,13 @@ def seed_home(dest: Path) -> Path:
 
 
 def inside_env(extra: dict[str, str]) -> dict[str, str]:
-    """The whole environment of the run inside the sandbox: nothing of the grader's own."""
+    """The whole environment of the run inside the sandbox: nothing of the grader's own.
+
+    ``PYTHONPATH`` is the folder the grader imported ``tumorseg`` from, so the kernel imports
+    the mounted (filtered) copy even where the environment's own install points elsewhere
+    (an editable install of another checkout, which the sandbox does not mount)."""
     env = {
+        "PYTHONPATH": str(package_dir().parent),
         "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
         "HOME": f"{INSIDE}/home",
         "MPLCONFIGDIR": f"{INSIDE}/home/.matplotlib",

@@ -2,10 +2,10 @@
 
 Conventions of the course notebook (shared with ``tumorseg release``):
 
-- graded cells have ids ``unq-c1`` .. ``unq-c6`` and start with the header line
-  ``# UNQ_Cn (UNIQUE CELL IDENTIFIER, DO NOT EDIT)``;
+- one graded cell per exercise of :data:`tumorseg.course.exercises.REGISTRY`, with id
+  ``unq-cn`` and the header line ``# UNQ_Cn (UNIQUE CELL IDENTIFIER, DO NOT EDIT)``;
 - cells an exercise needs to run on its own (imports) are tagged ``setup``;
-- the graded checks are cells tagged ``grader`` with ids ``grade-c1`` .. ``grade-c6``; the
+- the graded checks are cells tagged ``grader`` with ids ``grade-cn``; the
   release drops them, :func:`ensure_grader_cells` writes them.
 """
 
@@ -22,7 +22,23 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from . import checks, reference
+from tumorseg.course.exercises import REGISTRY, grade_id, header, public_test_id, unq_id
+
+from . import checks
+from .hidden import reference
+
+__all__ = [
+    "Submission",
+    "build_grading_notebook",
+    "ensure_grader_cells",
+    "grade_id",
+    "grader_cell_source",
+    "header",
+    "read_instructor",
+    "read_submission",
+    "stdout_text",
+    "unq_id",
+]
 
 SETUP_TAG = "setup"
 GRADER_TAG = "grader"
@@ -32,19 +48,6 @@ ROLE_KEY = "tumorseg_grading"
 PACKAGE_IMPORT = "from tumorseg.course.grading import checks as _grader"
 FOLDER_IMPORT = "import _grading_checks as _grader"
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
-
-
-def header(exercise: str) -> str:
-    """The first line of a graded cell, e.g. ``# UNQ_C1 (UNIQUE CELL IDENTIFIER, DO NOT EDIT)``."""
-    return f"# UNQ_{exercise} (UNIQUE CELL IDENTIFIER, DO NOT EDIT)"
-
-
-def unq_id(exercise: str) -> str:
-    return f"unq-{exercise.lower()}"
-
-
-def grade_id(exercise: str) -> str:
-    return f"grade-{exercise.lower()}"
 
 
 # --------------------------------------------------------------------------- submissions
@@ -75,7 +78,7 @@ def _first_line(source: str) -> str:
 
 
 def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submission:
-    """Find the six graded cells of a submitted notebook, never raising on bad input.
+    """Find the graded cells of a submitted notebook, never raising on bad input.
 
     A cell is found by its id first, then by its header line.  A cell that is missing,
     duplicated, or whose header line was edited leaves its exercise "missing"."""
@@ -132,7 +135,7 @@ def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submissio
             text = _text(cell.get("source", ""))
             if text is not None:
                 code.append((cell.get("id"), text))
-    for ex in checks.EXERCISES:
+    for ex in REGISTRY:
         exact = header(ex)
         found = [text for cid, text in code if cid == unq_id(ex) or _first_line(text) == exact]
         loose = re.compile(rf"#.*\bUNQ_{ex}\b")
@@ -160,7 +163,7 @@ def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submissio
 # --------------------------------------------------------------------------- grader cells
 def grader_cell_source(exercise: str) -> str:
     """The source of the graded check cell of one exercise (with the current digest)."""
-    fn = checks.FUNCTIONS[exercise]
+    fn = REGISTRY[exercise].function
     return (
         "# NBVAL_CHECK_OUTPUT\n"
         f"# Graded check of UNQ_{exercise} on hidden cases. Instructors only: `tumorseg release` drops\n"
@@ -198,7 +201,7 @@ def ensure_grader_cells(nb: NotebookNode) -> bool:
     A new check cell goes right after the exercise's public-test cell (id ``test-cn``) when
     there is one, else right after the graded cell itself."""
     changed = False
-    for ex in checks.EXERCISES:
+    for ex in REGISTRY:
         ids = [c.get("id") for c in nb.cells]
         if unq_id(ex) not in ids:
             raise ValueError(f"the instructor notebook has no cell with id {unq_id(ex)!r}")
@@ -222,9 +225,7 @@ def ensure_grader_cells(nb: NotebookNode) -> bool:
                 changed = True
             continue
         anchor = (
-            ids.index(f"test-{ex.lower()}")
-            if f"test-{ex.lower()}" in ids
-            else ids.index(unq_id(ex))
+            ids.index(public_test_id(ex)) if public_test_id(ex) in ids else ids.index(unq_id(ex))
         )
         before = nb.cells[anchor].get("execution_count")
         nb.cells.insert(anchor + 1, _grader_cell(ex, (before or 0) + 1))
@@ -277,8 +278,8 @@ def build_grading_notebook(
                 check.execution_count = cell.get("execution_count") or 1
                 cells.append(check)
         if SETUP_TAG in cell.metadata.get("tags", []) and cid not in {
-            unq_id(ex) for ex in checks.EXERCISES
-        } | {grade_id(ex) for ex in checks.EXERCISES}:
+            unq_id(ex) for ex in REGISTRY
+        } | {grade_id(ex) for ex in REGISTRY}:
             cells.append(_cell(cell.source, "setup"))
     out = nbformat.v4.new_notebook(cells=cells)
     out.metadata = {

@@ -18,12 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tumorseg.atomic import write_text
-
-from . import checks
+from tumorseg.course.exercises import REGISTRY
 
 CSV_NAME = "results.csv"
-HEADER = ["submission", *checks.EXERCISES, "total", "sandbox"]
 _LOCK_NAME = ".results.lock"
+
+
+def header() -> list[str]:
+    """The columns: submission, one per exercise (0/1), total, flags (the number of graded cells
+    that use the package's own implementation of their exercise), sandbox."""
+    return ["submission", *REGISTRY, "total", "flags", "sandbox"]
 
 
 class ResultsFileError(ValueError):
@@ -43,7 +47,8 @@ def read_rows(out: Path) -> dict[str, dict[str, str]]:
                     f"{path} has no 'submission' column, so it was not written by `tumorseg "
                     "grade`; choose another --out folder or pass --fresh to replace it."
                 )
-            rows = {row["submission"]: {k: row.get(k) or "" for k in HEADER} for row in reader}
+            columns = header()
+            rows = {row["submission"]: {k: row.get(k) or "" for k in columns} for row in reader}
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ResultsFileError(
             f"{path} cannot be read ({exc}); fix or move it, or pass --fresh to start over."
@@ -70,7 +75,7 @@ def locked(out: Path) -> Iterator[None]:
 
 def _render(rows: dict[str, dict[str, str]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HEADER, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=header(), lineterminator="\n")
     writer.writeheader()
     for key in sorted(rows):
         writer.writerow({**rows[key], "submission": key})

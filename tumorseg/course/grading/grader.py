@@ -1,31 +1,36 @@
 """``tumorseg grade``: grade student notebooks with nbval, in a sandbox and in parallel.
 
     tumorseg grade SUBMISSION.ipynb [MORE ...] --out DIR [--jobs N] [--fresh] [--no-sandbox]
+                   [--library-answers keep|zero]
 
 For each submission the grader
 
-1. reads the file (size-limited) and finds the six graded cells by id, then by header line
-   (:func:`nbtools.read_submission`); a missing, duplicated or re-headed cell leaves that
-   exercise ``missing``, an unreadable file leaves all six ``error``;
+1. reads the file (size-limited) and finds the graded cells of the exercises of
+   :data:`tumorseg.course.exercises.REGISTRY` by id, then by header line
+   (:func:`.nbtools.read_submission`); a missing, duplicated or re-headed cell leaves that
+   exercise ``missing``, an unreadable file leaves all of them ``error``;
 2. splices only those cells' *source* into a reduced copy of the instructor notebook (prelude,
    ``setup`` cells, and per exercise a state marker, the student's cell and the graded check)
    in a fresh temporary folder holding instructor assets only;
 3. runs ``pytest --nbval-lax --nbval-current-env`` there inside the bubblewrap sandbox of
-   :mod:`.grading.isolation` (no network, no view of the checkout, the solutions, the grades
-   or the other runs; a process limit), under the runner of :mod:`.grading.sandbox` (memory,
+   :mod:`.isolation` (no network, no view of the checkout, the solutions, the grades
+   or the other runs; a process limit), under the runner of :mod:`.sandbox` (memory,
    CPU and file-size limits, every leftover process killed), with a per-role cell timeout and
    an outer timeout;
 4. maps JUnit items to exercises through their ``role``/``exercise`` properties and scores an
    exercise ``passed`` only when nbval matched its verdict line *and* the grader's own
-   comparison of the raw results (:mod:`.grading.reference`, never inside the sandbox) passed;
+   comparison of the raw results (:mod:`.hidden.reference`, never inside the sandbox) passed;
 5. regrades, in a fresh kernel, the exercises whose result may have been caused by another
    exercise (the kernel died or hung before them, or earlier student code patched numpy,
    builtins, Keras ... ); the first exercise of each run always has a clean kernel, so every
-   run settles at least one exercise.
+   run settles at least one exercise;
+6. reads each graded cell's syntax tree and flags the exercises whose cell imports or calls the
+   package's own implementation of that exercise (:mod:`.integrity`); the flag goes into the
+   message, and ``--library-answers zero`` scores such exercises 0 (status ``flagged``).
 
-Outputs: ``DIR/<name>.json`` (score, status, message per exercise) and ``DIR/results.csv``
-(submission, C1..C6 as 0/1, total, sandbox; blank where a grader error left no score), merged
-by submission (:mod:`.grading.results`).  The exit status is 1 when any grader-error occurred
+Outputs: ``DIR/<name>.json`` (score, status, message and flags per exercise) and
+``DIR/results.csv`` (submission, C1..C6 as 0/1, total, flags: the number of flagged cells,
+sandbox; blank where a grader error left no score), merged by submission (:mod:`.results`).  The exit status is 1 when any grader-error occurred
 (each is retried once first), 2 when the sandbox is unavailable, else 0.
 """
 
@@ -51,9 +56,11 @@ import nbformat
 
 from tumorseg import resources
 from tumorseg.atomic import write_text
+from tumorseg.course.exercises import REGISTRY
 
-from .grading import checks, isolation, nbtools, reference, results
-from .grading.sandbox import runner_command
+from . import checks, integrity, isolation, nbtools, results
+from .hidden import reference
+from .sandbox import runner_command
 
 INSTRUCTOR = resources.instructor_notebook()
 
@@ -67,9 +74,13 @@ class Status(str, enum.Enum):
     TIMEOUT = "timeout"
     MISSING = "missing"
     GRADER_ERROR = "grader-error"
+    #: it passed, but its cell uses the package's own implementation (``--library-answers zero``)
+    FLAGGED = "flagged"
 
 
 STATUSES = tuple(s.value for s in Status)
+#: what ``--library-answers`` may say: keep the score of a flagged exercise, or score it 0
+LIBRARY_ANSWERS = ("keep", "zero")
 #: outcomes of an item that did not (reliably) run
 NOT_RUN = {"after-timeout", "kernel-dead", "skipped", "setup-error", None}
 TRUSTED = {"prelude", "setup", "pre"}
@@ -79,9 +90,7 @@ MAX_RUNS = 8  # per submission; every run settles at least one exercise, so 7 su
 NO_SANDBOX = "none (--no-sandbox)"
 # read once: later runs use these texts even if a submission rewrites files on disk
 _CHECKS_SOURCE = Path(checks.__file__).read_text(encoding="utf-8")
-_CONFTEST_SOURCE = (Path(__file__).parent / "grading" / "folder_conftest.py").read_text(
-    encoding="utf-8"
-)
+_CONFTEST_SOURCE = (Path(__file__).parent / "folder_conftest.py").read_text(encoding="utf-8")
 _UTIL_SOURCE = resources.facade_source()
 
 
@@ -99,10 +108,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class Result:
-    """The final grade of one exercise."""
+    """The final grade of one exercise; ``flags`` lists where its cell uses the package's own
+    implementation of the exercise (:class:`.integrity.Use`, as text)."""
 
     status: Status
     message: str
+    flags: tuple[str, ...] = ()
 
     @property
     def score(self) -> int | None:
@@ -171,6 +182,7 @@ class Setup:
     limits: Limits = field(default_factory=Limits)
     library: Path | None = None
     keep: Path | None = None
+    library_answers: str = "keep"
 
     @property
     def sandboxed(self) -> bool:
@@ -411,7 +423,7 @@ def _judge_items(
     run: Run, exercise: str, student: Item, check: Item | None, limits: Limits
 ) -> Result | None:
     """The result from the student's cell and the graded check; None: the check did not run."""
-    fn = checks.FUNCTIONS[exercise]
+    fn = REGISTRY[exercise].function
     record = run.records.get(exercise)
     if student.outcome == "timeout":
         return Result(
@@ -525,6 +537,28 @@ class Graded:
         scores = [r.score for r in self.results.values()]
         return None if None in scores else sum(s for s in scores if s is not None)
 
+    @property
+    def flags(self) -> int:
+        """How many graded cells use the package's own implementation of their exercise."""
+        return sum(bool(r.flags) for r in self.results.values())
+
+
+def flag_library_answers(
+    result: Result, exercise: str, source: str, policy: str = "keep"
+) -> Result:
+    """``result`` with the integrity flags of the exercise's cell ``source`` (:mod:`.integrity`):
+    the uses go into the message and :attr:`Result.flags`; with ``policy`` ``"zero"`` a passed
+    exercise becomes :attr:`Status.FLAGGED` (0 points).  Unflagged results come back as they are."""
+    ex = REGISTRY[exercise]
+    uses = integrity.library_uses(source, ex)
+    if not uses:
+        return result
+    status, message = result.status, f"{result.message}\n{integrity.flag_message(ex, uses)}"
+    if policy == "zero" and status is Status.PASSED:
+        status = Status.FLAGGED
+        message += " This course scores such answers 0 (--library-answers zero)."
+    return Result(status, message, tuple(str(u) for u in uses))
+
 
 def grade_submission(
     path: Path, setup: Setup, max_bytes: int = nbtools.DEFAULT_MAX_BYTES, log: Any = None
@@ -535,11 +569,11 @@ def grade_submission(
     results: dict[str, Result] = {}
     runs = 0
     if sub.fatal:
-        results = {ex: Result(Status.ERROR, sub.fatal) for ex in checks.EXERCISES}
+        results = {ex: Result(Status.ERROR, sub.fatal) for ex in REGISTRY}
         return Graded(path.name, results, time.monotonic() - started, 0)
     for ex, problem in sub.problems.items():
         results[ex] = Result(Status.MISSING, problem)
-    pending = [ex for ex in checks.EXERCISES if ex in sub.sources]
+    pending = [ex for ex in REGISTRY if ex in sub.sources]
     isolate, grader_failures = False, 0
     while pending:
         batch = pending[:1] if isolate else list(pending)
@@ -578,9 +612,11 @@ def grade_submission(
                         )
         pending = [ex for ex in pending if ex not in results]
         isolate = settled == 0 and not broken
-    return Graded(
-        path.name, {ex: results[ex] for ex in checks.EXERCISES}, time.monotonic() - started, runs
-    )
+    final = {
+        ex: flag_library_answers(results[ex], ex, sub.sources.get(ex, ""), setup.library_answers)
+        for ex in REGISTRY
+    }
+    return Graded(path.name, final, time.monotonic() - started, runs)
 
 
 # --------------------------------------------------------------------------- batch + CLI
@@ -598,10 +634,16 @@ def _report(g: Graded, path: Path, sandbox: str) -> dict[str, Any]:
     return {
         "submission": path.name,
         "total": g.total,
-        "max": len(checks.EXERCISES),
+        "max": len(REGISTRY),
+        "flags": g.flags,
         "sandbox": sandbox,
         "exercises": {
-            ex: {"score": r.score, "status": r.status.value, "message": r.message}
+            ex: {
+                "score": r.score,
+                "status": r.status.value,
+                "message": r.message,
+                "flags": list(r.flags),
+            }
             for ex, r in g.results.items()
         },
         "seconds": round(g.seconds, 1),
@@ -613,8 +655,9 @@ def _row(g: Graded, sandbox: str) -> dict[str, str]:
         return "" if value is None else str(value)
 
     return {
-        **{ex: cell(g.results[ex].score) for ex in checks.EXERCISES},
+        **{ex: cell(g.results[ex].score) for ex in REGISTRY},
         "total": cell(g.total),
+        "flags": str(g.flags),
         "sandbox": sandbox,
     }
 
@@ -629,9 +672,11 @@ def grade_batch(
     progress: bool = True,
     sandbox: bool = True,
     fresh: bool = False,
+    library_answers: str = "keep",
 ) -> list[Graded]:
     """Grade many notebooks (``jobs`` at a time); write one JSON report each and merge their
-    rows into ``out/results.csv`` as each one finishes.
+    rows into ``out/results.csv`` as each one finishes.  ``library_answers`` (one of
+    :data:`LIBRARY_ANSWERS`) says how exercises flagged by :mod:`.integrity` score.
 
     Raises :class:`isolation.SandboxUnavailable` when ``sandbox`` is asked for but cannot run,
     and :class:`results.ResultsFileError` when ``out`` holds a results.csv of another kind."""
@@ -656,6 +701,7 @@ def grade_batch(
             limits,
             keep=keep,
             library=(isolation.prepare_library(Path(lib) / "tumorseg") if sandbox else None),
+            library_answers=library_answers,
         )
         try:
             from tqdm.auto import tqdm
@@ -698,7 +744,7 @@ def _expand(inputs: list[str]) -> list[Path]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tumorseg grade",
-        description="Autograde student notebooks (six UNQ_Cn exercises) with nbval and hidden "
+        description="Autograde student notebooks (the UNQ_Cn exercises) with nbval and hidden "
         "checks, each in a bubblewrap sandbox.",
     )
     parser.add_argument("submissions", nargs="+", help="notebooks, or folders of .ipynb files")
@@ -753,6 +799,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run student code without bubblewrap, as your own user with your "
         "files and network (trusted notebooks only; named in every result)",
     )
+    parser.add_argument(
+        "--library-answers",
+        choices=LIBRARY_ANSWERS,
+        default="keep",
+        help="a graded cell that imports or calls the package's own implementation of its "
+        "exercise is always flagged in the report; 'zero' also scores it 0 (default: keep)",
+    )
     parser.add_argument("--keep", type=Path, help="copy every grading folder here (debugging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -786,6 +839,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
             sandbox=not args.no_sandbox,
             fresh=args.fresh,
+            library_answers=args.library_answers,
         )
     except (isolation.SandboxUnavailable, results.ResultsFileError) as exc:
         print(f"tumorseg grade: {exc}", file=sys.stderr)
@@ -795,9 +849,12 @@ def main(argv: list[str] | None = None) -> int:
             "graded WITHOUT a sandbox (--no-sandbox); every result file says so.", file=sys.stderr
         )
     for g in graded:
-        line = " ".join(f"{ex}:{g.results[ex].status.value}" for ex in checks.EXERCISES)
+        line = " ".join(f"{ex}:{g.results[ex].status.value}" for ex in REGISTRY)
         total = "?" if g.total is None else g.total
-        print(f"{g.name}: {total}/6 in {g.seconds:.0f} s ({g.runs} run(s))  {line}")
+        flags = f"  flagged: {g.flags}" if g.flags else ""
+        print(
+            f"{g.name}: {total}/{len(REGISTRY)} in {g.seconds:.0f} s ({g.runs} run(s))  {line}{flags}"
+        )
     errors = sum(g.grader_error for g in graded)
     if errors:
         print(

@@ -1,21 +1,23 @@
 """The grader-side half of the graded checks: reference results and the comparison that scores.
 
-Nothing here runs inside a grading kernel or is readable from the sandbox.  The reference
-implementations are plain numpy (float64) and are written independently of the notebook's
-solutions; :func:`expected` runs them on the hidden cases of :mod:`.checks` with the same
-seeding the kernel uses, and :func:`expected_symbolic` on the model.fit cases of the Dice
-exercises.
+Nothing here runs inside a grading kernel or is readable from the sandbox (the whole
+``hidden`` folder stays out of it).  The reference implementations are plain numpy (float64)
+and are written independently of the notebook's solutions; each exercise's record names its
+own (``Exercise.reference``, resolved by :func:`reference_of`).  :func:`expected` runs it on
+the hidden cases of :mod:`..checks` with the same seeding the kernel uses, and
+:func:`expected_symbolic` on the model.fit cases of the exercises that run on symbolic tensors.
 
 :func:`judge_record` reads the raw results a kernel wrote (untrusted JSON) and decides
 ``passed`` / ``failed`` / ``error`` with a message for the student: which hidden checks
-failed and how, then the public tests' own diagnosis of the first failure (what was expected,
-what came back, the hint; :mod:`tumorseg.course.public_tests`) and the exception and failing
-line when the function raised.  It never shows a hidden input.
+failed and how, then the exercise's diagnosis of the first failure (what was expected, what
+came back, the hint; ``Exercise.diagnose`` in :mod:`tumorseg.course.feedback`, the helpers the
+public tests use) and the exception and failing line when the function raised.  It never shows
+a hidden input.
 """
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import threading
 from collections.abc import Callable
 from functools import cache
@@ -23,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.course import public_tests
+from tumorseg.course import feedback
+from tumorseg.course.exercises import REGISTRY, Exercise
 
-from . import checks
+from .. import checks
 
 
 def ref_get_sub_volume(
@@ -117,14 +120,12 @@ def ref_sens_spec(
     return np.float64(tp / (tp + fn)), np.float64(tn / (tn + fp))
 
 
-REFERENCES: dict[str, Callable[..., Any]] = {
-    "C1": ref_get_sub_volume,
-    "C2": ref_standardize,
-    "C3": ref_single_class_dice,
-    "C4": ref_dice,
-    "C5": ref_soft_dice_loss,
-    "C6": ref_sens_spec,
-}
+def reference_of(exercise: Exercise) -> Callable[..., Any]:
+    """The reference implementation an exercise's record names (``"module:function"``)."""
+    if callable(exercise.reference):
+        return exercise.reference
+    module, _, name = exercise.reference.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 _GLOBAL_RNG = threading.Lock()  # the reference sampler draws from numpy's global generator
@@ -134,11 +135,12 @@ _GLOBAL_RNG = threading.Lock()  # the reference sampler draws from numpy's globa
 def expected(exercise: str) -> tuple[dict[str, Any], ...]:
     """Canonical reference results of one exercise's hidden cases (seeded like the kernel)."""
     out = []
+    reference = reference_of(REGISTRY[exercise])
     with _GLOBAL_RNG:
         for args, kwargs, seed in checks.cases(exercise):
             if seed is not None:
                 np.random.seed(seed)
-            out.append({"value": checks.canonical(REFERENCES[exercise](*args, **kwargs))})
+            out.append({"value": checks.canonical(reference(*args, **kwargs))})
     return tuple(out)
 
 
@@ -152,14 +154,15 @@ def expected_symbolic(exercise: str) -> tuple[dict[str, Any], ...]:
     """Canonical reference results of the model.fit cases (:func:`checks.symbolic_cases`),
     computed in float64 on the float32 inputs the traced call sees."""
     out = []
+    reference = reference_of(REGISTRY[exercise])
     for args, kwargs, _ in checks.symbolic_cases(exercise):
         args32 = tuple(np.asarray(a, dtype=np.float32).astype(np.float64) for a in args)
-        value = np.asarray(REFERENCES[exercise](*args32, **kwargs), dtype=np.float64)
+        value = np.asarray(reference(*args32, **kwargs), dtype=np.float64)
         out.append({"value": checks.canonical(value)})
     return tuple(out)
 
 
-def _same(found: Any, want: Any, atol: float = checks.ATOL) -> str | None:
+def _same(found: Any, want: Any, atol: float = feedback.ATOL) -> str | None:
     """None when the value structures agree within ``atol``, else the problem."""
     if want is None or found is None:
         return None if found is want else "wrong result"
@@ -178,60 +181,10 @@ def _same(found: Any, want: Any, atol: float = checks.ATOL) -> str | None:
     return None
 
 
-def _c1_corner(
-    args: tuple[Any, ...], kwargs: dict[str, Any], seed: int | None
-) -> tuple[int, int, int] | None:
-    """Where the window of a hidden ``get_sub_volume`` call must start (None: nowhere)."""
-    options = {
-        **{
-            k: v.default
-            for k, v in inspect.signature(ref_get_sub_volume).parameters.items()
-            if v.default is not inspect.Parameter.empty
-        },
-        **kwargs,
-    }
-    out = (options["output_x"], options["output_y"], options["output_z"])
-    return public_tests.replay_corners(
-        args[1],
-        out,
-        options["background_threshold"],
-        options["max_tries"],
-        1,
-        rng=np.random.RandomState(seed),
-    )[0]
-
-
 def _diagnosis(exercise: str, index: int, found: Any, want: Any) -> str | None:
-    """The public tests' diagnosis of one hidden check's values (types already accepted)."""
-    name, what = checks.FUNCTIONS[exercise], f"hidden check {index + 1}"
-    args, kwargs, seed = checks.cases(exercise)[index]
-    if exercise == "C1":
-        out = (kwargs["output_x"], kwargs["output_y"], kwargs["output_z"])
-        return public_tests.patch_problem(
-            found,
-            args[0],
-            args[1],
-            _c1_corner(args, kwargs, seed),
-            out,
-            kwargs.get("num_classes", 4),
-            what,
-        )
-    if exercise == "C2":
-        return public_tests.standardize_problem(found, np.asarray(args[0]), f"{name} on {what}")
-    parts = ("sensitivity", "specificity") if exercise == "C6" else ("",)
-    founds, wants = (found, want) if exercise == "C6" else ((found,), (want,))
-    for part, f, w in zip(parts, founds, wants):
-        problem = public_tests.value_problem(
-            float(f),
-            float(w),
-            f"{name} on {what} {part}".rstrip(),
-            public_tests.VALUE_HINTS[exercise],
-            rtol=0.0,
-            atol=checks.ATOL,
-        )
-        if problem:
-            return problem
-    return None
+    """The exercise's own diagnosis of one hidden check's values (types already accepted)."""
+    ex = REGISTRY[exercise]
+    return ex.diagnose(ex, found, want, checks.cases(exercise)[index], f"hidden check {index + 1}")
 
 
 def _check_problem(
@@ -241,7 +194,7 @@ def _check_problem(
     gave_up = not symbolic and index in checks.gave_up_cases(exercise)
     problem = checks.type_problem(exercise, found["value"], gave_up) if not symbolic else None
     if problem:
-        return f"`{checks.FUNCTIONS[exercise]}` {problem} on hidden check {index + 1}."
+        return f"`{REGISTRY[exercise].function}` {problem} on hidden check {index + 1}."
     if symbolic:
         raw = found["value"]
         if not checks.is_array_payload(raw) or raw.get("t") not in (
@@ -251,23 +204,23 @@ def _check_problem(
             "numpy.float64",
         ):
             return (
-                f"{checks.FUNCTIONS[exercise]} returned {checks.describe_payload(raw)} inside "
-                f"model.fit; expected a tensor. {public_tests.KERAS_HINT}"
+                f"{REGISTRY[exercise].function} returned {checks.describe_payload(raw)} inside "
+                f"model.fit; expected a tensor. {feedback.KERAS_HINT}"
             )
     found_values, want_values = checks.values(found["value"]), checks.values(reference["value"])
-    verdict = _same(found_values, want_values, 1e-4 if symbolic else checks.ATOL)
+    verdict = _same(found_values, want_values, 1e-4 if symbolic else feedback.ATOL)
     if verdict is None:
         return None
     if symbolic:
         if found_values.shape != want_values.shape:
             return (
-                f"{checks.FUNCTIONS[exercise]} gives shape {found_values.shape} inside model.fit "
+                f"{REGISTRY[exercise].function} gives shape {found_values.shape} inside model.fit "
                 f"(a batch of 2, `axis` given), expected {want_values.shape}: pass `axis` to "
                 "every ops.sum."
             )
         return (
-            f"{checks.FUNCTIONS[exercise]} gives other values inside model.fit than on numpy "
-            f"arrays. {public_tests.KERAS_HINT}"
+            f"{REGISTRY[exercise].function} gives other values inside model.fit than on numpy "
+            f"arrays. {feedback.KERAS_HINT}"
         )
     try:
         return (
@@ -297,17 +250,15 @@ def _summary(name: str, failures: list[tuple[int, str]], total: int) -> str:
 def _exception_text(exercise: str, found: dict[str, Any], index: int, symbolic: bool) -> str:
     ename = str(found.get("raised", "an exception"))[:60]
     message, line = str(found.get("message", ""))[:300], str(found.get("line", ""))[:200]
-    name = checks.FUNCTIONS[exercise]
+    name = REGISTRY[exercise].function
     if symbolic:
-        return public_tests.symbolic_failure(name, ename, message, line)
-    return f"Hidden check {index + 1}: " + public_tests.describe_exception(
-        name, ename, message, line
-    )
+        return feedback.symbolic_failure(name, ename, message, line)
+    return f"Hidden check {index + 1}: " + feedback.describe_exception(name, ename, message, line)
 
 
 def _judge_symbolic(exercise: str, record: dict[str, Any]) -> str | None:
     """The problem of the model.fit cases of a Dice exercise, or None."""
-    if exercise not in checks.SYMBOLIC:
+    if not REGISTRY[exercise].symbolic:
         return None
     results, want = record.get("symbolic"), expected_symbolic(exercise)
     if not isinstance(results, list) or len(results) != len(want):
@@ -333,7 +284,7 @@ def judge_record(exercise: str, record: Any) -> tuple[str, str]:
     work inside model.fit) or ``error`` (the function is undefined or raised on some hidden
     case).  The message lists every failing hidden check in order, then the diagnosis of the
     first one, and the first exception when that was not the first failure."""
-    name = checks.FUNCTIONS[exercise]
+    name = REGISTRY[exercise].function
     want = expected(exercise)
     if not isinstance(record, dict) or record.get("exercise") != exercise:
         return "failed", "The grader could not read the results of your function."
@@ -370,6 +321,6 @@ def judge_record(exercise: str, record: Any) -> tuple[str, str]:
     if raised and raised[0] != failures[0][0]:
         parts.append(details[raised[0]])
     if symbolic:
-        parts.append(f"It also fails inside model.fit. {public_tests.KERAS_HINT}")
+        parts.append(f"It also fails inside model.fit. {feedback.KERAS_HINT}")
     message = "\n".join(part[:600] for part in parts)
     return ("error" if raised else "failed"), message
