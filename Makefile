@@ -15,7 +15,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export KERAS_BACKEND := tensorflow
 export PYTHONHASHSEED := 0
 
-.PHONY: venv data patches run lab check test lint bench release clean help
+.PHONY: venv data patches run lab check test lint bench release compat clean help
 
 help:
 	@echo "make run    - run the course end to end on the embedded synthetic data"
@@ -23,6 +23,7 @@ help:
 	@echo "make check  - the fast tier: lint + the tests not marked slow (a few minutes)"
 	@echo "make test   - lint + unit tests + notebook (nbval) + grader self-checks"
 	@echo "make bench  - print speed and memory figures"
+	@echo "make compat - the Colab bootstrap + notebook on Colab's package set and the oldest allowed"
 
 # The stamp is newer than requirements.txt and pyproject.toml once the venv matches them.
 $(STAMP): requirements.txt pyproject.toml
@@ -75,6 +76,13 @@ bench: patches
 
 release: $(STAMP)
 	$(BIN)/tumorseg release
+
+# The notebook as Colab runs it, on tests/compat/*.txt (Colab's package set, the oldest versions
+# pyproject.toml allows): fresh venvs under COMPAT_DIR, the bootstrap cell cloning this checkout's
+# committed HEAD.  Slow (downloads TensorFlow twice); not part of `make test`.
+COMPAT_DIR ?= /tmp/tumorseg-compat
+compat: $(STAMP)
+	$(BIN)/python scripts/compat.py --workdir $(COMPAT_DIR)
 
 clean:
 	rm -rf build .pytest_cache .ruff_cache

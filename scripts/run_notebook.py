@@ -154,6 +154,13 @@ def export_html(nb) -> str:
     return html
 
 
+def kernel_pid(manager) -> int:
+    """The kernel's process id: jupyter_client 7+ keeps the process in the kernel manager's
+    provisioner, jupyter_client 6 (Colab's) in its ``kernel`` attribute."""
+    provisioner = getattr(manager, "provisioner", None)
+    return (provisioner.process if provisioner is not None else manager.kernel).pid
+
+
 def execute(
     nb, workdir: Path, timeout: int, per_cell: bool = False
 ) -> tuple[dict[str, tuple[float, int]], float, int, str | None]:
@@ -173,7 +180,7 @@ def execute(
         info = client.wait_for_reply(client.kc.kernel_info())
         if info and "language_info" in info["content"]:
             nb.metadata["language_info"] = info["content"]["language_info"]
-        monitor = PeakRSS(client.km.provisioner.process.pid)
+        monitor = PeakRSS(kernel_pid(client.km))
         monitor.start()
         try:
             for index, cell in enumerate(nb.cells):

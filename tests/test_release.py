@@ -29,9 +29,19 @@ def test_committed_student_notebook_is_a_fresh_release():
     assert STUDENT.is_file(), (
         "run `tumorseg release` and commit notebooks/Brain_Tumor_Segmentation.ipynb"
     )
-    assert STUDENT.read_text(encoding="utf-8") == release.build_release(INSTRUCTOR), (
+    fresh = release.build_release(INSTRUCTOR, release.configured_repo_url())
+    assert STUDENT.read_text(encoding="utf-8") == fresh, (
         "notebooks/Brain_Tumor_Segmentation.ipynb is out of date: run `tumorseg release`"
     )
+
+
+def test_committed_readme_badge_matches_the_configured_address():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    url = release.configured_repo_url()
+    if url is None:
+        assert f"colab.research.google.com/github/{release.PLACEHOLDER}/tumorseg/" in readme
+    else:
+        assert readme == release.stamp_badge(readme, url), "README.md: run `tumorseg release`"
 
 
 def test_release_is_deterministic():
@@ -273,15 +283,109 @@ def test_cell_without_markers_is_unchanged():
 
 def test_cli_out_and_check(tmp_path, capsys):
     out = tmp_path / "sub" / "student.ipynb"
-    assert release.main(["--out", str(out)]) == 0
-    assert out.read_text(encoding="utf-8") == release.build_release(INSTRUCTOR)
+    url = "https://github.com/acme/tumorseg.git"
+    files = ["--out", str(out), "--readme", str(_readme_copy(tmp_path)), "--repo-url", url]
+    assert release.main(files) == 0
+    assert out.read_text(encoding="utf-8") == release.build_release(INSTRUCTOR, url)
     assert not list(out.parent.glob("*.tmp"))
-    assert release.main(["--out", str(out), "--check"]) == 0
+    assert release.main([*files, "--check"]) == 0
     out.write_text(
         out.read_text(encoding="utf-8").replace("Exercise 1", "Exercise 9"), encoding="utf-8"
     )
-    assert release.main(["--out", str(out), "--check"]) == 1
+    assert release.main([*files, "--check"]) == 1
     assert "out of date" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ the repository address
+
+NOTEBOOK_LINK = "/blob/main/notebooks/Brain_Tumor_Segmentation.ipynb"
+
+
+def _readme_copy(tmp_path: Path) -> Path:
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    return readme
+
+
+def _bootstrap(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    return next(c.source for c in nb.cells if c.id == release.BOOTSTRAP_ID)
+
+
+def test_repo_url_goes_into_the_notebook_and_the_badge(tmp_path, capsys):
+    url = "https://example.org/x/tumorseg.git"
+    out, readme = tmp_path / "student.ipynb", _readme_copy(tmp_path)
+    args = ["--out", str(out), "--readme", str(readme), "--repo-url", url]
+    assert release.main(args) == 0
+    assert f'REPO_URL = "{url}"' in _bootstrap(out)
+    assert release.PLACEHOLDER not in out.read_text(encoding="utf-8")
+    text = readme.read_text(encoding="utf-8")
+    assert release.PLACEHOLDER not in text
+    assert text.count("colab-badge.svg)](https://example.org/x/tumorseg)") == 2  # not GitHub
+    assert "Colab opens notebooks from GitHub only" in capsys.readouterr().err
+    # only the bootstrap cell differs from a release without the address
+    plain = {c.id: c.source for c in release.release_notebook(nbformat.read(INSTRUCTOR, 4)).cells}
+    stamped = {c.id: c.source for c in nbformat.read(out, as_version=4).cells}
+    assert [k for k in plain if plain[k] != stamped[k]] == [release.BOOTSTRAP_ID]
+    assert release.main([*args, "--check"]) == 0
+    # the source keeps the placeholder
+    assert release.PLACEHOLDER in _bootstrap(INSTRUCTOR)
+
+
+def test_a_github_address_gives_a_colab_link_and_can_be_changed(tmp_path):
+    readme = _readme_copy(tmp_path)
+    out = str(tmp_path / "s.ipynb")
+    for owner in ("acme", "other"):
+        url = f"https://github.com/{owner}/tumorseg.git"
+        assert release.main(["--out", out, "--readme", str(readme), "--repo-url", url]) == 0
+        link = f"https://colab.research.google.com/github/{owner}/tumorseg{NOTEBOOK_LINK}"
+        assert readme.read_text(encoding="utf-8").count(f"colab-badge.svg)]({link})") == 2
+
+
+def test_check_reports_an_unset_address(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(release, "configured_repo_url", lambda: None)
+    out = tmp_path / "s.ipynb"
+    assert release.main(["--out", str(out)]) == 0
+    assert release.PLACEHOLDER in _bootstrap(out)
+    assert "repository address is not set" in capsys.readouterr().err
+    assert release.main(["--out", str(out), "--check"]) == 1
+    err = capsys.readouterr().err
+    assert "repository address is not set" in err and "[project.urls]" in err
+    assert "--repo-url" in err and "out of date" not in err
+
+
+def test_configured_repo_url_reads_pyproject(tmp_path):
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "tumorseg"\n', encoding="utf-8")
+    assert release.configured_repo_url(pyproject) is None
+    entry = '\n[project.urls]\nRepository = "https://github.com/{}/tumorseg"\n'
+    pyproject.write_text(pyproject.read_text() + entry.format(release.PLACEHOLDER))
+    assert release.configured_repo_url(pyproject) is None
+    pyproject.write_text(pyproject.read_text().replace(release.PLACEHOLDER, "acme"))
+    assert release.configured_repo_url(pyproject) == "https://github.com/acme/tumorseg"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["github.com/acme/tumorseg", "https://github.com/YOUR-ACCOUNT/t", 'https://e.org/a".git'],
+)
+def test_bad_repo_urls_are_rejected(bad, tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        release.main(["--out", str(tmp_path / "s.ipynb"), "--repo-url", bad])
+    assert info.value.code == 2
+    assert f"repository address {bad!r}" in capsys.readouterr().err
+    assert not (tmp_path / "s.ipynb").exists()
+
+
+def test_missing_bootstrap_line_or_badge_is_reported(tmp_path, capsys):
+    with pytest.raises(ValueError, match="REPO_URL"):
+        release.stamp_repo_url("print('no address here')", "https://github.com/a/b.git")
+    readme = tmp_path / "README.md"
+    readme.write_text("# no badge\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        release.main(["--out", str(tmp_path / "s.ipynb"), "--readme", str(readme),
+                      "--repo-url", "https://github.com/a/b.git"])  # fmt: skip
+    assert f"{readme}: no Colab badge" in capsys.readouterr().err
 
 
 def test_cli_reports_a_broken_source(tmp_path, capsys):

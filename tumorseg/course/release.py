@@ -17,10 +17,15 @@ single source.  The release:
   any later cell uses the function;
 - writes complete notebook metadata (``kernelspec`` and ``language_info`` as the kernel reports
   them, the version from the instructor notebook's last execution), so JupyterLab opens the
-  file without marking it changed.
+  file without marking it changed;
+- stamps the published repository's address (``--repo-url URL``, else ``Repository`` under
+  ``[project.urls]`` in ``pyproject.toml``) into the ``REPO_URL = ...`` line of the bootstrap
+  cell (id ``colab``) and into the README's "Open In Colab" badge.  The instructor notebook
+  keeps the placeholder ``YOUR-ACCOUNT``; until an address is set the release keeps it too,
+  and ``--check`` reports it.
 
 The output is deterministic, so a test can compare the committed student notebook with a fresh
-release.  The file is written atomically.
+release.  Files are written atomically.
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import importlib.metadata
+import re
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import nbformat
 
@@ -41,6 +49,28 @@ from tumorseg.errors import fail
 INSTRUCTOR = resources.instructor_notebook()
 #: the committed student notebook in a source checkout, else a file in the working directory
 STUDENT = resources.student_notebook()
+#: the README whose Colab badge the release updates (a source checkout only)
+_ROOT = resources.checkout_root()
+README = _ROOT / "README.md" if _ROOT is not None else None
+
+#: the account in the source's repository address until the course is published
+PLACEHOLDER = "YOUR-ACCOUNT"
+#: the notebook's bootstrap cell (its ``REPO_URL = "..."`` line gets the address)
+BOOTSTRAP_ID = "colab"
+REPO_LINE = re.compile(r'^REPO_URL = "[^"]*".*$', re.M)
+#: the README's badge: ``[![Open In Colab](<svg>)](<link>)``, the link is replaced
+BADGE = re.compile(
+    r"(\[!\[Open In Colab\]\(https://colab\.research\.google\.com/assets/colab-badge\.svg\)\]\()"
+    r"([^)\s]*)(\))"
+)
+#: where the student notebook lies in the repository, and the branch the badge opens
+NOTEBOOK_IN_REPO = "notebooks/" + resources.NOTEBOOK_NAME
+BRANCH = "main"
+_UNSET = (
+    "the repository address is not set, so the student notebook and the README badge still "
+    f'point at {PLACEHOLDER}: add `Repository = "https://github.com/OWNER/tumorseg"` under '
+    "[project.urls] in pyproject.toml, or pass --repo-url URL"
+)
 
 START = "### START CODE HERE"
 END = "### END CODE HERE"
@@ -202,10 +232,109 @@ def notebook_metadata(metadata: dict) -> dict:
     return {"kernelspec": dict(KERNELSPEC), "language_info": language_info}
 
 
-def release_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+# ------------------------------------------------------------------ the repository address
+
+
+def check_repo_url(url: str) -> str:
+    """``url`` if it is a usable repository address (``https://``, ``http://`` or ``file://``,
+    without the placeholder); else ValueError saying what is wrong."""
+    parsed = urlparse(url)
+    usable = parsed.scheme in {"https", "http", "file"} and parsed.path.strip("/")
+    if not usable or any(char in url for char in "\"'\\ \t\n"):
+        raise ValueError(
+            f"repository address {url!r}: expected the repository's clone address, e.g. "
+            "https://github.com/OWNER/tumorseg.git"
+        )
+    if PLACEHOLDER in url:
+        raise ValueError(f"repository address {url!r} still holds the placeholder {PLACEHOLDER}")
+    return url
+
+
+def _urls_from_pyproject(pyproject: Path) -> dict[str, str] | None:
+    """``[project.urls]`` of ``pyproject``; ``None`` on Python 3.10 (no ``tomllib``)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the installed metadata has the same entries
+        return None
+    with pyproject.open("rb") as handle:
+        return tomllib.load(handle).get("project", {}).get("urls", {})
+
+
+def _urls_from_metadata() -> dict[str, str]:
+    try:
+        entries = importlib.metadata.metadata(resources.PACKAGE).get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        return {}
+    return dict(entry.split(", ", 1) for entry in entries if ", " in entry)
+
+
+def configured_repo_url(pyproject: Path | None = None) -> str | None:
+    """The ``Repository`` entry of ``[project.urls]``: from ``pyproject`` (default: the
+    checkout's ``pyproject.toml``), else from the installed package's metadata.  ``None`` when
+    there is none or it still holds the placeholder."""
+    if pyproject is None and _ROOT is not None:
+        pyproject = _ROOT / "pyproject.toml"
+    urls = _urls_from_pyproject(pyproject) if pyproject is not None else None
+    if urls is None:
+        urls = _urls_from_metadata()
+    url = urls.get("Repository")
+    return url if url and PLACEHOLDER not in url else None
+
+
+def stamp_repo_url(source: str, url: str) -> str:
+    """The bootstrap cell's ``source`` with its ``REPO_URL = "..."`` line set to ``url``.
+    Raises ValueError when the cell has no such line."""
+    if not REPO_LINE.search(source):
+        raise ValueError(
+            f"the bootstrap cell (id {BOOTSTRAP_ID!r}) has no line "
+            '`REPO_URL = "..."` for the repository address'
+        )
+    line = f'REPO_URL = "{url}"  # set by `tumorseg release`'
+    return REPO_LINE.sub(lambda _: line, source, count=1)
+
+
+def colab_link(url: str) -> str:
+    """Where the README badge leads: Colab opening the student notebook for a GitHub
+    repository; for any other host (Colab opens notebooks from GitHub only) the
+    repository's own address."""
+    if on_github(url):
+        path = urlparse(url).path.strip("/").removesuffix(".git")
+        return f"https://colab.research.google.com/github/{path}/blob/{BRANCH}/{NOTEBOOK_IN_REPO}"
+    return url.removesuffix(".git")
+
+
+def on_github(url: str) -> bool:
+    """True for a repository on github.com (the only host Colab opens notebooks from)."""
+    return urlparse(url).netloc.lower() in {"github.com", "www.github.com"}
+
+
+def stamp_badge(readme: str, url: str) -> str:
+    """``readme`` with every "Open In Colab" badge leading to :func:`colab_link` of ``url``.
+    Raises ValueError when the text has no such badge."""
+    if not BADGE.search(readme):
+        raise ValueError(
+            "no Colab badge `[![Open In Colab](https://colab.research.google.com/assets/"
+            "colab-badge.svg)](...)` to write the address into"
+        )
+    return BADGE.sub(lambda m: m.group(1) + colab_link(url) + m.group(3), readme)
+
+
+def release_notebook(
+    nb: nbformat.NotebookNode, repo_url: str | None = None
+) -> nbformat.NotebookNode:
     """The student version of an instructor notebook (a new object; ``nb`` is not modified).
-    Raises ValueError when a public-test cell does not follow its exercise (see module doc)."""
+
+    repo_url: the published repository, written into the bootstrap cell; ``None`` keeps the
+        source's placeholder.
+    Raises ValueError when a public-test cell does not follow its exercise, or when
+    ``repo_url`` is given and the notebook has no bootstrap cell (see module doc).
+    """
     student = copy.deepcopy(nb)
+    if repo_url is not None:
+        boot = next((c for c in student.cells if c.get("id") == BOOTSTRAP_ID), None)
+        if boot is None:
+            raise ValueError(f"no bootstrap cell (id {BOOTSTRAP_ID!r}) to write the address into")
+        boot.source = stamp_repo_url(boot.source, repo_url)
     cells = []
     for cell in student.cells:
         tags = cell.get("metadata", {}).get("tags", [])
@@ -230,18 +359,19 @@ def render(nb: nbformat.NotebookNode) -> str:
     return nbformat.writes(nb) + "\n"
 
 
-def build_release(source: Path = INSTRUCTOR) -> str:
-    """Read the instructor notebook at ``source`` and return the student notebook's text."""
+def build_release(source: Path = INSTRUCTOR, repo_url: str | None = None) -> str:
+    """Read the instructor notebook at ``source`` and return the student notebook's text
+    (``repo_url``: see :func:`release_notebook`)."""
     nb = nbformat.read(source, as_version=4)
-    return render(release_notebook(nb))
+    return render(release_notebook(nb, repo_url))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg release [--source NB] [--out PATH] [--check]``."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tumorseg release",
         description="Generate the student notebook (solutions replaced by None, outputs and "
-        "grader cells removed) from the instructor notebook.",
+        "grader cells removed) from the instructor notebook, with the published repository's "
+        "address in its first cell and in the README's Colab badge.",
     )
     parser.add_argument(
         "--source", type=Path, default=INSTRUCTOR, help="instructor notebook (default: %(default)s)"
@@ -253,24 +383,76 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the student notebook (default: %(default)s)",
     )
     parser.add_argument(
+        "--repo-url",
+        help="the published repository's clone address, e.g. https://github.com/OWNER/tumorseg.git "
+        "(default: Repository under [project.urls] in pyproject.toml)",
+    )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=README,
+        help="README whose Colab badge gets the address (default: %(default)s)",
+    )
+    parser.add_argument(
         "--check",
         action="store_true",
-        help="write nothing; exit 1 if --out differs from a fresh release",
+        help="write nothing; exit 1 if the repository address is unset or a file differs from "
+        "a fresh release",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _outputs(args: argparse.Namespace, url: str | None) -> dict[Path, str]:
+    """{file: text} of a fresh release: the student notebook, and the README when the address
+    is set.  A user error stops the command, naming the file."""
     try:
-        text = build_release(args.source)
+        outputs = {args.out: build_release(args.source, url)}
     except (OSError, ValueError, nbformat.ValidationError) as exc:
         fail("tumorseg release", f"{args.source}: {exc}")
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.is_file() else None
+    if url is not None and args.readme is not None:
+        try:
+            outputs[args.readme] = stamp_badge(args.readme.read_text(encoding="utf-8"), url)
+        except (OSError, ValueError) as exc:
+            fail("tumorseg release", f"{args.readme}: {exc}")
+    return outputs
+
+
+def _check(outputs: dict[Path, str], url: str | None) -> int:
+    """``--check``: 0 when the address is set and every file equals a fresh release."""
+    problems = [] if url is not None else [_UNSET]
+    for path, text in outputs.items():
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
         if current != text:
-            print(f"{args.out} is out of date; run `tumorseg release`", file=sys.stderr)
-            return 1
-        print(f"{args.out} is up to date")
-        return 0
-    write_text(args.out, text)
-    print(f"wrote {args.out}")
+            problems.append(f"{path} is out of date; run `tumorseg release`")
+    for problem in problems:
+        print(f"tumorseg release --check: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{', '.join(map(str, outputs))} up to date, repository {url}")
+    return 1 if problems else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``tumorseg release [--source NB] [--out PATH] [--repo-url URL] [--readme PATH] [--check]``."""
+    args = _parser().parse_args(argv)
+    try:
+        url = args.repo_url or configured_repo_url()
+        if url is not None:
+            url = check_repo_url(url)
+    except (OSError, ValueError) as exc:
+        fail("tumorseg release", exc)
+    outputs = _outputs(args, url)
+    if args.check:
+        return _check(outputs, url)
+    for path, text in outputs.items():
+        write_text(path, text)
+        print(f"wrote {path}")
+    if url is None:
+        print(f"note: {_UNSET}", file=sys.stderr)
+    elif not on_github(url):
+        print(
+            f"note: Colab opens notebooks from GitHub only, so the badge leads to {colab_link(url)}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -1,0 +1,86 @@
+"""scripts/compat.py (``make compat``): the comparison of checked outputs and the sets.
+
+The runs themselves take many minutes each and are not part of ``make test``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+compat = _load("compat")
+
+
+@pytest.fixture(autouse=True)
+def _scripts_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))  # compat imports run_notebook from there
+
+
+def _nb(*texts: str) -> nbformat.NotebookNode:
+    cell = new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)", id="checked")
+    cell.outputs = [new_output("stream", name="stdout", text=t) for t in texts]
+    cell.outputs.append(new_output("display_data", data={"image/png": "AAAA", "text/plain": "F"}))
+    return new_notebook(cells=[cell, new_code_cell("print(2)", id="free")])
+
+
+def test_comparable_merges_streams_and_skips_what_nbval_skips():
+    assert compat.comparable(_nb("a\n", "b\n").cells[0].outputs) == {
+        "text/plain": ["F"],
+        "text": ["a\nb\n"],
+    }
+
+
+def test_checked_differences_name_the_cell():
+    stored = _nb("All tests passed\n")
+    assert compat.checked_differences(_nb("All tests ", "passed\n"), stored) == []
+    [line] = compat.checked_differences(_nb("3 tests failed\n"), stored)
+    assert line.startswith("cell checked: expected") and "3 tests failed" in line
+    other = _nb("All tests passed\n")
+    other.cells[1].outputs = [new_output("stream", name="stdout", text="anything")]
+    assert compat.checked_differences(other, stored) == []  # unchecked cells are free
+
+
+def _pins(path: Path) -> dict[str, str]:
+    """{name: version} of a requirements file of ``name==version`` lines."""
+    lines = (line.split("#")[0].strip() for line in path.read_text().splitlines())
+    return dict(line.split("==") for line in lines if line)
+
+
+def test_each_set_pins_the_three_packages_inside_pyprojects_ranges():
+    tomllib = pytest.importorskip("tomllib")
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    from tumorseg.course import colab
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    ranges = {
+        Requirement(d).name: Requirement(d).specifier for d in pyproject["project"]["dependencies"]
+    }
+    sets = sorted((ROOT / "tests" / "compat").glob("*.txt"))
+    assert [p.name for p in sets] == ["colab.txt", "minimum.txt"]
+    for path in sets:
+        versions = _pins(path)
+        assert set(colab.KEPT) <= set(versions), path.name
+        for name, version in versions.items():
+            if name in ranges:
+                assert ranges[name].contains(version), f"{path.name}: {name}=={version}"
+    minimum = _pins(sets[1])
+    for name, spec in ranges.items():  # the lowest bound of every range, or the first on PyPI
+        lowest = min((s.version for s in spec if s.operator == ">="), default=None)
+        first = Version(minimum[name]) == Version(lowest)
+        assert first or (name, minimum[name]) == ("tensorflow", "2.16.1"), name
