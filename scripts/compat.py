@@ -212,15 +212,36 @@ def run_set(requirements: Path, workdir: Path, timeout: int) -> dict[str, tuple[
     return times
 
 
+def list_sets(sets: list[Path]) -> int:
+    """Print the pins of ``KEPT`` in each requirements file; 1 when one of them is unpinned."""
+    missing = 0
+    for requirements in sets:
+        pins = {}
+        for line in requirements.read_text().splitlines():
+            name, _, version = line.split("#")[0].strip().partition("==")
+            if name.strip().lower() in KEPT:
+                pins[name.strip().lower()] = version.strip()
+        missing += len(set(KEPT) - set(pins))
+        print(f"{requirements.name}: " + ", ".join(f"{k} {pins.get(k, 'UNPINNED')}" for k in KEPT))
+    return 1 if missing else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("sets", nargs="*", type=Path, help="requirements files (default: all)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tumorseg-compat"))
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     parser.add_argument("--execute", type=Path, help=argparse.SUPPRESS)  # step 4, in the venv
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only list each set's pins of TensorFlow, Keras and numpy (no venv is made)",
+    )
     args = parser.parse_args(argv)
     if args.execute:
         return execute_and_compare(args.execute, args.timeout)
+    if args.quick:
+        return list_sets(args.sets or sorted(SETS.glob("*.txt")))
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],
         cwd=ROOT,
