@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tumorseg.metrics import hard_dice_per_class
 from tumorseg.train.cli import main
 from tumorseg.train.config import TrainConfig
 from tumorseg.train.data import MemoryBatches, Prefetcher, StoreBatches
-from tumorseg.train.loop import hard_dice_per_class, learning_rate_at
+from tumorseg.train.loop import learning_rate_at
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_patches import make_fake_msd  # noqa: E402

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.atomic import write_text
+from tumorseg.contract import THRESHOLD
 from tumorseg.data import DataError
 from tumorseg.errors import fail
 from tumorseg.inference.cli import add_model_options, load_model
@@ -31,7 +32,7 @@ def score_case(
     probs: np.ndarray,
     label: np.ndarray,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    threshold: float = 0.5,
+    threshold: float = THRESHOLD,
 ) -> dict[str, float]:
     """All scores of one case as a flat dict: the label map of ``probabilities_to_labels``
     scored as ``tumorseg score`` scores a saved prediction (``score_labels``).
@@ -100,7 +101,7 @@ def predict_cases(
 
 
 def score_prediction(
-    pred: CasePrediction, rules: Postprocess | dict | None, threshold: float = 0.5
+    pred: CasePrediction, rules: Postprocess | dict | None, threshold: float = THRESHOLD
 ) -> dict[str, float | str]:
     """``{"case", score_case columns..., "seconds"}`` of one prediction cleaned with ``rules``
     (the post-processing's own time is added to ``seconds``)."""
@@ -120,7 +121,7 @@ def evaluate(
     data: str | Path,
     model: Any,
     cases: Sequence[str] | None = None,
-    threshold: float = 0.5,
+    threshold: float = THRESHOLD,
     standardize: str | None = None,
     tta: str | None = None,
     postprocess: Postprocess | dict | None = None,

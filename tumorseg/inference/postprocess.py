@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from tumorseg.contract import THRESHOLD
+
 #: Label of the enhancing tumour and of what a too-small enhancing region becomes.
 ENHANCING, NON_ENHANCING = 3, 2
 
@@ -146,7 +148,7 @@ def tumour_to_keep(tumour: np.ndarray, rules: Postprocess) -> np.ndarray:
 
 
 def apply_to_probabilities(
-    probs: np.ndarray, rules: Postprocess, threshold: float = 0.5
+    probs: np.ndarray, rules: Postprocess, threshold: float = THRESHOLD
 ) -> np.ndarray:
     """Post-process class probabilities so that ``probabilities_to_labels(out, threshold)``
     equals ``postprocess_labels`` of the unprocessed labels.

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.contract import RAW, THRESHOLD, is_on
 from tumorseg.inference.postprocess import Mirror, Postprocess, apply_to_probabilities, mirrored
 from tumorseg.patches.standardize import DEFAULT_MODE, standardize_patch
 
@@ -180,7 +181,7 @@ def gaussian_weight(tile: Sequence[int], sigma_scale: float = 0.125) -> np.ndarr
 def _flexible(model: Any, n_channels: int, tile: tuple[int, int, int]) -> Any:
     """``model`` itself, or a wrapper accepting ``tile`` when it was built for one fixed size.
 
-    A Keras functional model built with e.g. ``input_shape=(4, 160, 160, 16)`` rejects other
+    A Keras functional model built for one input size (e.g. ``contract.INPUT_SHAPE``) rejects other
     sizes (its input spec); running its graph (``model.call``) on a new
     ``Input((C, None, None, None))`` gives a model that shares its layers and weights and
     accepts any size.
@@ -229,7 +230,7 @@ def predict_volume(
     tile: Sequence[int] | None = None,
     tta: Mirror | str | None = None,
     postprocess: Postprocess | dict | None = None,
-    threshold: float = 0.5,
+    threshold: float = THRESHOLD,
 ) -> np.ndarray:
     """Class probabilities for a whole scan.
 
@@ -325,7 +326,7 @@ def prepare_region(
         src.append(slice(lo, hi))
         dst.append(slice(lo - o, hi - o))
     work[(slice(None), *dst)] = np.moveaxis(image[tuple(src)], -1, 0)
-    if mode != "none":
+    if mode != RAW:
         work = standardize_patch(work, mode).astype(np.float32, copy=False)
     return work, (origin[0], origin[1], origin[2])
 
@@ -410,7 +411,7 @@ def _progress(it: Iterator[list], n_items: int, batch_size: int) -> Iterator[lis
     return tqdm(it, total=n_batches, desc="predict", unit="batch", leave=False)
 
 
-def probabilities_to_labels(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def probabilities_to_labels(probs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
     """Turn class probabilities into one label map.
 
     Rule: a voxel is background (0) when no class probability is above ``threshold``;
@@ -428,7 +429,7 @@ def probabilities_to_labels(probs: np.ndarray, threshold: float = 0.5) -> np.nda
     if probs.ndim != 4:
         raise ValueError(f"expected probabilities (K, X, Y, Z), got shape {probs.shape}")
     best = np.argmax(probs, axis=0)
-    on = np.take_along_axis(probs, best[None], axis=0)[0] > threshold
+    on = is_on(np.take_along_axis(probs, best[None], axis=0)[0], threshold)
     return np.where(on, best + 1, 0).astype(np.uint8)
 
 
@@ -469,7 +470,7 @@ def predict_and_viz(
     if label.shape != image.shape[:3]:
         raise ValueError(f"label shape {label.shape} does not match image shape {image.shape[:3]}")
     probs = predict_volume(image, model, threshold=threshold)
-    on = probs > threshold  # (3, X, Y, Z)
+    on = is_on(probs, threshold)  # (3, X, Y, Z)
     pred = np.empty((*image.shape[:3], on.shape[0] + 1), np.float32)
     pred[..., 0] = ~on.any(axis=0)
     pred[..., 1:] = np.moveaxis(on, 0, -1)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from tumorseg.contract import THRESHOLD, is_on
 from tumorseg.labels import CLASS_NAMES, REGIONS
 
 #: HD95 (mm) when exactly one of the two masks is empty: the BraTS penalty (see tumorseg.metrics).
@@ -211,3 +212,23 @@ def region_scores(
     return pd.DataFrame.from_dict(rows, orient="index")[
         ["dice", "hd95", "sensitivity", "specificity"]
     ]
+
+
+def hard_dice_per_class(
+    pred: np.ndarray, truth: np.ndarray, threshold: float = THRESHOLD
+) -> np.ndarray:
+    """Per-sample, per-class hard Dice of probability batches.
+
+    Args:
+        pred: (B, K, X, Y, Z) class probabilities; a class is on where ``is_on`` (> threshold).
+        truth: (B, K, X, Y, Z) 0/1 labels (> 0.5 counts as on).
+        threshold: the class threshold.
+
+    Returns:
+        (B, K) float64 Dice; a class empty in both prediction and truth scores 1.
+    """
+    p = is_on(pred, threshold)
+    t = np.asarray(truth) > 0.5
+    inter = np.logical_and(p, t).sum(axis=(2, 3, 4))
+    total = p.sum(axis=(2, 3, 4)) + t.sum(axis=(2, 3, 4))
+    return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)

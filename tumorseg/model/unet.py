@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
+from tumorseg.contract import INPUT_SHAPE
 from tumorseg.model.losses import per_sample
 
 
@@ -32,7 +33,7 @@ def _conv_block(x, n_filters: int, batch_normalization: bool, name: str):
 
 def unet_model_3d(
     loss_function: Callable | str,
-    input_shape: Sequence[int | None] = (4, 160, 160, 16),
+    input_shape: Sequence[int | None] = INPUT_SHAPE,
     pool_size: Sequence[int] = (2, 2, 2),
     n_labels: int = 3,
     initial_learning_rate: float = 1e-5,

@@ -1,7 +1,7 @@
 """Patches: standardization, tumor-biased sub-volume sampling, the h5 patch store, the generator.
 
-Layouts: images ``(X, Y, Z, C)`` in, patches ``x (C, 160, 160, 16)`` channels-first and
-``y (160, 160, 16, 4)`` one-hot (course h5 format) on disk, ``(B, C, X, Y, Z)`` batches out.
+Layouts: images ``(X, Y, Z, C)`` in, patches ``x (C, *PATCH_SIZE)`` channels-first and
+``y (*PATCH_SIZE, 4)`` one-hot (course h5 format; ``tumorseg.contract.PATCH_SIZE``) on disk, ``(B, C, X, Y, Z)`` batches out.
 ``VolumeDataGenerator`` (which needs Keras) is imported on first use, so the numpy-only parts
 (``tumorseg patches``, sampling in worker processes) start without loading a DL backend.
 """

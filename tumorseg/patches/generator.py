@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from tumorseg.contract import DEFAULT_STANDARDIZE, PATCH_SIZE
 from tumorseg.patches.augment import Augment
 from tumorseg.patches.reader import load_sample, read_patch
 
@@ -22,7 +23,8 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         (with or without a trailing slash).
     Each batch is ``(x, y)``: x ``(B, num_channels, *dim)`` float32 standardized with
     ``standardize_patch(x, standardize)`` ("brain", the default and the shipped model's;
-    "slice", the course exercise's per-slice formula; or None for raw intensities), and
+    "slice", the course exercise's per-slice formula; or ``contract.RAW`` ("none", None also
+    accepted) for raw intensities), and
     y ``(B, num_classes, *dim)`` float32 = the file's one-hot y moved channels-first without its
     background channel.  ``len`` is ``floor(n / batch_size)``; with ``shuffle`` the order is
     redrawn every epoch (reproducibly from ``seed``).  ``augment`` is an ``Augment`` level
@@ -39,11 +41,11 @@ class VolumeDataGenerator(keras.utils.PyDataset):
         base_dir: str | os.PathLike,
         batch_size: int = 1,
         shuffle: bool = True,
-        dim: tuple[int, int, int] = (160, 160, 16),
+        dim: tuple[int, int, int] = PATCH_SIZE,
         num_channels: int = 4,
         num_classes: int = 3,
         verbose: int = 1,
-        standardize: str | None = "brain",
+        standardize: str | None = DEFAULT_STANDARDIZE,
         augment: bool | Augment | str = False,
         seed: int | None = None,
         **kwargs,

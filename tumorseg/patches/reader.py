@@ -12,6 +12,7 @@ import os
 import h5py
 import numpy as np
 
+from tumorseg.contract import DEFAULT_STANDARDIZE, N_CHANNELS, N_CLASSES, PATCH_SIZE, RAW
 from tumorseg.data import DataError
 from tumorseg.patches.augment import Augment, augment, augment_raw
 from tumorseg.patches.standardize import standardize_patch
@@ -20,7 +21,7 @@ FIX = "Delete it and rebuild the patch store with `tumorseg patches` (or `make p
 
 
 def read_patch(
-    path: str | os.PathLike, dim: tuple[int, int, int] = (160, 160, 16), num_channels: int = 4
+    path: str | os.PathLike, dim: tuple[int, int, int] = PATCH_SIZE, num_channels: int = N_CHANNELS
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one course h5 patch: returns ``x (C, *dim)`` raw float32 and ``y (*dim, C)`` float32.
 
@@ -66,15 +67,16 @@ def load_sample(
     path: str | os.PathLike,
     rng: np.random.Generator | None = None,
     *,
-    dim: tuple[int, int, int] = (160, 160, 16),
-    num_channels: int = 4,
-    num_classes: int = 3,
-    standardize: str | None = "brain",
+    dim: tuple[int, int, int] = PATCH_SIZE,
+    num_channels: int = N_CHANNELS,
+    num_classes: int = N_CLASSES,
+    standardize: str | None = DEFAULT_STANDARDIZE,
     level: Augment | str = Augment.NONE,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One model-ready sample: ``x (num_channels, *dim)`` float32, ``y (num_classes, *dim)`` float32.
 
-    x is standardized with ``standardize_patch(x, standardize)`` (None: raw intensities); y is
+    x is standardized with ``standardize_patch(x, standardize)`` (``contract.RAW``, or None:
+    raw intensities); y is
     the file's one-hot labels moved channels-first without the background channel. With an
     augmentation ``level`` other than NONE, ``rng`` drives the draws: STRONG first changes the
     raw intensities (``augment_raw``), then flips and jitter follow (``augment``) with the
@@ -88,6 +90,8 @@ def load_sample(
         )
     y = np.ascontiguousarray(np.moveaxis(y, 3, 0)[1 : num_classes + 1])
     level = Augment(level)
+    if standardize == RAW:
+        standardize = None
     if level is Augment.NONE:
         return (standardize_patch(x, standardize) if standardize else x), y
     if rng is None:

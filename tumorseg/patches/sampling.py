@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tumorseg.contract import PATCH_SIZE
+
 
 @dataclass(frozen=True)
 class Patch:
@@ -33,7 +35,7 @@ def one_hot(label: np.ndarray, num_classes: int = 4) -> np.ndarray:
 def sample_patch(
     image: np.ndarray,
     label: np.ndarray,
-    size: tuple[int, int, int] = (160, 160, 16),
+    size: tuple[int, int, int] = PATCH_SIZE,
     min_tumor: float = 0.05,
     rng: np.random.Generator | None = None,
     max_tries: int = 1000,
@@ -74,7 +76,7 @@ def sample_patch(
 def sample_background_patch(
     image: np.ndarray,
     label: np.ndarray,
-    size: tuple[int, int, int] = (160, 160, 16),
+    size: tuple[int, int, int] = PATCH_SIZE,
     min_brain: float = 0.1,
     rng: np.random.Generator | None = None,
     num_classes: int = 4,

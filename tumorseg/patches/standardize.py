@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-MODES = ("slice", "brain")
+from tumorseg.contract import BRAIN, DEFAULT_STANDARDIZE, SLICE, STANDARDIZE_MODES
+
+MODES = STANDARDIZE_MODES
 
 #: The mode wherever a model is trained or run and nothing else says which: the shipped model,
 #: ``tumorseg train`` and ``predict_volume`` use it.  A trained model's manifest records its mode
 #: (``load_pretrained`` sets ``model.standardize`` from it), and that record wins.  "slice" is
 #: the course exercise's per-slice standardization, used where the notebook asks for it.
-DEFAULT_MODE = "brain"
+DEFAULT_MODE = DEFAULT_STANDARDIZE
 
 
 def standardize_patch(x: np.ndarray, mode: str = DEFAULT_MODE) -> np.ndarray:
@@ -29,7 +31,7 @@ def standardize_patch(x: np.ndarray, mode: str = DEFAULT_MODE) -> np.ndarray:
         raise ValueError(f"expected a (C, X, Y, Z) patch, got shape {x.shape}")
     x = np.asarray(x, dtype=np.float32)
     C, X, Y, Z = x.shape
-    if mode == "slice":
+    if mode == SLICE:
         v = x.reshape(C, X * Y, Z)
         mean = v.mean(axis=1, dtype=np.float64)  # (C, Z)
         var = np.einsum("cnz,cnz->cz", v, v, dtype=np.float64) / (X * Y) - mean**2
@@ -37,7 +39,7 @@ def standardize_patch(x: np.ndarray, mode: str = DEFAULT_MODE) -> np.ndarray:
         out = x - mean[:, None, None, :].astype(np.float32)
         out *= (1.0 / std[:, None, None, :]).astype(np.float32)
         return out
-    if mode == "brain":
+    if mode == BRAIN:
         v = x.reshape(C, -1)
         n = np.count_nonzero(v, axis=1)  # zeros add nothing to the sums below
         s1 = v.sum(axis=1, dtype=np.float64)

@@ -6,8 +6,8 @@ Layout written under ``OUT`` (e.g. ``data/BraTS-Data/processed``)::
     valid/<case>.nii.gz_<k>_x<sx>_y<sy>_z<sz>.h5
     config.json   {"train": [file names], "valid": [file names], ...}
 
-Each h5 file holds ``x``: (4, 160, 160, 16) float32 raw intensities, channels first, and ``y``:
-(160, 160, 16, 4) float32 one-hot with background, channels last; both uncompressed (13 MB a
+Each h5 file holds ``x``: (4, *PATCH_SIZE) float32 raw intensities, channels first, and ``y``:
+(*PATCH_SIZE, 4) float32 one-hot with background, channels last (``tumorseg.contract``); both uncompressed (13 MB a
 patch) because decompressing ``y`` would cost more time than reading it.  The split is 80/20 BY CASE, so no patient has patches in both folders.  Writes are atomic
 (temp file + rename) and a rerun skips cases whose patches are already there and readable.
 """
@@ -25,11 +25,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tumorseg.atomic import atomic_path, write_text
+from tumorseg.contract import PATCH_SIZE
 from tumorseg.data import DataError, open_dataset
 from tumorseg.errors import fail
 from tumorseg.patches.sampling import sample_background_patch, sample_patch
 
-PATCH_SIZE = (160, 160, 16)
 NAME_RE = re.compile(r"^(?P<case>.+)\.nii\.gz_(?P<k>\d+)_x(\d+)_y(\d+)_z(\d+)\.h5$")
 
 

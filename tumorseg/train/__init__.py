@@ -16,7 +16,6 @@ _WHERE = {
     "Prefetcher": "tumorseg.train.data",
     "train": "tumorseg.train.loop",
     "evaluate_batches": "tumorseg.train.loop",
-    "hard_dice_per_class": "tumorseg.train.loop",
     "learning_rate_at": "tumorseg.train.loop",
 }
 

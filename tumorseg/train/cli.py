@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tumorseg.contract import PATCH_SIZE, STANDARDIZE_MODES
 from tumorseg.data import DataError
 from tumorseg.errors import fail
 from tumorseg.patches.augment import Augment
@@ -64,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
         help="same as --precision bf16",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    p.add_argument("--standardize", choices=("slice", "brain"), default=d.standardize)
+    p.add_argument("--standardize", choices=STANDARDIZE_MODES, default=d.standardize)
     p.add_argument(
         "--augment",
         choices=[a.value for a in Augment],
@@ -150,7 +151,7 @@ def config_from_args(args: argparse.Namespace, store: dict) -> TrainConfig:
         batch_size=args.batch_size,
         seed=args.seed,
         n_base_filters=args.n_base_filters,
-        patch_size=tuple(store.get("patch_size", (160, 160, 16))),
+        patch_size=tuple(store.get("patch_size", PATCH_SIZE)),
         lr=args.lr,
         warmup=args.warmup,
         precision=args.precision,

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from tumorseg.contract import DEFAULT_STANDARDIZE, PATCH_SIZE
 from tumorseg.hardware import native_bf16
 from tumorseg.patches.augment import Augment
 from tumorseg.patches.standardize import MODES
@@ -68,11 +69,11 @@ class TrainConfig:
     batch_size: int = 1
     seed: int = 0
     n_base_filters: int = 16
-    patch_size: tuple[int, int, int] = (160, 160, 16)
+    patch_size: tuple[int, int, int] = PATCH_SIZE
     lr: float = 3e-4
     warmup: int = 50
     precision: str = Precision.FLOAT32.value
-    standardize: str = "brain"
+    standardize: str = DEFAULT_STANDARDIZE
     augment: str = Augment.FLIP.value
     init_weights: str | None = None
     max_seconds: float | None = None

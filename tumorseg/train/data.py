@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.contract import DEFAULT_STANDARDIZE, PATCH_SIZE
 from tumorseg.patches.augment import Augment, augment, epoch_order
 from tumorseg.patches.reader import load_sample
 
@@ -77,9 +78,9 @@ class StoreBatches:
         names: Sequence[str],
         batch_size: int,
         seed: int = 0,
-        standardize: str = "brain",
+        standardize: str = DEFAULT_STANDARDIZE,
         level: str = Augment.FLIP.value,
-        dim: Sequence[int] = (160, 160, 16),
+        dim: Sequence[int] = PATCH_SIZE,
     ):
         if len(names) < batch_size:
             raise ValueError(
@@ -112,8 +113,8 @@ def store_validation(
     folder: str | os.PathLike,
     names: Sequence[str],
     chunk: int,
-    standardize: str = "brain",
-    dim: Sequence[int] = (160, 160, 16),
+    standardize: str = DEFAULT_STANDARDIZE,
+    dim: Sequence[int] = PATCH_SIZE,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The validation patches ``folder/<name>``, unaugmented, in chunks of ``chunk``:
     ``(x (b, 4, X, Y, Z), y (b, 3, X, Y, Z))`` (read on each call, never all held at once)."""

@@ -36,7 +36,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tumorseg.atomic import write_text
+from tumorseg.contract import THRESHOLD
 from tumorseg.hardware import cpu_info
+from tumorseg.metrics import hard_dice_per_class
 from tumorseg.train.config import POLICIES, TrainConfig, choose_precision
 from tumorseg.train.data import Prefetcher
 from tumorseg.train.distribute import Distribution, clear_distribution, setup_distribution
@@ -80,20 +82,12 @@ def git_commit() -> str:
         return "unknown"
 
 
-def hard_dice_per_class(pred: np.ndarray, truth: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-    """Per-sample, per-class hard Dice: ``pred, truth (B, classes, X, Y, Z)`` -> ``(B, classes)``.
-
-    ``pred`` is thresholded at ``threshold``; a class empty in both prediction and truth scores 1.
-    """
-    p = pred >= threshold
-    t = truth > 0.5
-    inter = np.logical_and(p, t).sum(axis=(2, 3, 4))
-    total = p.sum(axis=(2, 3, 4)) + t.sum(axis=(2, 3, 4))
-    return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)
-
-
 def evaluate_batches(
-    model: Any, batches: Iterable, threshold: float = 0.5, batch_size: int = 4, multiple: int = 1
+    model: Any,
+    batches: Iterable,
+    threshold: float = THRESHOLD,
+    batch_size: int = 4,
+    multiple: int = 1,
 ) -> dict:
     """Mean patch Dice per class over ``batches`` (an iterable of ``(x, y)`` channels-first arrays).
 

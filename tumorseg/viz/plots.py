@@ -79,7 +79,7 @@ def visualize_patch(
 ) -> Figure:
     """Show slice ``z`` of an image patch next to the same slice of a label or prediction, in grey.
 
-    ``X``: (X, Y, Z) one channel of a patch (e.g. ``patch[0]`` of a (4, 160, 160, 16) patch);
+    ``X``: (X, Y, Z) one channel of a patch (e.g. ``patch[0]`` of a (4, *PATCH_SIZE) patch);
     ``y``: (X, Y, Z) one label (or prediction) channel. ``titles``: the two panels' titles,
     each followed by ``, z=<z>``. Returns a matplotlib Figure with two axes.
     """

@@ -1,0 +1,58 @@
+"""The data/model contract in one place: what a patch is, how its intensities are scaled, and
+when a class counts as present.
+
+Every module takes these from here (the names of modalities, labels and regions live in
+``tumorseg.labels``):
+
+- a training patch is ``PATCH_SIZE`` voxels (X, Y, Z) of ``N_CHANNELS`` modalities, and the
+  model outputs ``N_CLASSES`` probabilities per voxel (``INPUT_SHAPE`` is the model's
+  channels-first input);
+- intensities are standardized with one of ``STANDARDIZE_MODES`` (``DEFAULT_STANDARDIZE``
+  unless a model's manifest says otherwise); ``RAW`` means no standardization;
+- a class is present in a voxel when its probability is strictly above the threshold
+  (``is_on``; default ``THRESHOLD``), and a voxel's label is its most probable present class
+  (``tumorseg.inference.probabilities_to_labels``).  Training validation, prediction,
+  evaluation and the notebook use the same rule.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tumorseg.labels import N_CHANNELS, N_CLASSES
+
+#: Spatial size (X, Y, Z) of a training patch.
+PATCH_SIZE: tuple[int, int, int] = (160, 160, 16)
+#: The model's channels-first input shape for one patch.
+INPUT_SHAPE: tuple[int, int, int, int] = (N_CHANNELS, *PATCH_SIZE)
+
+#: Standardization per channel over the brain's (nonzero) voxels, or per z-slice.
+BRAIN, SLICE = "brain", "slice"
+STANDARDIZE_MODES: tuple[str, ...] = (SLICE, BRAIN)
+#: No standardization: raw intensities (benchmarks and tests).
+RAW = "none"
+#: The mode wherever a model is trained or run and nothing else says which.
+DEFAULT_STANDARDIZE = BRAIN
+
+#: Default class threshold.
+THRESHOLD = 0.5
+
+
+def is_on(probs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """Where a class is present: ``probs > threshold`` (strictly), any shape, as bool."""
+    return np.asarray(probs) > threshold
+
+
+__all__ = [
+    "N_CHANNELS",
+    "N_CLASSES",
+    "PATCH_SIZE",
+    "INPUT_SHAPE",
+    "BRAIN",
+    "SLICE",
+    "STANDARDIZE_MODES",
+    "RAW",
+    "DEFAULT_STANDARDIZE",
+    "THRESHOLD",
+    "is_on",
+]
