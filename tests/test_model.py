@@ -144,4 +144,14 @@ def test_shipped_weights_load():
     assert model.count_params() == 4_081_075
     assert manifest["config"]["n_base_filters"] == 16
     assert manifest["standardize"] in ("brain", "slice")
-    assert "real" not in json.dumps(manifest["data"]["source"]).replace("no real data", "")
+    # the real patients it was fine-tuned on are named, and no validation patient is among them
+    real = manifest["real_data"]
+    valid = real["valid_patients_never_trained_on"]
+    assert len(real["train_patients"]) == 10 and len(valid) == 4
+    assert set(real["train_patients"]).isdisjoint(valid)
+    trained = set(manifest["data"]["train_cases"])
+    assert {f"R0_{p}" for p in real["train_patients"]} <= trained
+    assert not any(p in case for p in valid for case in trained)
+    # the options chosen on the validation patients are recorded for predict/evaluate
+    assert manifest["tta"] in ("none", "x", "xyz") and 0.0 < manifest["threshold"] < 1.0
+    assert set(manifest["postprocess"]) == {"min_component", "keep_fraction", "min_enhancing"}
