@@ -163,8 +163,9 @@ def apply_to_probabilities(
     if not rules.active:
         return out
     labels = probabilities_to_labels(out, threshold)
-    out[:, ~tumour_to_keep(labels > 0, rules)] = 0.0
-    labels = probabilities_to_labels(out, threshold)
+    removed = ~tumour_to_keep(labels > 0, rules)
+    out[:, removed] = 0.0
+    labels[removed] = 0  # all-zero probabilities: background, no second argmax needed
     enhancing = labels == ENHANCING
     if rules.min_enhancing and 0 < int(enhancing.sum()) < rules.min_enhancing:
         ne, en = NON_ENHANCING - 1, ENHANCING - 1
