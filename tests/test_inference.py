@@ -11,7 +11,6 @@ import pytest
 from tumorseg.inference import (
     brain_bbox,
     plan_tiles,
-    predict_and_viz,
     predict_volume,
     probabilities_to_labels,
 )
@@ -24,6 +23,7 @@ from tumorseg.inference.predict import (
     sliding_window,
 )
 from tumorseg.patches import standardize_patch
+from tumorseg.viz import predict_and_viz
 
 RNG_W = np.random.default_rng(42).normal(size=(3, 4))
 RNG_B = np.array([-0.3, 0.1, 0.4])
@@ -302,13 +302,19 @@ def test_unet_single_tile_equals_direct_call(tiny_unet):
     assert np.abs(tiled - expected).mean() < 0.05
 
 
-def test_predict_and_viz_channels_and_threshold(monkeypatch):
+@pytest.fixture
+def no_show(monkeypatch):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     monkeypatch.setattr(plt, "show", lambda *a, **k: None)
+    yield
+    plt.close("all")
+
+
+def test_predict_and_viz_is_the_one_hot_of_the_label_rule(no_show):
     box = ((3, 30), (5, 26), (2, 20))
     image = make_image(box=box)
     label = np.zeros(image.shape[:3])
@@ -316,17 +322,59 @@ def test_predict_and_viz_channels_and_threshold(monkeypatch):
     label[12:16, 12:16, 8:12] = 3
     model = PointwiseModel()
     probs = predict_volume(image, model)
+    on = probs > 0.5
+    # voxels where several classes are on and the most probable is not the highest label: the
+    # rule decides them (the highest class on would give another label there)
+    highest_on = np.max(on * np.arange(1, 4)[:, None, None, None], axis=0)
+    assert (highest_on != probabilities_to_labels(probs, 0.5)).sum() > 10
     pred = predict_and_viz(image, label, model, 0.5, loc=(15, 15, 10))
-    plt.close("all")
     assert pred.shape == (37, 29, 23, 4) and pred.dtype == np.float32
     assert set(np.unique(pred)) <= {0.0, 1.0}
-    np.testing.assert_array_equal(pred[..., 1:], np.moveaxis(probs > 0.5, 0, -1))
-    np.testing.assert_array_equal(pred[..., 0], 1 - pred[..., 1:].max(axis=-1))
+    np.testing.assert_array_equal(pred.sum(axis=-1), 1.0)
+    np.testing.assert_array_equal(np.argmax(pred, axis=-1), probabilities_to_labels(probs, 0.5))
     assert not np.array_equal(pred[..., 0], (label == 0).astype(np.float32))
     pred_hi = predict_and_viz(image, label, model, 0.8)
-    plt.close("all")
     assert pred_hi[..., 1:].sum() < pred[..., 1:].sum()
-    np.testing.assert_array_equal(pred_hi[..., 1:], np.moveaxis(probs > 0.8, 0, -1))
+    np.testing.assert_array_equal(np.argmax(pred_hi, axis=-1), probabilities_to_labels(probs, 0.8))
+
+
+def test_notebook_whole_scan_scores_equal_evaluate(tmp_path, no_show):
+    """The notebook's section 6 (predict_and_viz, its label map, region_scores) and
+    ``tumorseg evaluate`` give the same WT/TC/ET scores on the same case and threshold, with the
+    model's mirroring and post-processing applied by both."""
+    import nibabel as nib
+
+    from tumorseg.inference.evaluate import evaluate
+    from tumorseg.metrics import region_scores
+
+    data = tmp_path / "ds"
+    (data / "imagesTr").mkdir(parents=True)
+    (data / "labelsTr").mkdir()
+    image = make_image(shape=(40, 32, 24), box=((2, 38), (2, 30), (1, 23)), seed=7)
+    label = np.zeros(image.shape[:3])
+    label[8:30, 8:24, 4:18] = 1
+    label[12:22, 12:20, 6:14] = 2
+    label[14:18, 14:18, 8:12] = 3
+    write_case(tmp_path, image, label)
+    (tmp_path / "case.nii.gz").rename(data / "imagesTr" / "BRATS_001.nii.gz")
+    (tmp_path / "label.nii.gz").rename(data / "labelsTr" / "BRATS_001.nii.gz")
+    model = PointwiseModel()
+    model.tta = "x"
+    model.postprocess = {"min_component": 20, "keep_fraction": 0.0, "min_enhancing": 0}
+    threshold = 0.45
+
+    row = evaluate(data, model, threshold=threshold).iloc[0]
+    image_disk = nib.load(data / "imagesTr" / "BRATS_001.nii.gz").get_fdata()
+    label_disk = nib.load(data / "labelsTr" / "BRATS_001.nii.gz").get_fdata()
+    pred = predict_and_viz(image_disk, label_disk, model, threshold)
+    spacing = nib.load(data / "labelsTr" / "BRATS_001.nii.gz").header.get_zooms()[:3]
+    table = region_scores(np.argmax(pred, axis=-1), label_disk, spacing)
+    assert 0.0 < row["WT_dice"] < 1.0 and row["WT_hd95"] > 0.0  # a real, imperfect prediction
+    for region in ("WT", "TC", "ET"):
+        for measure in ("dice", "hd95", "sensitivity", "specificity"):
+            assert table.loc[region, measure] == pytest.approx(
+                row[f"{region}_{measure}"], abs=1e-9, nan_ok=True
+            ), (region, measure)
 
 
 # --- CLIs ----------------------------------------------------------------------------------
@@ -423,7 +471,7 @@ def test_tile_budget_follows_free_memory(monkeypatch):
     from tumorseg.inference import predict as P
 
     class Mem:
-        available = 3 * 2**29  # 1.5 GiB
+        available = 2**30  # 1 GiB
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Mem)
     small = P.auto_max_voxels(None)

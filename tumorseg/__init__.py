@@ -6,9 +6,9 @@ Stages, in pipeline order:
 - ``tumorseg.patches``    sub-volume sampling, standardization, the h5 patch store, ``VolumeDataGenerator``
 - ``tumorseg.model``      the 3D U-Net builder and its losses/metrics
 - ``tumorseg.train``      training with checkpoints, logs and a manifest
-- ``tumorseg.inference``  whole-scan prediction (tiling, stitching) and ``predict_and_viz``
+- ``tumorseg.inference``  whole-scan prediction (tiling, stitching, mirroring, clean-up), scoring
 - ``tumorseg.metrics``    Dice, sensitivity/specificity, HD95, BraTS regions
-- ``tumorseg.viz``        label overlays, grids, GIFs, patch views, an interactive viewer
+- ``tumorseg.viz``        label overlays, grids, GIFs, patch views, a viewer, ``predict_and_viz``
 - ``tumorseg.course``     public tests, student release and the autograder
 
 Array layout convention: images are ``(X, Y, Z, C)`` on disk and in ``load_case``;

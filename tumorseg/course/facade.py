@@ -12,13 +12,14 @@ from tumorseg.quiet import import_backend
 keras = import_backend()
 
 from tumorseg.data import DataError, load_case, open_dataset  # noqa: E402
-from tumorseg.inference import Postprocess, predict_and_viz, predict_volume  # noqa: E402
+from tumorseg.inference import Postprocess, predict_volume  # noqa: E402
 from tumorseg.metrics import region_scores, sens_spec_table  # noqa: E402
 from tumorseg.model import load_pretrained, unet_model_3d, unet_summary  # noqa: E402
 from tumorseg.patches import VolumeDataGenerator, standardize_patch  # noqa: E402
 from tumorseg.viz import (  # noqa: E402
     get_labeled_image,
     plot_image_grid,
+    predict_and_viz,
     slice_viewer,
     visualize_data_gif,
     visualize_patch,

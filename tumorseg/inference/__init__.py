@@ -1,6 +1,8 @@
-"""Whole-scan inference: ``predict_volume`` (crop, standardize, tile, blend) and ``predict_and_viz``.
+"""Whole-scan inference: ``predict_volume`` (crop, standardize, tile, blend, mirror, clean up)
+and ``probabilities_to_labels`` (the one label rule).
 
-Importing this package does not import TensorFlow; models are only touched when called.
+Importing this package does not import TensorFlow or matplotlib; models are only touched when
+called.  The course's plotting wrapper ``predict_and_viz`` lives in ``tumorseg.viz``.
 CLIs: ``tumorseg predict`` (tumorseg.inference.cli), ``tumorseg evaluate``
 (tumorseg.inference.evaluate) and ``tumorseg score`` (tumorseg.inference.score_cli, library
 side in tumorseg.inference.score: saved label maps scored against labels).
@@ -10,7 +12,6 @@ from tumorseg.inference.postprocess import Mirror, Postprocess, postprocess_labe
 from tumorseg.inference.predict import (
     brain_bbox,
     plan_tiles,
-    predict_and_viz,
     predict_volume,
     probabilities_to_labels,
 )
@@ -21,7 +22,6 @@ __all__ = [
     "postprocess_labels",
     "brain_bbox",
     "plan_tiles",
-    "predict_and_viz",
     "predict_volume",
     "probabilities_to_labels",
 ]

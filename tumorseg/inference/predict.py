@@ -19,15 +19,16 @@ from tumorseg.contract import RAW, THRESHOLD, is_on
 from tumorseg.inference.postprocess import Mirror, Postprocess, apply_to_probabilities, mirrored
 from tumorseg.patches.standardize import DEFAULT_MODE, standardize_patch
 
-#: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 1.4 GiB
-#: of activations at n_base_filters=16, so a whole-scan prediction keeps the course notebook
-#: within 4 GB on a laptop (a whole brain crop in one pass needs about 6 GB); a 240x240x155
-#: brain crop (3.6-4 M voxels) then runs as four large tiles.  The tile is made smaller
-#: still when the free memory is short (see ``auto_max_voxels``); pass ``tile=`` for bigger ones.
-MAX_TILE_VOXELS = 1_200_000
+#: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 0.9 GiB
+#: of activations at n_base_filters=16 with oneDNN (0.6 GiB without), so a whole-scan
+#: prediction keeps the course notebook within 3 GB on a laptop; a 240x240x155 brain crop
+#: (3.6-4 M voxels) runs as about a dozen tiles, in the same time as four of twice the size
+#: (``benchmarks/bench_inference.py``).  The tile is made smaller still when the free memory is
+#: short (see ``auto_max_voxels``); pass ``tile=`` for bigger ones.
+MAX_TILE_VOXELS = 600_000
 
-#: Smallest automatic tile budget, in voxels (about 64x64x128).
-MIN_TILE_VOXELS = 500_000
+#: Smallest automatic tile budget, in voxels (about 64x64x64).
+MIN_TILE_VOXELS = 250_000
 
 #: Measured peak memory of one U-Net forward pass per input voxel with n_base_filters=16
 #: (about 4 GiB for a 144x176x144 tile, TF 2.21 CPU); it scales with the filter count.
@@ -431,52 +432,3 @@ def probabilities_to_labels(probs: np.ndarray, threshold: float = THRESHOLD) -> 
     best = np.argmax(probs, axis=0)
     on = is_on(np.take_along_axis(probs, best[None], axis=0)[0], threshold)
     return np.where(on, best + 1, 0).astype(np.uint8)
-
-
-def predict_and_viz(
-    image: np.ndarray,
-    label: np.ndarray,
-    model: Any,
-    threshold: float,
-    loc: Sequence[int] = (100, 100, 50),
-) -> np.ndarray:
-    """Segment a whole scan, plot ground truth against prediction, return the prediction.
-
-    The course's signature and return layout.  The probabilities come from ``predict_volume``
-    (standardized the way the model was trained); a class is on where its probability is
-    > ``threshold``, and channel 0 is the predicted background (no class on).  CHANGES.md lists
-    how this differs from the original course's helper.
-
-    Args:
-        image: (X, Y, Z, 4) raw intensities, as ``load_case`` returns (240x240x155 in BraTS).
-        label: (X, Y, Z) ground-truth labels 0..3 (0 background, 1 edema, 2 non-enhancing
-            tumor, 3 enhancing tumor).
-        model: channels-first model ``(B, 4, x, y, z) -> (B, 3, x, y, z)`` probabilities.
-        threshold: probability above which a class is reported.
-        loc: (x, y, z) voxel whose sagittal (x), coronal (y) and transversal (z) planes are
-            shown (clamped to the volume).
-
-    Returns:
-        (X, Y, Z, 4) float32 of 0.0/1.0: channel 0 predicted background, channels 1-3 the
-        thresholded edema, non-enhancing and enhancing predictions (several may be on at once).
-    """
-    import matplotlib.pyplot as plt
-
-    from tumorseg.viz import get_labeled_image
-    from tumorseg.viz.plots import plot_prediction_views
-
-    image = np.asarray(image)
-    label = np.asarray(label)
-    if label.shape != image.shape[:3]:
-        raise ValueError(f"label shape {label.shape} does not match image shape {image.shape[:3]}")
-    probs = predict_volume(image, model, threshold=threshold)
-    on = is_on(probs, threshold)  # (3, X, Y, Z)
-    pred = np.empty((*image.shape[:3], on.shape[0] + 1), np.float32)
-    pred[..., 0] = ~on.any(axis=0)
-    pred[..., 1:] = np.moveaxis(on, 0, -1)
-
-    truth_rgb = get_labeled_image(image, label)
-    pred_rgb = get_labeled_image(image, pred, is_categorical=True)
-    plot_prediction_views(truth_rgb, pred_rgb, tuple(loc))  # loc is clamped to the volume
-    plt.show()
-    return pred
