@@ -5,7 +5,8 @@ The ORIGINAL algorithm (re-implemented below from its description): zero-pad the
 tile (batch 1) on RAW intensities (no standardization), paste the outputs back and crop to the
 scan.  Both run the same model and weights (the shipped ``tumorseg/model/weights/model_pretrained.weights.h5``
 when present, else a randomly initialised n_base_filters=16 U-Net with a fixed seed, whose
-Dice means nothing).  Prints both times, the ratio (target >= 4x), the WT/TC/ET Dice of both
+Dice means nothing).  Prints both times, the ratio (target >= 5x; both without test-time mirroring, and
+ours once more with the manifest's mirroring and clean-up), the WT/TC/ET Dice of both
 at threshold 0.5 (same label rule for both), and the peak RSS during each.  Each runs in its
 own child process, once per TensorFlow CPU code path (oneDNN on, and off with
 ``TF_ENABLE_ONEDNN_OPTS=0``: the Eigen path of CPUs without oneDNN); the two paths are printed
@@ -60,7 +61,9 @@ def original_stitcher(image: np.ndarray, model) -> np.ndarray:
 
 def load_model(weights: Path):
     """(fixed 160x160x16 model for the original, any-size model for ours, description)."""
-    import keras
+    from tumorseg.quiet import import_backend
+
+    keras = import_backend()  # without TensorFlow's start-up lines
 
     from tumorseg.model import dice_bce_loss, load_pretrained, unet_model_3d
 
@@ -94,6 +97,9 @@ def describe(weights: Path) -> str:
     return f"{weights.name} (n_base_filters={base}, standardize={mode})"
 
 
+#: Wall-time speed-up over the original stitcher that predict_volume must reach on every path.
+TARGET = 5.0
+
 #: Size of the crop a --quick run predicts, (X, Y, Z) voxels.
 QUICK_CROP = (64, 64, 32)
 
@@ -122,8 +128,10 @@ def _peak_rss_gib() -> float:
 
 
 def run_ours(data: str, case_id: str | None, weights: str, quick: bool = False) -> dict:
-    """Child process: predict_volume twice (first call traces/compiles), timed."""
-    from tumorseg.inference import predict_volume
+    """Child process: predict_volume as the original ran (no mirroring, no clean-up) twice (the
+    first call traces/compiles), then once more with the manifest's mirroring and clean-up
+    (``mirrored``), all timed."""
+    from tumorseg.inference import Mirror, Postprocess, predict_volume
 
     _, image, _ = _load_case(data, case_id, quick)
     _, anysize, mode, _ = load_model(Path(weights))
@@ -131,9 +139,20 @@ def run_ours(data: str, case_id: str | None, weights: str, quick: bool = False) 
     times = []
     for _ in range(2):
         w0, c0 = time.perf_counter(), time.process_time()
-        probs = predict_volume(image, anysize, standardize=mode)
+        probs = predict_volume(
+            image, anysize, standardize=mode, tta=Mirror.NONE, postprocess=Postprocess.NONE
+        )
         times.append((time.perf_counter() - w0, time.process_time() - c0))
-    return {"probs": probs, "times": times, "rss_before": rss_before, "rss_peak": _peak_rss_gib()}
+    w0 = time.perf_counter()
+    predict_volume(image, anysize, standardize=mode)
+    mirrored = (time.perf_counter() - w0, str(getattr(anysize, "tta", None) or Mirror.NONE.value))
+    return {
+        "probs": probs,
+        "times": times,
+        "mirrored": mirrored,
+        "rss_before": rss_before,
+        "rss_peak": _peak_rss_gib(),
+    }
 
 
 def run_original(data: str, case_id: str | None, weights: str, quick: bool = False) -> dict:
@@ -193,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':19s}" + "".join(f"{path:>36s}" for path in runs))
     speedups = print_times(runs)
     scored = print_scores(runs, label, tuple(float(z) for z in _zooms(case.label_path)))
-    ok = min(speedups) >= 4 and scored
+    ok = min(speedups) >= TARGET and scored
     print("RESULT:", "OK" if ok else "BELOW TARGET", "(both paths)")
     return 0
 
@@ -201,7 +220,13 @@ def main(argv: list[str] | None = None) -> int:
 def print_times(runs: dict[str, tuple[dict, dict]]) -> list[float]:
     """Wall/CPU seconds, wall speed-up and peak RSS of both algorithms, one column per code
     path; returns the wall speed-up of each path."""
-    rows = {"predict_volume": [], "original stitcher": [], "speed-up": [], "peak RSS": []}
+    rows = {
+        "predict_volume": [],
+        "original stitcher": [],
+        "speed-up": [],
+        "with mirroring": [],
+        "peak RSS": [],
+    }
     speedups = []
     for ours, orig in runs.values():
         (w_cold, _), (w_ours, c_ours) = ours["times"]
@@ -210,10 +235,15 @@ def print_times(runs: dict[str, tuple[dict, dict]]) -> list[float]:
         rows["predict_volume"].append(f"wall {w_ours:5.1f} s cpu {c_ours:5.1f} (1st {w_cold:.0f})")
         rows["original stitcher"].append(f"wall {w_orig:5.1f} s cpu {c_orig:5.1f} s")
         rows["speed-up"].append(f"wall {w_orig / w_ours:5.2f} x cpu {c_orig / c_ours:5.2f} x")
+        w_tta, tta = ours["mirrored"]
+        rows["with mirroring"].append(f"tta {tta}: wall {w_tta:5.1f} s, {w_orig / w_tta:5.2f} x")
         rows["peak RSS"].append(f"ours {ours['rss_peak']:.2f} / orig {orig['rss_peak']:.2f} GiB")
     for name, cells in rows.items():
         print(f"{name + ':':19s}" + "".join(f"{cell:>36s}" for cell in cells))
-    print("(original: 40 model.predict of batch 1; target speed-up >= 4x; peak RSS of each child)")
+    print(
+        f"(original: 40 model.predict of batch 1, no mirroring; predict_volume likewise without "
+        f"mirroring or clean-up; target speed-up >= {TARGET:g}x; peak RSS of each child)"
+    )
     return speedups
 
 

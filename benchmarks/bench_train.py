@@ -129,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (figures meaningless)")
     args = p.parse_args(argv)
+    from tumorseg.quiet import import_backend
+
+    import_backend()  # Keras and TensorFlow without the runtime's start-up lines
     if not (STORE / "config.json").is_file():
         print(f"no patch store at {STORE}: run `make patches` first")
         return 1
