@@ -1,9 +1,9 @@
 """Whole-scan inference: ``predict_volume`` (crop, standardize, tile, blend) and ``predict_and_viz``.
 
 Importing this package does not import TensorFlow; models are only touched when called.
-CLIs: ``tumorseg predict`` (tumorseg.inference.cli), ``tumorseg evaluate``
-(tumorseg.inference.evaluate) and ``tumorseg score`` (tumorseg.inference.score_cli, library
-side in tumorseg.inference.score: saved label maps scored against labels).
+CLIs (all in tumorseg.inference.cli): ``tumorseg predict``, ``tumorseg evaluate`` (library side
+in tumorseg.inference.evaluate) and ``tumorseg score`` (library side in
+tumorseg.inference.score: saved label maps scored against labels).
 """
 
 from tumorseg.inference.postprocess import Mirror, Postprocess, postprocess_labels
