@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [
             sys.executable,
             "-c",
-            "import sys; from tumorseg.data.synth import main; sys.exit(main(sys.argv[1:]))",
+            "import sys; from tumorseg.data.cli import synth_main; sys.exit(synth_main(sys.argv[1:]))",
             "--out",
             str(out),
             "--cases",

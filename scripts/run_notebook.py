@@ -304,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
         saved = save_checked_outputs(nb, source)
         print(f"stored the outputs of {saved} checked cells in {source}")
         if source == DEFAULT_NB.resolve():
-            from tumorseg.course import release
+            from tumorseg.course.cli import release_main
 
-            release.main([])
+            release_main([])
     return 0
 
 

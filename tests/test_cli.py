@@ -1,12 +1,17 @@
-"""Every command reports a user error one way: ``tumorseg <command>: error: ...`` on stderr, exit 2."""
+"""Every command reports a user error one way: ``tumorseg <command>: error: ...`` on stderr, exit 2;
+and the command lines live apart from the library, in the stages' ``cli`` modules."""
 
 from __future__ import annotations
 
+import ast
+import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+import tumorseg
 from tumorseg.cli import COMMANDS, USER_ERROR, fail, main
 
 # (command line, text the message must contain); NOTHING is a path that does not exist, and
@@ -70,29 +75,90 @@ def test_python_dash_m_runs_the_same_entry_point():
     assert help_.returncode == 0 and all(name in help_.stdout for name in COMMANDS)
 
 
-def test_no_module_imports_the_dispatcher():
-    """`fail` and the exit codes live on the ground floor (tumorseg.errors): apart from the
-    `python -m tumorseg` entry point, no module of the package imports tumorseg.cli."""
-    import ast
-    from pathlib import Path
+PACKAGE = Path(tumorseg.__file__).parent
+#: the command-line modules: each stage's ``cli.py`` (and the dispatcher) and ``__main__.py``
+COMMAND_FILES = {"cli.py", "__main__.py"}
 
-    import tumorseg
 
-    package = Path(tumorseg.__file__).parent
+def _modules() -> list[tuple[Path, ast.Module]]:
+    """(path, syntax tree) of every module of the package."""
+    return [(p, ast.parse(p.read_text(encoding="utf-8"))) for p in sorted(PACKAGE.rglob("*.py"))]
+
+
+def _imports(path: Path, tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, dotted name) of everything ``path`` imports, anywhere in it (function bodies too),
+    relative imports resolved; ``from M import a`` gives both ``M`` and ``M.a``."""
+    parts = ["tumorseg", *path.relative_to(PACKAGE).with_suffix("").parts][:-1]  # its package
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found += [(node.lineno, module)]
+            found += [(node.lineno, f"{module}.{a.name}") for a in node.names]
+    return found
+
+
+def test_library_modules_hold_no_command_line():
+    """Argument parsing lives in the stages' ``cli`` modules: no other module of the package
+    defines a top-level ``main`` or imports argparse."""
     offenders = []
-    for path in sorted(package.rglob("*.py")):
-        if path.relative_to(package).as_posix() in {"cli.py", "__main__.py"}:
+    for path, tree in _modules():
+        if path.name in COMMAND_FILES:
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            if "tumorseg.cli" in names:
-                offenders.append(f"{path.relative_to(package)}:{node.lineno}")
+        where = path.relative_to(PACKAGE).as_posix()
+        functions = [n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+        offenders += [f"{where}:{n.lineno} def main" for n in functions if n.name == "main"]
+        offenders += [
+            f"{where}:{line} imports argparse"
+            for line, name in _imports(path, tree)
+            if name == "argparse" or name.startswith("argparse.")
+        ]
     assert offenders == []
+
+
+def test_no_module_imports_the_dispatcher_and_no_library_module_a_cli():
+    """`fail` and the exit codes live on the ground floor (tumorseg.errors): apart from the
+    `python -m tumorseg` entry point, no module of the package imports tumorseg.cli; and a
+    library module imports no command-line module (``...cli``) at all."""
+    offenders = []
+    for path, tree in _modules():
+        where = path.relative_to(PACKAGE).as_posix()
+        if where in COMMAND_FILES:
+            continue
+        library = path.name not in COMMAND_FILES
+        for line, name in _imports(path, tree):
+            if name == "tumorseg.cli" or (library and name.rpartition(".")[2] == "cli"):
+                offenders.append(f"{where}:{line} imports {name}")
+    assert offenders == []
+
+
+def test_the_import_walk_sees_relative_and_lazy_imports():
+    """The two tests above resolve ``from . import cli`` and see imports inside functions."""
+    path = PACKAGE / "course" / "grading" / "x.py"
+    tree = ast.parse("def f():\n    from . import cli\n    from ..cli import colab_main\n")
+    names = [name for _, name in _imports(path, tree)]
+    assert "tumorseg.course.grading.cli" in names and "tumorseg.course.cli" in names
+
+
+def test_every_command_is_a_function_of_a_cli_module():
+    for name, (module, function, help_) in COMMANDS.items():
+        assert module.rpartition(".")[2] == "cli", name
+        assert callable(getattr(importlib.import_module(module), function)), name
+        assert help_, name
+
+
+def test_help_loads_no_stage():
+    """``tumorseg --help`` imports no command module (nor numpy), so it stays fast."""
+    code = (
+        "import sys; from tumorseg.cli import main; main(['--help']); "
+        "print(sorted(m for m in sys.modules if m.startswith('tumorseg.') or m == 'numpy'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "['tumorseg.cli', 'tumorseg.errors']"
 
 
 def test_errors_are_one_object_wherever_imported():

@@ -1,4 +1,5 @@
-"""The Colab bootstrap: the notebook's first cell and ``tumorseg.course.colab``.
+"""The Colab bootstrap: the notebook's first cell, ``tumorseg.course.colab`` and its command
+line ``colab_main`` (``python -m tumorseg.course.cli colab``).
 
 Fast checks only; ``make compat`` runs the cell for real in fresh venvs (``scripts/compat.py``).
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tumorseg.course import colab, release
+from tumorseg.course import cli, colab, release
 from tumorseg.course.release import INSTRUCTOR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +42,25 @@ def test_keep_pins_only_versions_inside_the_ranges(capsys):
 
 
 def test_main_refuses_a_folder_that_is_not_a_clone(tmp_path, capsys):
-    assert colab.main([str(tmp_path)]) == 2
+    assert cli.colab_main([str(tmp_path)]) == 2
     assert "not a tumorseg clone" in capsys.readouterr().err
+
+
+def test_python_dash_m_runs_the_setup_from_the_cli_module(tmp_path):
+    """``python -m tumorseg.course.cli colab ROOT``; before the package is installed the setup
+    can load nothing but the standard library and the clone's own modules."""
+    command = [sys.executable, "-m", "tumorseg.course.cli"]
+    done = subprocess.run([*command, "colab", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "not a tumorseg clone" in done.stderr
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 2 and "usage: python -m tumorseg.course.cli {colab}" in done.stderr
+    code = (
+        "import sys; before = set(sys.modules); from tumorseg.course import colab, cli; "
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in "
+        "{*sys.stdlib_module_names, 'tumorseg', 'packaging'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_run_streams_output_and_reports_failure(capsys):
@@ -72,7 +90,7 @@ def test_bootstrap_cell_in_colab_clones_once_and_runs_the_setup(tmp_path, monkey
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     calls = []
-    monkeypatch.setattr(colab, "main", lambda argv: calls.append(Path.cwd()) or 0)
+    monkeypatch.setattr(cli, "colab_main", lambda argv: calls.append(Path.cwd()) or 0)
     source = release.stamp_repo_url(_bootstrap_source(), f"file://{tmp_path / 'origin'}")
     for _ in range(2):
         exec(compile(source, "colab", "exec"), {})

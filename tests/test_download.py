@@ -12,7 +12,8 @@ import threading
 import pytest
 
 from tumorseg.data import DataError
-from tumorseg.data.download import download, main
+from tumorseg.data.cli import download_main as main
+from tumorseg.data.download import download
 
 
 def _tar_bytes(extra: dict[str, bytes] | None = None) -> bytes:

@@ -23,6 +23,7 @@ from submissions import make_submissions as gen
 from tumorseg.course import feedback
 from tumorseg.course.exercises import REGISTRY
 from tumorseg.course.grading import checks, grader, integrity, isolation, nbtools, results
+from tumorseg.course.grading import cli as grading_cli
 from tumorseg.course.grading.hidden import reference
 from tumorseg.course.grading.sandbox import runner_command
 from tumorseg.resources import instructor_notebook
@@ -83,7 +84,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
     out = tmp / "out"
     paths = sorted(str(p) for p in subs.glob("*.ipynb"))
-    status = grader.main(
+    status = grading_cli.grade_main(
         [
             *paths,
             "--out",
@@ -216,7 +217,7 @@ def test_broken_setup_is_a_grader_error_retried_once(tmp_path: Path) -> None:
     broken = tmp_path / "broken_instructor.ipynb"
     nbformat.write(nb, str(broken))
     out = tmp_path / "out"
-    status = grader.main(
+    status = grading_cli.grade_main(
         [
             str(INSTRUCTOR),
             "--out",
@@ -537,6 +538,38 @@ def test_sandbox_timeout_and_memory_limit(tmp_path: Path) -> None:
     assert status == 1  # MemoryError, not an OOM kill of the machine
 
 
+def test_sandbox_runner_usage_errors() -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "tumorseg.course.grading.cli"]
+    done = subprocess.run([*command, "sandbox", "--timeout", "1"], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage: sandbox [options] -- CMD" in done.stderr
+    done = subprocess.run([*command, "grade"], capture_output=True, text=True)
+    assert done.returncode == 2 and "usage: python -m tumorseg.course.grading.cli" in done.stderr
+
+
+def test_the_runner_imports_the_graders_tumorseg(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sandboxed runner starts with a bare environment plus PYTHONPATH of the grader's own
+    tumorseg, so it runs this checkout's runner even where the interpreter's install of the
+    package is another checkout's."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(isolation, "prepare_folder", lambda folder, home=None: 0)
+    monkeypatch.setattr(isolation, "wrap", lambda cmd, *args: cmd)
+    setup = grader.Setup(instructor=nbformat.v4.new_notebook(), library=tmp_path / "library")
+    cmd, env = grader._command(setup, tmp_path)
+    assert cmd[1:4] == ["-m", "tumorseg.course.grading.cli", "sandbox"]
+    assert env["PYTHONPATH"] == str(isolation.package_dir().parent)
+    split = cmd.index("--")
+    inner = [sys.executable, "-c", "import tumorseg, sys; sys.exit(3)"]
+    done = subprocess.run([*cmd[: split + 1], *inner], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+
+
 # --------------------------------------------------------------------------- results.csv merge
 def _fake_grading(
     monkeypatch: pytest.MonkeyPatch, points: dict[str, int], fail_on: str | None = None
@@ -626,7 +659,7 @@ def test_a_foreign_results_csv_is_refused_before_grading(
     (out / "results.csv").write_text("name,grade\nalice,A\n")
     sub = tmp_path / "s.ipynb"
     sub.write_text("{}")
-    assert grader.main([str(sub), "--out", str(out), "--no-sandbox", "--quiet"]) == 2
+    assert grading_cli.grade_main([str(sub), "--out", str(out), "--no-sandbox", "--quiet"]) == 2
     assert "--fresh" in capsys.readouterr().err
     assert (out / "results.csv").read_text() == "name,grade\nalice,A\n"
     assert not (out / "s.json").exists()
@@ -733,7 +766,7 @@ def test_library_answers_zero_scores_flagged_exercises_0(
         assert result.score == int(not flagged) and bool(result.flags) == flagged
     assert "--library-answers zero" in graded.results["C2"].message
     assert graded.total == 1 and graded.flags == len(gen.LIBRARY_TWINS)
-    parser = grader._parser()
+    parser = grading_cli.grade_parser()
     assert parser.parse_args(["s.ipynb", "--out", "o"]).library_answers == "keep"
     with pytest.raises(SystemExit):
         parser.parse_args(["s.ipynb", "--out", "o", "--library-answers", "half"])

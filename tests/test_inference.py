@@ -407,7 +407,7 @@ def write_case(folder, image, label=None, affine=None):
 def test_predict_cli_writes_aligned_label_map(tmp_path, tiny_weights, tiny_unet):
     import nibabel as nib
 
-    from tumorseg.inference.cli import main
+    from tumorseg.inference.cli import predict_main as main
 
     image = make_image(shape=(30, 26, 20), box=((2, 28), (3, 24), (1, 19)), seed=4)
     case, affine = write_case(tmp_path, image)
@@ -427,7 +427,7 @@ def test_predict_cli_writes_aligned_label_map(tmp_path, tiny_weights, tiny_unet)
 
 
 def test_predict_cli_reports_bad_input(tmp_path, tiny_weights, capsys):
-    from tumorseg.inference.cli import main
+    from tumorseg.inference.cli import predict_main as main
 
     with pytest.raises(SystemExit) as exc:
         main([str(tmp_path / "missing.nii.gz"), "--weights", str(tiny_weights), "--out", "x.nii"])
@@ -438,7 +438,7 @@ def test_predict_cli_reports_bad_input(tmp_path, tiny_weights, capsys):
 def test_evaluate_cli_writes_csv(tmp_path, tiny_weights, capsys):
     import pandas as pd
 
-    from tumorseg.inference.evaluate import main
+    from tumorseg.inference.cli import evaluate_main as main
 
     data = tmp_path / "ds"
     (data / "imagesTr").mkdir(parents=True)
@@ -498,7 +498,7 @@ def test_predict_cli_accepts_a_brats_case_folder(tmp_path, tiny_weights, tiny_un
     import nibabel as nib
 
     from tumorseg.data import load_image
-    from tumorseg.inference.cli import main
+    from tumorseg.inference.cli import predict_main as main
 
     image = make_image(shape=(24, 20, 16), box=((2, 22), (2, 18), (1, 15)), seed=6)
     affine = np.diag([1.0, 1.0, 1.5, 1.0])
@@ -521,7 +521,7 @@ def test_predict_cli_accepts_a_brats_case_folder(tmp_path, tiny_weights, tiny_un
 def test_predict_cli_rejects_a_single_channel_file(tmp_path, tiny_weights, capsys):
     import nibabel as nib
 
-    from tumorseg.inference.cli import main
+    from tumorseg.inference.cli import predict_main as main
 
     path = tmp_path / "t1.nii.gz"
     nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.float32), np.eye(4)), path)

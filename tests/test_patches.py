@@ -12,7 +12,8 @@ import pytest
 
 from tumorseg.data import DataError
 from tumorseg.patches import sample_patch, standardize_patch
-from tumorseg.patches.store import NAME_RE, build_patch_store, main, split_cases
+from tumorseg.patches.cli import main
+from tumorseg.patches.store import NAME_RE, build_patch_store, split_cases
 
 
 def make_fake_msd(root, n_cases=5, shape=(168, 170, 22), seed=0):

@@ -11,6 +11,7 @@ import pytest
 
 from tumorseg.course import public_tests as pt
 from tumorseg.course import release
+from tumorseg.course.cli import release_main
 from tumorseg.course.exercises import REGISTRY, public_test_id, unq_id
 from tumorseg.course.release import INSTRUCTOR, STUDENT, placeholder_source
 
@@ -139,7 +140,7 @@ def test_release_rejects_a_test_cell_moved_away(tmp_path):
     source = tmp_path / "moved.ipynb"
     nbformat.write(nb, str(source))
     with pytest.raises(SystemExit) as info:
-        release.main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")])
+        release_main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")])
     assert info.value.code == 2
 
 
@@ -285,14 +286,14 @@ def test_cli_out_and_check(tmp_path, capsys):
     out = tmp_path / "sub" / "student.ipynb"
     url = "https://github.com/acme/tumorseg.git"
     files = ["--out", str(out), "--readme", str(_readme_copy(tmp_path)), "--repo-url", url]
-    assert release.main(files) == 0
+    assert release_main(files) == 0
     assert out.read_text(encoding="utf-8") == release.build_release(INSTRUCTOR, url)
     assert not list(out.parent.glob("*.tmp"))
-    assert release.main([*files, "--check"]) == 0
+    assert release_main([*files, "--check"]) == 0
     out.write_text(
         out.read_text(encoding="utf-8").replace("Exercise 1", "Exercise 9"), encoding="utf-8"
     )
-    assert release.main([*files, "--check"]) == 1
+    assert release_main([*files, "--check"]) == 1
     assert "out of date" in capsys.readouterr().err
 
 
@@ -316,7 +317,7 @@ def test_repo_url_goes_into_the_notebook_and_the_badge(tmp_path, capsys):
     url = "https://example.org/x/tumorseg.git"
     out, readme = tmp_path / "student.ipynb", _readme_copy(tmp_path)
     args = ["--out", str(out), "--readme", str(readme), "--repo-url", url]
-    assert release.main(args) == 0
+    assert release_main(args) == 0
     assert f'REPO_URL = "{url}"' in _bootstrap(out)
     assert release.PLACEHOLDER not in out.read_text(encoding="utf-8")
     text = readme.read_text(encoding="utf-8")
@@ -327,7 +328,7 @@ def test_repo_url_goes_into_the_notebook_and_the_badge(tmp_path, capsys):
     plain = {c.id: c.source for c in release.release_notebook(nbformat.read(INSTRUCTOR, 4)).cells}
     stamped = {c.id: c.source for c in nbformat.read(out, as_version=4).cells}
     assert [k for k in plain if plain[k] != stamped[k]] == [release.BOOTSTRAP_ID]
-    assert release.main([*args, "--check"]) == 0
+    assert release_main([*args, "--check"]) == 0
     # the source keeps the placeholder
     assert release.PLACEHOLDER in _bootstrap(INSTRUCTOR)
 
@@ -337,7 +338,7 @@ def test_a_github_address_gives_a_colab_link_and_can_be_changed(tmp_path):
     out = str(tmp_path / "s.ipynb")
     for owner in ("acme", "other"):
         url = f"https://github.com/{owner}/tumorseg.git"
-        assert release.main(["--out", out, "--readme", str(readme), "--repo-url", url]) == 0
+        assert release_main(["--out", out, "--readme", str(readme), "--repo-url", url]) == 0
         link = f"https://colab.research.google.com/github/{owner}/tumorseg{NOTEBOOK_LINK}"
         assert readme.read_text(encoding="utf-8").count(f"colab-badge.svg)]({link})") == 2
 
@@ -345,10 +346,10 @@ def test_a_github_address_gives_a_colab_link_and_can_be_changed(tmp_path):
 def test_check_reports_an_unset_address(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(release, "configured_repo_url", lambda: None)
     out = tmp_path / "s.ipynb"
-    assert release.main(["--out", str(out)]) == 0
+    assert release_main(["--out", str(out)]) == 0
     assert release.PLACEHOLDER in _bootstrap(out)
     assert "repository address is not set" in capsys.readouterr().err
-    assert release.main(["--out", str(out), "--check"]) == 1
+    assert release_main(["--out", str(out), "--check"]) == 1
     err = capsys.readouterr().err
     assert "repository address is not set" in err and "[project.urls]" in err
     assert "--repo-url" in err and "out of date" not in err
@@ -371,7 +372,7 @@ def test_configured_repo_url_reads_pyproject(tmp_path):
 )
 def test_bad_repo_urls_are_rejected(bad, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
-        release.main(["--out", str(tmp_path / "s.ipynb"), "--repo-url", bad])
+        release_main(["--out", str(tmp_path / "s.ipynb"), "--repo-url", bad])
     assert info.value.code == 2
     assert f"repository address {bad!r}" in capsys.readouterr().err
     assert not (tmp_path / "s.ipynb").exists()
@@ -383,8 +384,8 @@ def test_missing_bootstrap_line_or_badge_is_reported(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("# no badge\n", encoding="utf-8")
     with pytest.raises(SystemExit):
-        release.main(["--out", str(tmp_path / "s.ipynb"), "--readme", str(readme),
-                      "--repo-url", "https://github.com/a/b.git"])  # fmt: skip
+        release_main(["--out", str(tmp_path / "s.ipynb"), "--readme", str(readme),
+                     "--repo-url", "https://github.com/a/b.git"])  # fmt: skip
     assert f"{readme}: no Colab badge" in capsys.readouterr().err
 
 
@@ -393,7 +394,7 @@ def test_cli_reports_a_broken_source(tmp_path, capsys):
     source = tmp_path / "bad.ipynb"
     nbformat.write(nb, str(source))
     with pytest.raises(SystemExit) as info:
-        release.main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")])
+        release_main(["--source", str(source), "--out", str(tmp_path / "o.ipynb")])
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("tumorseg release: error: ") and "without a matching" in err

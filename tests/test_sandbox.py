@@ -22,6 +22,7 @@ import psutil
 import pytest
 from submissions import make_submissions as gen
 
+from tumorseg.course.grading import cli as grading_cli
 from tumorseg.course.grading import grader, isolation
 from tumorseg.course.grading.sandbox import runner_command
 from tumorseg.resources import instructor_notebook
@@ -103,7 +104,7 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> dict:
     paths = gen.build_probes(tmp / "subs", context)
     os.environ["TUMORSEG_PROBE_SECRET"] = token  # in the grader's environment, not the run's
     try:
-        status = grader.main(
+        status = grading_cli.grade_main(
             [
                 *map(str, paths.values()),
                 "--out",
@@ -289,7 +290,7 @@ def test_grading_refuses_without_a_sandbox(
 ) -> None:
     _fake_bwrap(tmp_path, monkeypatch, script)
     try:
-        status = grader.main(
+        status = grading_cli.grade_main(
             [str(_invalid_submission(tmp_path)), "--out", str(tmp_path / "out"), "--quiet"]
         )
     finally:
@@ -307,7 +308,7 @@ def test_no_sandbox_is_named_in_every_result_file(
     _fake_bwrap(tmp_path, monkeypatch, None)  # it must not even be needed
     out = tmp_path / "out"
     try:
-        status = grader.main(
+        status = grading_cli.grade_main(
             [
                 str(_invalid_submission(tmp_path)),
                 "--out",

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from tumorseg.data import synth
-from tumorseg.data.synth import GRID, build_dataset, case_is_valid, main, synthesize_case
+from tumorseg.data.cli import synth_main as main
+from tumorseg.data.synth import GRID, build_dataset, case_is_valid, synthesize_case
 
 N_CASES = 10
 MODS = ("FLAIR", "T1", "T1Gd", "T2")

@@ -330,7 +330,8 @@ def _dataset(root: Path, n: int = 2) -> Path:
 
 
 def test_overview_png(tmp_path):
-    from tumorseg.viz.overview import main, tumor_slice
+    from tumorseg.viz.cli import main
+    from tumorseg.viz.overview import tumor_slice
 
     _, label = _volume()
     assert tumor_slice(label) in (4, 5, 6, 7)

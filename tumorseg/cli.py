@@ -1,7 +1,9 @@
 """Command-line entry point: ``tumorseg <command> [options]``.
 
-Each command lives next to the stage it drives and exposes ``main(argv) -> int``;
-this module dispatches, importing the stage lazily so ``tumorseg --help`` is fast.
+Each command's argument parsing lives in the ``cli`` module of the stage it drives, as a
+function ``(argv) -> int`` (``main`` where the module has one command, ``<command>_main`` where
+it has several); library modules hold none.  This module dispatches, importing the command's
+module lazily so ``tumorseg --help`` is fast.
 
 User errors are reported one way by every command, through ``fail`` (:mod:`tumorseg.errors`,
 where the exit statuses are described; re-exported here with ``USER_ERROR`` for older
@@ -21,23 +23,48 @@ __all__ = ["BACKEND_COMMANDS", "COMMANDS", "USER_ERROR", "fail", "main"]
 #: (``tumorseg.quiet.import_backend``), so TensorFlow's C++ start-up lines stay off stderr.
 BACKEND_COMMANDS = frozenset({"train", "predict", "evaluate"})
 
-COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("tumorseg.data.synth", "build the synthetic MSD-style sample dataset"),
-    "download": ("tumorseg.data.download", "download MSD Task01_BrainTumour (real data)"),
-    "overview": ("tumorseg.viz.overview", "render an overview PNG of a few cases"),
-    "patches": ("tumorseg.patches.store", "sample 160x160x16 training patches into h5 files"),
-    "train": ("tumorseg.train.cli", "train the 3D U-Net on a patch store"),
-    "predict": ("tumorseg.inference.cli", "segment one case and write a NIfTI label map"),
-    "evaluate": ("tumorseg.inference.evaluate", "score a model on whole cases (Dice, HD95, ...)"),
-    "score": ("tumorseg.inference.score_cli", "score saved label maps against a dataset's labels"),
-    "release": ("tumorseg.course.release", "generate the student notebook from the instructor one"),
-    "grade": ("tumorseg.course.grading.grader", "autograde student notebooks"),
+#: command -> (module, function in it taking ``argv`` and returning the exit status, help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "synth": ("tumorseg.data.cli", "synth_main", "build the synthetic MSD-style sample dataset"),
+    "download": (
+        "tumorseg.data.cli",
+        "download_main",
+        "download MSD Task01_BrainTumour (real data)",
+    ),
+    "overview": ("tumorseg.viz.cli", "main", "render an overview PNG of a few cases"),
+    "patches": (
+        "tumorseg.patches.cli",
+        "main",
+        "sample 160x160x16 training patches into h5 files",
+    ),
+    "train": ("tumorseg.train.cli", "main", "train the 3D U-Net on a patch store"),
+    "predict": (
+        "tumorseg.inference.cli",
+        "predict_main",
+        "segment one case and write a NIfTI label map",
+    ),
+    "evaluate": (
+        "tumorseg.inference.cli",
+        "evaluate_main",
+        "score a model on whole cases (Dice, HD95, ...)",
+    ),
+    "score": (
+        "tumorseg.inference.cli",
+        "score_main",
+        "score saved label maps against a dataset's labels",
+    ),
+    "release": (
+        "tumorseg.course.cli",
+        "release_main",
+        "generate the student notebook from the instructor one",
+    ),
+    "grade": ("tumorseg.course.grading.cli", "grade_main", "autograde student notebooks"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: tumorseg <command> [options]   (or: python -m tumorseg ...)", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     lines += ["", "Run 'tumorseg <command> --help' for a command's options."]
     return "\n".join(lines)
 
@@ -58,9 +85,10 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         import_backend()
-    module = importlib.import_module(COMMANDS[name][0])
+    module_name, function, _ = COMMANDS[name]
+    command = getattr(importlib.import_module(module_name), function)
     try:
-        return int(module.main(rest) or 0)
+        return int(command(rest) or 0)
     except DataError as exc:
         fail(f"tumorseg {name}", exc)
 

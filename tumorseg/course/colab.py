@@ -1,8 +1,9 @@
-"""Set up the course in a Colab runtime: ``python -m tumorseg.course.colab [ROOT]``.
+"""Set up the course in a Colab runtime: ``python -m tumorseg.course.cli colab [ROOT]``.
 
-The notebook's first cell clones the repository and runs this module from the clone (``ROOT``,
-default: the working directory) before anything is installed, so it uses the standard library
-only (plus ``packaging``, which Keras and pip depend on, when it is there).  It
+The notebook's first cell clones the repository and runs this setup from the clone (``ROOT``,
+default: the working directory; the command line is ``colab_main`` in :mod:`tumorseg.course.cli`)
+before anything is installed, so both modules use the standard library only (plus
+``packaging``, which Keras and pip depend on, when it is there).  It
 
 1. installs the package from the clone (``pip install -e ROOT``, the core dependencies only:
    Colab ships its own Jupyter, ipykernel and ipywidgets) under a constraints file that pins
@@ -20,7 +21,6 @@ packages changed (a runtime restart is then needed).
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import re
 import shutil
@@ -150,28 +150,3 @@ def _run(command: list[str], cwd: Path | None = None) -> None:
             print("    " + line.rstrip(), flush=True)
     if proc.returncode != 0:
         raise subprocess.CalledProcessError(proc.returncode, command)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Install, build the sample data, describe the runtime (see the module doc)."""
-    parser = argparse.ArgumentParser(prog="python -m tumorseg.course.colab")
-    parser.add_argument("root", nargs="?", type=Path, default=Path.cwd(), help="the clone")
-    parser.add_argument("--no-data", action="store_true", help="install only")
-    args = parser.parse_args(argv)
-    root = args.root.resolve()
-    if not (root / "pyproject.toml").is_file():
-        print(f"{root}: no pyproject.toml, so not a tumorseg clone", file=sys.stderr)
-        return 2
-    try:
-        same = install(root)
-        if not args.no_data:
-            build_sample_data(root)
-    except subprocess.CalledProcessError as exc:
-        print(f"failed: {' '.join(map(str, exc.cmd))} (exit {exc.returncode})", file=sys.stderr)
-        return 1
-    print(describe_runtime())
-    return 0 if same else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,26 +25,22 @@ single source.  The release:
   and ``--check`` reports it.
 
 The output is deterministic, so a test can compare the committed student notebook with a fresh
-release.  Files are written atomically.
+release.  ``tumorseg release`` (:mod:`tumorseg.course.cli`) writes the files atomically.
 """
 
 from __future__ import annotations
 
-import argparse
 import ast
 import copy
 import importlib.metadata
 import re
-import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import nbformat
 
 from tumorseg import resources
-from tumorseg.atomic import write_text
 from tumorseg.course.exercises import REGISTRY, public_test_id, unq_id
-from tumorseg.errors import fail
 
 INSTRUCTOR = resources.instructor_notebook()
 #: the committed student notebook in a source checkout, else a file in the working directory
@@ -66,7 +62,8 @@ BADGE = re.compile(
 #: where the student notebook lies in the repository, and the branch the badge opens
 NOTEBOOK_IN_REPO = "notebooks/" + resources.NOTEBOOK_NAME
 BRANCH = "main"
-_UNSET = (
+#: what ``tumorseg release`` says while the repository address is unset
+UNSET = (
     "the repository address is not set, so the student notebook and the README badge still "
     f'point at {PLACEHOLDER}: add `Repository = "https://github.com/OWNER/tumorseg"` under '
     "[project.urls] in pyproject.toml, or pass --repo-url URL"
@@ -364,97 +361,3 @@ def build_release(source: Path = INSTRUCTOR, repo_url: str | None = None) -> str
     (``repo_url``: see :func:`release_notebook`)."""
     nb = nbformat.read(source, as_version=4)
     return render(release_notebook(nb, repo_url))
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tumorseg release",
-        description="Generate the student notebook (solutions replaced by None, outputs and "
-        "grader cells removed) from the instructor notebook, with the published repository's "
-        "address in its first cell and in the README's Colab badge.",
-    )
-    parser.add_argument(
-        "--source", type=Path, default=INSTRUCTOR, help="instructor notebook (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=STUDENT,
-        help="where to write the student notebook (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--repo-url",
-        help="the published repository's clone address, e.g. https://github.com/OWNER/tumorseg.git "
-        "(default: Repository under [project.urls] in pyproject.toml)",
-    )
-    parser.add_argument(
-        "--readme",
-        type=Path,
-        default=README,
-        help="README whose Colab badge gets the address (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--check",
-        action="store_true",
-        help="write nothing; exit 1 if the repository address is unset or a file differs from "
-        "a fresh release",
-    )
-    return parser
-
-
-def _outputs(args: argparse.Namespace, url: str | None) -> dict[Path, str]:
-    """{file: text} of a fresh release: the student notebook, and the README when the address
-    is set.  A user error stops the command, naming the file."""
-    try:
-        outputs = {args.out: build_release(args.source, url)}
-    except (OSError, ValueError, nbformat.ValidationError) as exc:
-        fail("tumorseg release", f"{args.source}: {exc}")
-    if url is not None and args.readme is not None:
-        try:
-            outputs[args.readme] = stamp_badge(args.readme.read_text(encoding="utf-8"), url)
-        except (OSError, ValueError) as exc:
-            fail("tumorseg release", f"{args.readme}: {exc}")
-    return outputs
-
-
-def _check(outputs: dict[Path, str], url: str | None) -> int:
-    """``--check``: 0 when the address is set and every file equals a fresh release."""
-    problems = [] if url is not None else [_UNSET]
-    for path, text in outputs.items():
-        current = path.read_text(encoding="utf-8") if path.is_file() else None
-        if current != text:
-            problems.append(f"{path} is out of date; run `tumorseg release`")
-    for problem in problems:
-        print(f"tumorseg release --check: {problem}", file=sys.stderr)
-    if not problems:
-        print(f"{', '.join(map(str, outputs))} up to date, repository {url}")
-    return 1 if problems else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg release [--source NB] [--out PATH] [--repo-url URL] [--readme PATH] [--check]``."""
-    args = _parser().parse_args(argv)
-    try:
-        url = args.repo_url or configured_repo_url()
-        if url is not None:
-            url = check_repo_url(url)
-    except (OSError, ValueError) as exc:
-        fail("tumorseg release", exc)
-    outputs = _outputs(args, url)
-    if args.check:
-        return _check(outputs, url)
-    for path, text in outputs.items():
-        write_text(path, text)
-        print(f"wrote {path}")
-    if url is None:
-        print(f"note: {_UNSET}", file=sys.stderr)
-    elif not on_github(url):
-        print(
-            f"note: Colab opens notebooks from GitHub only, so the badge leads to {colab_link(url)}",
-            file=sys.stderr,
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,6 @@ Only ``urllib`` is used. Afterwards ``open_dataset(DIR)`` finds ``DIR/Task01_Bra
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import os
@@ -28,7 +27,6 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 from tumorseg.data.errors import DataError
-from tumorseg.errors import fail
 
 MSD_URL = "https://msd-for-monai.s3-us-west-2.amazonaws.com/Task01_BrainTumour.tar"
 MSD_MD5 = "240a19d752f0d9e9101544901065d872"
@@ -206,33 +204,3 @@ def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> list[Pat
     shutil.rmtree(tmp, ignore_errors=True)
     marker.write_text("ok\n")
     return [dest / t for t in tops]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg download``: fetch, verify and extract MSD Task01_BrainTumour."""
-    ap = argparse.ArgumentParser(
-        prog="tumorseg download",
-        description="Download MSD Task01_BrainTumour (about 7 GB), verify its md5 and extract it. "
-        "Interrupted downloads resume when rerun.",
-    )
-    ap.add_argument("--dest", required=True, type=Path, help="folder to download into")
-    ap.add_argument("--url", default=MSD_URL, help="archive URL (default: the MSD mirror)")
-    ap.add_argument("--md5", default=MSD_MD5, help="expected md5 ('' to skip the check)")
-    ap.add_argument("--no-extract", action="store_true", help="only download and verify")
-    args = ap.parse_args(argv)
-    try:
-        path = download(args.dest, args.url, args.md5 or None, extract=not args.no_extract)
-    except DataError as exc:
-        fail(ap.prog, exc)
-    except (OSError, http.client.HTTPException) as exc:
-        print(
-            f"tumorseg download: network error: {exc}. Rerun the same command to resume.",
-            file=sys.stderr,
-        )
-        return 1
-    print(f"downloaded {path}; use open_dataset({str(args.dest)!r})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

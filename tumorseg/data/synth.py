@@ -15,7 +15,6 @@ Writes are atomic, and a rerun skips the cases that are already valid.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import multiprocessing
@@ -759,35 +758,12 @@ def build_dataset(
     return [out / "imagesTr" / f"{case_name(i)}.nii.gz" for i in indices]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg synth --out DIR --cases N --seed S [--jobs J]``."""
-    p = argparse.ArgumentParser(prog="tumorseg synth", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="data/BraTS-Data", help="output folder (MSD layout)")
-    p.add_argument("--cases", type=int, default=10, help="number of cases (default 10)")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
-    p.add_argument(
-        "--jobs", type=int, default=1, help="worker processes (default 1; each needs about 0.7 GB)"
-    )
-    p.add_argument(
-        "--randomize",
-        action="store_true",
-        help="domain-randomized contrasts, tumour shapes and scanner effects "
-        "(training data); default: the course's look",
-    )
-    a = p.parse_args(argv)
-    if a.cases < 1:
-        p.error("--cases must be at least 1")
-    build_dataset(a.out, cases=a.cases, seed=a.seed, jobs=a.jobs, randomize=a.randomize)
-    return 0
-
-
 __all__ = [
     "SynthCase",
     "Style",
     "build_dataset",
     "case_is_valid",
     "course_style",
-    "main",
     "random_contrasts",
     "random_contrasts_wide",
     "randomized_style",

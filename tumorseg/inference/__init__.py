@@ -3,9 +3,9 @@ and ``probabilities_to_labels`` (the one label rule).
 
 Importing this package does not import TensorFlow or matplotlib; models are only touched when
 called.  The course's plotting wrapper ``predict_and_viz`` lives in ``tumorseg.viz``.
-CLIs: ``tumorseg predict`` (tumorseg.inference.cli), ``tumorseg evaluate``
-(tumorseg.inference.evaluate) and ``tumorseg score`` (tumorseg.inference.score_cli, library
-side in tumorseg.inference.score: saved label maps scored against labels).
+CLIs (all in tumorseg.inference.cli): ``tumorseg predict``, ``tumorseg evaluate`` (library side
+in tumorseg.inference.evaluate) and ``tumorseg score`` (library side in
+tumorseg.inference.score: saved label maps scored against labels).
 """
 
 from tumorseg.inference.postprocess import Mirror, Postprocess, postprocess_labels

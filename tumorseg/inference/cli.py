@@ -1,8 +1,13 @@
-"""``tumorseg predict``: segment one case and write a NIfTI label map aligned with the input.
+"""Command lines of the inference stage: ``tumorseg predict``, ``tumorseg evaluate`` and
+``tumorseg score``.
 
-The label map is uint8 (X, Y, Z) with 0 background, 1 edema, 2 non-enhancing tumor,
-3 enhancing tumor (rule: ``probabilities_to_labels``), saved with the input's affine and
-header so it overlays the scan in 3D Slicer or ITK-SNAP.
+``predict`` segments one case and writes a NIfTI label map aligned with the input: uint8
+(X, Y, Z) with 0 background, 1 edema, 2 non-enhancing tumor, 3 enhancing tumor (rule:
+``probabilities_to_labels``), saved with the input's affine and header so it overlays the scan
+in 3D Slicer or ITK-SNAP.  ``evaluate`` scores a model on whole cases
+(:mod:`tumorseg.inference.evaluate`); ``score`` scores saved label maps against labels
+(:mod:`tumorseg.inference.score`), writing the per-case table (CSV, or JSON with the summary)
+and printing the summary as ``evaluate`` does.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from tumorseg.data import DataError, load_image, save_label_map
 from tumorseg.errors import fail
 from tumorseg.inference.postprocess import Mirror, Postprocess
 from tumorseg.labels import CLASS_NAMES
+from tumorseg.metrics import BOTH_EMPTY_MODES
 from tumorseg.patches.standardize import MODES
 
 
@@ -81,7 +87,7 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any
     return model
 
 
-def main(argv: list[str] | None = None) -> int:
+def predict_main(argv: list[str] | None = None) -> int:
     """``tumorseg predict CASE --weights W --out SEG.nii.gz [--threshold 0.5]``."""
     parser = argparse.ArgumentParser(
         prog="tumorseg predict",
@@ -109,4 +115,89 @@ def main(argv: list[str] | None = None) -> int:
     counts = np.bincount(labels.ravel(), minlength=len(CLASS_NAMES) + 1)
     voxels = ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts[1:]))
     print(f"wrote {out}  ({time.perf_counter() - start:.1f} s; voxels: {voxels})")
+    return 0
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """``tumorseg evaluate --data DIR --weights W [--out CSV] [--cases ID ...]``."""
+    parser = argparse.ArgumentParser(
+        prog="tumorseg evaluate",
+        description="Score a model on whole cases: BraTS WT/TC/ET Dice and HD95 (mm), "
+        "per-class sensitivity/specificity; one CSV row per case and a summary table.",
+    )
+    parser.add_argument("--data", required=True, help="MSD or BraTS dataset folder")
+    parser.add_argument("--out", default=None, help="per-case CSV (default: print only)")
+    parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all)")
+    add_model_options(parser)
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from tumorseg.atomic import write_text
+    from tumorseg.inference.evaluate import evaluate
+    from tumorseg.inference.score import summary
+
+    model = load_model(parser, args)
+    try:
+        table = evaluate(args.data, model, args.cases, args.threshold, model.standardize)
+    except (DataError, KeyError) as exc:
+        fail(parser.prog, exc)
+    if args.out:
+        print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
+    with pd.option_context("display.width", 120, "display.precision", 4):
+        rules = Postprocess.from_record(getattr(model, "postprocess", None))
+        print(
+            f"{len(table)} case(s), threshold {args.threshold}, "
+            f"tta {getattr(model, 'tta', None) or 'none'}, "
+            f"postprocess {rules.to_dict() if rules.active else 'none'}"
+        )
+        print(summary(table).to_string())
+    return 0
+
+
+def score_main(argv: list[str] | None = None) -> int:
+    """``tumorseg score --pred DIR --labels DIR [--out CSV|JSON] [--cases ID ...]``."""
+    parser = argparse.ArgumentParser(
+        prog="tumorseg score",
+        description="Score saved label maps (<case>.nii.gz, codes 0 background, 1 edema, "
+        "2 non-enhancing, 3 enhancing, as `tumorseg predict` writes them) against a dataset's "
+        "labels: BraTS WT/TC/ET Dice and HD95 (mm), sensitivity/specificity; one row per case "
+        "and a summary table.",
+    )
+    parser.add_argument("--pred", required=True, help="folder of predicted <case>.nii.gz maps")
+    parser.add_argument(
+        "--labels",
+        required=True,
+        help="folder of <case>.nii.gz label maps, or an MSD/BraTS dataset folder",
+    )
+    parser.add_argument(
+        "--out", default=None, help="per-case table: .csv, or .json with the summary"
+    )
+    parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all preds)")
+    parser.add_argument(
+        "--both-empty",
+        choices=BOTH_EMPTY_MODES,
+        default="nan",
+        help="Dice/HD95 of a region absent from both maps: nan (BraTS, left out of means; the "
+        "default) or perfect (1 / 0 mm)",
+    )
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from tumorseg.inference.score import score_folder, summary, write_table
+
+    try:
+        table = score_folder(args.pred, args.labels, args.cases, args.both_empty)
+    except DataError as exc:
+        fail(parser.prog, exc)
+    stats = summary(table)
+    if args.out:
+        print(f"wrote {write_table(args.out, table, stats)}")
+    unscored = table.attrs.get("unscored", [])
+    if unscored:
+        print(f"{len(unscored)} labelled case(s) without a prediction, not scored")
+    with pd.option_context("display.width", 120, "display.precision", 4):
+        print(f"{len(table)} case(s) scored")
+        print(stats.to_string())
     return 0

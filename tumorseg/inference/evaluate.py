@@ -9,7 +9,6 @@ spacing from the label file's header) for WT/TC/ET, and per-class sensitivity an
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -19,13 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tumorseg.atomic import write_text
 from tumorseg.contract import THRESHOLD
-from tumorseg.data import DataError
-from tumorseg.errors import fail
-from tumorseg.inference.cli import add_model_options, load_model
 from tumorseg.inference.postprocess import Postprocess
-from tumorseg.inference.score import score_labels, summary
+from tumorseg.inference.score import score_labels
 
 
 def score_case(
@@ -144,34 +139,3 @@ def evaluate(
         postprocess = getattr(model, "postprocess", None)
     predictions = predict_cases(data, model, cases, standardize, tta)
     return pd.DataFrame([score_prediction(p, postprocess, threshold) for p in predictions])
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg evaluate --data DIR --weights W [--out CSV] [--cases ID ...]``."""
-    parser = argparse.ArgumentParser(
-        prog="tumorseg evaluate",
-        description="Score a model on whole cases: BraTS WT/TC/ET Dice and HD95 (mm), "
-        "per-class sensitivity/specificity; one CSV row per case and a summary table.",
-    )
-    parser.add_argument("--data", required=True, help="MSD or BraTS dataset folder")
-    parser.add_argument("--out", default=None, help="per-case CSV (default: print only)")
-    parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all)")
-    add_model_options(parser)
-    args = parser.parse_args(argv)
-
-    model = load_model(parser, args)
-    try:
-        table = evaluate(args.data, model, args.cases, args.threshold, model.standardize)
-    except (DataError, KeyError) as exc:
-        fail(parser.prog, exc)
-    if args.out:
-        print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
-    with pd.option_context("display.width", 120, "display.precision", 4):
-        rules = Postprocess.from_record(getattr(model, "postprocess", None))
-        print(
-            f"{len(table)} case(s), threshold {args.threshold}, "
-            f"tta {getattr(model, 'tta', None) or 'none'}, "
-            f"postprocess {rules.to_dict() if rules.active else 'none'}"
-        )
-        print(summary(table).to_string())
-    return 0

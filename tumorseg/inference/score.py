@@ -16,12 +16,15 @@ Empty-mask conventions (NaN for a region absent from both maps): see :mod:`tumor
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from tumorseg.atomic import write_text
 from tumorseg.data import DataError, load_label_map, open_dataset
 from tumorseg.data.io import NIFTI_EXTENSIONS, PathLike
 from tumorseg.labels import CLASS_KEYS, REGIONS
@@ -220,3 +223,27 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
             "hd95_median": h.median(),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def _json_value(value: object) -> object:
+    """NaN (a region absent from both maps) as JSON ``null``; other values unchanged."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def table_json(table: pd.DataFrame, stats: pd.DataFrame) -> str:
+    """``{"cases": [one object per row], "summary": {region: {statistic: value}}}``, NaN as null
+    (``stats``: the table's :func:`summary`)."""
+    cases = [{k: _json_value(v) for k, v in row.items()} for row in table.to_dict("records")]
+    regions = {
+        region: {k: _json_value(float(v)) for k, v in row.items()}
+        for region, row in stats.to_dict("index").items()
+    }
+    return json.dumps({"cases": cases, "summary": regions}, indent=1) + "\n"
+
+
+def write_table(out: str | Path, table: pd.DataFrame, stats: pd.DataFrame) -> Path:
+    """Write the per-case table to ``out``: JSON (cases and ``stats``, the table's
+    :func:`summary`) for ``*.json``, else CSV."""
+    if str(out).endswith(".json"):
+        return write_text(out, table_json(table, stats))
+    return write_text(out, table.to_csv(index=False, float_format="%.6g"))

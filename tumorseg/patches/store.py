@@ -14,7 +14,6 @@ patch) because decompressing ``y`` would cost more time than reading it.  The sp
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import zlib
@@ -27,7 +26,6 @@ from tqdm.auto import tqdm
 from tumorseg.atomic import atomic_path, write_text
 from tumorseg.contract import PATCH_SIZE
 from tumorseg.data import DataError, open_dataset
-from tumorseg.errors import fail
 from tumorseg.patches.sampling import sample_background_patch, sample_patch
 
 NAME_RE = re.compile(r"^(?P<case>.+)\.nii\.gz_(?P<k>\d+)_x(\d+)_y(\d+)_z(\d+)\.h5$")
@@ -264,46 +262,3 @@ def _dataset_release(data: Path) -> str | None:
         return json.loads((data / "dataset.json").read_text()).get("release")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg patches --data DIR --out DIR/processed [--per-case K] [--seed S]``."""
-    p = argparse.ArgumentParser(prog="tumorseg patches", description=__doc__.splitlines()[0])
-    p.add_argument("--data", required=True, help="dataset folder (MSD or BraTS layout)")
-    p.add_argument("--out", required=True, help="output folder, e.g. DIR/processed")
-    p.add_argument("--per-case", type=int, default=4, help="patches per case (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="split and sampling seed (default 0)")
-    p.add_argument(
-        "--background",
-        type=int,
-        default=0,
-        help="also this many patches per case drawn anywhere in the brain (normal anatomy)",
-    )
-    p.add_argument(
-        "--min-tumor",
-        type=float,
-        default=0.05,
-        help="smallest tumor fraction of a tumor patch (default 0.05)",
-    )
-    p.add_argument(
-        "--valid-fraction",
-        type=float,
-        default=0.2,
-        help="fraction of the cases held out as the store's valid split (default 0.2; 0: none)",
-    )
-    args = p.parse_args(argv)
-    if not 0.0 <= args.valid_fraction < 1.0 or args.background < 0 or args.per_case < 1:
-        fail(p.prog, "--valid-fraction must be in [0, 1), --background >= 0, --per-case >= 1")
-    try:
-        build_patch_store(
-            args.data,
-            args.out,
-            per_case=args.per_case,
-            seed=args.seed,
-            valid_fraction=args.valid_fraction,
-            min_tumor=args.min_tumor,
-            background=args.background,
-        )
-    except DataError as exc:
-        fail(p.prog, exc)
-    return 0

@@ -6,17 +6,14 @@ the label overlaid (edema red, non-enhancing green, enhancing blue). Written ato
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from tumorseg.atomic import atomic_path
-from tumorseg.data import DataError, open_dataset
+from tumorseg.data import open_dataset
 from tumorseg.data.io import MODALITIES
-from tumorseg.errors import fail
 from tumorseg.viz.labeled import CLASS_COLORS
 from tumorseg.viz.plots import take_slice
 
@@ -112,25 +109,3 @@ def render_overview(data: str | os.PathLike, out: str | os.PathLike, n_cases: in
     with atomic_path(out, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100, facecolor=fig.get_facecolor())
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``tumorseg overview``: render the overview PNG of a dataset."""
-    ap = argparse.ArgumentParser(
-        prog="tumorseg overview",
-        description="Render FLAIR, T1, T1Gd, T2 and a label overlay of a few cases into a PNG.",
-    )
-    ap.add_argument("--data", required=True, type=Path, help="dataset folder (MSD or BraTS)")
-    ap.add_argument("--out", required=True, type=Path, help="PNG file to write")
-    ap.add_argument("--cases", type=int, default=3, help="number of cases (rows), default 3")
-    args = ap.parse_args(argv)
-    try:
-        out = render_overview(args.data, args.out, args.cases)
-    except DataError as exc:
-        fail("tumorseg overview", exc)
-    print(f"wrote {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

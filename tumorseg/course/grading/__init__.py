@@ -1,6 +1,7 @@
 """The autograder: ``tumorseg grade`` (:mod:`.grader`) and its parts.
 
-- :mod:`.grader` -- the command: reads submissions, runs the grading runs, judges, reports.
+- :mod:`.cli` -- the command lines: ``tumorseg grade`` and the sandbox runner's.
+- :mod:`.grader` -- the grading: reads submissions, runs the grading runs, judges, reports.
 - :mod:`.checks` -- the in-kernel half of every graded check: runs the student's function on
   the hidden cases of its exercise's record.  The grader copies it into each grading folder
   and the grading kernel imports that copy before any student code runs.

@@ -31,12 +31,12 @@ For each submission the grader
 Outputs: ``DIR/<name>.json`` (score, status, message and flags per exercise) and
 ``DIR/results.csv`` (submission, C1..C6 as 0/1, total, flags: the number of flagged cells,
 sandbox; blank where a grader error left no score), merged by submission (:mod:`.results`).  The exit status is 1 when any grader-error occurred
-(each is retried once first), 2 when the sandbox is unavailable, else 0.
+(each is retried once first), 2 when the sandbox is unavailable, else 0.  The command line
+is ``grade_main`` in :mod:`.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import enum
 import json
 import os
@@ -308,7 +308,12 @@ def _command(setup: Setup, folder: Path) -> tuple[list[str], dict[str, str]]:
         uid = isolation.prepare_folder(folder, setup.library.parent / "home")
         env = isolation.inside_env(_run_env(where, limits))
         inner = isolation.wrap(pytest_cmd, folder, setup.library, env, uid, limits.max_procs)
-        runner_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        # the runner imports the tumorseg the grader imported, not an install found on its own
+        # (an editable install of another checkout); bwrap clears the environment inside
+        runner_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(isolation.package_dir().parent),
+        }
     else:
         inner, runner_env = pytest_cmd, _host_env(_run_env(where, limits))
     log = folder.parent / f"{folder.name}.log"
@@ -728,138 +733,3 @@ def grade_batch(
         if bar is not None:
             bar.close()
     return [g for g in graded if g is not None]
-
-
-def _expand(inputs: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            paths.extend(sorted(q for q in p.glob("*.ipynb") if q.is_file()))
-        else:
-            paths.append(p)
-    return paths
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tumorseg grade",
-        description="Autograde student notebooks (the UNQ_Cn exercises) with nbval and hidden "
-        "checks, each in a bubblewrap sandbox.",
-    )
-    parser.add_argument("submissions", nargs="+", help="notebooks, or folders of .ipynb files")
-    parser.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        help="folder for <name>.json and results.csv (rows are merged by submission)",
-    )
-    parser.add_argument(
-        "--fresh",
-        action="store_true",
-        help="start --out over: drop the old rows of results.csv and their reports",
-    )
-    parser.add_argument("--jobs", type=int, default=2, help="notebooks graded at once (default 2)")
-    parser.add_argument(
-        "--source",
-        "--instructor",
-        dest="instructor",
-        type=Path,
-        default=INSTRUCTOR,
-        help="instructor notebook with the expected outputs and checks "
-        "(default: the one shipped in the package)",
-    )
-    parser.add_argument(
-        "--cell-timeout",
-        type=float,
-        default=Limits.cell_timeout,
-        help="seconds for a student cell and for a graded check (default 30)",
-    )
-    parser.add_argument(
-        "--total-timeout",
-        type=float,
-        default=Limits.total_timeout,
-        help="seconds for one whole grading run (default 600)",
-    )
-    parser.add_argument(
-        "--memory-mb",
-        type=int,
-        default=Limits.memory_mb,
-        help="address-space limit of each process in MiB (default 6144)",
-    )
-    parser.add_argument(
-        "--max-procs",
-        type=int,
-        default=Limits.max_procs,
-        help=f"processes and threads of one sandboxed run (default {Limits.max_procs})",
-    )
-    parser.add_argument(
-        "--no-sandbox",
-        action="store_true",
-        help="run student code without bubblewrap, as your own user with your "
-        "files and network (trusted notebooks only; named in every result)",
-    )
-    parser.add_argument(
-        "--library-answers",
-        choices=LIBRARY_ANSWERS,
-        default="keep",
-        help="a graded cell that imports or calls the package's own implementation of its "
-        "exercise is always flagged in the report; 'zero' also scores it 0 (default: keep)",
-    )
-    parser.add_argument("--keep", type=Path, help="copy every grading folder here (debugging)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    paths = _expand(args.submissions)
-    missing = [p for p in paths if not p.exists()]
-    if not paths or missing:
-        parser.error(f"no such submission: {missing[0] if missing else args.submissions[0]}")
-    if not args.instructor.is_file():
-        parser.error(f"instructor notebook not found: {args.instructor}")
-    limits = Limits(
-        cell_timeout=args.cell_timeout,
-        total_timeout=args.total_timeout,
-        memory_mb=args.memory_mb,
-        max_procs=args.max_procs,
-    )
-    if args.keep:
-        args.keep.mkdir(parents=True, exist_ok=True)
-    try:
-        graded = grade_batch(
-            paths,
-            args.out,
-            args.jobs,
-            limits,
-            args.instructor,
-            args.keep,
-            progress=not args.quiet,
-            sandbox=not args.no_sandbox,
-            fresh=args.fresh,
-            library_answers=args.library_answers,
-        )
-    except (isolation.SandboxUnavailable, results.ResultsFileError) as exc:
-        print(f"tumorseg grade: {exc}", file=sys.stderr)
-        return 2
-    if args.no_sandbox:
-        print(
-            "graded WITHOUT a sandbox (--no-sandbox); every result file says so.", file=sys.stderr
-        )
-    for g in graded:
-        line = " ".join(f"{ex}:{g.results[ex].status.value}" for ex in REGISTRY)
-        total = "?" if g.total is None else g.total
-        flags = f"  flagged: {g.flags}" if g.flags else ""
-        print(
-            f"{g.name}: {total}/{len(REGISTRY)} in {g.seconds:.0f} s ({g.runs} run(s))  {line}{flags}"
-        )
-    errors = sum(g.grader_error for g in graded)
-    if errors:
-        print(
-            f"{errors} submission(s) had grader errors: regrade them (see messages above).",
-            file=sys.stderr,
-        )
-    print(f"results: {args.out / results.CSV_NAME}")
-    return 1 if errors else 0

@@ -2,9 +2,9 @@
 process it left behind.  The grader passes the ``bwrap`` command of :mod:`.isolation` as CMD
 (the namespaces, the file view and the process limit), or pytest itself with ``--no-sandbox``.
 
-Usage (the grader starts it; it is not a user command)::
+Usage (the grader starts it, see :func:`runner_command`; it is not a user command)::
 
-    python -m tumorseg.course.grading.sandbox --timeout S --memory-mb M --cwd DIR -- CMD ...
+    python -m tumorseg.course.grading.cli sandbox --timeout S --memory-mb M --cwd DIR -- CMD ...
 
 The runner makes itself a *child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``), so processes
 that the student's code double-forks or starts in a new session are re-parented to it instead of
@@ -17,7 +17,6 @@ wall-clock timeout fired.  ``PR_SET_PDEATHSIG`` makes the runner clean up if the
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import os
 import resource
@@ -127,22 +126,22 @@ def runner_command(
     options = ["--timeout", str(timeout), "--memory-mb", str(memory_mb), "--cwd", str(cwd)]
     if log is not None:
         options += ["--log", str(log)]
-    return [sys.executable, "-m", "tumorseg.course.grading.sandbox", *options, "--", *cmd]
+    return [sys.executable, "-m", "tumorseg.course.grading.cli", "sandbox", *options, "--", *cmd]
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--" not in argv:
-        print("usage: sandbox [options] -- CMD ...", file=sys.stderr)
-        return 2
-    split = argv.index("--")
-    parser = argparse.ArgumentParser(prog="python -m tumorseg.course.grading.sandbox")
-    parser.add_argument("--timeout", type=float, required=True)
-    parser.add_argument("--memory-mb", type=int, required=True)
-    parser.add_argument("--fsize-mb", type=int, default=256)
-    parser.add_argument("--cwd", required=True)
-    parser.add_argument("--log")
-    args = parser.parse_args(argv[:split])
+def run_as_runner(
+    cmd: list[str],
+    cwd: str,
+    timeout: float,
+    memory_mb: int,
+    fsize_mb: int = 256,
+    log: str | None = None,
+) -> int:
+    """The runner process's whole work (its command line is ``sandbox_main`` in
+    :mod:`.cli`): be signalled (SIGTERM, then exit 143) when the grader dies, :func:`run`
+    ``cmd``, kill every descendant, and append the status and wall time to ``log``.  Returns
+    the exit status: the command's, 124 on timeout, ``128 + N`` when signal N killed it.
+    Installs a SIGTERM handler, so call it only in the runner process."""
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
     def _stop(signum: int, frame: object) -> None:
@@ -151,16 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     started = time.monotonic()
     try:
-        status = run(
-            argv[split + 1 :], args.cwd, args.timeout, args.memory_mb, args.fsize_mb, args.log
-        )
+        status = run(cmd, cwd, timeout, memory_mb, fsize_mb, log)
     finally:
         kill_descendants()
-    if args.log:
-        with open(args.log, "a", encoding="utf-8") as fh:
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"\n[sandbox] status {status} after {time.monotonic() - started:.1f} s\n")
     return status if status >= 0 else 128 - status
-
-
-if __name__ == "__main__":
-    sys.exit(main())
