@@ -347,17 +347,12 @@ def test_notebook_whole_scan_scores_equal_evaluate(tmp_path, no_show):
     from tumorseg.inference.evaluate import evaluate
     from tumorseg.metrics import region_scores
 
-    data = tmp_path / "ds"
-    (data / "imagesTr").mkdir(parents=True)
-    (data / "labelsTr").mkdir()
     image = make_image(shape=(40, 32, 24), box=((2, 38), (2, 30), (1, 23)), seed=7)
     label = np.zeros(image.shape[:3])
     label[8:30, 8:24, 4:18] = 1
     label[12:22, 12:20, 6:14] = 2
     label[14:18, 14:18, 8:12] = 3
-    write_case(tmp_path, image, label)
-    (tmp_path / "case.nii.gz").rename(data / "imagesTr" / "BRATS_001.nii.gz")
-    (tmp_path / "label.nii.gz").rename(data / "labelsTr" / "BRATS_001.nii.gz")
+    data = write_dataset(tmp_path, image, label)
     model = PointwiseModel()
     model.tta = "x"
     model.postprocess = {"min_component": 20, "keep_fraction": 0.0, "min_enhancing": 0}
@@ -404,6 +399,19 @@ def write_case(folder, image, label=None, affine=None):
     return path, affine
 
 
+def write_dataset(tmp_path, image, label, names=("BRATS_001",)):
+    """An MSD-style folder ``tmp_path/ds`` (imagesTr/, labelsTr/) with the same case under each
+    name (``write_case``'s affine); returns the folder."""
+    data = tmp_path / "ds"
+    (data / "imagesTr").mkdir(parents=True)
+    (data / "labelsTr").mkdir()
+    for name in names:
+        write_case(tmp_path, image, label)
+        (tmp_path / "case.nii.gz").rename(data / "imagesTr" / f"{name}.nii.gz")
+        (tmp_path / "label.nii.gz").rename(data / "labelsTr" / f"{name}.nii.gz")
+    return data
+
+
 def test_predict_cli_writes_aligned_label_map(tmp_path, tiny_weights, tiny_unet):
     import nibabel as nib
 
@@ -440,17 +448,11 @@ def test_evaluate_cli_writes_csv(tmp_path, tiny_weights, capsys):
 
     from tumorseg.inference.cli import evaluate_main as main
 
-    data = tmp_path / "ds"
-    (data / "imagesTr").mkdir(parents=True)
-    (data / "labelsTr").mkdir()
     image = make_image(shape=(24, 24, 16), box=((2, 22), (2, 22), (1, 15)), seed=5)
     label = np.zeros(image.shape[:3])
     label[8:16, 8:16, 4:12] = 1
     label[10:14, 10:14, 6:10] = 3
-    for name in ("BRATS_001", "BRATS_002"):
-        write_case(tmp_path, image, label)
-        (tmp_path / "case.nii.gz").rename(data / "imagesTr" / f"{name}.nii.gz")
-        (tmp_path / "label.nii.gz").rename(data / "labelsTr" / f"{name}.nii.gz")
+    data = write_dataset(tmp_path, image, label, ("BRATS_001", "BRATS_002"))
     out = tmp_path / "scores.csv"
     args = ["--data", str(data), "--weights", str(tiny_weights), "--out", str(out)]
     assert main([*args, "--cases", "BRATS_002"]) == 0

@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.contract import THRESHOLD
-from tumorseg.inference.postprocess import Postprocess
+from tumorseg.inference.postprocess import Postprocess, apply_to_probabilities
+from tumorseg.inference.predict import predict_volume, probabilities_to_labels
 from tumorseg.inference.score import score_labels
 
 
@@ -42,8 +43,6 @@ def score_case(
         The ``score_labels`` dict: WT/TC/ET dice, hd95, sensitivity, specificity and the
         per-class sensitivity and specificity.
     """
-    from tumorseg.inference.predict import probabilities_to_labels
-
     return score_labels(probabilities_to_labels(probs, threshold), label, spacing)
 
 
@@ -81,7 +80,6 @@ def predict_cases(
     from tqdm.auto import tqdm
 
     from tumorseg.data import open_dataset
-    from tumorseg.inference.predict import predict_volume
 
     dataset = open_dataset(data)
     selected = list(dataset) if not cases else [dataset[c] for c in cases]
@@ -100,8 +98,6 @@ def score_prediction(
 ) -> dict[str, float | str]:
     """``{"case", score_case columns..., "seconds"}`` of one prediction cleaned with ``rules``
     (the post-processing's own time is added to ``seconds``)."""
-    from tumorseg.inference.postprocess import apply_to_probabilities
-
     start = time.perf_counter()
     rules = Postprocess.from_record(rules)
     probs = apply_to_probabilities(pred.probs, rules, threshold) if rules.active else pred.probs
