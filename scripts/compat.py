@@ -34,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -222,7 +223,18 @@ def start_install(requirements: Path, workdir: Path) -> subprocess.Popen:
         str(workdir),
     ]
     with (base / "install.log").open("wb") as log:  # the child keeps its own handle
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        return subprocess.Popen(  # a process group of its own, for stop_installs
+            command, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+        )
+
+
+def stop_installs(processes) -> None:
+    """End the ``start_install`` processes still running, pip included (an interrupted or
+    failed run leaves no install behind)."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
 
 
 def finish_install(requirements: Path, workdir: Path, process: subprocess.Popen) -> dict:
@@ -324,11 +336,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             steps = ", ".join(f"{k} {wall:.0f}/{cpu:.0f}" for k, (wall, cpu) in times.items())
             print(f"== {requirements.name}: passed (wall/CPU seconds: {steps})", flush=True)
-    finally:  # an interrupted run leaves no install behind
-        for process in installs.values():
-            if process.poll() is None:
-                process.terminate()
-                process.wait()
+    finally:
+        stop_installs(installs.values())
     print(f"{len(sets)} set(s) in {time.perf_counter() - start:.0f} s of wall time")
     print(f"compat: {len(sets) - len(failed)} passed, {len(failed)} failed", flush=True)
     return 1 if failed else 0

@@ -104,3 +104,33 @@ def test_each_set_installs_in_a_process_of_its_own(tmp_path):
     assert (work / "good" / "venv" / "bin" / "python").exists()
     assert (work / "good" / "stand-in" / "google" / "colab" / "__init__.py").is_file()
     assert (work / "good" / "content").is_dir()
+
+
+@pytest.mark.slow
+def test_stop_installs_ends_the_install_and_its_pip(tmp_path, monkeypatch):
+    """An interrupted run ends every install still running, with the pip it started."""
+    import socket
+    import time
+
+    import psutil
+
+    server = socket.create_server(("127.0.0.1", 0))  # listens, never answers: pip waits
+    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "300")
+    slow = tmp_path / "slow.txt"
+    slow.write_text(f"--index-url http://127.0.0.1:{server.getsockname()[1]}/simple\nsix\n")
+    process = compat.start_install(slow, tmp_path / "work")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until pip install runs (after the venv)
+        children = psutil.Process(process.pid).children(recursive=True)
+        if any(str(slow) in c.cmdline() for c in children):  # pip install -r slow.txt
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("pip did not start")
+    time.sleep(1)
+    assert process.poll() is None, "pip should still be waiting for the index"
+    compat.stop_installs([process])
+    server.close()
+    assert process.returncode is not None
+    time.sleep(0.5)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
