@@ -79,7 +79,8 @@ release: $(STAMP)
 
 # The notebook as Colab runs it, on tests/compat/*.txt (Colab's package set, the oldest versions
 # pyproject.toml allows): fresh venvs under COMPAT_DIR, the bootstrap cell cloning this checkout's
-# committed HEAD.  Slow (downloads TensorFlow twice); not part of `make test`.
+# committed HEAD.  Slow (downloads TensorFlow twice; the sets install side by side); not part of
+# `make test`, but CI (.ci/run) runs it after `make test`.
 COMPAT_DIR ?= /tmp/tumorseg-compat
 compat: $(STAMP)
 	$(BIN)/python scripts/compat.py --workdir $(COMPAT_DIR)

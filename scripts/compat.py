@@ -7,7 +7,10 @@ oldest versions pyproject.toml allows).  For each set, in ``DIR/<set>`` (default
 ``/tmp/tumorseg-compat``, emptied first):
 
 1. a fresh venv (this interpreter's Python) with the set installed, as Colab has it before the
-   notebook runs;
+   notebook runs.  The sets install side by side, each in its own process (this script with
+   ``--install``, its output in ``DIR/<set>/install.log``, shown when the set's turn comes):
+   an install is mostly downloading and unpacking, one core each, so on a 2-core machine two
+   take little longer than one; steps 2-4 then run one set at a time;
 2. the instructor notebook's bootstrap cell (id ``colab``), with ``REPO_URL`` set by
    ``tumorseg release``'s own function to ``file://`` this checkout (its committed HEAD), runs
    in the venv's Python from ``DIR/<set>/content`` with a stand-in ``google.colab`` package on
@@ -19,7 +22,9 @@ oldest versions pyproject.toml allows).  For each set, in ``DIR/<set>`` (default
    cell's outputs must equal the stored ones, compared as nbval does (streams merged by name;
    images, widget ids, metadata and execution counts ignored).
 
-The seconds of each step are printed per set.  Exit status 1 when a set fails.
+The wall and CPU seconds of each step are printed per set (an install's wall seconds overlap
+the other sets' installs), then ``compat: N passed, N failed`` and the total wall time.  Exit
+status 1 when a set fails.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -170,25 +176,85 @@ def bootstrap_source(repo_url: str) -> str:
     return release.stamp_repo_url(cell.source, repo_url)
 
 
-def run_set(requirements: Path, workdir: Path, timeout: int) -> dict[str, tuple[float, float]]:
-    """Steps 1-4 of the module doc for one set; {step: (wall, CPU) seconds}.  Raises
-    CompatError."""
+def _paths(requirements: Path, workdir: Path) -> tuple[Path, Path, dict[str, str]]:
+    """(``DIR/<set>``, the venv's python, the environment with the venv first on PATH)."""
     base = workdir / requirements.stem
+    venv = base / "venv"
+    env = _env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
+    return base, venv / "bin" / "python", env
+
+
+def install_set(requirements: Path, workdir: Path) -> int:
+    """``--install``: step 1 for one set (``DIR/<set>`` made before), run as a process of its own
+    so that the sets install side by side; its {step: [wall, CPU]} go to ``install.json``."""
+    base, python, env = _paths(requirements, workdir)
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    try:
+        times = {
+            "venv": _step(
+                "venv", [sys.executable, "-m", "venv", str(python.parent.parent)], base, env
+            ),
+            "install set": _step(
+                f"install {requirements.name}", [*pip, "-r", str(requirements)], base, env
+            ),
+        }
+    except CompatError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
+    (base / "install.json").write_text(json.dumps(times), encoding="utf-8")
+    return 0
+
+
+def start_install(requirements: Path, workdir: Path) -> subprocess.Popen:
+    """Empty ``DIR/<set>``, lay out its ``content`` folder and stand-in ``google.colab``, and
+    start step 1 in the background (``--install``), its output to ``DIR/<set>/install.log``."""
+    base, _, _ = _paths(requirements, workdir)
     shutil.rmtree(base, ignore_errors=True)
     (base / "content").mkdir(parents=True)
     stand_in = base / "stand-in" / "google" / "colab"  # a namespace package, like protobuf's
     stand_in.mkdir(parents=True)
     (stand_in / "__init__.py").write_text('"""Stand-in for Colab\'s google.colab."""\n')
-    venv = base / "venv"
-    python = venv / "bin" / "python"
-    env = _env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    times = {
-        "venv": _step("venv", [sys.executable, "-m", "venv", str(venv)], base, env),
-        "install set": _step(
-            f"install {requirements.name}", [*pip, "-r", str(requirements)], base, env
-        ),
-    }
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--install",
+        str(requirements),
+        "--workdir",
+        str(workdir),
+    ]
+    with (base / "install.log").open("wb") as log:  # the child keeps its own handle
+        return subprocess.Popen(  # a process group of its own, for stop_installs
+            command, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+        )
+
+
+def stop_installs(processes) -> None:
+    """End the ``start_install`` processes still running, pip included (an interrupted or
+    failed run leaves no install behind)."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+
+
+def finish_install(requirements: Path, workdir: Path, process: subprocess.Popen) -> dict:
+    """Wait for ``start_install``'s process, print its log; {step: (wall, CPU)}.  Raises
+    CompatError when it failed."""
+    base, _, _ = _paths(requirements, workdir)
+    returncode = process.wait()
+    print((base / "install.log").read_text(encoding="utf-8", errors="replace"), end="", flush=True)
+    if returncode != 0:
+        raise CompatError(f"install {requirements.name}: exit status {returncode}")
+    return {k: tuple(v) for k, v in json.loads((base / "install.json").read_text()).items()}
+
+
+def run_set(
+    requirements: Path, workdir: Path, timeout: int, install: subprocess.Popen
+) -> dict[str, tuple[float, float]]:
+    """Steps 1-4 of the module doc for one set, step 1 being ``install`` (``start_install``'s
+    process); {step: (wall, CPU) seconds}.  Raises CompatError."""
+    base, python, env = _paths(requirements, workdir)
+    times = finish_install(requirements, workdir, install)
     before = _versions(python)
     cell = bootstrap_source(f"file://{ROOT}")
     boot_env = {**env, "PYTHONPATH": str(base / "stand-in")}
@@ -232,16 +298,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/tumorseg-compat"))
     parser.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     parser.add_argument("--execute", type=Path, help=argparse.SUPPRESS)  # step 4, in the venv
+    parser.add_argument("--install", type=Path, help=argparse.SUPPRESS)  # step 1 of one set
     parser.add_argument(
         "--quick",
         action="store_true",
         help="only list each set's pins of TensorFlow, Keras and numpy (no venv is made)",
     )
     args = parser.parse_args(argv)
+    args.workdir = args.workdir.resolve()  # the --install processes get it too
     if args.execute:
         return execute_and_compare(args.execute, args.timeout)
+    if args.install:
+        return install_set(args.install, args.workdir)
+    sets = [path.resolve() for path in args.sets or sorted(SETS.glob("*.txt"))]
     if args.quick:
-        return list_sets(args.sets or sorted(SETS.glob("*.txt")))
+        return list_sets(sets)
     dirty = subprocess.run(
         ["git", "status", "--porcelain", "--untracked-files=no"],
         cwd=ROOT,
@@ -250,19 +321,25 @@ def main(argv: list[str] | None = None) -> int:
     ).stdout
     if dirty:
         print("note: uncommitted changes are not in the clone the bootstrap makes", file=sys.stderr)
+    start = time.perf_counter()
+    print(f"-- installing {len(sets)} set(s) side by side: {args.workdir}/<set>/install.log")
+    installs = {requirements: start_install(requirements, args.workdir) for requirements in sets}
     failed = []
-    for requirements in args.sets or sorted(SETS.glob("*.txt")):
-        print(f"== {requirements.name}", flush=True)
-        start = time.perf_counter()
-        try:
-            times = run_set(requirements.resolve(), args.workdir, args.timeout)
-        except CompatError as exc:
-            print(f"== {requirements.name}: FAILED: {exc}", file=sys.stderr, flush=True)
-            failed.append(requirements.name)
-            continue
-        steps = ", ".join(f"{name} {wall:.0f}/{cpu:.0f}" for name, (wall, cpu) in times.items())
-        total = time.perf_counter() - start
-        print(f"== {requirements.name}: passed in {total:.0f} s (wall/CPU seconds: {steps})")
+    try:
+        for requirements in sets:
+            print(f"== {requirements.name}", flush=True)
+            try:
+                times = run_set(requirements, args.workdir, args.timeout, installs[requirements])
+            except CompatError as exc:
+                print(f"== {requirements.name}: FAILED: {exc}", file=sys.stderr, flush=True)
+                failed.append(requirements.name)
+                continue
+            steps = ", ".join(f"{k} {wall:.0f}/{cpu:.0f}" for k, (wall, cpu) in times.items())
+            print(f"== {requirements.name}: passed (wall/CPU seconds: {steps})", flush=True)
+    finally:
+        stop_installs(installs.values())
+    print(f"{len(sets)} set(s) in {time.perf_counter() - start:.0f} s of wall time")
+    print(f"compat: {len(sets) - len(failed)} passed, {len(failed)} failed", flush=True)
     return 1 if failed else 0
 
 

@@ -1,6 +1,7 @@
 """scripts/compat.py (``make compat``): the comparison of checked outputs and the sets.
 
-The runs themselves take many minutes each and are not part of ``make test``.
+The runs themselves take minutes each: not part of ``make test``; ``.ci/run`` runs ``make compat``
+after it.
 """
 
 from __future__ import annotations
@@ -84,3 +85,52 @@ def test_each_set_pins_the_three_packages_inside_pyprojects_ranges():
         lowest = min((s.version for s in spec if s.operator == ">="), default=None)
         first = Version(minimum[name]) == Version(lowest)
         assert first or (name, minimum[name]) == ("tensorflow", "2.16.1"), name
+
+
+@pytest.mark.slow
+def test_each_set_installs_in_a_process_of_its_own(tmp_path):
+    """Step 1 runs side by side for all sets (``--install`` processes); a failed install is the
+    failure of its set, named, and leaves the other set alone."""
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("# nothing to install\n")
+    bad.write_text("--no-index\nno-such-package-for-tumorseg==1.0\n")  # fails without a network
+    work = tmp_path / "work"
+    started = {path: compat.start_install(path, work) for path in (good, bad)}
+    with pytest.raises(compat.CompatError, match="install bad.txt: exit status 1"):
+        compat.finish_install(bad, work, started[bad])
+    times = compat.finish_install(good, work, started[good])
+    assert set(times) == {"venv", "install set"}
+    assert all(wall >= 0 and cpu >= 0 for wall, cpu in times.values())
+    assert (work / "good" / "venv" / "bin" / "python").exists()
+    assert (work / "good" / "stand-in" / "google" / "colab" / "__init__.py").is_file()
+    assert (work / "good" / "content").is_dir()
+
+
+@pytest.mark.slow
+def test_stop_installs_ends_the_install_and_its_pip(tmp_path, monkeypatch):
+    """An interrupted run ends every install still running, with the pip it started."""
+    import socket
+    import time
+
+    import psutil
+
+    server = socket.create_server(("127.0.0.1", 0))  # listens, never answers: pip waits
+    monkeypatch.setenv("PIP_DEFAULT_TIMEOUT", "300")
+    slow = tmp_path / "slow.txt"
+    slow.write_text(f"--index-url http://127.0.0.1:{server.getsockname()[1]}/simple\nsix\n")
+    process = compat.start_install(slow, tmp_path / "work")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until pip install runs (after the venv)
+        children = psutil.Process(process.pid).children(recursive=True)
+        if any(str(slow) in c.cmdline() for c in children):  # pip install -r slow.txt
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("pip did not start")
+    time.sleep(1)
+    assert process.poll() is None, "pip should still be waiting for the index"
+    compat.stop_installs([process])
+    server.close()
+    assert process.returncode is not None
+    time.sleep(0.5)
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
