@@ -71,7 +71,7 @@ test: patches lint
 
 # The hardware first (CPU model, its flags, oneDNN on or off): every figure below depends on it.
 bench: patches
-	@$(BIN)/python -m tumorseg.hardware
+	@$(BIN)/tumorseg hardware
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 release: $(STAMP)

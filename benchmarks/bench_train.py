@@ -9,7 +9,7 @@
    in its own child process, on both of TensorFlow's CPU code paths (oneDNN on, and off with
    ``TF_ENABLE_ONEDNN_OPTS=0``: the Eigen path of CPUs without oneDNN), side by side: s/step
    (the first step compiles, the figure is the median of the rest) and the child's peak RSS.
-3. The GPU figure recorded by the shipped model's manifest (no GPU was used by this benchmark).
+3. The training rate recorded by the shipped model's manifest, on the machine it names.
 
 usage: python benchmarks/bench_train.py [--steps N] [--base N] [--quick]
        python benchmarks/bench_train.py --child {float32,bf16}   (one measurement, as JSON)
@@ -33,6 +33,12 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from tumorseg.quiet import import_backend  # noqa: E402
+
+# Keras and TensorFlow without the runtime's start-up lines, before tumorseg.train imports them;
+# spawned input workers re-run these imports, so they stay quiet too
+import_backend()
 
 from tumorseg.hardware import CODE_PATHS, onednn_env  # noqa: E402
 from tumorseg.model.pretrained import manifest_path  # noqa: E402
@@ -129,9 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--quick", action="store_true", help="a tiny smoke run (figures meaningless)")
     args = p.parse_args(argv)
-    from tumorseg.quiet import import_backend
-
-    import_backend()  # Keras and TensorFlow without the runtime's start-up lines
     if not (STORE / "config.json").is_file():
         print(f"no patch store at {STORE}: run `make patches` first")
         return 1
@@ -163,12 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     batch = shipped.get("batch_size") or shipped.get("distribution", {}).get("global_batch")
     rate = shipped["steps"] * batch / shipped["train_seconds"]
     print(
-        f"\nGPU: not measured here (this machine has none). The shipped model's manifest "
-        f"records {shipped['steps']} steps of batch {batch} in {shipped['train_seconds']:.0f} s "
-        f"on {shipped['machine']}, {shipped['precision']}, base "
-        f"{shipped['config']['n_base_filters']}: {rate:.0f} patches/s consumed; feeding that "
-        f"from the store takes about {rate / max(produced[levels[-1]], 1e-9):.1f}x this "
-        f"machine's best '{levels[-1]}' input rate (--workers N --processes on a many-core host)."
+        f"\nshipped model (its manifest, not measured here): {shipped['steps']} steps of batch "
+        f"{batch} in {shipped['train_seconds']:.0f} s on {shipped['machine']}, "
+        f"{shipped['precision']}, base {shipped['config']['n_base_filters']}: {rate:.2f} "
+        f"patches/s consumed, {rate / max(produced[levels[-1]], 1e-9):.2f}x this machine's best "
+        f"'{levels[-1]}' input rate (--workers N --processes feed faster hosts)."
     )
     return 0
 

@@ -31,6 +31,7 @@ CASES = {
     "score": (["score", "--pred", "NOTHING/preds", "--labels", "labels"], "NOTHING"),
     "release": (["release", "--source", "NOTHING/nb.ipynb", "--out", "s.ipynb"], "NOTHING"),
     "grade": (["grade", "NOTHING/nb.ipynb", "--out", "g"], "NOTHING"),
+    "hardware": (["hardware", "--nope"], "--nope"),
 }
 
 
@@ -54,6 +55,16 @@ def test_user_errors_go_to_stderr_with_status_2(name, tmp_path, monkeypatch, cap
 
 def test_every_command_is_covered():
     assert set(CASES) - {"unknown"} == set(COMMANDS)
+
+
+def test_hardware_prints_the_cpu_report(capsys, monkeypatch):
+    """``tumorseg hardware`` prints the CPU, its flags and the oneDNN state (what `make bench`
+    prints first), with the value of TF_ENABLE_ONEDNN_OPTS that decided it."""
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert main(["hardware"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["CPU", "CPU flags", "oneDNN"]
+    assert lines[2] == "oneDNN: off, Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0)"
 
 
 def test_fail_takes_an_exception_message_without_quotes(capsys):

@@ -8,7 +8,9 @@ is left out (it needs the real data and is maintained apart).
 
 from __future__ import annotations
 
+import os
 import runpy
+import subprocess
 import sys
 from pathlib import Path
 
@@ -47,3 +49,25 @@ def test_quick_mode_runs(name, monkeypatch, capsys):
     assert out.strip(), "printed nothing"
     # no quick mode touches the shipped model (ship_model ships into a temporary copy)
     assert {p: p.stat().st_mtime_ns for p in shipped} == shipped
+
+
+def test_bench_train_imports_the_backend_quietly():
+    """Importing ``bench_train`` (what its spawned input workers do, as ``__mp_main__``) loads
+    TensorFlow without the runtime's start-up lines on stderr."""
+    from tumorseg.quiet import is_runtime_log_line
+
+    code = (
+        "import importlib.util, sys; "
+        "spec = importlib.util.spec_from_file_location('__mp_main__', sys.argv[1]); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "print('tensorflow' in sys.modules)"
+    )
+    path = str(ROOT / "benchmarks" / "bench_train.py")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, path], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["True"]  # the import did load TensorFlow
+    runtime = [line for line in done.stderr.splitlines() if is_runtime_log_line(line, 3)]
+    assert runtime == [], done.stderr[-3000:]

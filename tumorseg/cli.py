@@ -6,8 +6,8 @@ it has several); library modules hold none.  This module dispatches, importing t
 module lazily so ``tumorseg --help`` is fast.
 
 User errors are reported one way by every command, through ``fail`` (:mod:`tumorseg.errors`,
-where the exit statuses are described; re-exported here with ``USER_ERROR`` for older
-imports).  A ``DataError`` that a command does not handle itself is reported the same way here.
+where the exit statuses are described; also importable from here with ``USER_ERROR``).  A
+``DataError`` that a command does not handle itself is reported the same way here.
 """
 
 from __future__ import annotations
@@ -59,7 +59,25 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "generate the student notebook from the instructor one",
     ),
     "grade": ("tumorseg.course.grading.cli", "grade_main", "autograde student notebooks"),
+    "hardware": (
+        "tumorseg.cli",
+        "hardware_main",
+        "what this CPU gives TensorFlow: model, flags, oneDNN on or off",
+    ),
 }
+
+
+def hardware_main(argv: list[str]) -> int:
+    """``tumorseg hardware``: print ``tumorseg.hardware.report()`` (the CPU model and cores, its
+    flags of interest, whether oneDNN is on); takes no options."""
+    import argparse
+
+    from tumorseg.hardware import report
+
+    parser = argparse.ArgumentParser(prog="tumorseg hardware", description=COMMANDS["hardware"][2])
+    parser.parse_args(argv)
+    print(report())
+    return 0
 
 
 def _usage() -> str:

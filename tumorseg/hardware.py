@@ -1,6 +1,6 @@
 """What this machine's CPU offers the deep-learning backend, in one place.
 
-    python -m tumorseg.hardware      # what `make bench` prints first
+    tumorseg hardware      # the report below; `make bench` prints it first
 
 :func:`cpu_info` reads the CPU model, the instruction-set flags that decide TensorFlow's speed
 (:data:`FLAGS_OF_INTEREST`) and the core count; on Linux from ``/proc/cpuinfo``, elsewhere
@@ -147,7 +147,3 @@ def onednn_env(value: str | None) -> Iterator[None]:
             os.environ.pop("TF_ENABLE_ONEDNN_OPTS", None)
         else:
             os.environ["TF_ENABLE_ONEDNN_OPTS"] = saved
-
-
-if __name__ == "__main__":
-    print(report())
