@@ -16,11 +16,13 @@ from tumorseg.inference import (
 )
 from tumorseg.inference.predict import (
     MAX_TILE_VOXELS,
+    SLAB_DEPTH,
     gaussian_weight,
     paste_region,
     prepare_region,
     resolve_standardize,
     sliding_window,
+    trim_tile,
 )
 from tumorseg.patches import standardize_patch
 from tumorseg.viz import predict_and_viz
@@ -226,6 +228,60 @@ def test_plan_tiles_covers_region():
         plan_tiles((20, 20, 20), None, 1.0)
 
 
+def test_plan_tiles_cuts_axial_slabs_when_the_whole_crop_does_not_fit():
+    """A BraTS brain crop over the budget goes through as slabs of the crop's whole x-y extent
+    and SLAB_DEPTH (the training patches') slices; a grid of tiles when a slab is too big."""
+    ts, starts = plan_tiles((149, 178, 138), None, 0.1, max_voxels=600_000)
+    assert ts == (152, 184, SLAB_DEPTH) and SLAB_DEPTH == 16
+    assert starts[:2] == [[0], [0]] and len(starts[2]) == 10 and starts[2][-1] == 138 - 16
+    assert all(b - a < 16 for a, b in zip(starts[2], starts[2][1:]))  # they overlap
+    ts, starts = plan_tiles((149, 178, 138), None, 0.1, max_voxels=300_000)
+    assert np.prod(ts) <= 300_000 and len(starts[0]) * len(starts[1]) > 1
+
+
+def test_trim_tile_keeps_the_brain_and_a_margin_inside_the_tile():
+    mask = np.zeros((64, 48, 32), bool)
+    mask[20:25, 10:12, 3:5] = True
+    tile = (64, 48, 32)
+    # x: 5 voxels + 2 x 8 margin -> 24, centred; y and z: pushed back inside the tile
+    assert trim_tile(mask, (0, 0, 0), tile, margin=8) == ((10, 0, 0), (24, 24, 24))
+    assert trim_tile(mask, (0, 0, 0), tile, margin=0) == ((18, 7, 0), (8, 8, 8))
+    assert trim_tile(mask, (0, 0, 16), (64, 48, 16)) is None  # no brain in that tile
+    mask[:] = True  # the brain fills the tile: nothing to trim
+    assert trim_tile(mask, (0, 0, 16), (64, 48, 16)) == ((0, 0, 16), (64, 48, 16))
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # always inside the tile, multiples of 8, the brain and margin kept
+        mask = np.zeros((64, 48, 32), bool)
+        lo = rng.integers(0, [60, 44, 28])
+        hi = lo + rng.integers(1, 5, 3)
+        mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+        (sx, sy, sz), size = trim_tile(mask, (0, 0, 0), tile, margin=4)
+        for a, n, t, low, high in zip((sx, sy, sz), size, tile, lo, hi):
+            assert n % 8 == 0 and 0 <= a and a + n <= t
+            assert a <= max(low - 4, 0) and a + n >= min(high + 4, t)
+
+
+def test_sliding_window_trims_tiles_to_the_mask_and_skips_empty_ones():
+    rng = np.random.default_rng(7)
+    mask = np.zeros((64, 48, 48), bool)
+    mask[4:30, 6:40, 2:20] = True
+    work = rng.normal(size=(4, 64, 48, 48)).astype(np.float32) * mask
+    size, starts = plan_tiles(work.shape[1:], (64, 48, 16), 0.0)
+    seen = []
+
+    def predict(batch):
+        seen.append(batch.shape)
+        return pointwise(batch).astype(np.float32)
+
+    out = sliding_window(work, predict, size, starts, batch_size=2, mask=mask, margin=0)
+    # slab z 0-16 trimmed to 32x40x16, slab 16-32 to 32x40x8 (a batch each: other sizes),
+    # slab 32-48 holds no brain and is skipped
+    assert seen == [(1, 4, 32, 40, 16), (1, 4, 32, 40, 8)]
+    reference = pointwise_reference(work)
+    np.testing.assert_allclose(out[:, mask], reference[:, mask], rtol=1e-5, atol=1e-6)
+    assert (out[..., 32:] == 0).all() and (out[:, 40:] == 0).all()  # not predicted: 0
+
+
 def test_gaussian_weight_peaks_in_the_centre():
     w = gaussian_weight((16, 8, 24))
     assert w.shape == (16, 8, 24) and w.dtype == np.float32
@@ -276,6 +332,7 @@ def test_fixed_size_keras_model_is_wrapped(keras_pointwise):
     assert wrapper is not keras_pointwise and wrapper.input_shape == (None, 4, None, None, None)
     assert _flexible(keras_pointwise, 4, (32, 8, 8)) is wrapper  # built once per model
     assert _flexible(keras_pointwise, 4, (8, 8, 8)) is keras_pointwise  # its own size
+    assert _flexible(keras_pointwise, 4, None) is wrapper  # any size (trimmed tiles)
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,13 @@
 """Whole-scan prediction: crop to the brain, standardize, tile, batch, blend, put back.
 
 The model is fully convolutional, so a tile need not be 160x160x16: by default the whole
-cropped brain goes through in one pass when it fits ``MAX_TILE_VOXELS``, and is otherwise cut
-into a few large, overlapping tiles (a BraTS brain crop: about four) blended with a Gaussian
-weight (nnU-Net style), so tile borders, which see less context, count less.
+cropped brain goes through in one pass when it fits ``MAX_TILE_VOXELS``; otherwise it is cut
+into overlapping axial slabs as deep as the training patches (``SLAB_DEPTH`` slices, the
+brain's whole x-y extent; a BraTS brain crop: about ten), or into a few large tiles when a slab
+does not fit.  Each tile is trimmed to the brain it holds plus ``TRIM_MARGIN`` voxels of
+background (a slab near the top of the head is much smaller than one through its middle), and
+overlapping tiles are blended with a Gaussian weight (nnU-Net style), so tile borders, which see
+less context, count less.
 """
 
 from __future__ import annotations
@@ -15,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.contract import RAW, THRESHOLD, is_on
+from tumorseg.contract import N_CLASSES, PATCH_SIZE, RAW, THRESHOLD, is_on
 from tumorseg.inference.postprocess import Mirror, Postprocess, apply_to_probabilities, mirrored
 from tumorseg.patches.standardize import DEFAULT_MODE, standardize_patch
 
 #: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 0.9 GiB
 #: of activations at n_base_filters=16 with oneDNN (0.6 GiB without), so a whole-scan
 #: prediction keeps the course notebook within 3 GB on a laptop; a 240x240x155 brain crop
-#: (3.6-4 M voxels) runs as about a dozen tiles, in the same time as four of twice the size
-#: (``benchmarks/bench_inference.py``).  The tile is made smaller still when the free memory is
+#: (3.3-4 M voxels) runs as about ten slabs of 16 slices (0.4-0.5 M voxels each before
+#: trimming; ``benchmarks/bench_inference.py``).  The tile is made smaller still when the free memory is
 #: short (see ``auto_max_voxels``); pass ``tile=`` for bigger ones.
 MAX_TILE_VOXELS = 600_000
 
@@ -36,6 +40,14 @@ BYTES_PER_VOXEL_16 = 1200
 
 #: Spatial sizes given to the model are multiples of this (2**(depth-1) for the course U-Net).
 DIVISOR = 8
+
+#: Depth (z slices) of the axial slabs a brain is cut into when it does not fit one tile: the
+#: depth of the training patches.
+SLAB_DEPTH = PATCH_SIZE[2]
+
+#: Background voxels kept on each side of the brain when a tile is trimmed to the brain it
+#: holds (``trim_tile``); beyond them the model sees its zero padding instead of more background.
+TRIM_MARGIN = 8
 
 
 def brain_bbox(image: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -124,8 +136,9 @@ def plan_tiles(
         size: (X, Y, Z) of the region to cover (the brain crop).
         tile: requested tile size; each entry is rounded up to a multiple of 8 and shrunk to the
             region (rounded up to 8).  ``None``: the whole region when it has at most
-            ``max_voxels`` voxels, otherwise the region is split, largest axis first, into the
-            fewest overlapping tiles that fit.
+            ``max_voxels`` voxels; otherwise axial slabs of the region's whole x-y extent and
+            ``SLAB_DEPTH`` slices when one fits ``max_voxels``; otherwise the region is split,
+            largest axis first, into the fewest overlapping tiles that fit.
         overlap: fraction of a tile shared with its neighbour along an axis with several tiles.
         max_voxels: tile budget for ``tile=None`` (default ``MAX_TILE_VOXELS``).
 
@@ -141,6 +154,9 @@ def plan_tiles(
     if tile is None:
         n = [1, 1, 1]
         ts = [_tile_size(s, 1, overlap) for s in size]
+        slab = [ts[0], ts[1], min(ts[2], SLAB_DEPTH)]
+        if math.prod(ts) > max_voxels and math.prod(slab) <= max_voxels:
+            ts = slab
         while math.prod(ts) > max_voxels and max(ts) > DIVISOR:
             a = int(np.argmax(ts))
             n[a] += 1
@@ -179,8 +195,9 @@ def gaussian_weight(tile: Sequence[int], sigma_scale: float = 0.125) -> np.ndarr
     return np.maximum(w / w.max(), 1e-6).astype(np.float32)
 
 
-def _flexible(model: Any, n_channels: int, tile: tuple[int, int, int]) -> Any:
-    """``model`` itself, or a wrapper accepting ``tile`` when it was built for one fixed size.
+def _flexible(model: Any, n_channels: int, tile: tuple[int, int, int] | None) -> Any:
+    """``model`` itself, or a wrapper accepting ``tile`` (``None``: any size) when it was built
+    for one fixed size.
 
     A Keras functional model built for one input size (e.g. ``contract.INPUT_SHAPE``) rejects other
     sizes (its input spec); running its graph (``model.call``) on a new
@@ -193,7 +210,9 @@ def _flexible(model: Any, n_channels: int, tile: tuple[int, int, int]) -> Any:
         return model
     if not isinstance(shape, tuple) or len(shape) != 5:
         return model
-    if all(s is None or s == t for s, t in zip(shape[2:], tile)):
+    if tile is not None and all(s is None or s == t for s, t in zip(shape[2:], tile)):
+        return model
+    if all(s is None for s in shape[2:]):
         return model
     try:
         return _ANY_SIZE[model]
@@ -236,10 +255,10 @@ def predict_volume(
     """Class probabilities for a whole scan.
 
     Steps: plan the tiles over the bounding box of the nonzero (brain) voxels (``plan_tiles``);
-    cut that box out, extended with background to the tile grid and standardized exactly as
-    training did (``prepare_region``); run the tiles through the model ``batch_size`` at a time
-    and blend overlapping tiles with a Gaussian weight (``sliding_window``); paste the result
-    into a zero volume (``paste_region``).
+    cut that box out, extended with background to the tile grid (``cut_region``), and
+    standardize it exactly as training did; trim each tile to the brain it holds, run the tiles
+    through the model ``batch_size`` at a time and blend overlapping tiles with a Gaussian
+    weight (``sliding_window``); paste the result into a zero volume (``paste_region``).
 
     Args:
         image: (X, Y, Z, C) raw intensities, channels last as ``load_case`` returns them
@@ -248,18 +267,17 @@ def predict_volume(
             ``unet_model_3d``/``load_pretrained``; a fixed-input-size Keras model is wrapped to
             accept other sizes.  Any callable returning an array also works.
         overlap: fraction of a tile shared with its neighbour where an axis needs several tiles
-            (ignored where one tile covers the axis).  The default 0.1 blends the seams of a few
-            large tiles; more overlap costs time (0.25 makes a whole scan about 1.4x slower).
+            (ignored where one tile covers the axis).  The default 0.1 blends the seams of the
+            slabs; more overlap costs time.
         batch_size: tiles per forward pass (capped so a batch fits ``auto_max_voxels``).
         standardize: "brain", "slice" or "none"; ``None`` reads ``model.standardize`` or
             ``model.manifest["standardize"]`` and falls back to "brain" (see
             ``resolve_standardize``).  It must be what the model was trained with.
         tile: (TX, TY, TZ) tile size (rounded up to multiples of 8); ``None`` chooses the whole
             brain crop in one pass when it fits the budget of ``auto_max_voxels`` (at most
-            ``MAX_TILE_VOXELS`` voxels, less when free memory is short), else a few large tiles.
-            A model trained on thin 160x160x16 patches sees far more z context in one big
-            tile; ``tile=(240, 240, 16), overlap=0.5`` feeds it training-like slabs instead
-            (about 2.2x the time; see CHANGES.md).
+            ``MAX_TILE_VOXELS`` voxels, less when free memory is short), else axial slabs of
+            ``SLAB_DEPTH`` slices (as deep as the training patches) across the crop's x-y
+            extent, else a few large tiles (``plan_tiles``).
         tta: test-time mirroring (``Mirror``: "none", "x" or "xyz"): the tiles' predictions are
             averaged over mirrored copies (2 or 8 passes).  ``None``: ``model.tta`` (from the
             manifest, see ``load_pretrained``), else none.
@@ -288,11 +306,13 @@ def predict_volume(
     tile_size, starts = plan_tiles(size, tile, overlap, budget if tile is None else None)
     # batch as many tiles as the memory budget allows, up to batch_size
     batch_size = max(1, min(batch_size, budget // math.prod(tile_size)))
-    work, origin = prepare_region(image, box, tile_size, mode)
-    net = _flexible(model, image.shape[-1], tile_size)
+    region, origin = cut_region(image, box, tile_size)
+    brain = np.any(region != 0, axis=0)
+    work = _standardized(region, mode)
+    net = _flexible(model, image.shape[-1], None)  # trimmed tiles come in several sizes
     mirror = Mirror(tta if tta is not None else getattr(model, "tta", None) or Mirror.NONE)
     run = mirrored(lambda batch: _run(net, batch), mirror)
-    probs = sliding_window(work, run, tile_size, starts, batch_size)
+    probs = sliding_window(work, run, tile_size, starts, batch_size, mask=brain)
     probs = paste_region(probs, box, origin, image.shape[:3])
     rules = Postprocess.from_record(
         postprocess if postprocess is not None else getattr(model, "postprocess", None)
@@ -300,10 +320,10 @@ def predict_volume(
     return apply_to_probabilities(probs, rules, threshold) if rules.active else probs
 
 
-def prepare_region(
-    image: np.ndarray, box: tuple[slice, slice, slice], tile_size: Sequence[int], mode: str
+def cut_region(
+    image: np.ndarray, box: tuple[slice, slice, slice], tile_size: Sequence[int]
 ) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """Cut the model's input out of a scan: crop, extend with background, standardize.
+    """Cut the model's region out of a scan, as raw intensities: crop and extend with background.
 
     Args:
         image: (X, Y, Z, C) raw intensities.
@@ -311,25 +331,82 @@ def prepare_region(
         tile_size: (TX, TY, TZ); the region is widened symmetrically to at least this size
             along each axis, and whatever then lies outside the image is zero (background),
             like the image's own border.
-        mode: ``standardize_patch`` mode, or "none" for raw intensities.
 
     Returns:
-        ``(work, origin)``: work (C, EX, EY, EZ) float32 channels-first, ``EX = max(box size,
-        TX)`` ...; origin the image coordinates of ``work[:, 0, 0, 0]`` (may be negative).
+        ``(region, origin)``: region (C, EX, EY, EZ) float32 channels-first, ``EX = max(box
+        size, TX)`` ...; origin the image coordinates of ``region[:, 0, 0, 0]`` (may be
+        negative).
     """
     size = [s.stop - s.start for s in box]
     extent = [max(s, int(t)) for s, t in zip(size, tile_size)]
     origin = tuple(b.start - (e - s) // 2 for b, e, s in zip(box, extent, size))
-    work = np.zeros((image.shape[-1], *extent), np.float32)
+    region = np.zeros((image.shape[-1], *extent), np.float32)
     src, dst = [], []
     for o, e, dim in zip(origin, extent, image.shape[:3]):
         lo, hi = max(o, 0), min(o + e, dim)
         src.append(slice(lo, hi))
         dst.append(slice(lo - o, hi - o))
-    work[(slice(None), *dst)] = np.moveaxis(image[tuple(src)], -1, 0)
-    if mode != RAW:
-        work = standardize_patch(work, mode).astype(np.float32, copy=False)
-    return work, (origin[0], origin[1], origin[2])
+    region[(slice(None), *dst)] = np.moveaxis(image[tuple(src)], -1, 0)
+    return region, (origin[0], origin[1], origin[2])
+
+
+def prepare_region(
+    image: np.ndarray, box: tuple[slice, slice, slice], tile_size: Sequence[int], mode: str
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Cut the model's input out of a scan: ``cut_region``, then standardize.
+
+    Args:
+        image, box, tile_size: as for ``cut_region``.
+        mode: ``standardize_patch`` mode, or "none" for raw intensities.
+
+    Returns:
+        ``(work, origin)``: the standardized region (C, EX, EY, EZ) float32 and its origin, as
+        ``cut_region`` returns them.
+    """
+    work, origin = cut_region(image, box, tile_size)
+    return _standardized(work, mode), origin
+
+
+def _standardized(region: np.ndarray, mode: str) -> np.ndarray:
+    if mode == RAW:
+        return region
+    return standardize_patch(region, mode).astype(np.float32, copy=False)
+
+
+def trim_tile(
+    mask: np.ndarray,
+    corner: Sequence[int],
+    tile_size: Sequence[int],
+    margin: int = TRIM_MARGIN,
+) -> tuple[tuple[int, int, int], tuple[int, int, int]] | None:
+    """The part of a tile worth predicting: the brain it holds, with some background around.
+
+    Args:
+        mask: (EX, EY, EZ) bool, True on brain voxels (nonzero input).
+        corner: the tile's first voxel (i, j, k) in ``mask``.
+        tile_size: (TX, TY, TZ), multiples of ``DIVISOR``.
+        margin: background voxels kept on each side of the brain's bounding box in the tile.
+
+    Returns:
+        ``(start, size)`` of a box inside the tile: the bounding box of ``mask`` in the tile,
+        widened by ``margin`` per side and then to a multiple of ``DIVISOR`` (about its centre,
+        kept inside the tile); ``None`` when the tile holds no brain voxel.
+    """
+    region = tuple(slice(c, c + t) for c, t in zip(corner, tile_size))
+    part = mask[region]
+    if not part.any():
+        return None
+    start, size = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        hit = np.flatnonzero(part.any(axis=other))
+        t = int(tile_size[axis])
+        length = min(_round_up(int(hit[-1] - hit[0] + 1) + 2 * margin), t)
+        lo = (int(hit[0]) + int(hit[-1]) + 1 - length) // 2
+        lo = min(max(lo, 0), t - length)
+        start.append(int(corner[axis]) + lo)
+        size.append(length)
+    return (start[0], start[1], start[2]), (size[0], size[1], size[2])
 
 
 def sliding_window(
@@ -338,43 +415,76 @@ def sliding_window(
     tile_size: Sequence[int],
     starts: Sequence[Sequence[int]],
     batch_size: int = 1,
+    mask: np.ndarray | None = None,
+    margin: int = TRIM_MARGIN,
 ) -> np.ndarray:
     """Run ``predict`` over overlapping tiles of ``work`` and blend them into one map.
 
     Args:
         work: (C, EX, EY, EZ) model input (``prepare_region``); not modified.
-        predict: maps a batch (B, C, TX, TY, TZ) to (B, K, TX, TY, TZ) float32.
+        predict: maps a batch (B, C, x, y, z) to (B, K, x, y, z) float32; x, y, z are the tile
+            size, or smaller where ``mask`` trims a tile.
         tile_size: (TX, TY, TZ), at most ``work``'s spatial size.
         starts: tile offsets per axis (``plan_tiles``); tiles must cover ``work``.
-        batch_size: tiles per ``predict`` call.
+        batch_size: tiles per ``predict`` call (tiles of one size go together).
+        mask: (EX, EY, EZ) bool brain mask, or ``None``.  When given, each tile is trimmed to
+            the brain it holds (``trim_tile`` with ``margin``) and a tile with no brain voxel is
+            skipped; voxels that no trimmed tile covers get probability 0.
+        margin: background kept around the brain in a trimmed tile.
 
     Returns:
         (K, EX, EY, EZ) float32: one tile's output where a single tile covers ``work``, else the
-        Gaussian-weighted mean (``gaussian_weight``) of the tiles covering each voxel.
+        Gaussian-weighted mean (``gaussian_weight`` of the whole tile, cut to the trimmed part)
+        of the tiles covering each voxel.
     """
-    tx, ty, tz = (int(t) for t in tile_size)
+    tile = tuple(int(t) for t in tile_size)
     extent = work.shape[1:]
     corners = [(i, j, k) for i in starts[0] for j in starts[1] for k in starts[2]]
+    # (corner, start, size) of each part to predict: whole tiles, or trimmed to the brain
+    parts = []
+    for corner in corners:
+        box = (corner, tile) if mask is None else trim_tile(mask, corner, tile, margin)
+        if box is not None:
+            parts.append((corner, *box))
     single = len(corners) == 1
-    weight = None if single else gaussian_weight((tx, ty, tz))
+    weight = None if single else gaussian_weight(tile)
     acc: np.ndarray | None = None
     wsum = None if single else np.zeros(extent, np.float32)
-    for batch_corners in _progress(_batches(corners, batch_size), len(corners), batch_size):
-        batch = np.stack([work[:, i : i + tx, j : j + ty, k : k + tz] for i, j, k in batch_corners])
-        pred = predict(batch)
+    batches = list(_same_size_batches(parts, batch_size))
+    for batch in _progress(batches):
+        pred = predict(np.stack([work[(slice(None), *_slices(a, n))] for _, a, n in batch]))
         if acc is None:
             acc = np.zeros((pred.shape[1], *extent), np.float32)
-        for (i, j, k), p in zip(batch_corners, pred):
-            region = (slice(i, i + tx), slice(j, j + ty), slice(k, k + tz))
+        for (corner, start, size), p in zip(batch, pred):
+            region = _slices(start, size)
             if single:
                 acc[(slice(None), *region)] = p
-            else:
-                acc[(slice(None), *region)] += p * weight
-                wsum[region] += weight
-    assert acc is not None
+                continue
+            w = weight[_slices([a - c for a, c in zip(start, corner)], size)]
+            acc[(slice(None), *region)] += p * w
+            wsum[region] += w
+    if acc is None:  # no tile held a brain voxel
+        return np.zeros((N_CLASSES, *extent), np.float32)
     if not single:
-        acc /= wsum
+        np.divide(acc, wsum, out=acc, where=wsum > 0)
     return acc
+
+
+def _same_size_batches(parts: list, size: int) -> Iterator[list]:
+    """Consecutive runs of ``parts`` ((corner, start, size) triples) of one tile size, at most
+    ``size`` long: a batch stacks tiles of one shape."""
+    batch: list = []
+    for part in parts:
+        if batch and (len(batch) == size or part[2] != batch[0][2]):
+            yield batch
+            batch = []
+        batch.append(part)
+    if batch:
+        yield batch
+
+
+def _slices(start: Sequence[int], size: Sequence[int]) -> tuple[slice, slice, slice]:
+    return tuple(slice(int(a), int(a) + int(n)) for a, n in zip(start, size))  # type: ignore[return-value]
 
 
 def paste_region(
@@ -398,18 +508,12 @@ def _n_outputs(model: Any) -> int:
     return 3
 
 
-def _batches(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _progress(it: Iterator[list], n_items: int, batch_size: int) -> Iterator[list]:
-    n_batches = -(-n_items // batch_size)
-    if n_batches < 2:
-        return it
+def _progress(batches: list[list]) -> Iterator[list]:
+    if len(batches) < 2:
+        return iter(batches)
     from tqdm.auto import tqdm
 
-    return tqdm(it, total=n_batches, desc="predict", unit="batch", leave=False)
+    return tqdm(batches, desc="predict", unit="batch", leave=False)
 
 
 def probabilities_to_labels(probs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
