@@ -6,7 +6,7 @@ import pytest
 
 #: The validation patient scored here (never trained on; ../shared/real-brats-scans/valid).
 CASE = "Brats18_TCIA01_499_1"
-#: Lowest acceptable whole-tumour Dice on CASE: the shipped model scores 0.877 there with
+#: Lowest acceptable whole-tumour Dice on CASE: the shipped model scores 0.878 there with
 #: `tumorseg evaluate`'s defaults (the manifest's "real_valid" record), less a margin for CPU
 #: kernel differences.  The synthetic-only model before it scored 0.549.
 WT_FLOOR = 0.85

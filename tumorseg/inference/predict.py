@@ -4,10 +4,10 @@ The model is fully convolutional, so a tile need not be 160x160x16: by default t
 cropped brain goes through in one pass when it fits ``MAX_TILE_VOXELS``; otherwise it is cut
 into overlapping axial slabs as deep as the training patches (``SLAB_DEPTH`` slices, the
 brain's whole x-y extent; a BraTS brain crop: about ten), or into a few large tiles when a slab
-does not fit.  Each tile is trimmed to the brain it holds plus ``TRIM_MARGIN`` voxels of
-background (a slab near the top of the head is much smaller than one through its middle), and
-overlapping tiles are blended with a Gaussian weight (nnU-Net style), so tile borders, which see
-less context, count less.
+does not fit.  Each tile is trimmed to the bounding box of the brain it holds, plus
+``TRIM_MARGIN`` voxels of background (a slab near the top of the head is much smaller than one
+through its middle), and overlapping tiles are blended with a Gaussian weight (nnU-Net style),
+so tile borders, which see less context, count less.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ SLAB_DEPTH = PATCH_SIZE[2]
 
 #: Background voxels kept on each side of the brain when a tile is trimmed to the brain it
 #: holds (``trim_tile``); beyond them the model sees its zero padding instead of more background.
-TRIM_MARGIN = 8
+#: 0 and 8 scored the same on the real validation patients (mean Dice within 0.002); 0 is about
+#: 10 % faster.
+TRIM_MARGIN = 0
 
 
 def brain_bbox(image: np.ndarray) -> tuple[slice, slice, slice] | None:
