@@ -311,6 +311,7 @@ def predict_volume(
     region, origin = cut_region(image, box, tile_size)
     brain = np.any(region != 0, axis=0)
     work = _standardized(region, mode)
+    del region  # the raw copy (when standardized): not kept through the model's passes
     net = _flexible(model, image.shape[-1], None)  # trimmed tiles come in several sizes
     mirror = Mirror(tta if tta is not None else getattr(model, "tta", None) or Mirror.NONE)
     run = mirrored(lambda batch: _run(net, batch), mirror)
