@@ -62,7 +62,11 @@ def brain_bbox(image: np.ndarray) -> tuple[slice, slice, slice] | None:
         Three slices ``(sx, sy, sz)`` such that ``image[sx, sy, sz]`` holds every nonzero voxel,
         or ``None`` when the image is all zero.
     """
-    mask = np.any(image != 0, axis=-1)
+    return _mask_bbox(np.any(image != 0, axis=-1))
+
+
+def _mask_bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+    """Bounding box of the True voxels of an (X, Y, Z) mask as three slices; None if none."""
     if not mask.any():
         return None
     box = []
@@ -395,19 +399,15 @@ def trim_tile(
         widened by ``margin`` per side and then to a multiple of ``DIVISOR`` (about its centre,
         kept inside the tile); ``None`` when the tile holds no brain voxel.
     """
-    region = tuple(slice(c, c + t) for c, t in zip(corner, tile_size))
-    part = mask[region]
-    if not part.any():
+    box = _mask_bbox(mask[_slices(corner, tile_size)])
+    if box is None:
         return None
     start, size = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(part.any(axis=other))
-        t = int(tile_size[axis])
-        length = min(_round_up(int(hit[-1] - hit[0] + 1) + 2 * margin), t)
-        lo = (int(hit[0]) + int(hit[-1]) + 1 - length) // 2
-        lo = min(max(lo, 0), t - length)
-        start.append(int(corner[axis]) + lo)
+    for c, t, hit in zip(corner, tile_size, box):
+        t = int(t)
+        length = min(_round_up(hit.stop - hit.start + 2 * margin), t)
+        lo = min(max((hit.start + hit.stop - length) // 2, 0), t - length)
+        start.append(int(c) + lo)
         size.append(length)
     return (start[0], start[1], start[2]), (size[0], size[1], size[2])
 
@@ -508,7 +508,7 @@ def _n_outputs(model: Any) -> int:
     shape = getattr(model, "output_shape", None)
     if isinstance(shape, tuple) and len(shape) == 5 and shape[1]:
         return int(shape[1])
-    return 3
+    return N_CLASSES
 
 
 def _progress(batches: list[list]) -> Iterator[list]:
