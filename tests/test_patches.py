@@ -223,6 +223,40 @@ def test_store_with_background_patches_and_no_valid_split(fake_data, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "train").iterdir()} == mtimes
 
 
+def test_focused_patches_centre_on_the_rare_classes():
+    from tumorseg.patches.sampling import sample_class_patch
+
+    shape = (200, 200, 60)
+    image = np.full((*shape, 4), 100.0, np.float32)
+    label = np.zeros(shape, np.uint8)
+    label[40:120, 40:120, 10:50] = 1  # a large edema
+    label[150:154, 150:154, 50:53] = 3  # a tiny enhancing spot far from it
+    rng = np.random.default_rng(0)
+    patches = [sample_class_patch(image, label, (2, 3), rng=rng) for _ in range(30)]
+    # only class 3 is present among (2, 3): every patch holds the whole spot
+    assert all(p.y[..., 3].sum() == 4 * 4 * 3 for p in patches)
+    assert all(p.x.shape == (4, 160, 160, 16) for p in patches)
+    x0, y0, z0 = patches[0].corner
+    np.testing.assert_array_equal(
+        patches[0].y.argmax(-1), label[x0 : x0 + 160, y0 : y0 + 160, z0 : z0 + 16]
+    )
+    # corners vary (the jitter), and a random tumor patch would rarely hold the spot
+    assert len({p.corner for p in patches}) > 5
+    assert sample_class_patch(image, np.where(label == 3, 0, label), (2, 3), rng=rng) is None
+
+
+def test_store_with_focused_patches_numbers_them_last(fake_data, tmp_path):
+    out = tmp_path / "focus"
+    args = ["--data", str(fake_data), "--out", str(out), "--per-case", "1"]
+    assert main([*args, "--background", "1", "--focus", "2", "--valid-fraction", "0"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert len(cfg["train"]) == 5 * 4 and cfg["focus"] == 2
+    for name in cfg["train"]:
+        if int(NAME_RE.match(name)["k"]) >= 2:  # the focused ones hold necrosis or enhancing
+            with h5py.File(out / "train" / name) as f:
+                assert f["y"][..., 2:].sum() > 0
+
+
 def test_patches_refuses_impossible_options(fake_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--data", str(fake_data), "--out", str(tmp_path / "o"), "--valid-fraction", "1"])

@@ -24,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         help="also this many patches per case drawn anywhere in the brain (normal anatomy)",
     )
     p.add_argument(
+        "--focus",
+        type=int,
+        default=0,
+        help="also this many patches per case centred on necrosis or enhancing tumour "
+        "(class-aware oversampling of the rare classes)",
+    )
+    p.add_argument(
         "--min-tumor",
         type=float,
         default=0.05,
@@ -36,8 +43,15 @@ def main(argv: list[str] | None = None) -> int:
         help="fraction of the cases held out as the store's valid split (default 0.2; 0: none)",
     )
     args = p.parse_args(argv)
-    if not 0.0 <= args.valid_fraction < 1.0 or args.background < 0 or args.per_case < 1:
-        fail(p.prog, "--valid-fraction must be in [0, 1), --background >= 0, --per-case >= 1")
+    if (
+        not 0.0 <= args.valid_fraction < 1.0
+        or min(args.background, args.focus) < 0
+        or args.per_case < 1
+    ):
+        fail(
+            p.prog,
+            "--valid-fraction must be in [0, 1), --background and --focus >= 0, --per-case >= 1",
+        )
     try:
         store.build_patch_store(
             args.data,
@@ -47,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             valid_fraction=args.valid_fraction,
             min_tumor=args.min_tumor,
             background=args.background,
+            focus=args.focus,
         )
     except DataError as exc:
         fail(p.prog, exc)

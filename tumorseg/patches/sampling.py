@@ -111,6 +111,37 @@ def sample_background_patch(
     return _cut(image, label, (corner[0], corner[1], corner[2]), size, num_classes)
 
 
+def sample_class_patch(
+    image: np.ndarray,
+    label: np.ndarray,
+    classes: tuple[int, ...],
+    size: tuple[int, int, int] = PATCH_SIZE,
+    rng: np.random.Generator | None = None,
+    num_classes: int = 4,
+) -> Patch | None:
+    """Draw a ``size`` sub-volume centred near a voxel of one of ``classes`` (forced foreground).
+
+    nnU-Net's class-aware oversampling: one class is drawn uniformly among those of ``classes``
+    present in ``label``, then one of its voxels uniformly; the patch is centred on it, shifted
+    by up to a quarter of the patch along each axis, and clipped into the volume.  Rare classes
+    (enhancing rim, necrosis) and their borders thus reach the model far more often than
+    their voxel share.  image: ``(X, Y, Z, C)``; label: ``(X, Y, Z)`` integer codes.
+    Returns a :class:`Patch`, or None when no class of ``classes`` is present.
+    """
+    rng = np.random.default_rng() if rng is None else rng
+    _check_sizes(image, label, size)
+    present = [c for c in classes if np.any(label == c)]
+    if not present:
+        return None
+    where = np.argwhere(label == present[int(rng.integers(len(present)))])
+    centre = where[int(rng.integers(len(where)))]
+    corner = []
+    for c, s, dim in zip(centre, size, label.shape):
+        start = int(c) - s // 2 + int(rng.integers(-(s // 4), s // 4 + 1))
+        corner.append(int(np.clip(start, 0, dim - s)))
+    return _cut(image, label, (corner[0], corner[1], corner[2]), size, num_classes)
+
+
 def _check_sizes(image: np.ndarray, label: np.ndarray, size: tuple[int, int, int]) -> None:
     if image.shape[:3] != label.shape:
         raise ValueError(f"image {image.shape} and label {label.shape} differ in size")

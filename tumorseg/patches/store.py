@@ -26,7 +26,10 @@ from tqdm.auto import tqdm
 from tumorseg.atomic import atomic_path, write_text
 from tumorseg.contract import PATCH_SIZE
 from tumorseg.data import DataError, open_dataset
-from tumorseg.patches.sampling import sample_background_patch, sample_patch
+from tumorseg.patches.sampling import sample_background_patch, sample_class_patch, sample_patch
+
+#: The rare classes that focused patches are centred on: non-enhancing tumour, enhancing tumour.
+FOCUS_CLASSES: tuple[int, ...] = (2, 3)
 
 NAME_RE = re.compile(r"^(?P<case>.+)\.nii\.gz_(?P<k>\d+)_x(\d+)_y(\d+)_z(\d+)\.h5$")
 
@@ -96,6 +99,7 @@ def build_patch_store(
     min_tumor: float = 0.05,
     verbose: bool = True,
     background: int = 0,
+    focus: int = 0,
 ) -> dict:
     """Sample ``per_case`` patches of 160x160x16 (≥ ``min_tumor`` tumor) from every case of ``data``.
 
@@ -103,9 +107,12 @@ def build_patch_store(
     background: patches per case drawn anywhere in the brain, whatever their tumor content
         (``sample_background_patch``), numbered after the ``per_case`` tumor patches; they teach
         a model what normal anatomy looks like.
+    focus: patches per case centred on a voxel of the rare classes, non-enhancing tumour
+        (necrosis) or enhancing tumour (``sample_class_patch``, ``FOCUS_CLASSES``), numbered
+        after the background ones: the forced-foreground share that nnU-Net samples.
     Returns the config dict written to ``out/config.json``:
     ``{"train": [...], "valid": [...], "train_cases": [...], "valid_cases": [...], "seed",
-    "per_case", "background", "min_tumor"}``.
+    "per_case", "background", "focus", "min_tumor"}``.
     Cases whose patches already exist (readable, right shapes) are not reloaded.
     A case with too little tumor for ``min_tumor`` is skipped with a warning.
     """
@@ -120,12 +127,14 @@ def build_patch_store(
     for case in tqdm(ds, desc="patches", unit="case", disable=not verbose):
         part = "valid" if case.id in valid_ids else "train"
         folder = folders[part]
-        found = [_existing(folder, case.id, k) for k in range(per_case + background)]
+        found = [_existing(folder, case.id, k) for k in range(per_case + background + focus)]
         if all(found):
             lists[part] += [p.name for p in found]
             continue
         image, label = case.load()
-        names = _sample_case(case.id, image, label, folder, found, per_case, seed, min_tumor)
+        names = _sample_case(
+            case.id, image, label, folder, found, (per_case, background), seed, min_tumor
+        )
         if len(names) < per_case:
             skipped.append(case.id)
         lists[part] += names
@@ -139,6 +148,7 @@ def build_patch_store(
         "seed": seed,
         "per_case": per_case,
         "background": background,
+        "focus": focus,
         "min_tumor": min_tumor,
         "patch_size": list(PATCH_SIZE),
         "source": {"data": str(data), "release": _dataset_release(Path(data))},
@@ -158,14 +168,15 @@ def _sample_case(
     label: np.ndarray,
     folder: Path,
     found: list[Path | None],
-    per_case: int,
+    counts: tuple[int, int],
     seed: int,
     min_tumor: float,
 ) -> list[str]:
-    """Write one case's patches into ``folder``: ``per_case`` tumor patches then
-    ``len(found) - per_case`` background ones; returns their file names.  ``found[k]`` is an
-    existing valid patch ``k`` (kept, not rewritten).  Stops the tumor patches at the first
-    failed draw (too little tumor)."""
+    """Write one case's patches into ``folder``: ``counts = (per_case, background)`` tumor and
+    background patches, then ``len(found) - per_case - background`` focused on the rare classes;
+    returns their file names.  ``found[k]`` is an existing valid patch ``k`` (kept, not
+    rewritten).  Stops the tumor patches at the first failed draw (too little tumor)."""
+    per_case, background = counts
     rng = _case_seed(seed, case)
     names = []
     for k in range(per_case):
@@ -179,14 +190,24 @@ def _sample_case(
         write_patch_h5(folder / name, patch.x, patch.y)
         names.append(name)
     bg_rng = np.random.default_rng([seed, zlib.crc32(case.encode()), 1])
-    for k in range(per_case, len(found)):
-        patch = sample_background_patch(image, label, PATCH_SIZE, rng=bg_rng)
-        if patch is None:
-            break
-        if found[k] is None:
-            found[k] = folder / patch_name(case, k, patch.corner)
-            write_patch_h5(found[k], patch.x, patch.y)
-        names.append(found[k].name)
+    focus_rng = np.random.default_rng([seed, zlib.crc32(case.encode()), 2])
+    draws = {
+        range(per_case, per_case + background): lambda: sample_background_patch(
+            image, label, PATCH_SIZE, rng=bg_rng
+        ),
+        range(per_case + background, len(found)): lambda: sample_class_patch(
+            image, label, FOCUS_CLASSES, PATCH_SIZE, rng=focus_rng
+        ),
+    }
+    for ks, draw in draws.items():
+        for k in ks:
+            patch = draw()
+            if patch is None:
+                break
+            if found[k] is None:
+                found[k] = folder / patch_name(case, k, patch.corner)
+                write_patch_h5(found[k], patch.x, patch.y)
+            names.append(found[k].name)
     return names
 
 
