@@ -10,6 +10,7 @@ import pytest
 
 from tumorseg.metrics import (
     HD95_EMPTY,
+    BothEmpty,
     class_sens_spec,
     dice,
     hd95,
@@ -36,16 +37,17 @@ def test_dice_hand_case():
 
 
 def test_dice_empty_conventions():
-    # BraTS: a region absent from both masks is NaN (left out of means); the named option
-    # both_empty="perfect" keeps the older 1.0.
+    # BraTS: a region absent from both masks scores 1 (the default); the named option
+    # both_empty="nan" (nnU-Net's generic evaluation, MONAI, MedPy) gives NaN.
     empty = np.zeros((5, 5, 5), bool)
     full = cube((5, 5, 5), (1, 1, 1), 2)
-    assert math.isnan(dice(empty, empty))
-    assert dice(empty, empty, both_empty="perfect") == 1.0
+    assert dice(empty, empty) == 1.0
+    assert dice(empty, empty, both_empty=BothEmpty.BRATS) == 1.0
+    assert math.isnan(dice(empty, empty, both_empty="nan"))
     assert dice(empty, full) == 0.0
     assert dice(full, empty) == 0.0
     with pytest.raises(ValueError, match="both_empty"):
-        dice(empty, empty, both_empty="one")
+        dice(empty, empty, both_empty="perfect")
 
 
 def test_dice_accepts_int_masks_and_rejects_shape_mismatch():
@@ -92,15 +94,16 @@ def test_hd95_is_a_percentile_not_the_max():
 
 
 def test_hd95_empty_conventions():
-    # BraTS: 373 mm for a region missing from exactly one mask (was 373.13 here before),
-    # NaN when both are empty (was 0.0, still available as both_empty="perfect").
+    # BraTS: the diagonal of the 240 x 240 x 155 mm volume for a region missing from exactly
+    # one mask, 0 when both are empty (NaN under both_empty="nan").
     empty = np.zeros((6, 6, 6), bool)
     full = cube((6, 6, 6), (1, 1, 1), 3)
-    assert math.isnan(hd95(empty, empty))
-    assert hd95(empty, empty, both_empty="perfect") == 0.0
-    assert HD95_EMPTY == 373.0
-    assert hd95(empty, full) == 373.0
-    assert hd95(full, empty) == 373.0
+    assert hd95(empty, empty) == 0.0
+    assert math.isnan(hd95(empty, empty, both_empty="nan"))
+    assert HD95_EMPTY == pytest.approx(np.sqrt(240**2 + 240**2 + 155**2), abs=1e-4)
+    assert round(HD95_EMPTY, 2) == 373.13
+    assert hd95(empty, full) == HD95_EMPTY
+    assert hd95(full, empty) == HD95_EMPTY
 
 
 def _line(n: int, *segments: tuple[int, int]) -> np.ndarray:
@@ -255,13 +258,19 @@ def test_region_scores_perfect_and_mislabeled():
     assert scores.loc["WT", "sensitivity"] == pytest.approx(936 / 1000)
 
 
-def test_region_scores_region_absent_from_both_is_nan():
-    # No enhancing tumour in either map: ET is reported as NaN (BraTS), not as a perfect score.
+def test_region_scores_region_absent_from_both():
+    # No enhancing tumour in either map: BraTS scores ET as perfect (Dice 1, HD95 0);
+    # both_empty="nan" reports NaN instead.
     true = np.zeros((12, 12, 12), np.uint8)
     true[3:9, 3:9, 3:9] = 1
     true[5:7, 5:7, 5:7] = 2
     scores = region_scores(true, true)
     assert scores.loc["WT", "dice"] == 1.0 and scores.loc["TC", "hd95"] == 0.0
-    assert math.isnan(scores.loc["ET", "dice"]) and math.isnan(scores.loc["ET", "hd95"])
-    old = region_scores(true, true, both_empty="perfect")
-    assert (old.loc["ET", "dice"], old.loc["ET", "hd95"]) == (1.0, 0.0)
+    assert (scores.loc["ET", "dice"], scores.loc["ET", "hd95"]) == (1.0, 0.0)
+    nan = region_scores(true, true, both_empty="nan")
+    assert math.isnan(nan.loc["ET", "dice"]) and math.isnan(nan.loc["ET", "hd95"])
+    # a spurious ET on an empty label: Dice 0 and the BraTS penalty
+    pred = true.copy()
+    pred[5, 5, 5] = 3
+    spurious = region_scores(pred, true)
+    assert spurious.loc["ET", "dice"] == 0.0 and spurious.loc["ET", "hd95"] == HD95_EMPTY

@@ -82,13 +82,18 @@ def test_score_folder_on_made_up_maps(tmp_path):
     assert b["WT_dice"] == pytest.approx(float(dice(shifted > 0, truth > 0)))
     assert b["WT_hd95"] == pytest.approx(float(hd95(shifted > 0, truth > 0, SPACING)))
     assert b["WT_hd95"] == pytest.approx(2.0)  # the shift is along x, spacing 1 mm
-    assert math.isnan(c["ET_dice"]) and math.isnan(c["ET_hd95"]) and c["TC_dice"] == 1.0
-    # BraTS: the both-empty ET of C is left out of the means, not counted as perfect
+    # BraTS: the both-empty ET of C is perfect and counts in the means, over 3 cases
+    assert c["ET_dice"] == 1.0 and c["ET_hd95"] == 0.0 and c["TC_dice"] == 1.0
     stats = summary(table)
-    assert stats.loc["ET", "dice_mean"] == pytest.approx((1.0 + b["ET_dice"]) / 2)
+    assert stats.loc["ET", "dice_mean"] == pytest.approx((2.0 + b["ET_dice"]) / 3)
     assert stats.loc["WT", "dice_mean"] == pytest.approx((2.0 + b["WT_dice"]) / 3)
-    perfect = score_folder(tmp_path / "pred", tmp_path / "labels", both_empty="perfect")
-    assert perfect.iloc[2]["ET_dice"] == 1.0
+    assert stats.loc["ET", "n"] == 3
+    # both_empty="nan": C's ET is NaN and left out of the ET means, taken over 2 cases
+    nan = score_folder(tmp_path / "pred", tmp_path / "labels", both_empty="nan")
+    assert math.isnan(nan.iloc[2]["ET_dice"]) and math.isnan(nan.iloc[2]["ET_hd95"])
+    nan_stats = summary(nan)
+    assert nan_stats.loc["ET", "dice_mean"] == pytest.approx((1.0 + b["ET_dice"]) / 2)
+    assert (nan_stats.loc["ET", "n"], nan_stats.loc["WT", "n"]) == (2, 3)
 
 
 def test_score_cli_writes_csv_and_json(tmp_path, capsys):
@@ -104,7 +109,8 @@ def test_score_cli_writes_csv_and_json(tmp_path, capsys):
     assert "1 labelled case(s) without a prediction" in out and "dice_mean" in out
     table = pd.read_csv(tmp_path / "s.csv")
     assert table["case"].tolist() == ["A"]
-    assert table.loc[0, "ET_dice"] == 0.0 and table.loc[0, "ET_hd95"] == HD95_EMPTY
+    assert table.loc[0, "ET_dice"] == 0.0
+    assert table.loc[0, "ET_hd95"] == pytest.approx(HD95_EMPTY, abs=1e-3)
 
     assert tumorseg([*args, "--out", str(tmp_path / "s.json")]) == 0
     doc = json.loads((tmp_path / "s.json").read_text())

@@ -63,6 +63,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_both_empty_option(parser: argparse.ArgumentParser) -> None:
+    """``--both-empty``, shared by evaluate and score."""
+    parser.add_argument(
+        "--both-empty",
+        choices=BOTH_EMPTY_MODES,
+        default=BOTH_EMPTY_MODES[0],
+        help="Dice/HD95 of a region absent from both maps: brats (1 / 0 mm, as the BraTS "
+        "challenge scores it; the default) or nan (left out of means: the convention of "
+        "nnU-Net's generic evaluation, MONAI and MedPy)",
+    )
+
+
 def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
     """The model of ``args.weights`` for any input size, ``args.standardize``, ``args.tta`` and
     ``args.no_postprocess`` applied; an unset ``args.threshold`` becomes the manifest's.
@@ -129,6 +141,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="per-case CSV (default: print only)")
     parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all)")
     add_model_options(parser)
+    add_both_empty_option(parser)
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -139,7 +152,14 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
     model = load_model(parser, args)
     try:
-        table = evaluate(args.data, model, args.cases, args.threshold, model.standardize)
+        table = evaluate(
+            args.data,
+            model,
+            args.cases,
+            args.threshold,
+            model.standardize,
+            both_empty=args.both_empty,
+        )
     except (DataError, KeyError) as exc:
         fail(parser.prog, exc)
     if args.out:
@@ -149,7 +169,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         print(
             f"{len(table)} case(s), threshold {args.threshold}, "
             f"tta {getattr(model, 'tta', None) or 'none'}, "
-            f"postprocess {rules.to_dict() if rules.active else 'none'}"
+            f"postprocess {rules.to_dict() if rules.active else 'none'}, "
+            f"both-empty {args.both_empty}; n: cases each mean is taken over"
         )
         print(summary(table).to_string())
     return 0
@@ -174,13 +195,7 @@ def score_main(argv: list[str] | None = None) -> int:
         "--out", default=None, help="per-case table: .csv, or .json with the summary"
     )
     parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all preds)")
-    parser.add_argument(
-        "--both-empty",
-        choices=BOTH_EMPTY_MODES,
-        default="nan",
-        help="Dice/HD95 of a region absent from both maps: nan (BraTS, left out of means; the "
-        "default) or perfect (1 / 0 mm)",
-    )
+    add_both_empty_option(parser)
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -198,6 +213,8 @@ def score_main(argv: list[str] | None = None) -> int:
     if unscored:
         print(f"{len(unscored)} labelled case(s) without a prediction, not scored")
     with pd.option_context("display.width", 120, "display.precision", 4):
-        print(f"{len(table)} case(s) scored")
+        print(
+            f"{len(table)} case(s) scored, both-empty {args.both_empty}; n: cases each mean is taken over"
+        )
         print(stats.to_string())
     return 0

@@ -22,6 +22,7 @@ from tumorseg.contract import THRESHOLD
 from tumorseg.inference.postprocess import Postprocess, apply_to_probabilities
 from tumorseg.inference.predict import predict_volume, probabilities_to_labels
 from tumorseg.inference.score import score_labels
+from tumorseg.metrics import BothEmpty
 
 
 def score_case(
@@ -29,6 +30,7 @@ def score_case(
     label: np.ndarray,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     threshold: float = THRESHOLD,
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> dict[str, float]:
     """All scores of one case as a flat dict: the label map of ``probabilities_to_labels``
     scored as ``tumorseg score`` scores a saved prediction (``score_labels``).
@@ -38,12 +40,13 @@ def score_case(
         label: (X, Y, Z) ground truth, codes 0..3.
         spacing: voxel size in mm along X, Y, Z.
         threshold: class threshold (see ``probabilities_to_labels``).
+        both_empty: how a region absent from both maps is scored (``tumorseg.metrics``).
 
     Returns:
         The ``score_labels`` dict: WT/TC/ET dice, hd95, sensitivity, specificity and the
         per-class sensitivity and specificity.
     """
-    return score_labels(probabilities_to_labels(probs, threshold), label, spacing)
+    return score_labels(probabilities_to_labels(probs, threshold), label, spacing, both_empty)
 
 
 def _spacing(path: Path) -> tuple[float, float, float]:
@@ -94,7 +97,10 @@ def predict_cases(
 
 
 def score_prediction(
-    pred: CasePrediction, rules: Postprocess | dict | None, threshold: float = THRESHOLD
+    pred: CasePrediction,
+    rules: Postprocess | dict | None,
+    threshold: float = THRESHOLD,
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> dict[str, float | str]:
     """``{"case", score_case columns..., "seconds"}`` of one prediction cleaned with ``rules``
     (the post-processing's own time is added to ``seconds``)."""
@@ -103,7 +109,7 @@ def score_prediction(
     probs = apply_to_probabilities(pred.probs, rules, threshold) if rules.active else pred.probs
     seconds = pred.seconds + time.perf_counter() - start
     row: dict[str, float | str] = {"case": pred.case}
-    row.update(score_case(probs, pred.label, pred.spacing, threshold))
+    row.update(score_case(probs, pred.label, pred.spacing, threshold, both_empty))
     row["seconds"] = round(seconds, 2)
     return row
 
@@ -116,6 +122,7 @@ def evaluate(
     standardize: str | None = None,
     tta: str | None = None,
     postprocess: Postprocess | dict | None = None,
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> pd.DataFrame:
     """Predict and score every case (or the listed ones) of a dataset.
 
@@ -127,6 +134,7 @@ def evaluate(
         standardize: standardization mode (see ``predict_volume``).
         tta, postprocess: test-time mirroring and clean-up rules (see ``predict_volume``);
             None: the model's (``model.tta``, ``model.postprocess``, from its manifest).
+        both_empty: how a region absent from both maps is scored (``tumorseg.metrics``).
 
     Returns:
         DataFrame, one row per case: ``case``, the ``score_case`` columns and ``seconds``.
@@ -134,4 +142,6 @@ def evaluate(
     if postprocess is None:
         postprocess = getattr(model, "postprocess", None)
     predictions = predict_cases(data, model, cases, standardize, tta)
-    return pd.DataFrame([score_prediction(p, postprocess, threshold) for p in predictions])
+    return pd.DataFrame(
+        [score_prediction(p, postprocess, threshold, both_empty) for p in predictions]
+    )

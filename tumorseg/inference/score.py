@@ -11,7 +11,8 @@ NIfTI extension, and the dataset's case id.
 
 Per case: BraTS region Dice, HD95 (mm, voxel size from the label file's header), sensitivity
 and specificity for WT/TC/ET, and per-class sensitivity and specificity of the label map.
-Empty-mask conventions (NaN for a region absent from both maps): see :mod:`tumorseg.metrics`.
+Empty-mask conventions (BraTS by default: Dice 1 and HD95 0 for a region absent from both maps,
+Dice 0 and HD95 373.13 mm for a missed or spurious one): see :mod:`tumorseg.metrics`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tumorseg.atomic import write_text
 from tumorseg.data import DataError, load_label_map, open_dataset
 from tumorseg.data.io import NIFTI_EXTENSIONS, PathLike
 from tumorseg.labels import CLASS_KEYS, REGIONS
+from tumorseg.metrics import BothEmpty
 
 #: Relative tolerance on the voxel size of a prediction against its label's.
 SPACING_RTOL = 1e-3
@@ -37,7 +39,7 @@ def score_labels(
     pred_labels: np.ndarray,
     truth: np.ndarray,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    both_empty: str = "nan",
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> dict[str, float]:
     """All scores of one case from its predicted and true label maps, as a flat dict.
 
@@ -152,7 +154,10 @@ def match_cases(
 
 
 def score_file(
-    pred_path: PathLike, label_path: PathLike, brats_codes: bool = False, both_empty: str = "nan"
+    pred_path: PathLike,
+    label_path: PathLike,
+    brats_codes: bool = False,
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> dict[str, float]:
     """``score_labels`` of a saved prediction against a label file, voxel size from the label.
 
@@ -180,7 +185,7 @@ def score_folder(
     pred_dir: PathLike,
     labels: PathLike,
     cases: Sequence[str] | None = None,
-    both_empty: str = "nan",
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> pd.DataFrame:
     """Score every prediction of a folder (or the listed cases) against its label.
 
@@ -210,7 +215,9 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation and median over cases of the region Dice and HD95 columns.
 
     Returns a DataFrame indexed by WT/TC/ET with columns dice_mean, dice_std, dice_median,
-    hd95_mean, hd95_median (NaN-aware).
+    hd95_mean, hd95_median (NaN-aware: a NaN score, from ``both_empty="nan"`` or a case that
+    failed, is left out) and ``n``, the number of cases each region's Dice statistics are
+    taken over.
     """
     rows = {}
     for region in REGIONS:
@@ -221,12 +228,14 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
             "dice_median": d.median(),
             "hd95_mean": h.mean(),
             "hd95_median": h.median(),
+            "n": int(d.notna().sum()),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _json_value(value: object) -> object:
-    """NaN (a region absent from both maps) as JSON ``null``; other values unchanged."""
+    """NaN (a region absent from both maps under ``both_empty="nan"``) as JSON ``null``; other
+    values unchanged."""
     return None if isinstance(value, float) and math.isnan(value) else value
 
 

@@ -8,15 +8,16 @@ Conventions (used everywhere below; this is the one place they are written down)
 - ``hd95`` pools the surface distances of both directions (prediction -> truth and
   truth -> prediction) and takes their 95th percentile, as MedPy and the BraTS scorer
   (``brats-evaluation``) do;
-- empty masks, as BraTS scores them:
+- empty masks, as the BraTS challenge scores them (and nnU-Net's BraTS scripts,
+  ``evaluate_BraTS_case``):
 
-  - a region present in exactly one of prediction and truth: Dice 0.0, HD95 373.0 mm
-    (``HD95_EMPTY``, the BraTS penalty, about the diagonal of the 240x240x155 mm volume);
-  - a region absent from both: Dice and HD95 are NaN, so the region is reported for the
-    case but left out of means over cases (pandas' ``mean``/``median`` skip NaN, as does
-    ``tumorseg evaluate``'s summary).  The named option ``both_empty="perfect"`` of
-    ``dice``, ``hd95`` and ``region_scores`` gives the older values instead (Dice 1.0,
-    HD95 0.0), which count such a case as perfect;
+  - a region present in exactly one of prediction and truth (missed or spurious): Dice 0.0,
+    HD95 373.13 mm (``HD95_EMPTY``, the diagonal of the 240x240x155 mm BraTS volume);
+  - a region absent from both: Dice 1.0 and HD95 0.0 (``BothEmpty.BRATS``, the default of
+    ``dice``, ``hd95``, ``region_scores``, ``hard_dice_per_class``, ``score_labels`` and
+    ``tumorseg evaluate``/``score``).  The named option ``both_empty="nan"``
+    (``BothEmpty.NAN``) gives NaN instead, left out of means over cases: the convention of
+    nnU-Net's generic evaluation, MONAI and MedPy, not of BraTS;
 
 - sensitivity is NaN when the truth has no positive voxel, specificity is NaN when it has
   no negative voxel (the ratio is undefined; no warning is raised).
@@ -32,6 +33,7 @@ from tumorseg.metrics.core import (
     BOTH_EMPTY_MODES,
     HD95_EMPTY,
     REGIONS,
+    BothEmpty,
     class_sens_spec,
     dice,
     hard_dice_per_class,
@@ -43,6 +45,7 @@ from tumorseg.metrics.core import (
 
 __all__ = [
     "BOTH_EMPTY_MODES",
+    "BothEmpty",
     "HD95_EMPTY",
     "REGIONS",
     "class_sens_spec",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 
 import numpy as np
 import pandas as pd
@@ -11,12 +12,26 @@ from scipy import ndimage
 from tumorseg.contract import THRESHOLD, is_on
 from tumorseg.labels import CLASS_NAMES, REGIONS
 
-#: HD95 (mm) when exactly one of the two masks is empty: the BraTS penalty (see tumorseg.metrics).
-HD95_EMPTY = 373.0
+#: HD95 (mm) when exactly one of the two masks is empty: the BraTS penalty, the diagonal of
+#: the 240 x 240 x 155 mm BraTS volume, sqrt(240² + 240² + 155²) = 373.13 mm.
+HD95_EMPTY = 373.12866
 
-#: Values of the ``both_empty`` option: how a region empty in both masks is scored
-#: (see tumorseg.metrics).
-BOTH_EMPTY_MODES = ("nan", "perfect")
+
+class BothEmpty(str, Enum):
+    """How a region absent from both prediction and truth is scored (see tumorseg.metrics).
+
+    BRATS: Dice 1.0 and HD95 0.0, as the BraTS challenge's scorers and nnU-Net's BraTS
+    scripts (``evaluate_BraTS_case``) score it; the case counts in every mean.
+    NAN: Dice and HD95 NaN, left out of means over cases: the convention of nnU-Net's generic
+    evaluation, MONAI and MedPy, not of BraTS.
+    """
+
+    BRATS = "brats"
+    NAN = "nan"
+
+
+#: Values of the ``both_empty`` option, the default first.
+BOTH_EMPTY_MODES: tuple[str, ...] = tuple(m.value for m in BothEmpty)
 
 
 def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -27,23 +42,34 @@ def _pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pred, truth
 
 
+def _mode(both_empty: str) -> BothEmpty:
+    """The ``BothEmpty`` of ``both_empty``; ValueError naming the allowed values otherwise."""
+    try:
+        return BothEmpty(both_empty)
+    except ValueError:
+        raise ValueError(
+            f"both_empty must be one of {BOTH_EMPTY_MODES}, got {both_empty!r}"
+        ) from None
+
+
 def _both_empty(both_empty: str, perfect: float) -> np.float64:
-    """The score of a region empty in both masks: NaN (``"nan"``) or ``perfect``."""
-    if both_empty not in BOTH_EMPTY_MODES:
-        raise ValueError(f"both_empty must be one of {BOTH_EMPTY_MODES}, got {both_empty!r}")
-    return np.float64("nan" if both_empty == "nan" else perfect)
+    """The score of a region empty in both masks: ``perfect`` (BRATS) or NaN (NAN)."""
+    return np.float64("nan" if _mode(both_empty) is BothEmpty.NAN else perfect)
 
 
-def dice(pred: np.ndarray, truth: np.ndarray, both_empty: str = "nan") -> np.float64:
+def dice(
+    pred: np.ndarray, truth: np.ndarray, both_empty: str = BothEmpty.BRATS.value
+) -> np.float64:
     """Dice overlap ``2|P & T| / (|P| + |T|)`` of two masks.
 
     Args:
         pred: (X, Y, Z) (any shape) boolean mask of the prediction; nonzero = inside.
         truth: boolean mask of the ground truth, same shape.
-        both_empty: ``"nan"`` (BraTS) or ``"perfect"`` (1.0) when both masks are empty.
+        both_empty: a ``BothEmpty`` value: ``"brats"`` (1.0, the default) or ``"nan"`` when
+            both masks are empty.
 
     Returns:
-        Dice in [0, 1] as ``np.float64``; 0.0 when exactly one mask is empty, NaN (or 1.0)
+        Dice in [0, 1] as ``np.float64``; 0.0 when exactly one mask is empty, 1.0 (or NaN)
         when both are (conventions in :mod:`tumorseg.metrics`).
     """
     pred, truth = _pair(pred, truth)
@@ -63,7 +89,7 @@ def hd95(
     pred: np.ndarray,
     truth: np.ndarray,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    both_empty: str = "nan",
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> np.float64:
     """95th-percentile symmetric Hausdorff distance between the surfaces of two masks, in mm.
 
@@ -79,11 +105,12 @@ def hd95(
         pred: (X, Y, Z) boolean mask of the prediction.
         truth: (X, Y, Z) boolean mask of the ground truth.
         spacing: voxel size in mm along X, Y, Z (e.g. ``header.get_zooms()[:3]``).
-        both_empty: ``"nan"`` (BraTS) or ``"perfect"`` (0.0) when both masks are empty.
+        both_empty: a ``BothEmpty`` value: ``"brats"`` (0.0, the default) or ``"nan"`` when
+            both masks are empty.
 
     Returns:
-        HD95 in mm as ``np.float64``: ``HD95_EMPTY`` (373.0) when exactly one mask is empty,
-        NaN (or 0.0) when both are (conventions in :mod:`tumorseg.metrics`).
+        HD95 in mm as ``np.float64``: ``HD95_EMPTY`` (373.13) when exactly one mask is empty,
+        0.0 (or NaN) when both are (conventions in :mod:`tumorseg.metrics`).
     """
     pred, truth = _pair(pred, truth)
     spacing = tuple(float(s) for s in spacing)
@@ -175,7 +202,7 @@ def region_scores(
     pred_labels: np.ndarray,
     true_labels: np.ndarray,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    both_empty: str = "nan",
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> pd.DataFrame:
     """BraTS region scores of a predicted label map against the ground truth.
 
@@ -184,8 +211,8 @@ def region_scores(
             2 non-enhancing tumor, 3 enhancing tumor.
         true_labels: (X, Y, Z) ground-truth label map with the same values.
         spacing: voxel size in mm along X, Y, Z, used for HD95.
-        both_empty: ``"nan"`` (BraTS) or ``"perfect"``: Dice and HD95 of a region absent
-            from both maps.
+        both_empty: a ``BothEmpty`` value, how a region absent from both maps is scored:
+            ``"brats"`` (Dice 1, HD95 0; the default) or ``"nan"``.
 
     Returns:
         DataFrame with index ``['WT', 'TC', 'ET']`` (whole tumor {1,2,3}, tumor core {2,3},
@@ -215,7 +242,10 @@ def region_scores(
 
 
 def hard_dice_per_class(
-    pred: np.ndarray, truth: np.ndarray, threshold: float = THRESHOLD
+    pred: np.ndarray,
+    truth: np.ndarray,
+    threshold: float = THRESHOLD,
+    both_empty: str = BothEmpty.BRATS.value,
 ) -> np.ndarray:
     """Per-sample, per-class hard Dice of probability batches.
 
@@ -223,12 +253,15 @@ def hard_dice_per_class(
         pred: (B, K, X, Y, Z) class probabilities; a class is on where ``is_on`` (> threshold).
         truth: (B, K, X, Y, Z) 0/1 labels (> 0.5 counts as on).
         threshold: the class threshold.
+        both_empty: a ``BothEmpty`` value, the rule of ``dice``: a class empty in both
+            prediction and truth scores 1 (``"brats"``, the default) or NaN (``"nan"``).
 
     Returns:
-        (B, K) float64 Dice; a class empty in both prediction and truth scores 1.
+        (B, K) float64 Dice.
     """
+    empty = _both_empty(both_empty, 1.0)
     p = is_on(pred, threshold)
     t = np.asarray(truth) > 0.5
     inter = np.logical_and(p, t).sum(axis=(2, 3, 4))
     total = p.sum(axis=(2, 3, 4)) + t.sum(axis=(2, 3, 4))
-    return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), 1.0)
+    return np.where(total > 0, 2.0 * inter / np.maximum(total, 1), empty)
