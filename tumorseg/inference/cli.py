@@ -142,6 +142,12 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all)")
     add_model_options(parser)
     add_both_empty_option(parser)
+    parser.add_argument(
+        "--compare-record",
+        action="store_true",
+        help="also print, for the cases the model's manifest records (its 'evaluation' "
+        "record), the recorded figures and the previous model's beside this run's",
+    )
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -173,7 +179,28 @@ def evaluate_main(argv: list[str] | None = None) -> int:
             f"both-empty {args.both_empty}; n: cases each mean is taken over"
         )
         print(summary(table).to_string())
+        if args.compare_record:
+            print_record_comparison(table, args.weights)
     return 0
+
+
+def print_record_comparison(table: Any, weights: str | None) -> None:
+    """Print ``compare_with_record`` of ``table`` against the manifest beside ``weights``
+    (default: the shipped model's), or say that it records none of these cases."""
+    import json
+
+    from tumorseg.inference.record import compare_with_record
+    from tumorseg.model.pretrained import manifest_path
+    from tumorseg.resources import pretrained_weights
+
+    manifest = manifest_path(weights or pretrained_weights())
+    record = json.loads(manifest.read_text()).get("evaluation") or {}
+    frame = compare_with_record(table, record)
+    if frame.empty:
+        print(f"{manifest}: its evaluation record holds none of these cases")
+        return
+    print(f"beside {manifest}'s evaluation record ({record.get('set', 'no description')}):")
+    print(frame.round(4).to_string())
 
 
 def score_main(argv: list[str] | None = None) -> int:
