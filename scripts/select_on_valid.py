@@ -31,10 +31,12 @@ import pandas as pd  # noqa: E402
 
 from tumorseg.inference.postprocess import Postprocess  # noqa: E402
 
-#: The post-processing rules tried on every prediction.
+#: The post-processing rules tried on every prediction: component sizes, and the BraTS
+#: enhancing-tumour rule (a predicted ET smaller than ``min_enhancing`` voxels becomes
+#: non-enhancing), scored as BraTS scores them (a region absent from both maps is perfect).
 GRID = [Postprocess()] + [
     Postprocess(min_component=m, keep_fraction=f, min_enhancing=e)
-    for m, f, e in itertools.product((1000, 5000), (0.0, 0.1, 1.0), (0, 300))
+    for m, f, e in itertools.product((1000, 5000), (0.0, 0.1, 1.0), (0, 300, 1000))
 ]
 
 
