@@ -6,8 +6,8 @@ it has several); library modules hold none.  This module dispatches, importing t
 module lazily so ``tumorseg --help`` is fast.
 
 User errors are reported one way by every command, through ``fail`` (:mod:`tumorseg.errors`,
-where the exit statuses are described; also importable from here with ``USER_ERROR``).  A
-``DataError`` that a command does not handle itself is reported the same way here.
+where the exit statuses are described).  A ``DataError`` that a command does not handle itself
+is reported the same way here.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-from tumorseg.errors import USER_ERROR, DataError, fail
+from tumorseg.errors import DataError, fail
 
-__all__ = ["BACKEND_COMMANDS", "COMMANDS", "USER_ERROR", "fail", "main"]
+__all__ = ["BACKEND_COMMANDS", "COMMANDS", "main"]
 
 #: Commands that load the deep-learning backend; ``main`` imports it quietly first
 #: (``tumorseg.quiet.import_backend``), so TensorFlow's C++ start-up lines stay off stderr.

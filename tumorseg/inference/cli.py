@@ -80,7 +80,7 @@ def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any
     ``args.no_postprocess`` applied; an unset ``args.threshold`` becomes the manifest's.
 
     ``load_pretrained`` sets ``model.standardize``, ``model.tta`` and ``model.postprocess`` from
-    the manifest, and ``predict_volume`` reads them; a missing file is a user error (``tumorseg.cli.fail``) with the loader's message.
+    the manifest, and ``predict_volume`` reads them; a missing file is a user error (``tumorseg.errors.fail``) with the loader's message.
     """
     from tumorseg.model import load_pretrained
 
