@@ -250,6 +250,26 @@ def test_msd_case_load_validates(tmp_path):
     _raises_naming(root / "labelsTr" / "BRATS_001.nii.gz", ds[0].load)
 
 
+@pytest.mark.parametrize("layout", ["msd", "brats"])
+def test_case_load_with_spacing_reads_each_file_once(tmp_path, monkeypatch, layout):
+    """The voxel size comes from the label file's header, read with its data: one nibabel
+    load per file of the case."""
+    root = _msd(tmp_path / "d") if layout == "msd" else _brats(tmp_path / "b")
+    case = open_dataset(root)[0]
+    img = nib.load(str(case.label_path))
+    img.header.set_zooms((1.2, 0.9, 2.0))
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj), img.affine, img.header), case.label_path)
+    opened: list[str] = []
+    real_load = nib.load
+    monkeypatch.setattr(nib, "load", lambda path, *a, **k: opened.append(path) or real_load(path))
+    image, label, spacing = case.load_with_spacing()
+    assert spacing == pytest.approx((1.2, 0.9, 2.0))
+    assert sorted(opened) == sorted(str(p) for p in case.paths)
+    x, y = case.load()
+    np.testing.assert_array_equal(x, image)
+    np.testing.assert_array_equal(y, label)
+
+
 # ---------------------------------------------------------------- open_dataset: BraTS
 
 

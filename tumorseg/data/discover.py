@@ -31,8 +31,9 @@ from tumorseg.data.io import (
     PathLike,
     brats_modality_files,
     find_nifti,
-    load_brats_case,
-    load_case,
+    load_brats_image,
+    load_image,
+    load_label_map,
 )
 from tumorseg.labels import BRATS_SEG_SUFFIX, BRATS_SUFFIXES
 
@@ -58,9 +59,19 @@ class Case:
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         """Read the case: image ``(X, Y, Z, 4)`` float64 (FLAIR, T1, T1Gd, T2), label ``(X, Y, Z)``
         float64 with course codes 0..3 (BraTS labels remapped). Raises DataError on bad data."""
-        if self.layout == "brats":
-            return load_brats_case(self.image_paths, self.label_path)  # type: ignore[arg-type]
-        return load_case(self.image_paths[0], self.label_path)
+        image, label, _ = self.load_with_spacing()
+        return image, label
+
+    def load_with_spacing(self) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+        """``load``, and the voxel size in mm along X, Y, Z from the header of the label file
+        (read once, with its data)."""
+        brats = self.layout == "brats"
+        if brats:
+            image = load_brats_image(self.image_paths)  # type: ignore[arg-type]
+        else:
+            image, _ = load_image(self.image_paths[0])
+        label, spacing = load_label_map(self.label_path, brats, image.shape[:3])
+        return image, label, spacing
 
 
 class Dataset(Sequence[Case]):

@@ -177,20 +177,22 @@ def _brats_to_course(raw: np.ndarray) -> np.ndarray:
 
 
 def load_label_map(
-    path: PathLike, brats_codes: bool = False
+    path: PathLike, brats_codes: bool = False, spatial_shape: tuple[int, ...] | None = None
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Read one label map on its own (a saved prediction, or a case's label file).
+    """Read one label map (a saved prediction, or a case's label file) and its voxel size.
 
     brats_codes: the file holds raw BraTS codes {0, 1, 2, 4} (a BraTS ``*_seg`` file); they
         are remapped to course codes.
+    spatial_shape: the ``(X, Y, Z)`` of the case's image, which the label must match (None:
+        any shape).
     Returns ``(label, spacing)``: label ``(X, Y, Z)`` float64 with course codes 0 background,
     1 edema, 2 non-enhancing, 3 enhancing; spacing, the voxel size in mm along X, Y, Z from the
-    header.  Raises DataError naming the file for a missing or unreadable file, a wrong ndim,
-    NaN/inf, or values outside the codes.
+    header.  Raises DataError naming the file for a missing or unreadable file, a wrong ndim
+    or shape, NaN/inf, or values outside the codes.
     """
     label, img = _read_nifti_image(path, "label")
     allowed = tuple(BRATS_LABEL_MAP) if brats_codes else LABEL_VALUES
-    check_label(label, path, label.shape[:3], allowed)
+    check_label(label, path, label.shape[:3] if spatial_shape is None else spatial_shape, allowed)
     zooms = img.header.get_zooms()
     spacing = (float(zooms[0]), float(zooms[1]), float(zooms[2]))
     return (_brats_to_course(label) if brats_codes else label), spacing
@@ -207,8 +209,7 @@ def load_case(image_path: PathLike, label_path: PathLike) -> tuple[np.ndarray, n
     """
     image = _read_nifti(image_path, "image")
     check_image(image, image_path)
-    label = _read_nifti(label_path, "label")
-    check_label(label, label_path, image.shape[:3])
+    label, _ = load_label_map(label_path, spatial_shape=image.shape[:3])
     return image, label
 
 
@@ -258,21 +259,6 @@ def load_brats_image(modality_paths: tuple[PathLike, PathLike, PathLike, PathLik
         del vol
     assert image is not None
     return image
-
-
-def load_brats_case(
-    modality_paths: tuple[PathLike, PathLike, PathLike, PathLike], seg_path: PathLike
-) -> tuple[np.ndarray, np.ndarray]:
-    """Load one BraTS 2020/2021 case from its per-modality files and segmentation.
-
-    ``modality_paths`` are the FLAIR, T1, T1Gd (``_t1ce``) and T2 files, each ``(X, Y, Z)``.
-    Returns image ``(X, Y, Z, 4)`` float64 stacked in that order and label ``(X, Y, Z)`` float64
-    remapped from raw BraTS codes {0, 1, 2, 4} to course codes (1->2, 2->1, 4->3).
-    """
-    image = load_brats_image(modality_paths)
-    raw = _read_nifti(seg_path, "label")
-    check_label(raw, seg_path, image.shape[:3], allowed=tuple(BRATS_LABEL_MAP))
-    return image, _brats_to_course(raw)
 
 
 def load_image(path: PathLike) -> tuple[np.ndarray, Any]:

@@ -49,13 +49,6 @@ def score_case(
     return score_labels(probabilities_to_labels(probs, threshold), label, spacing, both_empty)
 
 
-def _spacing(path: Path) -> tuple[float, float, float]:
-    import nibabel as nib
-
-    zooms = nib.load(str(path)).header.get_zooms()
-    return float(zooms[0]), float(zooms[1]), float(zooms[2])
-
-
 @dataclass(frozen=True)
 class CasePrediction:
     """One case's prediction before post-processing, and what scoring it needs.
@@ -87,13 +80,13 @@ def predict_cases(
     dataset = open_dataset(data)
     selected = list(dataset) if not cases else [dataset[c] for c in cases]
     for case in tqdm(selected, desc="evaluate", unit="case"):
-        image, label = case.load()
+        image, label, spacing = case.load_with_spacing()
         start = time.perf_counter()
         probs = predict_volume(
             image, model, standardize=standardize, tta=tta, postprocess=Postprocess.NONE
         )
         seconds = time.perf_counter() - start
-        yield CasePrediction(case.id, probs, label, _spacing(case.label_path), seconds)
+        yield CasePrediction(case.id, probs, label, spacing, seconds)
 
 
 def score_prediction(
