@@ -27,6 +27,11 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tumorseg.quiet import import_backend  # noqa: E402
+
+# Keras and TensorFlow without the runtime's start-up lines, before the generator imports them
+import_backend()
+
 from tumorseg.patches import VolumeDataGenerator  # noqa: E402
 from tumorseg.patches.store import write_patch_h5  # noqa: E402
 

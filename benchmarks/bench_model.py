@@ -31,6 +31,11 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tumorseg.quiet import import_backend  # noqa: E402
+
+# Keras and TensorFlow without the runtime's start-up lines, before tumorseg.model imports them
+import_backend()
+
 from tumorseg.model import dice_bce_loss, load_pretrained, unet_model_3d  # noqa: E402
 from tumorseg.patches import VolumeDataGenerator  # noqa: E402
 from tumorseg.resources import pretrained_weights  # noqa: E402

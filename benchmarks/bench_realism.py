@@ -37,6 +37,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tumorseg.quiet import import_backend  # noqa: E402
+
+# Keras and TensorFlow without the runtime's start-up lines, before tumorseg.model imports them
+import_backend()
+
 
 def patch_dice(model, folder: Path, mode: str) -> dict[str, float]:
     """Mean hard Dice per class over the ``*.h5`` patches of ``folder``."""

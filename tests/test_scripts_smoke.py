@@ -51,9 +51,15 @@ def test_quick_mode_runs(name, monkeypatch, capsys):
     assert {p: p.stat().st_mtime_ns for p in shipped} == shipped
 
 
-def test_bench_train_imports_the_backend_quietly():
-    """Importing ``bench_train`` (what its spawned input workers do, as ``__mp_main__``) loads
-    TensorFlow without the runtime's start-up lines on stderr."""
+#: The benchmarks that load the deep-learning backend in their own process.
+BACKEND_BENCHMARKS = ("bench_train", "bench_model", "bench_generator", "bench_realism")
+
+
+@pytest.mark.parametrize("name", BACKEND_BENCHMARKS)
+def test_a_benchmark_imports_the_backend_quietly(name):
+    """Importing a benchmark that uses the backend (what ``make bench`` runs, and what
+    ``bench_train``'s spawned input workers do, as ``__mp_main__``) loads TensorFlow without the
+    runtime's start-up lines on stderr."""
     from tumorseg.quiet import is_runtime_log_line
 
     code = (
@@ -62,7 +68,7 @@ def test_bench_train_imports_the_backend_quietly():
         "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
         "print('tensorflow' in sys.modules)"
     )
-    path = str(ROOT / "benchmarks" / "bench_train.py")
+    path = str(ROOT / "benchmarks" / f"{name}.py")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     done = subprocess.run(
         [sys.executable, "-c", code, path], capture_output=True, text=True, env=env, timeout=300
