@@ -41,6 +41,9 @@ __all__ = [
     "SUB_VOLUME",
     "Case",
     "Exercise",
+    "diagnose_standardized",
+    "diagnose_sub_volume",
+    "diagnose_values",
     "grade_id",
     "header",
     "public_test_id",
@@ -67,6 +70,59 @@ _HIDDEN = "tumorseg.course.grading.hidden.reference"
 Diagnosis = Callable[["Exercise", Any, Any, Case, str], "str | None"]
 
 
+# --------------------------------------------------------------------------- diagnoses
+# ``Exercise.diagnose``: (exercise, found, want, case, what) -> message or None, where ``found``
+# and ``want`` are the student's and the reference's values (types already accepted) and
+# ``case`` is the hidden ``(args, kwargs, seed)``.
+
+
+def diagnose_values(exercise: Exercise, found: Any, want: Any, case: Case, what: str) -> str | None:
+    """Scalars, or a tuple of named scalars (``exercise.result_names``), against the reference."""
+    parts = exercise.result_names if isinstance(want, tuple) else ("",)
+    founds, wants = (found, want) if isinstance(want, tuple) else ((found,), (want,))
+    for part, f, w in zip(parts, founds, wants):
+        problem = feedback.value_problem(
+            float(f),
+            float(w),
+            f"{exercise.function} on {what} {part}".rstrip(),
+            exercise.hint,
+            rtol=0.0,
+            atol=feedback.ATOL,
+        )
+        if problem:
+            return problem
+    return None
+
+
+def diagnose_standardized(
+    exercise: Exercise, found: Any, want: Any, case: Case, what: str
+) -> str | None:
+    """A standardized image (C, X, Y, Z) against its input (the hidden case's first argument)."""
+    return feedback.standardize_problem(
+        found, np.asarray(case[0][0]), f"{exercise.function} on {what}"
+    )
+
+
+def diagnose_sub_volume(
+    exercise: Exercise, found: Any, want: Any, case: Case, what: str
+) -> str | None:
+    """A sampled ``(X, y)`` against the window that the case's seed must pick (replayed)."""
+    args, kwargs, seed = case
+    options = {**exercise.default_values(), **kwargs}
+    out = (options["output_x"], options["output_y"], options["output_z"])
+    corner = feedback.replay_corners(
+        args[1],
+        out,
+        options["background_threshold"],
+        options["max_tries"],
+        1,
+        rng=np.random.RandomState(seed),
+    )[0]
+    return feedback.patch_problem(
+        found, args[0], args[1], corner, out, options["num_classes"], what
+    )
+
+
 @dataclass(frozen=True)
 class Exercise:
     """One graded exercise of the notebook (cells ``unq-cN``, ``test-cN``, ``grade-cN``)."""
@@ -86,8 +142,8 @@ class Exercise:
     #: the reference implementation, ``"module:function"`` (resolved by the grader only) or,
     #: for an exercise defined outside the package (a test), the function itself
     reference: str | Callable[..., Any]
-    #: how a wrong value on a hidden check is explained (:mod:`tumorseg.course.feedback`)
-    diagnose: Diagnosis = feedback.diagnose_values
+    #: how a wrong value on a hidden check is explained (a ``diagnose_*`` function above)
+    diagnose: Diagnosis = diagnose_values
     #: the formula, told whenever a value is wrong ("" for none)
     hint: str = ""
     #: names of the parts of a tuple result, e.g. ("sensitivity", "specificity")
@@ -168,7 +224,7 @@ REGISTRY: dict[str, Exercise] = {
             result_names=("X", "y"),
             hidden_cases=cases.sub_volume_cases,
             reference=f"{_HIDDEN}:ref_get_sub_volume",
-            diagnose=feedback.diagnose_sub_volume,
+            diagnose=diagnose_sub_volume,
             twins=("tumorseg.patches.sample_patch", "tumorseg.patches.sampling.sample_patch"),
         ),
         Exercise(
@@ -179,7 +235,7 @@ REGISTRY: dict[str, Exercise] = {
             result=ARRAY64,
             hidden_cases=cases.standardize_cases,
             reference=f"{_HIDDEN}:ref_standardize",
-            diagnose=feedback.diagnose_standardized,
+            diagnose=diagnose_standardized,
             twins=(
                 "tumorseg.patches.standardize_patch",
                 "tumorseg.patches.standardize.standardize_patch",

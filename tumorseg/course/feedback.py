@@ -2,24 +2,20 @@
 
 Each ``*_problem`` function returns the message for the student, or None when the value is
 right; :func:`describe_exception` and :func:`symbolic_failure` phrase an exception raised by
-the student's function.  The ``diagnose_*`` functions adapt them to one hidden check of an
-exercise (``Exercise.diagnose``): the autograder calls them with the student's values, the
-reference values and the hidden case, and never shows the hidden input itself.
+the student's function.  The exercise records (:mod:`tumorseg.course.exercises`) adapt them to
+one hidden check of an exercise (``Exercise.diagnose``).
 
-This module is the one both halves of the course import: :mod:`tumorseg.course.public_tests`
-(the students' immediate feedback) and :mod:`tumorseg.course.grading.hidden.reference` (the
-autograder's messages on hidden checks).  It imports only numpy.
+Both halves of the course build their messages here: :mod:`tumorseg.course.public_tests` (the
+students' immediate feedback) and the autograder's judge on hidden checks.  It imports only
+numpy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # the records name their diagnosis; only the type is needed here
-    from tumorseg.course.exercises import Case, Exercise
 
 #: absolute tolerance of the grader-side comparison of values (below the digest's margin,
 #: ``tumorseg.course.grading.checks.MARGIN``, so both halves of a check agree)
@@ -203,52 +199,3 @@ def replay_corners(
                 break
         corners.append(found)
     return corners
-
-
-# --------------------------------------------------------------------------- one hidden check
-# ``Exercise.diagnose``: (exercise, found, want, case, what) -> message or None, where ``found``
-# and ``want`` are the student's and the reference's values (types already accepted) and
-# ``case`` is the hidden ``(args, kwargs, seed)``.
-
-
-def diagnose_values(exercise: Exercise, found: Any, want: Any, case: Case, what: str) -> str | None:
-    """Scalars, or a tuple of named scalars (``exercise.result_names``), against the reference."""
-    parts = exercise.result_names if isinstance(want, tuple) else ("",)
-    founds, wants = (found, want) if isinstance(want, tuple) else ((found,), (want,))
-    for part, f, w in zip(parts, founds, wants):
-        problem = value_problem(
-            float(f),
-            float(w),
-            f"{exercise.function} on {what} {part}".rstrip(),
-            exercise.hint,
-            rtol=0.0,
-            atol=ATOL,
-        )
-        if problem:
-            return problem
-    return None
-
-
-def diagnose_standardized(
-    exercise: Exercise, found: Any, want: Any, case: Case, what: str
-) -> str | None:
-    """A standardized image (C, X, Y, Z) against its input (the hidden case's first argument)."""
-    return standardize_problem(found, np.asarray(case[0][0]), f"{exercise.function} on {what}")
-
-
-def diagnose_sub_volume(
-    exercise: Exercise, found: Any, want: Any, case: Case, what: str
-) -> str | None:
-    """A sampled ``(X, y)`` against the window that the case's seed must pick (replayed)."""
-    args, kwargs, seed = case
-    options = {**exercise.default_values(), **kwargs}
-    out = (options["output_x"], options["output_y"], options["output_z"])
-    corner = replay_corners(
-        args[1],
-        out,
-        options["background_threshold"],
-        options["max_tries"],
-        1,
-        rng=np.random.RandomState(seed),
-    )[0]
-    return patch_problem(found, args[0], args[1], corner, out, options["num_classes"], what)
