@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tumorseg.contract import probabilities_to_labels
 from tumorseg.inference import Mirror, Postprocess, postprocess_labels, predict_volume
 from tumorseg.inference.postprocess import apply_to_probabilities, mirrored
-from tumorseg.inference.predict import probabilities_to_labels
 
 
 def _scan() -> np.ndarray:

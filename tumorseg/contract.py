@@ -11,8 +11,8 @@ Every module takes these from here (the names of modalities, labels and regions 
   unless a model's manifest says otherwise); ``RAW`` means no standardization;
 - a class is present in a voxel when its probability is strictly above the threshold
   (``is_on``; default ``THRESHOLD``), and a voxel's label is its most probable present class
-  (``tumorseg.inference.probabilities_to_labels``).  Training validation, prediction,
-  evaluation and the notebook use the same rule.
+  (``probabilities_to_labels``).  Training validation, prediction, evaluation and the notebook
+  use the same rule.
 """
 
 from __future__ import annotations
@@ -43,6 +43,28 @@ def is_on(probs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
     return np.asarray(probs) > threshold
 
 
+def probabilities_to_labels(probs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
+    """Turn class probabilities into one label map.
+
+    Rule: a voxel is background (0) when no class probability is above ``threshold``;
+    otherwise it gets the label of its most probable class (1 edema, 2 non-enhancing tumor,
+    3 enhancing tumor; ties go to the lower label).
+
+    Args:
+        probs: (3, X, Y, Z) probabilities, as ``predict_volume`` returns.
+        threshold: probability a class must exceed to be reported.
+
+    Returns:
+        (X, Y, Z) uint8 label map with values in {0, 1, 2, 3}.
+    """
+    probs = np.asarray(probs)
+    if probs.ndim != 4:
+        raise ValueError(f"expected probabilities (K, X, Y, Z), got shape {probs.shape}")
+    best = np.argmax(probs, axis=0)
+    on = is_on(np.take_along_axis(probs, best[None], axis=0)[0], threshold)
+    return np.where(on, best + 1, 0).astype(np.uint8)
+
+
 __all__ = [
     "N_CHANNELS",
     "N_CLASSES",
@@ -55,4 +77,5 @@ __all__ = [
     "DEFAULT_STANDARDIZE",
     "THRESHOLD",
     "is_on",
+    "probabilities_to_labels",
 ]

@@ -1,5 +1,6 @@
-"""Whole-scan inference: ``predict_volume`` (crop, standardize, tile, blend, mirror, clean up)
-and ``probabilities_to_labels`` (the one label rule).
+"""Whole-scan inference: ``predict_volume`` (crop, standardize, tile, blend, mirror, clean up),
+and the one label rule ``probabilities_to_labels`` (defined with the contract,
+``tumorseg.contract``, and handed on here).
 
 Importing this package does not import TensorFlow or matplotlib; models are only touched when
 called.  The course's plotting wrapper ``predict_and_viz`` lives in ``tumorseg.viz``.
@@ -8,13 +9,9 @@ in tumorseg.inference.evaluate) and ``tumorseg score`` (library side in
 tumorseg.inference.score: saved label maps scored against labels).
 """
 
+from tumorseg.contract import probabilities_to_labels
 from tumorseg.inference.postprocess import Mirror, Postprocess, postprocess_labels
-from tumorseg.inference.predict import (
-    brain_bbox,
-    plan_tiles,
-    predict_volume,
-    probabilities_to_labels,
-)
+from tumorseg.inference.predict import brain_bbox, plan_tiles, predict_volume
 
 __all__ = [
     "Mirror",

@@ -113,7 +113,8 @@ def predict_main(argv: list[str] | None = None) -> int:
     add_model_options(parser)
     args = parser.parse_args(argv)
 
-    from tumorseg.inference.predict import predict_volume, probabilities_to_labels
+    from tumorseg.contract import probabilities_to_labels
+    from tumorseg.inference.predict import predict_volume
 
     try:
         image, reference = load_image(args.case)

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tumorseg.contract import THRESHOLD
+from tumorseg.contract import THRESHOLD, probabilities_to_labels
 from tumorseg.inference.postprocess import Postprocess, apply_to_probabilities
-from tumorseg.inference.predict import predict_volume, probabilities_to_labels
+from tumorseg.inference.predict import predict_volume
 from tumorseg.inference.score import score_labels
 from tumorseg.metrics import BothEmpty
 

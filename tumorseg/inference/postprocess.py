@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from tumorseg.contract import THRESHOLD
+from tumorseg.contract import THRESHOLD, probabilities_to_labels
 
 #: Label of the enhancing tumour and of what a too-small enhancing region becomes.
 ENHANCING, NON_ENHANCING = 3, 2
@@ -157,8 +157,6 @@ def apply_to_probabilities(
     tumour get probability 0 in every class; a too-small enhancing region's voxels get the
     enhancing probability moved to the non-enhancing channel.  Returns a new float32 array.
     """
-    from tumorseg.inference.predict import probabilities_to_labels
-
     out = np.array(probs, dtype=np.float32, copy=True)
     if not rules.active:
         return out

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.contract import N_CLASSES, PATCH_SIZE, RAW, THRESHOLD, is_on
+from tumorseg.contract import N_CLASSES, PATCH_SIZE, RAW, THRESHOLD
 from tumorseg.inference.postprocess import Mirror, Postprocess, apply_to_probabilities, mirrored
 from tumorseg.patches.standardize import DEFAULT_MODE, standardize_patch
 
@@ -517,25 +517,3 @@ def _progress(batches: list[list]) -> Iterator[list]:
     from tqdm.auto import tqdm
 
     return tqdm(batches, desc="predict", unit="batch", leave=False)
-
-
-def probabilities_to_labels(probs: np.ndarray, threshold: float = THRESHOLD) -> np.ndarray:
-    """Turn class probabilities into one label map.
-
-    Rule: a voxel is background (0) when no class probability is above ``threshold``;
-    otherwise it gets the label of its most probable class (1 edema, 2 non-enhancing tumor,
-    3 enhancing tumor; ties go to the lower label).
-
-    Args:
-        probs: (3, X, Y, Z) probabilities, as ``predict_volume`` returns.
-        threshold: probability a class must exceed to be reported.
-
-    Returns:
-        (X, Y, Z) uint8 label map with values in {0, 1, 2, 3}.
-    """
-    probs = np.asarray(probs)
-    if probs.ndim != 4:
-        raise ValueError(f"expected probabilities (K, X, Y, Z), got shape {probs.shape}")
-    best = np.argmax(probs, axis=0)
-    on = is_on(np.take_along_axis(probs, best[None], axis=0)[0], threshold)
-    return np.where(on, best + 1, 0).astype(np.uint8)

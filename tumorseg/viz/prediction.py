@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.inference.predict import predict_volume, probabilities_to_labels
+from tumorseg.contract import probabilities_to_labels
+from tumorseg.inference.predict import predict_volume
 from tumorseg.labels import N_CLASSES
 
 
