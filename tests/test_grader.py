@@ -24,7 +24,7 @@ from tumorseg.course import feedback
 from tumorseg.course.exercises import REGISTRY
 from tumorseg.course.grading import checks, grader, integrity, isolation, nbtools, results
 from tumorseg.course.grading import cli as grading_cli
-from tumorseg.course.grading.hidden import reference
+from tumorseg.course.grading.hidden import judge, reference
 from tumorseg.course.grading.sandbox import runner_command
 from tumorseg.resources import instructor_notebook
 
@@ -289,10 +289,17 @@ def _record(ex: str, results: list, symbolic: list | None = None) -> dict:
     return {"exercise": ex, "defined": True, "results": results, "symbolic": symbolic}
 
 
+def test_every_exercise_has_one_reference_on_the_hidden_side() -> None:
+    """The hidden side keeps the references by exercise id; the public records name none."""
+    assert set(reference.REFERENCES) == set(REGISTRY)
+    assert all(callable(ref) for ref in reference.REFERENCES.values())
+    assert not any(hasattr(ex, "reference") for ex in REGISTRY.values())
+
+
 def test_reference_results_pass_their_own_check() -> None:
     for ex in EXERCISES:
         record = _record(ex, list(reference.expected(ex)))
-        assert reference.judge_record(ex, record)[0] == "passed"
+        assert judge.judge_record(ex, record)[0] == "passed"
         assert checks.fingerprint(ex, record["results"]) == reference.expected_digest(ex)
 
 
@@ -300,7 +307,7 @@ def test_one_wrong_value_fails_both_halves() -> None:
     results = copy.deepcopy(list(reference.expected("C4")))
     results[1]["value"]["data"] = [results[1]["value"]["data"][0] + 0.01]
     assert checks.fingerprint("C4", results) != reference.expected_digest("C4")
-    status, message = reference.judge_record("C4", _record("C4", results))
+    status, message = judge.judge_record("C4", _record("C4", results))
     assert status == "failed"
     assert message.startswith("`dice_coefficient` failed 1 of 4 hidden checks (2: wrong result).")
     assert "dice_coefficient on hidden check 2: expected " in message
@@ -322,7 +329,7 @@ def test_messages_give_the_diagnosis_of_the_first_failing_check() -> None:
     """The message lists every failing check in order, the count agrees, and it carries the
     public tests' diagnosis: expected, got, hint; the exception and how to fix it."""
     ns = _solution_variant("C1", "orig_x - output_x + 1", "orig_x - output_x")
-    status, message = reference.judge_record(
+    status, message = judge.judge_record(
         "C1", _record("C1", checks.call_student("C1", ns["get_sub_volume"]))
     )
     assert status == "error"
@@ -336,7 +343,7 @@ def test_messages_give_the_diagnosis_of_the_first_failing_check() -> None:
     # a NaN is named as such, with the hint
     results = copy.deepcopy(list(reference.expected("C4")))
     results[2]["value"]["data"] = [float("nan")]
-    status, message = reference.judge_record("C4", _record("C4", results))
+    status, message = judge.judge_record("C4", _record("C4", results))
     assert status == "failed" and "failed 1 of 4 hidden checks (3: wrong result)" in message
     assert "got nan: a division by zero? Add epsilon" in message
 
@@ -349,7 +356,7 @@ def test_numpy_only_dice_fails_its_hidden_check_with_the_keras_hint() -> None:
     fn = namespace["soft_dice_loss"]
     numeric = checks.call_student("C5", fn)
     assert checks.fingerprint("C5", numeric) == reference.expected_digest("C5")  # right on arrays
-    status, message = reference.judge_record(
+    status, message = judge.judge_record(
         "C5", _record("C5", numeric, checks.call_student("C5", fn, symbolic=True))
     )
     assert status == "failed"
@@ -403,7 +410,7 @@ def test_canonical_uses_exact_types() -> None:
     ],
 )
 def test_forged_records_never_pass(forged: object) -> None:
-    assert reference.judge_record("C2", forged)[0] != "passed"
+    assert judge.judge_record("C2", forged)[0] != "passed"
 
 
 def test_read_submission_problems(tmp_path: Path) -> None:
@@ -810,12 +817,13 @@ SEVENTH = (
 
 @pytest.mark.slow  # runs all six solutions in this process, TensorFlow tracing included
 @needs_notebook
-def test_a_seventh_exercise_is_one_record_plus_its_notebook_cell(
+def test_a_seventh_exercise_is_one_record_its_reference_and_its_notebook_cell(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A throw-away exercise C7: its record and one cell in the notebook are all it takes for
-    the grader cells, the submission reader, the grading notebook, the in-kernel check, the
-    grader-side judgement, the whole submission's grade and results.csv."""
+    """A throw-away exercise C7: its record, its reference on the hidden side and one cell in
+    the notebook are all it takes for the grader cells, the submission reader, the grading
+    notebook, the in-kernel check, the grader-side judgement, the whole submission's grade and
+    results.csv."""
     from tumorseg.course.exercises import REQUIRED, SCALAR64, Exercise, header, unq_id
 
     seventh = Exercise(
@@ -825,11 +833,11 @@ def test_a_seventh_exercise_is_one_record_plus_its_notebook_cell(
         public_test="test_foreground_fraction",
         result=SCALAR64,
         hidden_cases=_foreground_cases,
-        reference=_ref_foreground_fraction,
         hint="fraction = the mean of (label != 0).",
         twins=("tumorseg.metrics.core.foreground_fraction",),
     )
     monkeypatch.setitem(REGISTRY, "C7", seventh)
+    monkeypatch.setitem(reference.REFERENCES, "C7", _ref_foreground_fraction)
     monkeypatch.setattr(grader, "run_once", _in_process_run)
     reference.expected.cache_clear()
     try:
@@ -852,13 +860,13 @@ def test_a_seventh_exercise_is_one_record_plus_its_notebook_cell(
         exec(compile(SEVENTH, "<UNQ_C7>", "exec"), namespace)
         exec(compile(check.source, "<grade-c7>", "exec"), namespace)
         record = json.loads((outputs / "C7.json").read_text())
-        assert reference.judge_record("C7", record) == (
+        assert judge.judge_record("C7", record) == (
             "passed",
             "`foreground_fraction` passed all 2 hidden checks.",
         )
         wrong = {"np": np}
         exec(compile(SEVENTH.replace("!= 0", "> 1"), "<UNQ_C7>", "exec"), wrong)
-        status, message = reference.judge_record(
+        status, message = judge.judge_record(
             "C7", {**record, "results": checks.call_student("C7", wrong["foreground_fraction"])}
         )
         assert status == "failed" and "foreground_fraction on hidden check 2: expected" in message

@@ -1,21 +1,21 @@
 """The graded exercises of the course notebook: one record per exercise, in notebook order.
 
-An :class:`Exercise` holds everything the course tooling knows about one exercise: the
-function the student writes and its signature, the public test the notebook calls, the hidden
-cases the autograder runs, the kind of result and how a wrong one is explained, the hint,
-whether ``model.fit`` runs it on symbolic tensors, the reference implementation (by name
-only) and the package functions that already implement it (its *library twins*).
+An :class:`Exercise` holds everything the public side of the course knows about one
+exercise: the function the student writes and its signature, the public test the notebook
+calls, the hidden cases the autograder runs, the kind of result and how a wrong one is
+explained, the hint, whether ``model.fit`` runs it on symbolic tensors and the package
+functions that already implement it (its *library twins*).
 
 :data:`REGISTRY` maps ``"C1"`` .. ``"C6"`` to the records.  The public tests
 (:mod:`tumorseg.course.public_tests`), the in-kernel checks and the grader
 (:mod:`tumorseg.course.grading`) and the release all read it; adding an exercise means adding
-one record here plus its cells in the notebook.
+one record here, its reference implementation on the grader's hidden side
+(:data:`tumorseg.course.grading.hidden.reference.REFERENCES`) and its cells in the notebook.
 
 This is the public half: it imports numpy, the hidden inputs (:mod:`tumorseg.course.cases`)
-and the feedback helpers (:mod:`tumorseg.course.feedback`), never the reference solutions.
-``Exercise.reference`` names them (``"module:function"``) and only the grader, outside the
-sandbox, resolves that name (:func:`tumorseg.course.grading.hidden.reference.reference_of`).
-The grading kernel imports this module before any student code runs.
+and the feedback helpers (:mod:`tumorseg.course.feedback`), and knows nothing of the reference
+solutions, which the hidden side keeps by exercise id.  The grading kernel imports this module
+before any student code runs.
 """
 
 from __future__ import annotations
@@ -63,9 +63,6 @@ SCALAR64 = "scalar64"
 #: a tuple of two np.float64 numbers, named by ``Exercise.result_names``
 PAIR64 = "pair64"
 KINDS = (SUB_VOLUME, ARRAY64, SCALAR64, PAIR64)
-
-#: where the shipped exercises' reference implementations live (hidden from the sandbox)
-_HIDDEN = "tumorseg.course.grading.hidden.reference"
 
 Diagnosis = Callable[["Exercise", Any, Any, Case, str], "str | None"]
 
@@ -139,9 +136,6 @@ class Exercise:
     result: str
     #: builds the hidden cases ``(args, kwargs, seed)`` (fresh lists; see :mod:`.cases`)
     hidden_cases: Callable[[], list[Case]]
-    #: the reference implementation, ``"module:function"`` (resolved by the grader only) or,
-    #: for an exercise defined outside the package (a test), the function itself
-    reference: str | Callable[..., Any]
     #: how a wrong value on a hidden check is explained (a ``diagnose_*`` function above)
     diagnose: Diagnosis = diagnose_values
     #: the formula, told whenever a value is wrong ("" for none)
@@ -223,7 +217,6 @@ REGISTRY: dict[str, Exercise] = {
             result=SUB_VOLUME,
             result_names=("X", "y"),
             hidden_cases=cases.sub_volume_cases,
-            reference=f"{_HIDDEN}:ref_get_sub_volume",
             diagnose=diagnose_sub_volume,
             twins=("tumorseg.patches.sample_patch", "tumorseg.patches.sampling.sample_patch"),
         ),
@@ -234,7 +227,6 @@ REGISTRY: dict[str, Exercise] = {
             public_test="test_standardize",
             result=ARRAY64,
             hidden_cases=cases.standardize_cases,
-            reference=f"{_HIDDEN}:ref_standardize",
             diagnose=diagnose_standardized,
             twins=(
                 "tumorseg.patches.standardize_patch",
@@ -248,7 +240,6 @@ REGISTRY: dict[str, Exercise] = {
             public_test="test_single_class_dice_coefficient",
             result=SCALAR64,
             hidden_cases=cases.single_class_dice_cases,
-            reference=f"{_HIDDEN}:ref_single_class_dice",
             hint="Dice = (2 * sum(p * t) + epsilon) / (sum(p) + sum(t) + epsilon), every sum "
             "over `axis` (ops.sum(..., axis=axis)); add epsilon to both the numerator and the "
             "denominator.",
@@ -262,7 +253,6 @@ REGISTRY: dict[str, Exercise] = {
             public_test="test_dice_coefficient",
             result=SCALAR64,
             hidden_cases=cases.dice_cases,
-            reference=f"{_HIDDEN}:ref_dice",
             hint="Sum over `axis` (one value per class), divide, then take the mean over classes "
             "(ops.mean); add epsilon to both the numerator and the denominator.",
             symbolic_shape=(3, 4, 3, 2),
@@ -275,7 +265,6 @@ REGISTRY: dict[str, Exercise] = {
             public_test="test_soft_dice_loss",
             result=SCALAR64,
             hidden_cases=cases.soft_dice_loss_cases,
-            reference=f"{_HIDDEN}:ref_soft_dice_loss",
             hint="loss = 1 - mean over classes of (2*sum(p*q) + eps) / (sum(p**2) + sum(q**2) "
             "+ eps), sums over `axis`.",
             symbolic_shape=(2, 5, 3, 2),
@@ -289,7 +278,6 @@ REGISTRY: dict[str, Exercise] = {
             result=PAIR64,
             result_names=("sensitivity", "specificity"),
             hidden_cases=cases.sens_spec_cases,
-            reference=f"{_HIDDEN}:ref_sens_spec",
             hint="sensitivity = tp / (tp + fn), specificity = tn / (tn + fp), on pred[class_num] "
             "and label[class_num].",
             twins=(

@@ -5,9 +5,10 @@
 - :mod:`.checks` -- the in-kernel half of every graded check: runs the student's function on
   the hidden cases of its exercise's record.  The grader copies it into each grading folder
   and the grading kernel imports that copy before any student code runs.
-- :mod:`.hidden` -- the grader-side half, a folder the sandbox leaves out as a whole:
-  reference implementations, expected results and the comparison that decides a score.  It
-  never enters a grading folder or a kernel.
+- :mod:`.hidden` -- the grader-side half, a folder the sandbox leaves out as a whole: the
+  reference implementation of each exercise and its expected results (``hidden.reference``)
+  and the comparison that decides a score (``hidden.judge``).  It never enters a grading
+  folder or a kernel.
 - :mod:`.integrity` -- flags graded cells that use the package's own implementation of their
   exercise (its library twins).
 - :mod:`.isolation` -- the bubblewrap sandbox of a grading run: namespaces, what is mounted

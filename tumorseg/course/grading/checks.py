@@ -16,7 +16,7 @@ expected results, rounded to :data:`DECIMALS` decimals, and prints one verdict l
 
 nbval compares that line with the stored one.  The check also writes the student's raw results
 (JSON, never pickle) to ``$TUMORSEG_GRADER_OUTPUTS/<exercise>.json``; the grader process then
-compares them itself with :mod:`tumorseg.course.grading.hidden.reference` after every process
+compares them itself with :mod:`tumorseg.course.grading.hidden.judge` after every process
 of the run is gone, so a student who forges the verdict line still gains nothing.
 
 The exercises that run on symbolic tensors (the Dice exercises) also run on the model.fit cases

@@ -19,7 +19,7 @@ For each submission the grader
    an outer timeout;
 4. maps JUnit items to exercises through their ``role``/``exercise`` properties and scores an
    exercise ``passed`` only when nbval matched its verdict line *and* the grader's own
-   comparison of the raw results (:mod:`.hidden.reference`, never inside the sandbox) passed;
+   comparison of the raw results (:mod:`.hidden.judge`, never inside the sandbox) passed;
 5. regrades, in a fresh kernel, the exercises whose result may have been caused by another
    exercise (the kernel died or hung before them, or earlier student code patched numpy,
    builtins, Keras ... ); the first exercise of each run always has a clean kernel, so every
@@ -59,7 +59,7 @@ from tumorseg.atomic import write_text
 from tumorseg.course.exercises import REGISTRY
 
 from . import checks, integrity, isolation, nbtools, results
-from .hidden import reference
+from .hidden.judge import judge_record
 from .sandbox import runner_command
 
 INSTRUCTOR = resources.instructor_notebook()
@@ -466,7 +466,7 @@ def _judge_items(
             f"{student.ename or 'an exception'}, so `{fn}` was not defined.",
         )
     if record is not None:
-        status, message = reference.judge_record(exercise, record)
+        status, message = judge_record(exercise, record)
         if status == "passed" and check.outcome != "ok":
             status, message = (
                 "failed",
