@@ -65,12 +65,13 @@ def load_model(weights: Path):
 
     keras = import_backend()  # without TensorFlow's start-up lines
 
+    from tumorseg.inference import resolve_settings
     from tumorseg.model import dice_bce_loss, load_pretrained, unet_model_3d
 
     if weights.is_file():
         fixed, manifest = load_pretrained(weights)
         anysize, _ = load_pretrained(weights, input_shape=(4, None, None, None))
-        mode = manifest.get("standardize", "brain")
+        mode = resolve_settings(anysize).standardize
         base = manifest.get("config", {}).get("n_base_filters", 32)
         return fixed, anysize, mode, f"{weights.name} (n_base_filters={base}, standardize={mode})"
     keras.utils.set_random_seed(0)
@@ -89,11 +90,12 @@ def describe(weights: Path) -> str:
     """One line naming the model the children will load (reads only the manifest)."""
     if not weights.is_file():
         return "RANDOM init, seed 0, n_base_filters=16 (no weights file: Dice meaningless)"
+    from tumorseg.inference import InferenceSettings
     from tumorseg.model.pretrained import manifest_path
 
     manifest = json.loads(manifest_path(weights).read_text())
     base = manifest.get("config", {}).get("n_base_filters", 32)
-    mode = manifest.get("standardize", "brain")
+    mode = InferenceSettings.from_manifest(manifest).standardize
     return f"{weights.name} (n_base_filters={base}, standardize={mode})"
 
 
@@ -131,7 +133,7 @@ def run_ours(data: str, case_id: str | None, weights: str, quick: bool = False) 
     """Child process: predict_volume as the original ran (no mirroring, no clean-up) twice (the
     first call traces/compiles), then once more with the manifest's mirroring and clean-up
     (``mirrored``), all timed."""
-    from tumorseg.inference import Mirror, Postprocess, predict_volume
+    from tumorseg.inference import Mirror, Postprocess, predict_volume, resolve_settings
 
     _, image, _ = _load_case(data, case_id, quick)
     _, anysize, mode, _ = load_model(Path(weights))
@@ -145,7 +147,7 @@ def run_ours(data: str, case_id: str | None, weights: str, quick: bool = False) 
         times.append((time.perf_counter() - w0, time.process_time() - c0))
     w0 = time.perf_counter()
     predict_volume(image, anysize, standardize=mode)
-    mirrored = (time.perf_counter() - w0, str(getattr(anysize, "tta", None) or Mirror.NONE.value))
+    mirrored = (time.perf_counter() - w0, resolve_settings(anysize).tta.value)
     return {
         "probs": probs,
         "times": times,

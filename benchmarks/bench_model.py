@@ -36,6 +36,7 @@ from tumorseg.quiet import import_backend  # noqa: E402
 # Keras and TensorFlow without the runtime's start-up lines, before tumorseg.model imports them
 import_backend()
 
+from tumorseg.inference import resolve_settings  # noqa: E402
 from tumorseg.model import dice_bce_loss, load_pretrained, unet_model_3d  # noqa: E402
 from tumorseg.patches import VolumeDataGenerator  # noqa: E402
 from tumorseg.resources import pretrained_weights  # noqa: E402
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = pretrained_weights()
     if weights.is_file():
         shipped, manifest = load_pretrained(weights)
-        mode = manifest.get("standardize", "slice")
+        mode = resolve_settings(shipped).standardize
         print(
             f"shipped model: {manifest.get('steps')} steps on "
             f"{manifest.get('data', {}).get('source', '?')}; standardize={mode}"

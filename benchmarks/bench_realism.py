@@ -64,11 +64,11 @@ def scan_scores(model, manifest: dict, data: Path, cases: list[str] | None) -> d
     layout) for each of ``VARIANTS``: the manifest's post-processing off and on, and with
     left-right test-time mirroring, at the manifest's threshold; with each variant's seconds
     per scan."""
+    from tumorseg.inference import InferenceSettings, Postprocess
     from tumorseg.inference.evaluate import predict_cases, score_prediction
-    from tumorseg.inference.postprocess import Postprocess
 
-    rules = Postprocess.from_record(manifest.get("postprocess"))
-    threshold = float(manifest.get("threshold", 0.5))
+    settings = InferenceSettings.from_manifest(manifest)
+    rules, threshold = settings.postprocess, settings.threshold
     out: dict = {}
     for tta in sorted({v[1] for v in VARIANTS}):
         for pred in predict_cases(data, model, cases, tta=tta):
@@ -133,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     args.scans = [s for s in args.scans if s]
     args.patches = [f for f in args.patches if f]
 
+    from tumorseg.inference import resolve_settings
     from tumorseg.model import load_pretrained
 
     model, manifest = load_pretrained(*([args.weights] if args.weights else []))
-    mode = manifest.get("standardize", "brain")
+    mode = resolve_settings(model).standardize
     print(
         f"model: {args.weights or 'shipped'}; {manifest.get('steps')} steps; "
         f"standardize={mode}; data: {manifest.get('data', {}).get('source', '?')}"

@@ -3,16 +3,21 @@ label-map rule, and the predict/evaluate CLIs (tiny models only)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from tumorseg.inference import (
+    InferenceSettings,
+    Mirror,
+    Postprocess,
     brain_bbox,
     plan_tiles,
     predict_volume,
     probabilities_to_labels,
+    resolve_settings,
 )
 from tumorseg.inference.predict import (
     MAX_TILE_VOXELS,
@@ -20,7 +25,6 @@ from tumorseg.inference.predict import (
     gaussian_weight,
     paste_region,
     prepare_region,
-    resolve_standardize,
     sliding_window,
     trim_tile,
 )
@@ -38,10 +42,10 @@ class PointwiseModel:
     it exactly. Records the batch shapes it sees.
     """
 
-    def __init__(self, standardize=None):
+    def __init__(self, manifest=None):
         self.calls = []
-        if standardize is not None:
-            self.standardize = standardize
+        if manifest is not None:
+            self.manifest = manifest  # as load_pretrained attaches it
 
     def __call__(self, batch):
         self.calls.append(batch.shape)
@@ -173,8 +177,8 @@ def test_slice_mode_uses_the_training_standardization():
     expected = pointwise_reference(standardize_patch(np.moveaxis(image, -1, 0), "slice"))
     got = predict_volume(image, PointwiseModel(), standardize="slice")
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    # and the mode is read from the model when not given
-    got_attr = predict_volume(image, PointwiseModel(standardize="slice"))
+    # and the mode is read from the model's manifest when not given
+    got_attr = predict_volume(image, PointwiseModel({"standardize": "slice"}))
     np.testing.assert_allclose(got_attr, expected, rtol=1e-5, atol=1e-6)
     with np.errstate(over="ignore"):  # raw intensities saturate the sigmoid
         raw = predict_volume(image, PointwiseModel(), standardize="none")
@@ -183,17 +187,34 @@ def test_slice_mode_uses_the_training_standardization():
     assert not np.allclose(raw, got)
 
 
-def test_resolve_standardize_order():
-    class M:
-        pass
+def test_settings_come_from_the_call_else_the_models_manifest_else_the_defaults():
+    assert resolve_settings(object()) == InferenceSettings() == InferenceSettings.from_manifest({})
+    model = PointwiseModel({"standardize": "slice", "tta": "x", "threshold": 0.4, "steps": 9})
+    from_model = resolve_settings(model)
+    assert (from_model.standardize, from_model.tta, from_model.threshold) == (
+        "slice",
+        Mirror.X,
+        0.4,
+    )
+    assert from_model.postprocess == Postprocess.NONE  # absent from the manifest
+    # a change of None keeps the value (an unset flag); a given settings record wins
+    assert resolve_settings(model, tta=None, threshold=0.6) == from_model.override(threshold=0.6)
+    given = InferenceSettings(threshold=0.3)
+    assert resolve_settings(model, given, tta="xyz") == InferenceSettings(threshold=0.3, tta="xyz")
 
-    m = M()
-    assert resolve_standardize(m, None) == "brain"
-    m.manifest = {"standardize": "slice"}
-    assert resolve_standardize(m, None) == "slice"
-    m.standardize = "brain"
-    assert resolve_standardize(m, None) == "brain"
-    assert resolve_standardize(m, "slice") == "slice"
+
+def test_settings_normalise_the_manifests_json_and_refuse_what_cannot_run():
+    record = {"min_component": 20, "keep_fraction": 0.1, "min_enhancing": 0}
+    settings = InferenceSettings.from_manifest(
+        {"tta": "xyz", "postprocess": record, "standardize": None, "threshold": 1}
+    )
+    assert settings.tta is Mirror.XYZ and settings.postprocess == Postprocess(**record)
+    assert settings.standardize == InferenceSettings().standardize and settings.threshold == 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.threshold = 0.2  # type: ignore[misc]
+    for bad in ({"standardize": "z-score"}, {"threshold": 1.5}, {"tta": "y"}, {"postprocess": 3}):
+        with pytest.raises(ValueError):
+            InferenceSettings.from_manifest(bad)
 
 
 def test_one_standardization_default_matches_the_shipped_model():
@@ -201,7 +222,7 @@ def test_one_standardization_default_matches_the_shipped_model():
     from tumorseg.resources import pretrained_weights
 
     shipped = json.loads(manifest_path(pretrained_weights()).read_text())["standardize"]
-    assert resolve_standardize(object(), None) == shipped
+    assert resolve_settings(object()).standardize == shipped
     x = np.random.default_rng(2).uniform(0, 900, (4, 6, 5, 3)).astype(np.float32)
     x[:, :2] = 0  # background, which only "brain" keeps at exactly 0
     np.testing.assert_array_equal(standardize_patch(x), standardize_patch(x, shipped))
@@ -410,9 +431,8 @@ def test_notebook_whole_scan_scores_equal_evaluate(tmp_path, no_show):
     label[12:22, 12:20, 6:14] = 2
     label[14:18, 14:18, 8:12] = 3
     data = write_dataset(tmp_path, image, label)
-    model = PointwiseModel()
-    model.tta = "x"
-    model.postprocess = {"min_component": 20, "keep_fraction": 0.0, "min_enhancing": 0}
+    postprocess = {"min_component": 20, "keep_fraction": 0.0, "min_enhancing": 0}
+    model = PointwiseModel({"tta": "x", "postprocess": postprocess})
     threshold = 0.45
 
     row = evaluate(data, model, threshold=threshold).iloc[0]
@@ -498,6 +518,29 @@ def test_predict_cli_reports_bad_input(tmp_path, tiny_weights, capsys):
         main([str(tmp_path / "missing.nii.gz"), "--weights", str(tiny_weights), "--out", "x.nii"])
     assert exc.value.code == 2
     assert "missing.nii.gz" in capsys.readouterr().err
+    image = make_image(shape=(16, 16, 8), box=((2, 14), (2, 14), (1, 7)), seed=3)
+    case, _ = write_case(tmp_path, image)
+    with pytest.raises(SystemExit) as exc:
+        main([str(case), "--weights", str(tiny_weights), "--out", "x.nii", "--threshold", "1.5"])
+    assert exc.value.code == 2
+    assert "threshold must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+def test_model_flags_override_the_manifests_settings():
+    import argparse
+
+    from tumorseg.inference.cli import add_model_options, settings_from_args
+
+    parser = argparse.ArgumentParser()
+    add_model_options(parser)
+    rules = {"min_component": 20, "keep_fraction": 0.1, "min_enhancing": 5}
+    manifest = {"standardize": "slice", "threshold": 0.4, "tta": "x", "postprocess": rules}
+    as_recorded = settings_from_args(parser.parse_args([]), manifest)
+    assert as_recorded == InferenceSettings("slice", 0.4, Mirror.X, Postprocess(**rules))
+    flags = ["--tta", "xyz", "--no-postprocess", "--threshold", "0.3", "--standardize", "brain"]
+    assert settings_from_args(parser.parse_args(flags), manifest) == InferenceSettings(
+        "brain", 0.3, Mirror.XYZ, Postprocess.NONE
+    )
 
 
 def test_evaluate_cli_writes_csv(tmp_path, tiny_weights, capsys):

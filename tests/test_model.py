@@ -155,3 +155,11 @@ def test_shipped_weights_load():
     # the options chosen on the validation patients are recorded for predict/evaluate
     assert manifest["tta"] in ("none", "x", "xyz") and 0.0 < manifest["threshold"] < 1.0
     assert set(manifest["postprocess"]) == {"min_component", "keep_fraction", "min_enhancing"}
+    # ... and whole-scan prediction reads them from the manifest the model carries
+    from tumorseg.inference import InferenceSettings, resolve_settings
+
+    settings = resolve_settings(model)
+    assert settings == InferenceSettings.from_manifest(manifest)
+    assert (settings.tta.value, settings.threshold) == (manifest["tta"], manifest["threshold"])
+    assert settings.postprocess.to_dict() == manifest["postprocess"]
+    assert model.threshold == manifest["threshold"]  # what the course notebook reads

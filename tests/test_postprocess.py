@@ -94,10 +94,10 @@ def test_predict_volume_applies_the_models_recorded_rules():
     image[..., 0] = labels + 1  # channel 0 carries the answer
 
     class Echo:
-        """A 'model' whose probabilities are the labels written into channel 0."""
+        """A 'model' whose probabilities are the labels written into channel 0, with the
+        manifest that load_pretrained would attach."""
 
-        postprocess = {"min_component": 100}
-        tta = "xyz"
+        manifest = {"postprocess": {"min_component": 100}, "tta": "xyz"}
 
         def __call__(self, batch):
             codes = batch[:, 0]

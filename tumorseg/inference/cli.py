@@ -21,6 +21,7 @@ import numpy as np
 from tumorseg.data import DataError, load_image, save_label_map
 from tumorseg.errors import fail
 from tumorseg.inference.postprocess import Mirror, Postprocess
+from tumorseg.inference.settings import InferenceSettings
 from tumorseg.labels import CLASS_NAMES
 from tumorseg.metrics import BOTH_EMPTY_MODES
 from tumorseg.patches.standardize import MODES
@@ -75,28 +76,30 @@ def add_both_empty_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
-    """The model of ``args.weights`` for any input size, ``args.standardize``, ``args.tta`` and
-    ``args.no_postprocess`` applied; an unset ``args.threshold`` becomes the manifest's.
+def settings_from_args(args: argparse.Namespace, manifest: dict) -> InferenceSettings:
+    """The manifest's ``InferenceSettings`` with the flags that are set (``add_model_options``)
+    applied."""
+    return InferenceSettings.from_manifest(manifest).override(
+        standardize=args.standardize,
+        threshold=args.threshold,
+        tta=args.tta,
+        postprocess=Postprocess.NONE if args.no_postprocess else None,
+    )
 
-    ``load_pretrained`` sets ``model.standardize``, ``model.tta`` and ``model.postprocess`` from
-    the manifest, and ``predict_volume`` reads them; a missing file is a user error (``tumorseg.errors.fail``) with the loader's message.
-    """
+
+def load_model(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[Any, InferenceSettings]:
+    """The model of ``args.weights`` for any input size, and the settings to run it with
+    (``settings_from_args``).  A missing file or an impossible setting (a threshold outside
+    [0, 1]) is a user error (``tumorseg.errors.fail``) with its message."""
     from tumorseg.model import load_pretrained
 
     try:
-        model, _ = load_pretrained(args.weights, input_shape=(4, None, None, None))
-    except FileNotFoundError as exc:
+        model, manifest = load_pretrained(args.weights, input_shape=(4, None, None, None))
+        return model, settings_from_args(args, manifest)
+    except (FileNotFoundError, ValueError) as exc:
         fail(parser.prog, exc)
-    if args.threshold is None:
-        args.threshold = model.threshold
-    if args.standardize:
-        model.standardize = args.standardize
-    if args.tta:
-        model.tta = args.tta
-    if args.no_postprocess:
-        model.postprocess = Postprocess.NONE.to_dict()
-    return model
 
 
 def predict_main(argv: list[str] | None = None) -> int:
@@ -120,10 +123,10 @@ def predict_main(argv: list[str] | None = None) -> int:
         image, reference = load_image(args.case)
     except DataError as exc:
         fail(parser.prog, exc)
-    model = load_model(parser, args)
+    model, settings = load_model(parser, args)
     start = time.perf_counter()
-    probs = predict_volume(image, model, threshold=args.threshold)
-    labels = probabilities_to_labels(probs, args.threshold)
+    probs = predict_volume(image, model, settings=settings)
+    labels = probabilities_to_labels(probs, settings.threshold)
     out = save_label_map(labels, reference, args.out)
     counts = np.bincount(labels.ravel(), minlength=len(CLASS_NAMES) + 1)
     voxels = ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts[1:]))
@@ -157,25 +160,17 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from tumorseg.inference.evaluate import evaluate
     from tumorseg.inference.score import summary
 
-    model = load_model(parser, args)
+    model, settings = load_model(parser, args)
     try:
-        table = evaluate(
-            args.data,
-            model,
-            args.cases,
-            args.threshold,
-            model.standardize,
-            both_empty=args.both_empty,
-        )
+        table = evaluate(args.data, model, args.cases, settings, both_empty=args.both_empty)
     except (DataError, KeyError) as exc:
         fail(parser.prog, exc)
     if args.out:
         print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
     with pd.option_context("display.width", 120, "display.precision", 4):
-        rules = Postprocess.from_record(getattr(model, "postprocess", None))
+        rules = settings.postprocess
         print(
-            f"{len(table)} case(s), threshold {args.threshold}, "
-            f"tta {getattr(model, 'tta', None) or 'none'}, "
+            f"{len(table)} case(s), threshold {settings.threshold}, tta {settings.tta.value}, "
             f"postprocess {rules.to_dict() if rules.active else 'none'}, "
             f"both-empty {args.both_empty}; n: cases each mean is taken over"
         )

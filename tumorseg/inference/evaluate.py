@@ -1,7 +1,7 @@
 """``tumorseg evaluate``: score a model on whole cases and write one CSV row per case.
 
 Evaluation is prediction followed by scoring: each case is predicted (``predict_volume``,
-with the model's test-time mirroring), cleaned up (the model's post-processing), turned into a
+with the settings' test-time mirroring), cleaned up (their post-processing), turned into a
 label map (``probabilities_to_labels``) and scored exactly as ``tumorseg score`` scores a saved
 label map (``tumorseg.inference.score.score_labels``): BraTS region Dice and HD95 (mm, voxel
 spacing from the label file's header) for WT/TC/ET, and per-class sensitivity and specificity.
@@ -22,6 +22,7 @@ from tumorseg.contract import THRESHOLD, probabilities_to_labels
 from tumorseg.inference.postprocess import Postprocess, apply_to_probabilities
 from tumorseg.inference.predict import predict_volume
 from tumorseg.inference.score import score_labels
+from tumorseg.inference.settings import InferenceSettings, resolve_settings
 from tumorseg.metrics import BothEmpty
 
 
@@ -68,23 +69,23 @@ def predict_cases(
     data: str | Path,
     model: Any,
     cases: Sequence[str] | None = None,
-    standardize: str | None = None,
-    tta: str | None = None,
+    settings: InferenceSettings | None = None,
+    **changes: Any,
 ) -> Iterator[CasePrediction]:
     """Predict every case (or the listed ones) of a dataset, one at a time, without
-    post-processing; ``tta`` as ``predict_volume`` takes it (None: the model's)."""
+    post-processing; ``settings`` and ``changes`` as ``predict_volume`` takes them (None: the
+    model's)."""
     from tqdm.auto import tqdm
 
     from tumorseg.data import open_dataset
 
+    settings = resolve_settings(model, settings, **changes).override(postprocess=Postprocess.NONE)
     dataset = open_dataset(data)
     selected = list(dataset) if not cases else [dataset[c] for c in cases]
     for case in tqdm(selected, desc="evaluate", unit="case"):
         image, label, spacing = case.load_with_spacing()
         start = time.perf_counter()
-        probs = predict_volume(
-            image, model, standardize=standardize, tta=tta, postprocess=Postprocess.NONE
-        )
+        probs = predict_volume(image, model, settings=settings)
         seconds = time.perf_counter() - start
         yield CasePrediction(case.id, probs, label, spacing, seconds)
 
@@ -111,11 +112,9 @@ def evaluate(
     data: str | Path,
     model: Any,
     cases: Sequence[str] | None = None,
-    threshold: float = THRESHOLD,
-    standardize: str | None = None,
-    tta: str | None = None,
-    postprocess: Postprocess | dict | None = None,
+    settings: InferenceSettings | None = None,
     both_empty: str = BothEmpty.BRATS.value,
+    **changes: Any,
 ) -> pd.DataFrame:
     """Predict and score every case (or the listed ones) of a dataset.
 
@@ -123,18 +122,19 @@ def evaluate(
         data: an MSD or BraTS dataset folder (``tumorseg.data.open_dataset``).
         model: channels-first model ``(B, 4, x, y, z) -> (B, 3, x, y, z)``.
         cases: case ids to score (default: all).
-        threshold: class threshold.
-        standardize: standardization mode (see ``predict_volume``).
-        tta, postprocess: test-time mirroring and clean-up rules (see ``predict_volume``);
-            None: the model's (``model.tta``, ``model.postprocess``, from its manifest).
+        settings: the ``InferenceSettings`` (standardization, threshold, mirroring, clean-up);
+            None: those of the model's manifest (see ``predict_volume``).
         both_empty: how a region absent from both maps is scored (``tumorseg.metrics``).
+        **changes: settings to change, by field name (e.g. ``threshold=0.4``).
 
     Returns:
         DataFrame, one row per case: ``case``, the ``score_case`` columns and ``seconds``.
     """
-    if postprocess is None:
-        postprocess = getattr(model, "postprocess", None)
-    predictions = predict_cases(data, model, cases, standardize, tta)
+    settings = resolve_settings(model, settings, **changes)
+    predictions = predict_cases(data, model, cases, settings)
     return pd.DataFrame(
-        [score_prediction(p, postprocess, threshold, both_empty) for p in predictions]
+        [
+            score_prediction(p, settings.postprocess, settings.threshold, both_empty)
+            for p in predictions
+        ]
     )

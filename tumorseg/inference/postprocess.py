@@ -13,7 +13,7 @@ gets, all on the label map (0 background, 1 edema, 2 non-enhancing, 3 enhancing)
 
 ``Mirror`` names the test-time augmentation: the prediction averaged over mirrored copies of
 the input (nnU-Net's mirroring).  Both are recorded in a model's manifest (``"postprocess"``,
-``"tta"``) and read from there by ``predict_volume`` when not given.
+``"tta"``) and are fields of its ``InferenceSettings`` (:mod:`tumorseg.inference.settings`).
 """
 
 from __future__ import annotations

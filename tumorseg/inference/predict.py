@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from tumorseg.contract import N_CLASSES, PATCH_SIZE, RAW, THRESHOLD
-from tumorseg.inference.postprocess import Mirror, Postprocess, apply_to_probabilities, mirrored
-from tumorseg.patches.standardize import DEFAULT_MODE, standardize_patch
+from tumorseg.contract import N_CLASSES, PATCH_SIZE, RAW
+from tumorseg.inference.postprocess import apply_to_probabilities, mirrored
+from tumorseg.inference.settings import InferenceSettings, resolve_settings
+from tumorseg.patches.standardize import standardize_patch
 
 #: Largest tile, in voxels, run in one forward pass when ``tile`` is not given.  About 0.9 GiB
 #: of activations at n_base_filters=16 with oneDNN (0.6 GiB without), so a whole-scan
@@ -75,27 +76,6 @@ def _mask_bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
         hit = np.flatnonzero(mask.any(axis=other))
         box.append(slice(int(hit[0]), int(hit[-1]) + 1))
     return box[0], box[1], box[2]
-
-
-def resolve_standardize(model: Any, standardize: str | None) -> str:
-    """The standardization mode to feed ``model``.
-
-    Order: the ``standardize`` argument; else ``model.standardize`` (a str); else
-    ``model.manifest["standardize"]`` (the training manifest, if attached to the model); else
-    ``tumorseg.patches.standardize.DEFAULT_MODE`` ("brain").  ``"none"`` means raw intensities
-    (benchmarks only).
-    """
-    if standardize is not None:
-        return standardize
-    mode = getattr(model, "standardize", None)
-    if isinstance(mode, str):
-        return mode
-    manifest = getattr(model, "manifest", None)
-    try:
-        mode = manifest.get("standardize") if manifest is not None else None
-    except AttributeError:
-        mode = None
-    return mode if isinstance(mode, str) else DEFAULT_MODE
 
 
 def _round_up(n: int, k: int = DIVISOR) -> int:
@@ -252,19 +232,18 @@ def predict_volume(
     model: Any,
     overlap: float = 0.1,
     batch_size: int = 2,
-    standardize: str | None = None,
     tile: Sequence[int] | None = None,
-    tta: Mirror | str | None = None,
-    postprocess: Postprocess | dict | None = None,
-    threshold: float = THRESHOLD,
+    settings: InferenceSettings | None = None,
+    **changes: Any,
 ) -> np.ndarray:
     """Class probabilities for a whole scan.
 
     Steps: plan the tiles over the bounding box of the nonzero (brain) voxels (``plan_tiles``);
     cut that box out, extended with background to the tile grid (``cut_region``), and
     standardize it exactly as training did; trim each tile to the brain it holds, run the tiles
-    through the model ``batch_size`` at a time and blend overlapping tiles with a Gaussian
-    weight (``sliding_window``); paste the result into a zero volume (``paste_region``).
+    through the model ``batch_size`` at a time (mirrored as ``settings.tta`` says) and blend
+    overlapping tiles with a Gaussian weight (``sliding_window``); paste the result into a zero
+    volume (``paste_region``); clean it up as ``settings.postprocess`` says.
 
     Args:
         image: (X, Y, Z, C) raw intensities, channels last as ``load_case`` returns them
@@ -276,22 +255,20 @@ def predict_volume(
             (ignored where one tile covers the axis).  The default 0.1 blends the seams of the
             slabs; more overlap costs time.
         batch_size: tiles per forward pass (capped so a batch fits ``auto_max_voxels``).
-        standardize: "brain", "slice" or "none"; ``None`` reads ``model.standardize`` or
-            ``model.manifest["standardize"]`` and falls back to "brain" (see
-            ``resolve_standardize``).  It must be what the model was trained with.
         tile: (TX, TY, TZ) tile size (rounded up to multiples of 8); ``None`` chooses the whole
             brain crop in one pass when it fits the budget of ``auto_max_voxels`` (at most
             ``MAX_TILE_VOXELS`` voxels, less when free memory is short), else axial slabs of
             ``SLAB_DEPTH`` slices (as deep as the training patches) across the crop's x-y
             extent, else a few large tiles (``plan_tiles``).
-        tta: test-time mirroring (``Mirror``: "none", "x" or "xyz"): the tiles' predictions are
-            averaged over mirrored copies (2 or 8 passes).  ``None``: ``model.tta`` (from the
-            manifest, see ``load_pretrained``), else none.
-        postprocess: whole-scan clean-up rules (``Postprocess`` or its dict); the returned
-            probabilities are changed so that ``probabilities_to_labels(probs, threshold)`` is
-            the cleaned label map (``apply_to_probabilities``).  ``None``: ``model.postprocess``
-            (from the manifest), else none; ``Postprocess.NONE`` turns it off.
-        threshold: the class threshold the post-processing assumes.
+        settings: the ``InferenceSettings``; ``None``: those of the model's manifest
+            (``resolve_settings``; ``load_pretrained`` attaches it), else the defaults.
+            ``standardize`` must be what the model was trained with; ``tta`` averages the
+            tiles' predictions over mirrored copies (2 or 8 passes); ``postprocess`` changes the
+            returned probabilities so that ``probabilities_to_labels(probs, threshold)`` is the
+            cleaned label map (``apply_to_probabilities``).
+        **changes: settings to change for this call, by field name (``standardize``, ``tta``,
+            ``postprocess``, ``threshold``), e.g. ``tta="none", postprocess=Postprocess.NONE``;
+            None keeps the setting.
 
     Returns:
         (K, X, Y, Z) float32 probabilities (K = 3: edema, non-enhancing, enhancing); voxels
@@ -302,7 +279,7 @@ def predict_volume(
         raise ValueError(f"expected an image (X, Y, Z, C), got shape {image.shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    mode = resolve_standardize(model, standardize)
+    settings = resolve_settings(model, settings, **changes)
     box = brain_bbox(image)
     if box is None:
         return np.zeros((_n_outputs(model), *image.shape[:3]), np.float32)
@@ -314,17 +291,14 @@ def predict_volume(
     batch_size = max(1, min(batch_size, budget // math.prod(tile_size)))
     region, origin = cut_region(image, box, tile_size)
     brain = np.any(region != 0, axis=0)
-    work = _standardized(region, mode)
+    work = _standardized(region, settings.standardize)
     del region  # the raw copy (when standardized): not kept through the model's passes
     net = _flexible(model, image.shape[-1], None)  # trimmed tiles come in several sizes
-    mirror = Mirror(tta if tta is not None else getattr(model, "tta", None) or Mirror.NONE)
-    run = mirrored(lambda batch: _run(net, batch), mirror)
+    run = mirrored(lambda batch: _run(net, batch), settings.tta)
     probs = sliding_window(work, run, tile_size, starts, batch_size, mask=brain)
     probs = paste_region(probs, box, origin, image.shape[:3])
-    rules = Postprocess.from_record(
-        postprocess if postprocess is not None else getattr(model, "postprocess", None)
-    )
-    return apply_to_probabilities(probs, rules, threshold) if rules.active else probs
+    rules = settings.postprocess
+    return apply_to_probabilities(probs, rules, settings.threshold) if rules.active else probs
 
 
 def cut_region(

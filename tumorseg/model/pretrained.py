@@ -8,6 +8,7 @@ from pathlib import Path
 
 import keras
 
+from tumorseg.contract import THRESHOLD
 from tumorseg.model.losses import dice_bce_loss, dice_coefficient
 from tumorseg.model.unet import unet_model_3d
 from tumorseg.resources import pretrained_weights
@@ -31,7 +32,10 @@ def load_pretrained(
         inside the package (``tumorseg.resources.pretrained_weights()``).
     input_shape: override ``(C, X, Y, Z)`` (e.g. ``(4, None, None, None)`` for any tile size).
     Returns ``(model, manifest)``; the model is compiled with the Dice+BCE loss and Dice metric and
-    maps ``(B, 4, X, Y, Z) -> (B, 3, X, Y, Z)`` sigmoid probabilities.
+    maps ``(B, 4, X, Y, Z) -> (B, 3, X, Y, Z)`` sigmoid probabilities.  It carries its manifest
+    as ``model.manifest``, where whole-scan prediction reads how to standardize, mirror, clean up
+    and threshold (``tumorseg.inference.settings``), and the manifest's threshold (0.5 when it
+    records none) as ``model.threshold``.
     Raises FileNotFoundError naming the missing file and how to get it.
     """
     weights = pretrained_weights() if path is None else Path(path)
@@ -51,10 +55,6 @@ def load_pretrained(
         config["input_shape"] = tuple(config["input_shape"])
     model = unet_model_3d(dice_bce_loss, metrics=[dice_coefficient], **config)
     model.load_weights(weights)
-    # predict_volume reads this, so whole scans are standardized the way training did
-    model.standardize = manifest.get("standardize")  # None: predict_volume falls back to "brain"
-    # ... thresholded, cleaned up and mirrored as the manifest chose (absent: 0.5, neither)
-    model.threshold = float(manifest.get("threshold", 0.5))
-    model.postprocess = manifest.get("postprocess")
-    model.tta = manifest.get("tta")
+    model.manifest = manifest
+    model.threshold = float(manifest.get("threshold", THRESHOLD))  # the course notebook reads it
     return model, manifest

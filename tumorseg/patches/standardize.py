@@ -10,8 +10,9 @@ MODES = STANDARDIZE_MODES
 
 #: The mode wherever a model is trained or run and nothing else says which: the shipped model,
 #: ``tumorseg train`` and ``predict_volume`` use it.  A trained model's manifest records its mode
-#: (``load_pretrained`` sets ``model.standardize`` from it), and that record wins.  "slice" is
-#: the course exercise's per-slice standardization, used where the notebook asks for it.
+#: (``predict_volume`` reads it into the model's ``InferenceSettings``), and that record wins.
+#: "slice" is the course exercise's per-slice standardization, used where the notebook asks for
+#: it.
 DEFAULT_MODE = DEFAULT_STANDARDIZE
 
 
