@@ -36,6 +36,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import numpy as np  # noqa: E402
 
+from tumorseg.quiet import import_backend  # noqa: E402
+
+# Keras and TensorFlow without the runtime's start-up lines, before tumorseg.model imports them
+# (``describe`` does, here; the spawned children re-run these imports, so they stay quiet too)
+import_backend()
+
 from tumorseg.hardware import CODE_PATHS, onednn_env  # noqa: E402
 from tumorseg.resources import pretrained_weights  # noqa: E402
 
@@ -61,9 +67,7 @@ def original_stitcher(image: np.ndarray, model) -> np.ndarray:
 
 def load_model(weights: Path):
     """(fixed 160x160x16 model for the original, any-size model for ours, description)."""
-    from tumorseg.quiet import import_backend
-
-    keras = import_backend()  # without TensorFlow's start-up lines
+    import keras
 
     from tumorseg.inference import resolve_settings
     from tumorseg.model import dice_bce_loss, load_pretrained, unet_model_3d
@@ -87,7 +91,7 @@ def load_model(weights: Path):
 
 
 def describe(weights: Path) -> str:
-    """One line naming the model the children will load (reads only the manifest)."""
+    """One line naming the model the children will load (from its manifest)."""
     if not weights.is_file():
         return "RANDOM init, seed 0, n_base_filters=16 (no weights file: Dice meaningless)"
     from tumorseg.inference import InferenceSettings

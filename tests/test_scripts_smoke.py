@@ -52,7 +52,13 @@ def test_quick_mode_runs(name, monkeypatch, capsys):
 
 
 #: The benchmarks that load the deep-learning backend in their own process.
-BACKEND_BENCHMARKS = ("bench_train", "bench_model", "bench_generator", "bench_realism")
+BACKEND_BENCHMARKS = (
+    "bench_train",
+    "bench_model",
+    "bench_generator",
+    "bench_realism",
+    "bench_inference",
+)
 
 
 @pytest.mark.parametrize("name", BACKEND_BENCHMARKS)
