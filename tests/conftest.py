@@ -60,3 +60,84 @@ def sample_data() -> Path:
     if not (SAMPLE_DATA / "dataset.json").is_file():
         pytest.skip(f"sample data not built at {SAMPLE_DATA}; run `make data`")
     return SAMPLE_DATA
+
+
+# --------------------------------------------------------------------------- tiny batch sets
+#: Shapes of the tiny cases of ``write_tiny_dataset``: a different grid per case, so a map
+#: written for the wrong case is noticed.
+TINY_SHAPES = ((24, 24, 16), (32, 24, 16), (24, 32, 16), (24, 24, 24), (32, 32, 16), (16, 24, 16))
+
+
+def write_tiny_case(image_path: Path, label_path: Path | None, shape: tuple, seed: int) -> None:
+    """One tiny MSD case: image (X, Y, Z, 4) float32 with random intensities in a brain box
+    (zero outside), label (X, Y, Z) uint8 with a small tumour (1 edema, 2 core, 3 enhancing);
+    affine diag(1.2, 0.9, 2.0) in mm."""
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    affine = np.diag([1.2, 0.9, 2.0, 1.0])
+    image = np.zeros((*shape, 4), np.float32)
+    brain = tuple(slice(2, s - 2) for s in shape)
+    image[brain] = rng.uniform(10, 500, size=(*image[brain].shape[:3], 4))
+    label = np.zeros(shape, np.uint8)
+    c = [s // 2 for s in shape]
+    label[c[0] - 5 : c[0] + 5, c[1] - 5 : c[1] + 5, c[2] - 4 : c[2] + 4] = 1
+    label[c[0] - 3 : c[0] + 3, c[1] - 3 : c[1] + 3, c[2] - 2 : c[2] + 2] = 2
+    label[c[0] - 1 : c[0] + 1, c[1] - 1 : c[1] + 1, c[2] - 1 : c[2] + 1] = 3
+    image[label > 0] *= 1.5
+    image_path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(image, affine), image_path)
+    if label_path is not None:
+        label_path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(label, affine), label_path)
+
+
+def write_tiny_dataset(root: Path, n: int = 5, seed: int = 0) -> Path:
+    """An MSD-layout dataset (``dataset.json``, ``imagesTr/``, ``labelsTr/``) of ``n`` tiny
+    cases ``BRATS_001`` ... (``write_tiny_case``, shapes from ``TINY_SHAPES``); returns root."""
+    import json
+
+    training = []
+    for i in range(n):
+        name = f"BRATS_{i + 1:03d}.nii.gz"
+        write_tiny_case(
+            root / "imagesTr" / name,
+            root / "labelsTr" / name,
+            TINY_SHAPES[i % len(TINY_SHAPES)],
+            seed + i,
+        )
+        training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+    (root / "dataset.json").write_text(json.dumps({"training": training}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def batch_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny U-Net (n_base_filters 4, seed 0) saved as ``tiny.weights.h5`` with its manifest,
+    for the batch commands (``--weights``)."""
+    import json
+
+    import keras
+
+    from tumorseg.model import dice_bce_loss, unet_model_3d
+
+    keras.utils.set_random_seed(0)
+    model = unet_model_3d(dice_bce_loss, input_shape=(4, None, None, None), n_base_filters=4)
+    folder = tmp_path_factory.mktemp("batch-weights")
+    weights = folder / "tiny.weights.h5"
+    model.save_weights(weights)
+    manifest = {
+        "config": {"input_shape": [4, 160, 160, 16], "n_base_filters": 4},
+        "standardize": "brain",
+        "threshold": 0.5,
+        "git_commit": "tests",
+    }
+    (folder / "tiny.json").write_text(json.dumps(manifest))
+    return weights
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five tiny labelled cases in MSD layout (``write_tiny_dataset``); read only."""
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))

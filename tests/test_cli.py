@@ -30,6 +30,7 @@ CASES = {
     "predict": (["predict", "NOTHING/case.nii.gz", "--out", "s.nii.gz"], "NOTHING"),
     "evaluate": (["evaluate", "--data", "NOTHING", "--weights", "NOTHING/m.weights.h5"], "NOTHING"),
     "score": (["score", "--pred", "NOTHING/preds", "--labels", "labels"], "NOTHING"),
+    "merge": (["merge", "--out", "m.csv", "NOTHING/part.csv"], "NOTHING"),
     "release": (["release", "--source", "NOTHING/nb.ipynb", "--out", "s.ipynb"], "NOTHING"),
     "grade": (["grade", "NOTHING/nb.ipynb", "--out", "g"], "NOTHING"),
     "hardware": (["hardware", "--nope"], "--nope"),

@@ -161,9 +161,15 @@ def _mismatch(tmp_path, name: str) -> tuple[object, str]:
 )
 def test_mismatched_case_names_the_file_and_the_fix(tmp_path, name, needle):
     pred_dir, path = _mismatch(tmp_path, name)
-    with pytest.raises(DataError) as info:
-        score_folder(pred_dir, tmp_path / "labels")
-    assert str(info.value).startswith(path) and needle in str(info.value)
+    if name == "orphan":  # matching fails before any case is scored
+        with pytest.raises(DataError) as info:
+            score_folder(pred_dir, tmp_path / "labels")
+        message = str(info.value)
+    else:  # a case that cannot be scored keeps its row, with the reason and no scores
+        table = score_folder(pred_dir, tmp_path / "labels")
+        assert table["case"].tolist() == ["A"] and np.isnan(table.loc[0, "WT_dice"])
+        message = table.loc[0, "error"]
+    assert message.startswith(path) and needle in message
 
 
 def test_missing_prediction_or_folder_is_a_user_error(tmp_path, capsys):

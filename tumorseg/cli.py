@@ -41,7 +41,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "predict": (
         "tumorseg.inference.cli",
         "predict_main",
-        "segment one case and write a NIfTI label map",
+        "segment one case, or every case of a dataset, into NIfTI label maps",
     ),
     "evaluate": (
         "tumorseg.inference.cli",
@@ -52,6 +52,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "tumorseg.inference.cli",
         "score_main",
         "score saved label maps against a dataset's labels",
+    ),
+    "merge": (
+        "tumorseg.batch.cli",
+        "merge_main",
+        "merge the outputs of --shard runs (evaluate/score tables, grade folders)",
     ),
     "release": (
         "tumorseg.course.cli",

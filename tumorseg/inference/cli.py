@@ -4,10 +4,15 @@
 ``predict`` segments one case and writes a NIfTI label map aligned with the input: uint8
 (X, Y, Z) with 0 background, 1 edema, 2 non-enhancing tumor, 3 enhancing tumor (rule:
 ``probabilities_to_labels``), saved with the input's affine and header so it overlays the scan
-in 3D Slicer or ITK-SNAP.  ``evaluate`` scores a model on whole cases
-(:mod:`tumorseg.inference.evaluate`); ``score`` scores saved label maps against labels
-(:mod:`tumorseg.inference.score`), writing the per-case table (CSV, or JSON with the summary)
-and printing the summary as ``evaluate`` does.
+in 3D Slicer or ITK-SNAP; given a dataset folder it segments every case into a folder,
+resumably, past broken cases (:mod:`tumorseg.inference.batch`).  ``evaluate`` scores a model on
+whole cases (:mod:`tumorseg.inference.evaluate`); ``score`` scores saved label maps against
+labels (:mod:`tumorseg.inference.score`), writing the per-case table (CSV, or JSON with the
+summary) and printing the summary as ``evaluate`` does.
+
+Batch runs take ``--shard I/N`` (:mod:`tumorseg.batch`).  Exit status: 0; 1 when the run ended
+but some case failed (named on stderr, in ``failures.csv`` or the table's ``error`` column); 2
+on a user error, before any output is written.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tumorseg.batch.cli import add_shard_option
 from tumorseg.data import DataError, load_image, save_label_map
 from tumorseg.errors import fail
 from tumorseg.inference.postprocess import Mirror, Postprocess
@@ -102,31 +108,63 @@ def load_model(
         fail(parser.prog, exc)
 
 
+def settings_record(settings: InferenceSettings) -> dict[str, Any]:
+    """``settings`` as the JSON of a run record (the manifest's keys)."""
+    return {
+        "standardize": settings.standardize,
+        "threshold": settings.threshold,
+        "tta": settings.tta.value,
+        "postprocess": settings.postprocess.to_dict(),
+    }
+
+
 def predict_main(argv: list[str] | None = None) -> int:
-    """``tumorseg predict CASE --weights W --out SEG.nii.gz [--threshold 0.5]``."""
+    """``tumorseg predict CASE --out SEG.nii.gz`` or ``tumorseg predict DATA --out DIR
+    [--shard I/N] [--overwrite]``."""
     parser = argparse.ArgumentParser(
         prog="tumorseg predict",
-        description="Segment one case; write a uint8 label map (0 background, 1 edema, "
-        "2 non-enhancing, 3 enhancing) aligned with the input.",
+        description="Segment one case, or every case of a dataset folder; write uint8 label "
+        "maps (0 background, 1 edema, 2 non-enhancing, 3 enhancing) aligned with the input.",
     )
     parser.add_argument(
-        "case", help="4-channel NIfTI (X,Y,Z,4), or a BraTS case folder (*_flair, *_t1, ...)"
+        "source",
+        metavar="case",
+        help="one case: a 4-channel NIfTI (X,Y,Z,4) or a BraTS case folder (*_flair, *_t1, "
+        "...); or a dataset folder (MSD, BraTS, a folder of 4-channel NIfTIs) for every case",
     )
-    parser.add_argument("--out", required=True, help="output label map, .nii.gz or .nii")
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="one case: the label map, .nii.gz or .nii; a dataset: the folder for "
+        "<case>.nii.gz (with failures.csv and run.json)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="a dataset: predict the cases whose map exists too (default: skip them, so a "
+        "rerun resumes)",
+    )
+    add_shard_option(parser)
     add_model_options(parser)
     args = parser.parse_args(argv)
 
-    from tumorseg.contract import probabilities_to_labels
-    from tumorseg.inference.predict import predict_volume
+    from tumorseg.inference.batch import Target, plan_output, segment
 
     try:
-        image, reference = load_image(args.case)
+        target = plan_output(args.source, args.out)
+    except DataError as exc:
+        fail(parser.prog, exc)
+    if target is Target.FOLDER:
+        return _predict_folder(parser, args)
+    if not args.shard.whole:
+        fail(parser.prog, f"--shard {args.shard}: {args.source} is one case; shard a dataset")
+    try:
+        image, reference = load_image(args.source)
     except DataError as exc:
         fail(parser.prog, exc)
     model, settings = load_model(parser, args)
     start = time.perf_counter()
-    probs = predict_volume(image, model, settings=settings)
-    labels = probabilities_to_labels(probs, settings.threshold)
+    labels = segment(image, model, settings)
     out = save_label_map(labels, reference, args.out)
     counts = np.bincount(labels.ravel(), minlength=len(CLASS_NAMES) + 1)
     voxels = ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts[1:]))
@@ -134,16 +172,51 @@ def predict_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _predict_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``predict DATA --out DIR``: every case of this shard; 1 when some case failed."""
+    import sys
+    from pathlib import Path
+
+    from tumorseg.batch import FAILURES_CSV, run_record
+    from tumorseg.data import open_dataset
+    from tumorseg.inference.batch import predict_folder
+    from tumorseg.model.pretrained import model_record
+
+    try:
+        dataset = open_dataset(args.source, strict=False)
+    except DataError as exc:
+        fail(parser.prog, exc)
+    model, settings = load_model(parser, args)
+    described = {**model_record(args.weights), "settings": settings_record(settings)}
+    record = run_record(parser.prog, vars(args), args.shard, described)
+    tally = predict_folder(dataset, args.out, model, settings, args.shard, args.overwrite, record)
+    print(tally.line())
+    if tally.failures:
+        print(f"failed cases: {Path(args.out) / FAILURES_CSV}", file=sys.stderr)
+    return 1 if tally.failures else 0
+
+
 def evaluate_main(argv: list[str] | None = None) -> int:
-    """``tumorseg evaluate --data DIR --weights W [--out CSV] [--cases ID ...]``."""
+    """``tumorseg evaluate --data DIR [--weights W] [--out CSV|JSON] [--cases ID ...]
+    [--save DIR] [--shard I/N]``; exit status 1 when some case could not be scored."""
     parser = argparse.ArgumentParser(
         prog="tumorseg evaluate",
         description="Score a model on whole cases: BraTS WT/TC/ET Dice and HD95 (mm), "
-        "per-class sensitivity/specificity; one CSV row per case and a summary table.",
+        "per-class sensitivity/specificity; one row per case (sorted by case id; a case that "
+        "cannot be read gets an error column instead of scores) and a summary table.",
     )
     parser.add_argument("--data", required=True, help="MSD or BraTS dataset folder")
-    parser.add_argument("--out", default=None, help="per-case CSV (default: print only)")
+    parser.add_argument(
+        "--out", default=None, help="per-case table: .csv, or .json with the summary"
+    )
     parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all)")
+    parser.add_argument(
+        "--save",
+        default=None,
+        help="folder to keep the scored label maps in (<case>.nii.gz, with run.json), for "
+        "`tumorseg score` to rescore without predicting again",
+    )
+    add_shard_option(parser)
     add_model_options(parser)
     add_both_empty_option(parser)
     parser.add_argument(
@@ -156,28 +229,57 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from tumorseg.atomic import write_text
+    from tumorseg.data import open_dataset
     from tumorseg.inference.evaluate import evaluate
-    from tumorseg.inference.score import summary
+    from tumorseg.inference.score import count_line, failed_cases, summary, write_table
 
-    model, settings = load_model(parser, args)
     try:
-        table = evaluate(args.data, model, args.cases, settings, both_empty=args.both_empty)
+        dataset = open_dataset(args.data, strict=False)
+        cases = args.shard.select(args.cases or dataset.ids)
+        for case in cases:
+            dataset[case]  # an unknown id is a user error, before the model loads
     except (DataError, KeyError) as exc:
         fail(parser.prog, exc)
+    model, settings = load_model(parser, args)
+    saving = _SaveRecord(parser.prog, args, settings) if args.save else None
+    table = evaluate(dataset, model, cases, settings, args.both_empty, save=args.save)
+    if saving:
+        saving.finish(table)
     if args.out:
-        print(f"wrote {write_text(args.out, table.to_csv(index=False, float_format='%.6g'))}")
+        print(f"wrote {write_table(args.out, table, summary(table))}")
     with pd.option_context("display.width", 120, "display.precision", 4):
         rules = settings.postprocess
         print(
-            f"{len(table)} case(s), threshold {settings.threshold}, tta {settings.tta.value}, "
+            f"{count_line(table)}; threshold {settings.threshold}, tta {settings.tta.value}, "
             f"postprocess {rules.to_dict() if rules.active else 'none'}, "
             f"both-empty {args.both_empty}; n: cases each mean is taken over"
         )
         print(summary(table).to_string())
         if args.compare_record:
             print_record_comparison(table, args.weights)
-    return 0
+    return 1 if failed_cases(table) else 0
+
+
+class _SaveRecord:
+    """The run record of ``evaluate --save DIR``: written when the run starts, and again with
+    the outcome (cases scored, cases failed) when it ends."""
+
+    def __init__(self, prog: str, args: argparse.Namespace, settings: InferenceSettings):
+        from tumorseg.batch import run_record, write_run_record
+        from tumorseg.model.pretrained import model_record
+
+        described = {**model_record(args.weights), "settings": settings_record(settings)}
+        self.folder, self.shard = args.save, args.shard
+        self.record = run_record(prog, vars(args), args.shard, described)
+        write_run_record(self.folder, self.record, self.shard)
+
+    def finish(self, table: Any) -> None:
+        from tumorseg.batch import finish_record, write_run_record
+        from tumorseg.inference.score import failed_cases
+
+        failed = failed_cases(table)
+        outcome = {"scored": len(table) - len(failed), "failed": failed}
+        write_run_record(self.folder, finish_record(self.record, outcome), self.shard)
 
 
 def print_record_comparison(table: Any, weights: str | None) -> None:
@@ -218,15 +320,22 @@ def score_main(argv: list[str] | None = None) -> int:
         "--out", default=None, help="per-case table: .csv, or .json with the summary"
     )
     parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all preds)")
+    add_shard_option(parser)
     add_both_empty_option(parser)
     args = parser.parse_args(argv)
 
     import pandas as pd
 
-    from tumorseg.inference.score import score_folder, summary, write_table
+    from tumorseg.inference.score import (
+        count_line,
+        failed_cases,
+        score_folder,
+        summary,
+        write_table,
+    )
 
     try:
-        table = score_folder(args.pred, args.labels, args.cases, args.both_empty)
+        table = score_folder(args.pred, args.labels, args.cases, args.both_empty, args.shard)
     except DataError as exc:
         fail(parser.prog, exc)
     stats = summary(table)
@@ -237,7 +346,7 @@ def score_main(argv: list[str] | None = None) -> int:
         print(f"{len(unscored)} labelled case(s) without a prediction, not scored")
     with pd.option_context("display.width", 120, "display.precision", 4):
         print(
-            f"{len(table)} case(s) scored, both-empty {args.both_empty}; n: cases each mean is taken over"
+            f"{count_line(table)}, both-empty {args.both_empty}; n: cases each mean is taken over"
         )
         print(stats.to_string())
-    return 0
+    return 1 if failed_cases(table) else 0

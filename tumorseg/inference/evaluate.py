@@ -5,6 +5,12 @@ with the settings' test-time mirroring), cleaned up (their post-processing), tur
 label map (``probabilities_to_labels``) and scored exactly as ``tumorseg score`` scores a saved
 label map (``tumorseg.inference.score.score_labels``): BraTS region Dice and HD95 (mm, voxel
 spacing from the label file's header) for WT/TC/ET, and per-class sensitivity and specificity.
+
+A broken case (a missing, truncated or malformed file: ``DataError``) does not stop
+``evaluate``: its row holds the reason in the ``error`` column (``score.case_table``), it is
+named on stderr, and the summary leaves it out.  ``evaluate(..., save=DIR)`` also writes each
+scored label map as ``DIR/<case>.nii.gz`` (on its image's grid, as ``tumorseg predict`` writes
+it), so ``tumorseg score`` can rescore them without predicting again.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tumorseg.batch import one_line, report_failure
 from tumorseg.contract import THRESHOLD, probabilities_to_labels
+from tumorseg.data import DataError, Dataset, open_dataset, save_label_map
 from tumorseg.inference.postprocess import Postprocess, apply_to_probabilities
 from tumorseg.inference.predict import predict_volume
-from tumorseg.inference.score import score_labels
+from tumorseg.inference.score import ERROR, case_table, score_labels
 from tumorseg.inference.settings import InferenceSettings, resolve_settings
 from tumorseg.metrics import BothEmpty
 
@@ -55,7 +63,8 @@ class CasePrediction:
     """One case's prediction before post-processing, and what scoring it needs.
 
     probs: (3, X, Y, Z) probabilities; label: (X, Y, Z) ground truth, codes 0..3; spacing: mm
-    per voxel along X, Y, Z; seconds: the prediction's wall time.
+    per voxel along X, Y, Z; seconds: the prediction's wall time; reference: the image file
+    whose header describes the grid (for saving the label map), when known.
     """
 
     case: str
@@ -63,31 +72,51 @@ class CasePrediction:
     label: np.ndarray
     spacing: tuple[float, float, float]
     seconds: float
+    reference: Path | None = None
+
+
+@dataclass(frozen=True)
+class CaseFailure:
+    """A case that could not be read: its id and the reason (one line, naming the file)."""
+
+    case: str
+    error: str
 
 
 def predict_cases(
-    data: str | Path,
+    data: str | Path | Dataset,
     model: Any,
     cases: Sequence[str] | None = None,
     settings: InferenceSettings | None = None,
+    keep_going: bool = False,
     **changes: Any,
-) -> Iterator[CasePrediction]:
+) -> Iterator[CasePrediction | CaseFailure]:
     """Predict every case (or the listed ones) of a dataset, one at a time, without
     post-processing; ``settings`` and ``changes`` as ``predict_volume`` takes them (None: the
-    model's)."""
+    model's).
+
+    data: a dataset folder, or an opened ``Dataset``.  keep_going: a case whose files are
+    missing or bad yields a ``CaseFailure`` instead of raising its DataError (and the folder is
+    opened with ``strict=False``, so a missing file is found when its case is loaded).
+    """
     from tqdm.auto import tqdm
 
-    from tumorseg.data import open_dataset
-
     settings = resolve_settings(model, settings, **changes).override(postprocess=Postprocess.NONE)
-    dataset = open_dataset(data)
+    dataset = data if isinstance(data, Dataset) else open_dataset(data, strict=not keep_going)
     selected = list(dataset) if not cases else [dataset[c] for c in cases]
     for case in tqdm(selected, desc="evaluate", unit="case"):
-        image, label, spacing = case.load_with_spacing()
+        try:
+            image, label, spacing = case.load_with_spacing()
+        except DataError as exc:
+            if not keep_going:
+                raise
+            yield CaseFailure(case.id, one_line(exc))
+            continue
         start = time.perf_counter()
         probs = predict_volume(image, model, settings=settings)
+        del image
         seconds = time.perf_counter() - start
-        yield CasePrediction(case.id, probs, label, spacing, seconds)
+        yield CasePrediction(case.id, probs, label, spacing, seconds, case.image_paths[0])
 
 
 def score_prediction(
@@ -95,46 +124,71 @@ def score_prediction(
     rules: Postprocess | dict | None,
     threshold: float = THRESHOLD,
     both_empty: str = BothEmpty.BRATS.value,
+    save: str | Path | None = None,
 ) -> dict[str, float | str]:
     """``{"case", score_case columns..., "seconds"}`` of one prediction cleaned with ``rules``
-    (the post-processing's own time is added to ``seconds``)."""
+    (the post-processing's own time is added to ``seconds``).
+
+    save: a folder to write the scored label map into, as ``<case>.nii.gz`` on the grid of
+    ``pred.reference`` (atomically; the folder is created when missing).
+    """
     start = time.perf_counter()
     rules = Postprocess.from_record(rules)
     probs = apply_to_probabilities(pred.probs, rules, threshold) if rules.active else pred.probs
+    labels = probabilities_to_labels(probs, threshold)
     seconds = pred.seconds + time.perf_counter() - start
     row: dict[str, float | str] = {"case": pred.case}
-    row.update(score_case(probs, pred.label, pred.spacing, threshold, both_empty))
+    row.update(score_labels(labels, pred.label, pred.spacing, both_empty))
     row["seconds"] = round(seconds, 2)
+    if save is not None:
+        _save_labels(labels, pred, Path(save))
     return row
 
 
+def _save_labels(labels: np.ndarray, pred: CasePrediction, folder: Path) -> Path:
+    import nibabel as nib
+
+    from tumorseg.inference.batch import output_path
+
+    if pred.reference is None:
+        raise ValueError(f"case {pred.case}: no reference image to save its label map on")
+    return save_label_map(labels, nib.load(str(pred.reference)), output_path(folder, pred.case))
+
+
 def evaluate(
-    data: str | Path,
+    data: str | Path | Dataset,
     model: Any,
     cases: Sequence[str] | None = None,
     settings: InferenceSettings | None = None,
     both_empty: str = BothEmpty.BRATS.value,
+    save: str | Path | None = None,
     **changes: Any,
 ) -> pd.DataFrame:
-    """Predict and score every case (or the listed ones) of a dataset.
+    """Predict and score every case (or the listed ones, in that order) of a dataset.
 
     Args:
-        data: an MSD or BraTS dataset folder (``tumorseg.data.open_dataset``).
+        data: an MSD or BraTS dataset folder (``tumorseg.data.open_dataset``), or a Dataset.
         model: channels-first model ``(B, 4, x, y, z) -> (B, 3, x, y, z)``.
         cases: case ids to score (default: all).
         settings: the ``InferenceSettings`` (standardization, threshold, mirroring, clean-up);
             None: those of the model's manifest (see ``predict_volume``).
         both_empty: how a region absent from both maps is scored (``tumorseg.metrics``).
+        save: a folder for the scored label maps, ``<case>.nii.gz`` (default: none kept).
         **changes: settings to change, by field name (e.g. ``threshold=0.4``).
 
     Returns:
-        DataFrame, one row per case: ``case``, the ``score_case`` columns and ``seconds``.
+        ``score.case_table``, one row per case: ``case``, the ``score_case`` columns,
+        ``seconds`` and ``error`` ("" when scored; else why the case could not be read, and
+        the scores are NaN).
     """
     settings = resolve_settings(model, settings, **changes)
-    predictions = predict_cases(data, model, cases, settings)
-    return pd.DataFrame(
-        [
-            score_prediction(p, settings.postprocess, settings.threshold, both_empty)
-            for p in predictions
-        ]
-    )
+    rows: list[dict] = []
+    for item in predict_cases(data, model, cases, settings, keep_going=True):
+        if isinstance(item, CaseFailure):
+            report_failure("tumorseg evaluate", item.case, item.error)
+            rows.append({"case": item.case, ERROR: item.error})
+        else:
+            rows.append(
+                score_prediction(item, settings.postprocess, settings.threshold, both_empty, save)
+            )
+    return case_table(rows, extra=["seconds"])

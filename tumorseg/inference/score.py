@@ -13,6 +13,11 @@ Per case: BraTS region Dice, HD95 (mm, voxel size from the label file's header),
 and specificity for WT/TC/ET, and per-class sensitivity and specificity of the label map.
 Empty-mask conventions (BraTS by default: Dice 1 and HD95 0 for a region absent from both maps,
 Dice 0 and HD95 373.13 mm for a missed or spurious one): see :mod:`tumorseg.metrics`.
+
+A case that cannot be scored (an unreadable prediction or label, another grid) does not stop
+the batch: its row keeps the case id, empty scores and the reason in the ``ERROR`` column
+(``error``; empty for a scored case), the summary leaves it out (``summary``) and
+``table_json`` counts it.  ``case_table`` builds such tables for ``score`` and ``evaluate``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.atomic import write_text
+from tumorseg.batch import Shard, one_line, report_failure
 from tumorseg.data import DataError, load_label_map, open_dataset
 from tumorseg.data.io import NIFTI_EXTENSIONS, PathLike
 from tumorseg.labels import CLASS_KEYS, REGIONS
@@ -33,6 +39,9 @@ from tumorseg.metrics import BothEmpty
 
 #: Relative tolerance on the voxel size of a prediction against its label's.
 SPACING_RTOL = 1e-3
+
+#: Column of a case table holding why a case was not scored ("" when it was).
+ERROR = "error"
 
 
 def score_labels(
@@ -68,6 +77,35 @@ def score_labels(
         row[f"{key}_sensitivity"] = float(sens)
         row[f"{key}_specificity"] = float(spec)
     return row
+
+
+def score_columns() -> list[str]:
+    """The ``score_labels`` columns, in order (read off a scored 2x2x2 example)."""
+    empty = np.zeros((2, 2, 2), np.uint8)
+    return list(score_labels(empty, empty))
+
+
+def case_table(rows: Sequence[dict], extra: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per case: ``case``, the ``score_labels`` columns, ``extra`` columns, ``error``.
+
+    rows: dicts with ``case`` and either the scores (and ``extra``) or ``error``; a column a
+        row lacks is NaN (``error``: ""), so a failed case keeps its row with empty scores.
+    """
+    rows = [{ERROR: "", **row} for row in rows]
+    return pd.DataFrame(rows, columns=["case", *score_columns(), *extra, ERROR])
+
+
+def failed_cases(table: pd.DataFrame) -> list[str]:
+    """Case ids of the rows with an ``error`` (none when the table has no such column)."""
+    if ERROR not in table:
+        return []
+    return table.loc[table[ERROR].fillna("").astype(str) != "", "case"].astype(str).tolist()
+
+
+def count_line(table: pd.DataFrame) -> str:
+    """``"<n> case(s): <m> scored, <k> failed"`` of a case table."""
+    failed = len(failed_cases(table))
+    return f"{len(table)} case(s): {len(table) - failed} scored, {failed} failed"
 
 
 def nifti_files(folder: Path) -> dict[str, Path]:
@@ -186,6 +224,7 @@ def score_folder(
     labels: PathLike,
     cases: Sequence[str] | None = None,
     both_empty: str = BothEmpty.BRATS.value,
+    shard: Shard | None = None,
 ) -> pd.DataFrame:
     """Score every prediction of a folder (or the listed cases) against its label.
 
@@ -194,19 +233,27 @@ def score_folder(
         labels: folder of label NIfTIs, or an MSD/BraTS dataset folder.
         cases: case ids to score (default: every prediction).
         both_empty: how a region absent from both maps is scored (see ``tumorseg.metrics``).
+        shard: score only this share of those cases (``tumorseg.batch.Shard``; default all).
 
     Returns:
-        DataFrame, one row per case: ``case`` and the ``score_labels`` columns; ``attrs
-        ["unscored"]`` lists the labelled cases without a prediction.  Every pair is matched
-        before any is scored, so a missing case fails fast (DataError).
+        ``case_table``, one row per case sorted by case id (the shard rule's order): ``case``,
+        the ``score_labels`` columns and ``error``; ``attrs["unscored"]`` lists the labelled
+        cases without a prediction.  Every pair is matched before any is scored, so a case
+        without a prediction or label fails fast (DataError); a case whose files cannot be
+        scored gets its ``error`` (also printed on stderr) and the others are scored.
     """
     from tqdm.auto import tqdm
 
     pairs, unscored = match_cases(pred_dir, labels, cases)
-    rows = []
+    pairs = [pairs[i] for i in (shard or Shard()).positions([p[0] for p in pairs])]
+    rows: list[dict] = []
     for cid, pred_path, label_path, brats_codes in tqdm(pairs, desc="score", unit="case"):
-        rows.append({"case": cid, **score_file(pred_path, label_path, brats_codes, both_empty)})
-    table = pd.DataFrame(rows)
+        try:
+            rows.append({"case": cid, **score_file(pred_path, label_path, brats_codes, both_empty)})
+        except DataError as exc:
+            report_failure("tumorseg score", cid, exc)
+            rows.append({"case": cid, ERROR: one_line(exc)})
+    table = case_table(rows)
     table.attrs["unscored"] = unscored
     return table
 
@@ -215,10 +262,12 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean, standard deviation and median over cases of the region Dice and HD95 columns.
 
     Returns a DataFrame indexed by WT/TC/ET with columns dice_mean, dice_std, dice_median,
-    hd95_mean, hd95_median (NaN-aware: a NaN score, from ``both_empty="nan"`` or a case that
-    failed, is left out) and ``n``, the number of cases each region's Dice statistics are
-    taken over.
+    hd95_mean, hd95_median (NaN-aware: a NaN score, from ``both_empty="nan"``, is left out)
+    and ``n``, the number of cases each region's Dice statistics are taken over; rows with an
+    ``error`` (cases that could not be scored) are left out.
     """
+    if failed_cases(table):
+        table = table[table[ERROR].fillna("").astype(str) == ""]
     rows = {}
     for region in REGIONS:
         d, h = table[f"{region}_dice"], table[f"{region}_hd95"]
@@ -240,14 +289,46 @@ def _json_value(value: object) -> object:
 
 
 def table_json(table: pd.DataFrame, stats: pd.DataFrame) -> str:
-    """``{"cases": [one object per row], "summary": {region: {statistic: value}}}``, NaN as null
-    (``stats``: the table's :func:`summary`)."""
+    """``{"cases": [one object per row], "summary": {region: {statistic: value}}, "scored": n,
+    "failed": n}``, NaN as null (``stats``: the table's :func:`summary`)."""
     cases = [{k: _json_value(v) for k, v in row.items()} for row in table.to_dict("records")]
     regions = {
         region: {k: _json_value(float(v)) for k, v in row.items()}
         for region, row in stats.to_dict("index").items()
     }
-    return json.dumps({"cases": cases, "summary": regions}, indent=1) + "\n"
+    failed = len(failed_cases(table))
+    document = {"cases": cases, "summary": regions, "scored": len(table) - failed, "failed": failed}
+    return json.dumps(document, indent=1) + "\n"
+
+
+def read_table(path: PathLike) -> pd.DataFrame:
+    """A case table written by ``write_table`` (CSV, or JSON with ``"cases"``), ``error`` ""
+    where a case was scored.  Raises DataError naming the file when it is missing or is not
+    such a table."""
+    path = Path(path)
+    try:
+        if path.name.endswith(".json"):
+            table = pd.DataFrame(json.loads(path.read_text(encoding="utf-8"))["cases"])
+        else:
+            table = pd.read_csv(
+                path, dtype={"case": str, ERROR: str}, keep_default_na=False, na_values=[""]
+            )
+    except FileNotFoundError:
+        raise DataError(f"{path}: table not found. Pass the --out file of each shard.") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(
+            f"{path}: not a per-case table of `tumorseg evaluate`/`score` ({type(exc).__name__}: "
+            f"{one_line(exc)}). Pass the CSV or JSON --out file of each shard."
+        ) from None
+    if "case" not in table:
+        raise DataError(
+            f"{path}: has no 'case' column, so it is not a per-case table of `tumorseg "
+            f"evaluate`/`score`. Pass the CSV or JSON --out file of each shard."
+        )
+    table["case"] = table["case"].astype(str)
+    if ERROR in table:
+        table[ERROR] = table[ERROR].fillna("").astype(str)
+    return table
 
 
 def write_table(out: str | Path, table: pd.DataFrame, stats: pd.DataFrame) -> Path:

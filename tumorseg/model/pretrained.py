@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,36 @@ def manifest_path(weights: str | Path) -> Path:
     name = weights.name
     stem = name[: -len(".weights.h5")] if name.endswith(".weights.h5") else weights.stem
     return weights.with_name(stem + ".json")
+
+
+#: Manifest fields that name where a model came from, copied into run records.
+PROVENANCE_FIELDS = ("git_commit", "code_commit", "steps", "seed", "threshold", "tta")
+
+
+def model_record(path: str | Path | None = None) -> dict:
+    """What identifies a model in a run record (``tumorseg.batch.run_record``).
+
+    path: a ``*.weights.h5`` file, or ``None`` for the shipped model.
+    Returns ``{"weights": path, "shipped": bool, "sha256": of the weights file, "manifest":
+    path, "id": "<weights name>@<first 12 hex of the sha256>", and the manifest's
+    ``PROVENANCE_FIELDS`` it has}``.  The id changes whenever the weights do.
+    """
+    weights = pretrained_weights() if path is None else Path(path)
+    digest = hashlib.sha256()
+    with open(weights, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    manifest_file = manifest_path(weights)
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
+    sha = digest.hexdigest()
+    return {
+        "id": f"{weights.name}@{sha[:12]}",
+        "weights": str(weights),
+        "shipped": path is None,
+        "sha256": sha,
+        "manifest": str(manifest_file),
+        **{k: manifest[k] for k in PROVENANCE_FIELDS if k in manifest},
+    }
 
 
 def load_pretrained(

@@ -32,6 +32,8 @@ def _expand(inputs: list[str]) -> list[Path]:
 
 def grade_parser() -> argparse.ArgumentParser:
     """The options of ``tumorseg grade``."""
+    from tumorseg.batch.cli import add_shard_option
+
     from .grader import INSTRUCTOR, LIBRARY_ANSWERS, Limits
 
     parser = argparse.ArgumentParser(
@@ -98,6 +100,7 @@ def grade_parser() -> argparse.ArgumentParser:
         help="a graded cell that imports or calls the package's own implementation of its "
         "exercise is always flagged in the report; 'zero' also scores it 0 (default: keep)",
     )
+    add_shard_option(parser, "submissions")
     parser.add_argument("--keep", type=Path, help="copy every grading folder here (debugging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -138,6 +141,7 @@ def grade_main(argv: list[str] | None = None) -> int:
             sandbox=not args.no_sandbox,
             fresh=args.fresh,
             library_answers=args.library_answers,
+            shard=args.shard,
         )
     except (isolation.SandboxUnavailable, results.ResultsFileError) as exc:
         print(f"tumorseg grade: {exc}", file=sys.stderr)

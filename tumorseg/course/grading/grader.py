@@ -56,6 +56,7 @@ import nbformat
 
 from tumorseg import resources
 from tumorseg.atomic import write_text
+from tumorseg.batch import Shard
 from tumorseg.course.exercises import REGISTRY
 
 from . import checks, integrity, isolation, nbtools, results
@@ -678,10 +679,14 @@ def grade_batch(
     sandbox: bool = True,
     fresh: bool = False,
     library_answers: str = "keep",
+    shard: Shard | None = None,
 ) -> list[Graded]:
     """Grade many notebooks (``jobs`` at a time); write one JSON report each and merge their
     rows into ``out/results.csv`` as each one finishes.  ``library_answers`` (one of
     :data:`LIBRARY_ANSWERS`) says how exercises flagged by :mod:`.integrity` score.
+    ``shard`` (``tumorseg.batch.Shard``): grade only that share of ``paths``, keyed by their
+    ``results.csv`` names, which are chosen over all of ``paths`` (so every shard names a
+    submission as one unsharded run does).  Returns the graded ones, in the order of ``paths``.
 
     Raises :class:`isolation.SandboxUnavailable` when ``sandbox`` is asked for but cannot run,
     and :class:`results.ResultsFileError` when ``out`` holds a results.csv of another kind."""
@@ -695,6 +700,8 @@ def grade_batch(
     else:
         results.read_rows(out)  # refuse a foreign results.csv before grading anything
     names = _report_names(paths)
+    keys = [f"{name}{path.suffix or '.ipynb'}" for name, path in zip(names, paths)]
+    chosen = sorted((shard or Shard()).positions(keys))
     label = "bubblewrap" if sandbox else NO_SANDBOX
     graded: list[Graded | None] = [None] * len(paths)
     lock = threading.Lock()
@@ -711,7 +718,7 @@ def grade_batch(
         try:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(paths), desc="grading", unit="nb", disable=not progress)
+            bar = tqdm(total=len(chosen), desc="grading", unit="nb", disable=not progress)
         except ImportError:  # pragma: no cover
             bar = None
 
@@ -721,14 +728,14 @@ def grade_batch(
                 out / f"{names[index]}.json",
                 json.dumps(_report(g, paths[index], label), indent=2) + "\n",
             )
-            results.merge(out, {f"{names[index]}{paths[index].suffix or '.ipynb'}": _row(g, label)})
+            results.merge(out, {keys[index]: _row(g, label)})
             with lock:
                 graded[index] = g
                 if bar is not None:
                     bar.update(1)
 
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for future in [pool.submit(work, i) for i in range(len(paths))]:
+            for future in [pool.submit(work, i) for i in chosen]:
                 future.result()
         if bar is not None:
             bar.close()

@@ -14,10 +14,9 @@ import contextlib
 import csv
 import io
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
-from tumorseg.atomic import write_text
+from tumorseg.atomic import folder_lock, write_text
 from tumorseg.course.exercises import REGISTRY
 
 CSV_NAME = "results.csv"
@@ -56,21 +55,9 @@ def read_rows(out: Path) -> dict[str, dict[str, str]]:
     return rows
 
 
-@contextlib.contextmanager
-def locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the grades folder (a no-op where ``fcntl`` is missing)."""
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not Linux/macOS
-        yield
-        return
-    with open(out / _LOCK_NAME, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def locked(out: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold an exclusive lock on the grades folder (``tumorseg.atomic.folder_lock``)."""
+    return folder_lock(out, _LOCK_NAME)
 
 
 def _render(rows: dict[str, dict[str, str]]) -> str:
