@@ -266,10 +266,10 @@ def quick(tmp: Path) -> int:
         data = random_dataset(tmp / "data", 2)
     model, _ = load_pretrained(input_shape=(4, None, None, None))
     start = time.perf_counter()
-    tally = predict_folder(data, tmp / "whole", model, model.threshold)
+    tally = predict_folder(data, tmp / "whole", model)  # the manifest's settings
     print(f"quick: unsharded {tally.line()} in {time.perf_counter() - start:.1f} s")
     for i in range(2):
-        tally = predict_folder(data, tmp / "sharded", model, model.threshold, Shard(i, 2))
+        tally = predict_folder(data, tmp / "sharded", model, shard=Shard(i, 2))
         print(f"quick: shard {i}/2 {tally.line()}")
     same = _compare(tmp / "whole", tmp / "sharded")
     print(f"quick: sharded maps equal the unsharded ones: {'yes' if same else 'NO'}")

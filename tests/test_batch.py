@@ -22,7 +22,8 @@ from conftest import write_tiny_case, write_tiny_dataset
 
 from tumorseg.atomic import atomic_path
 from tumorseg.batch import FAILURES_CSV, Shard, terminate_cleanly
-from tumorseg.cli import USER_ERROR, main
+from tumorseg.cli import main
+from tumorseg.errors import USER_ERROR
 
 #: Broken cases, each with what its error message must say.
 BROKEN = {
@@ -149,7 +150,8 @@ def test_sharded_predict_writes_what_one_run_writes_and_a_rerun_nothing(
     record = json.loads((whole / "run.json").read_text())
     assert record["command"] == "tumorseg predict" and record["shard"] == "0/1"
     assert record["arguments"]["source"] == str(tiny_data)
-    assert record["arguments"]["threshold"] == 0.5  # the manifest's, as applied
+    assert record["arguments"]["threshold"] is None  # not given: the manifest's, as applied
+    assert record["model"]["settings"]["threshold"] == 0.5
     assert record["model"]["id"].startswith("tiny.weights.h5@")
     assert (
         record["model"]["sha256"]
