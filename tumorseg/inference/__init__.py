@@ -4,9 +4,10 @@ run with a model's ``InferenceSettings``, and the one label rule ``probabilities
 
 Importing this package does not import TensorFlow or matplotlib; models are only touched when
 called.  The course's plotting wrapper ``predict_and_viz`` lives in ``tumorseg.viz``.
-CLIs (all in tumorseg.inference.cli): ``tumorseg predict``, ``tumorseg evaluate`` (library side
-in tumorseg.inference.evaluate) and ``tumorseg score`` (library side in
-tumorseg.inference.score: saved label maps scored against labels).
+CLIs (all in tumorseg.inference.cli): ``tumorseg predict`` (library side of a dataset folder in
+tumorseg.inference.batch), ``tumorseg evaluate`` (library side in tumorseg.inference.evaluate)
+and ``tumorseg score`` (library side in tumorseg.inference.score: saved label maps scored
+against labels); their ``--shard`` and ``tumorseg merge`` are in tumorseg.batch.
 """
 
 from tumorseg.contract import probabilities_to_labels
