@@ -383,6 +383,13 @@ def test_merge_refuses_overlapping_or_mixed_parts(tiny_data, tmp_path, capsys):
         assert info.value.code == USER_ERROR and needle in err, err
         assert err.startswith("tumorseg merge: error: ") and err.count("\n") == 1
     assert previous.read_text() == "previous output"
+    foreign = tmp_path / "foreign"  # a grades --out that holds someone else's results.csv
+    foreign.mkdir()
+    (foreign / "results.csv").write_text("name,grade\nalice,A\n")
+    with pytest.raises(SystemExit) as info:
+        main(["merge", "--out", str(foreign), str(tmp_path / "grades")])
+    assert info.value.code == USER_ERROR and "no 'submission' column" in capsys.readouterr().err
+    assert (foreign / "results.csv").read_text() == "name,grade\nalice,A\n"
 
 
 # --------------------------------------------------------------------------- grade + merge

@@ -146,6 +146,10 @@ def merge_grades(parts: Sequence[str | Path], out: str | Path) -> dict[str, dict
                 f"{report}: the report of {key!r} is missing; regrade that shard "
                 f"(`tumorseg grade ... --shard`) before merging."
             )
+    try:
+        results.read_rows(out)  # refuse a foreign results.csv in OUT before writing anything
+    except results.ResultsFileError as exc:
+        raise DataError(str(exc)) from None
     for report in reports.values():
         target = out / report.name
         if target.resolve() != report.resolve():
