@@ -12,7 +12,9 @@ ones (``tumorseg.resources.pretrained_weights()``); the manifest is the weights'
   fine-tuned model says what it was fine-tuned from, back to the first run);
 * ``reproduce``: the commands, one per line of ``--reproduce``;
 * ``evaluation``: the figures of ``benchmarks/bench_realism.py --json`` (patch Dice per folder,
-  whole-scan Dice), each file merged in order;
+  whole-scan Dice), each file merged in order, and the ``evaluation`` of each ``--record``
+  (``tumorseg.inference.record.evaluation_record``: per-patient figures on the validation
+  patients, their options, and the previous model's on the same patients);
 * ``selection`` and ``machine``: as given;
 * every top-level key of each ``--record`` JSON file, e.g. the whole-scan ``postprocess``
   rules and ``tta`` chosen on the real validation patients, and ``real_valid``: per-patient
@@ -126,6 +128,8 @@ def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if not args.weights.is_file():
             raise OSError(f"{args.weights}: no such weights file")
         records = [json.loads(f.read_text()) for f in args.record]
+        for record in records:  # a record's whole-scan evaluation joins the figures
+            evaluation.update(record.pop("evaluation", {}))
         extra = {
             **{k: v for record in records for k, v in record.items()},
             "reproduce": commands,
