@@ -34,10 +34,19 @@ from tumorseg.inference.postprocess import Postprocess  # noqa: E402
 #: The post-processing rules tried on every prediction: component sizes, and the BraTS
 #: enhancing-tumour rule (a predicted ET smaller than ``min_enhancing`` voxels becomes
 #: non-enhancing), scored as BraTS scores them (a region absent from both maps is perfect).
-GRID = [Postprocess()] + [
-    Postprocess(min_component=m, keep_fraction=f, min_enhancing=e)
-    for m, f, e in itertools.product((1000, 5000), (0.0, 0.1, 1.0), (0, 300, 1000))
-]
+def rule_grid(
+    components: tuple[int, ...] = (1000, 5000),
+    fractions: tuple[float, ...] = (0.0, 0.1, 1.0),
+    enhancing: tuple[int, ...] = (0, 300, 1000),
+) -> list[Postprocess]:
+    """No post-processing, then every combination of the three rules' values."""
+    return [Postprocess()] + [
+        Postprocess(min_component=m, keep_fraction=f, min_enhancing=e)
+        for m, f, e in itertools.product(components, fractions, enhancing)
+    ]
+
+
+GRID = rule_grid()
 
 
 def score_grid(
@@ -80,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--plain", action="store_true", help="score without post-processing only (no grid)"
     )
+    p.add_argument("--min-component", type=int, nargs="+", default=[1000, 5000])
+    p.add_argument("--keep-fraction", type=float, nargs="+", default=[0.0, 0.1, 1.0])
+    p.add_argument("--min-enhancing", type=int, nargs="+", default=[0, 300, 1000])
     p.add_argument("--quick", action="store_true", help="smoke run: one case, --plain")
     args = p.parse_args(argv)
     if args.quick:
@@ -91,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--scans is required")
     results = []
     for weights, tta in itertools.product(args.weights, args.tta):
-        grid = [Postprocess()] if args.plain else GRID
+        grid = [Postprocess()]
+        if not args.plain:
+            grid = rule_grid(
+                tuple(args.min_component), tuple(args.keep_fraction), tuple(args.min_enhancing)
+            )
         table = score_grid(weights, args.scans, tta, args.cases, args.threshold, grid)
         best = summarize(table)
         print(f"\n== {weights or 'shipped'}  tta={tta}")
