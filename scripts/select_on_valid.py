@@ -31,6 +31,7 @@ import pandas as pd  # noqa: E402
 
 from tumorseg.inference.postprocess import Postprocess  # noqa: E402
 
+
 #: The post-processing rules tried on every prediction: component sizes, and the BraTS
 #: enhancing-tumour rule (a predicted ET smaller than ``min_enhancing`` voxels becomes
 #: non-enhancing), scored as BraTS scores them (a region absent from both maps is perfect).
