@@ -147,11 +147,15 @@ def test_shipped_weights_load():
     # the real patients it was fine-tuned on are named, and no validation patient is among them
     real = manifest["real_data"]
     valid = real["valid_patients_never_trained_on"]
-    assert len(real["train_patients"]) == 10 and len(valid) == 4
+    assert len(real["train_patients"]) == 20 and len(valid) == 7
     assert set(real["train_patients"]).isdisjoint(valid)
     trained = set(manifest["data"]["train_cases"])
     assert {f"R0_{p}" for p in real["train_patients"]} <= trained
     assert not any(p in case for p in valid for case in trained)
+    # its per-patient figures on every validation patient, and the previous model's, are kept
+    record = manifest["evaluation"]["real_valid"]
+    assert set(record["per_case"]) == set(valid) == set(record["previous_model"]["per_case"])
+    assert record["options"]["both_empty"] == "brats" and record["n"] == 7
     # the options chosen on the validation patients are recorded for predict/evaluate
     assert manifest["tta"] in ("none", "x", "xyz") and 0.0 < manifest["threshold"] < 1.0
     assert set(manifest["postprocess"]) == {"min_component", "keep_fraction", "min_enhancing"}

@@ -50,10 +50,12 @@ def test_comparison_sets_this_run_beside_the_record(tmp_path, capsys):
 
     weights = tmp_path / "m.weights.h5"
     weights.write_bytes(b"")
-    (tmp_path / "m.json").write_text(json.dumps({"evaluation": rec}))
+    manifest = {"evaluation": {"patches": {}, "real_valid": rec}}
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
     print_record_comparison(_table({"B": 0.6}), str(weights))
     out = capsys.readouterr().out
-    assert "evaluation record (valid/)" in out and "WT_dice_record" in out and "0.7" in out
+    assert "evaluation record 'real_valid' (valid/)" in out and "WT_dice_record" in out
+    assert "0.7" in out
     (tmp_path / "m.json").write_text(json.dumps({}))
     print_record_comparison(_table({"B": 0.6}), str(weights))
-    assert "holds none of these cases" in capsys.readouterr().out
+    assert "hold none of these cases" in capsys.readouterr().out

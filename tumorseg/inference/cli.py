@@ -283,8 +283,9 @@ class _SaveRecord:
 
 
 def print_record_comparison(table: Any, weights: str | None) -> None:
-    """Print ``compare_with_record`` of ``table`` against the manifest beside ``weights``
-    (default: the shipped model's), or say that it records none of these cases."""
+    """Print ``compare_with_record`` of ``table`` against each per-case record of the
+    manifest's ``evaluation`` beside ``weights`` (default: the shipped model's), or say that
+    none holds these cases."""
     import json
 
     from tumorseg.inference.record import compare_with_record
@@ -292,13 +293,18 @@ def print_record_comparison(table: Any, weights: str | None) -> None:
     from tumorseg.resources import pretrained_weights
 
     manifest = manifest_path(weights or pretrained_weights())
-    record = json.loads(manifest.read_text()).get("evaluation") or {}
-    frame = compare_with_record(table, record)
-    if frame.empty:
-        print(f"{manifest}: its evaluation record holds none of these cases")
-        return
-    print(f"beside {manifest}'s evaluation record ({record.get('set', 'no description')}):")
-    print(frame.round(4).to_string())
+    evaluation = json.loads(manifest.read_text()).get("evaluation") or {}
+    records = {k: r for k, r in evaluation.items() if isinstance(r, dict) and "per_case" in r}
+    shown = 0
+    for name, record in records.items():
+        frame = compare_with_record(table, record)
+        if frame.empty:
+            continue
+        shown += 1
+        print(f"beside {manifest}'s evaluation record {name!r} ({record.get('set', '')}):")
+        print(frame.round(4).to_string())
+    if not shown:
+        print(f"{manifest}: its evaluation records hold none of these cases")
 
 
 def score_main(argv: list[str] | None = None) -> int:
