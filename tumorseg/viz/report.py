@@ -43,8 +43,9 @@ from tumorseg.viz.plots import take_slice
 
 #: A false-positive component farther than this from the labelled tumour (mm) gets its own picture.
 FAR_MM = 10.0
-#: Longest side of a panel in pixels; a larger brain crop is subsampled by a whole step.
-MAX_PANEL_PX = 192
+#: Longest side of a panel in pixels; a larger brain crop is subsampled by a whole step (a
+#: 1 mm BraTS brain, at most 240 voxels across, never is).
+MAX_PANEL_PX = 256
 #: Grey levels of the palette PNGs (the palette is these greys, then the colours below).
 GREY_LEVELS = 64
 #: Colours of the disagreement panel: label tumour predicted as background, predicted tumour on
@@ -285,14 +286,11 @@ class CaseReport:
         truth, pred = np.asarray(scored.truth), np.asarray(scored.pred)
         z = disagreement_slice(truth, pred)
         changed = int((truth[..., z] != pred[..., z]).sum())
-        pictures = [
-            self._save(
-                scored.case,
-                slice_picture(image, truth, pred, z),
-                f"axial slice z={z}: the most disagreement ({changed} voxels differ)",
-                z,
-            )
-        ]
+        what = f"the most disagreement ({changed} voxels differ)"
+        if not changed:
+            what = "no voxel differs; the slice with the most labelled tumour"
+        indices = slice_picture(image, truth, pred, z)
+        pictures = [self._save(scored.case, indices, f"axial slice z={z}: {what}", z)]
         far = far_false_positive(truth, pred, scored.spacing)
         if far is not None:
             what = (
@@ -324,7 +322,7 @@ class CaseReport:
 STYLE = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; }
-th, td { padding: 2px 8px; text-align: right; }
+th, td { padding: 2px 8px; text-align: right; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
 table.summary th, table.summary td, table.figures th, table.figures td {
   border-bottom: 1px solid #ddd; }
