@@ -115,6 +115,11 @@ def far_false_positive(
         return None
     from scipy.spatial import cKDTree
 
+    from tumorseg.inference.predict import brain_bbox
+
+    crop = brain_bbox((t | p)[..., None])  # every component and distance lies inside
+    origin = [s.start for s in crop]
+    t, p = t[crop], p[crop]
     components, n = ndimage.label(p, structure=np.ones((3, 3, 3), bool))
     touching = set(np.unique(components[t]).tolist())
     sizes = np.bincount(components.ravel(), minlength=n + 1)
@@ -127,8 +132,9 @@ def far_false_positive(
         voxels = np.argwhere(components[box] == k) + [s.start for s in box]
         distance = float(tree.query(voxels * scale)[0].min())
         if distance > far_mm:
-            counts = np.bincount(voxels[:, 2], minlength=p.shape[2])
-            return FarComponent(int(sizes[k]), distance, int(np.argmax(counts)), box[:2])
+            z = int(np.argmax(np.bincount(voxels[:, 2]))) + origin[2]
+            x, y = (slice(int(s.start) + o, int(s.stop) + o) for s, o in zip(box[:2], origin))
+            return FarComponent(int(sizes[k]), distance, z, (x, y))
     return None
 
 
