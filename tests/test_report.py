@@ -294,6 +294,20 @@ def test_score_report_tolerates_failed_rows_and_replaces_old_pictures(tmp_path, 
     assert "failed: BRATS_009.nii.gz: &lt;unreadable&gt;" in page
 
 
+def test_an_unreadable_image_leaves_the_picture_on_black(tmp_path):
+    from tumorseg.data import DataError
+
+    def unreadable(case: str) -> np.ndarray:
+        raise DataError(f"{case}.nii.gz: not a NIfTI file")
+
+    writer = CaseReport(tmp_path, {}, image_source=unreadable)
+    truth = _truth()
+    writer.add(ScoredCase("A", {}, _prediction("shifted"), truth, (1.0, 1.0, 2.0)))
+    (picture,) = writer.pictures["A"]
+    assert "image not shown: A.nii.gz: not a NIfTI file" in picture.caption
+    assert (picture.height, picture.width) == (SHAPE[1], 5 * SHAPE[0] + 4 * 2)  # whole slice
+
+
 def test_report_of_100_sample_cases_stays_under_20_mb(sample_data, tmp_path):
     """Per-case bytes of a full-size (240 x 240 x 155) sample case with two pictures (its worst
     slice and a far false positive), times 100, with the page, is under 20 MB."""

@@ -28,6 +28,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ import pandas as pd
 from scipy import ndimage
 
 from tumorseg.atomic import write_bytes, write_text
+from tumorseg.errors import DataError
 from tumorseg.inference.score import ScoredCase, summary
 from tumorseg.labels import CLASS_KEYS, CLASS_NAMES, REGIONS
 from tumorseg.viz.labeled import CLASS_COLORS
@@ -55,9 +57,25 @@ ERROR_COLORS: dict[str, tuple[int, int, int]] = {
     "false positive": (255, 0, 255),
     "wrong class": (0, 230, 230),
 }
-#: The panels of a picture, left to right: (modality channel, what is drawn over it).
-PANELS = (("FLAIR", "label"), ("T1Gd", "label"), ("FLAIR", "prediction"),
-          ("T1Gd", "prediction"), ("FLAIR", "errors"))  # fmt: skip
+
+
+class Overlay(str, Enum):
+    """What a panel draws over its modality: the label's or the prediction's class outlines, or
+    the disagreement between them."""
+
+    LABEL = "label"
+    PREDICTION = "prediction"
+    ERRORS = "errors"
+
+
+#: The panels of a picture, left to right: (modality, what is drawn over it).
+PANELS: tuple[tuple[str, Overlay], ...] = (
+    ("FLAIR", Overlay.LABEL),
+    ("T1Gd", Overlay.LABEL),
+    ("FLAIR", Overlay.PREDICTION),
+    ("T1Gd", Overlay.PREDICTION),
+    ("FLAIR", Overlay.ERRORS),
+)
 #: Channels of those modalities in an (X, Y, Z, 4) image (``tumorseg.labels.MODALITIES``).
 CHANNEL = {"FLAIR": 0, "T1Gd": 2}
 #: Black pixels between panels.
@@ -207,10 +225,10 @@ def slice_picture(
     windows = {name: window_slice(m[crop]) for name, m in modality.items()}
     panels = []
     for name, overlay in PANELS:
-        if overlay == "errors":
+        if overlay is Overlay.ERRORS:
             panels.append(_error_panel(windows[name], t2d, p2d))
         else:
-            panels.append(_label_panel(windows[name], t2d if overlay == "label" else p2d))
+            panels.append(_label_panel(windows[name], t2d if overlay is Overlay.LABEL else p2d))
     if mark is not None:
         panels[-1][np.rot90(_frame(np.shape(truth)[:2], mark))[crop]] = _WHITE
     gap = np.zeros((t2d.shape[0], GAP_PX), np.uint8)
@@ -286,15 +304,18 @@ class CaseReport:
     def add(self, scored: ScoredCase) -> None:
         """Draw ``scored``'s pictures into ``out_dir/img`` (the slice of most disagreement, and
         the largest far false positive when there is one on another slice)."""
-        image = scored.image
+        image, note = scored.image, ""
         if image is None and self.image_source is not None:
-            image = self.image_source(scored.case)
+            try:
+                image = self.image_source(scored.case)
+            except DataError as exc:  # the scores stand; the picture goes without the scan
+                note = f" (image not shown: {exc})"
         truth, pred = np.asarray(scored.truth), np.asarray(scored.pred)
         z = disagreement_slice(truth, pred)
         changed = int((truth[..., z] != pred[..., z]).sum())
-        what = f"the most disagreement ({changed} voxels differ)"
+        what = f"the most disagreement ({changed} voxels differ){note}"
         if not changed:
-            what = "no voxel differs; the slice with the most labelled tumour"
+            what = f"no voxel differs; the slice with the most labelled tumour{note}"
         indices = slice_picture(image, truth, pred, z)
         pictures = [self._save(scored.case, indices, f"axial slice z={z}: {what}", z)]
         far = far_false_positive(truth, pred, scored.spacing)
@@ -392,7 +413,7 @@ def _swatch(rgb: tuple[int, int, int], name: str) -> str:
 
 def _legend_html() -> str:
     """What the panels and colours of the pictures mean."""
-    panels = ", ".join(f"{m} · {what}" for m, what in PANELS)
+    panels = ", ".join(f"{m} · {what.value}" for m, what in PANELS)
     classes = "".join(_swatch(c, n) for c, n in zip(CLASS_COLORS.values(), CLASS_NAMES))
     errors = "".join(_swatch(c, n) for n, c in ERROR_COLORS.items())
     return (
