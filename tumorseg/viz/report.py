@@ -3,8 +3,9 @@
 
 ``DIR/index.html`` opens offline (no script, no web font, no remote address): a summary (means
 and medians over cases, the number of failed cases, the options of the run), then one row per
-case, sorted from worst to best WT Dice (failed cases first, cases without tumour in label or
-prediction last), with the case's figures and its pictures, palette PNGs in ``DIR/img/``.
+case, sorted from worst to best WT Dice (failed cases first; a NaN WT Dice, no tumour in label
+or prediction under ``both_empty="nan"``, last), with the case's figures and its pictures,
+palette PNGs in ``DIR/img/``.
 
 A picture is one axial slice in five panels: FLAIR and T1Gd with the label, then with the
 prediction, outlined in the course's class colours (``tumorseg.viz.labeled.CLASS_COLORS``), and
@@ -263,7 +264,8 @@ def failed(row: Mapping[str, object]) -> bool:
 
 def order_worst_first(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of a scored table, failed cases first, then by WT Dice from worst to best; a case
-    without WT Dice (no tumour in label or prediction) comes last.  Ties keep the table's order."""
+    whose WT Dice is NaN (no tumour in label or prediction, scored NaN) comes last.  Ties keep
+    the table's order."""
     fails = table.apply(failed, axis=1) if len(table) else pd.Series([], dtype=bool)
     wt = table["WT_dice"] if "WT_dice" in table.columns else pd.Series(np.nan, table.index)
     key = pd.DataFrame({"failed": ~fails.astype(bool), "nan": wt.isna(), "wt": wt.fillna(0.0)})
@@ -386,19 +388,21 @@ def _summary_html(table: pd.DataFrame, options: Mapping[str, object]) -> str:
         stats = summary(table)
         head = "".join(
             f"<th>{h}</th>"
-            for h in ("region", "Dice mean", "Dice SD", "Dice median", "HD95 mean", "HD95 median")
-        )
+            for h in (
+                "region", "Dice mean", "Dice SD", "Dice median", "HD95 mean", "HD95 median", "n"
+            )
+        )  # fmt: skip
         rows = "".join(
             f"<tr><td>{region}</td><td>{_number(s.dice_mean, 3)}</td>"
             f"<td>{_number(s.dice_std, 3)}</td><td>{_number(s.dice_median, 3)}</td>"
             f"<td>{_number(s.hd95_mean, 1, ' mm')}</td><td>{_number(s.hd95_median, 1, ' mm')}</td>"
-            "</tr>"
+            f"<td>{s.get('n', '')}</td></tr>"
             for region, s in stats.iterrows()
         )
         parts.append(f'<table class="summary"><tr>{head}</tr>{rows}</table>')
         parts.append(
-            '<p class="note">Means and medians leave out a region absent from both label and '
-            "prediction (NaN) and failed cases.</p>"
+            '<p class="note">n: the cases each mean and median is taken over; a failed case, '
+            "and a region absent from both maps when it is scored NaN, are left out.</p>"
         )
     items = "".join(
         f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>" for k, v in options.items()
