@@ -28,7 +28,7 @@ import io
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
@@ -315,23 +315,24 @@ class CaseReport:
         truth, pred = np.asarray(scored.truth), np.asarray(scored.pred)
         z = disagreement_slice(truth, pred)
         changed = int((truth[..., z] != pred[..., z]).sum())
-        what = f"the most disagreement ({changed} voxels differ){note}"
+        what = f"the most disagreement ({changed} voxels differ)"
         if not changed:
-            what = f"no voxel differs; the slice with the most labelled tumour{note}"
-        indices = slice_picture(image, truth, pred, z)
-        pictures = [self._save(scored.case, indices, f"axial slice z={z}: {what}", z)]
+            what = "no voxel differs; the slice with the most labelled tumour"
         far = far_false_positive(truth, pred, scored.spacing)
+        far_what, mark = "", None
         if far is not None:
-            what = (
+            far_what = (
                 f"far false positive: {far.voxels} voxels, {far.distance_mm:.0f} mm from the "
-                f"labelled tumour"
+                f"labelled tumour (framed)"
             )
-            if far.z == z:
-                pictures[0] = replace(pictures[0], caption=f"{pictures[0].caption}; {what}")
-            else:
-                indices = slice_picture(image, truth, pred, far.z, far.box)
-                caption = f"axial slice z={far.z}: {what} (framed)"
-                pictures.append(self._save(scored.case, indices, caption, far.z))
+            if far.z == z:  # on the same slice: framed in the one picture
+                what, mark = f"{what}; {far_what}", far.box
+        indices = slice_picture(image, truth, pred, z, mark)
+        pictures = [self._save(scored.case, indices, f"axial slice z={z}: {what}{note}", z)]
+        if far is not None and far.z != z:
+            indices = slice_picture(image, truth, pred, far.z, far.box)
+            caption = f"axial slice z={far.z}: {far_what}{note}"
+            pictures.append(self._save(scored.case, indices, caption, far.z))
         self.pictures[scored.case] = pictures
 
     def write(self, table: pd.DataFrame) -> Path:
