@@ -79,11 +79,6 @@ class StubModel:
     """(B, 4, x, y, z) standardized -> (B, 3, x, y, z): edema where T2 is bright, enhancing where
     T1Gd is too; no spatial context."""
 
-    standardize = "brain"
-    tta = None
-    postprocess = None
-    threshold = 0.5
-
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         tumour, enhancing = batch[:, 3] > 1.0, batch[:, 2] > 1.0
         out = np.zeros((batch.shape[0], 3, *batch.shape[2:]), np.float32)
@@ -115,13 +110,13 @@ def evaluated(tmp_path_factory):
     import contextlib
 
     from tumorseg.inference import cli
+    from tumorseg.inference.settings import InferenceSettings
 
     root = tmp_path_factory.mktemp("evaluate")
     data = _dataset(root / "data")
 
     def load_model(parser, args):
-        args.threshold = StubModel.threshold
-        return StubModel()
+        return StubModel(), InferenceSettings(standardize="brain")
 
     saved, cli.load_model = cli.load_model, load_model
     out = io.StringIO()
