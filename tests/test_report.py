@@ -250,11 +250,11 @@ def test_evaluate_report_page(evaluated):
     assert "far false positive: 90 voxels" in page
     # self-contained: nothing but the pictures beside it; the options of the run
     assert "<script" not in page and "http" not in page.replace("http-equiv", "")
-    assert "4 case(s), 0 failed." in page and "<dt>tta</dt><dd>none</dd>" in page
+    assert "4 case(s): 4 scored, 0 failed." in page and "<dt>tta</dt><dd>none</dd>" in page
     assert not list(report.glob(".*")) and not list((report / "img").glob(".*"))  # no temp file
 
 
-def test_score_report_tolerates_failed_rows_and_replaces_old_pictures(tmp_path, capsys):
+def test_score_report_shows_failed_cases_first_and_replaces_old_pictures(tmp_path, capsys):
     import nibabel as nib
 
     from tumorseg.inference.cli import score_main
@@ -274,19 +274,21 @@ def test_score_report_tolerates_failed_rows_and_replaces_old_pictures(tmp_path, 
     assert order[0] == "BRATS_003" and len(sources) == 5  # bare label maps: panels on black
     assert not (report / "img" / "0009-old-z1.png").exists()
 
-    # a table with a failed case (another scorer's error row): a row saying so, first
+    # a prediction on another grid is a failed case: a row saying so, first, and no picture
+    nib.save(nib.Nifti1Image(_truth()[:40], affine), tmp_path / "labels" / "BRATS_000.nii.gz")
+    nib.save(nib.Nifti1Image(_truth(), affine), tmp_path / "pred" / "BRATS_000.nii.gz")
+    assert score_main([*args, "--report", str(report)]) == 1
+    page, order, sources = _page(report)
+    assert order == ["BRATS_000", "BRATS_003", "BRATS_004", "BRATS_002", "BRATS_001"]
+    assert "5 case(s): 4 scored, 1 failed." in page and len(sources) == 5
+    assert re.search(
+        r'data-case="BRATS_000">.*?failed: [^<]*BRATS_000.nii.gz: prediction shape', page
+    )
+
+    # the hook sees each scored case once, without an image
     pictures: list[ScoredCase] = []
-    table = score_folder(tmp_path / "pred", tmp_path / "labels", on_case=pictures.append)
+    score_folder(tmp_path / "pred", tmp_path / "labels", on_case=pictures.append)
     assert [p.case for p in pictures] == list(CASES) and pictures[0].image is None
-    failed = pd.DataFrame([{"case": "BRATS_009", "error": "BRATS_009.nii.gz: <unreadable>"}])
-    writer = CaseReport(tmp_path / "report2", {"pred": "P"})
-    for scored in pictures:
-        writer.add(scored)
-    writer.write(pd.concat([table.assign(error=np.nan), failed], ignore_index=True))
-    page, order, _ = _page(tmp_path / "report2")
-    assert order == ["BRATS_009", "BRATS_003", "BRATS_004", "BRATS_002", "BRATS_001"]
-    assert "5 case(s), 1 failed." in page
-    assert "failed: BRATS_009.nii.gz: &lt;unreadable&gt;" in page
 
 
 def test_an_unreadable_image_leaves_the_picture_on_black(tmp_path):

@@ -37,8 +37,9 @@ import pandas as pd
 from scipy import ndimage
 
 from tumorseg.atomic import write_bytes, write_text
+from tumorseg.data import Dataset
 from tumorseg.errors import DataError
-from tumorseg.inference.score import ScoredCase, summary
+from tumorseg.inference.score import ERROR, ScoredCase, count_line, failed_cases, summary
 from tumorseg.labels import CLASS_KEYS, CLASS_NAMES, REGIONS
 from tumorseg.viz.labeled import CLASS_COLORS
 from tumorseg.viz.overview import brain_box, tumor_slice, window_slice
@@ -256,9 +257,9 @@ def png_bytes(indices: np.ndarray) -> bytes:
 
 
 def failed(row: Mapping[str, object]) -> bool:
-    """Whether a table row is a case that could not be scored: a non-empty ``error`` field (a
-    table without that column has no failed case)."""
-    error = row.get("error")
+    """Whether a table row is a case that could not be scored: a non-empty ``error`` field, as
+    ``score.failed_cases`` finds them (a table without that column has no failed case)."""
+    error = row.get(ERROR)
     return isinstance(error, str) and bool(error.strip())
 
 
@@ -266,9 +267,9 @@ def order_worst_first(table: pd.DataFrame) -> pd.DataFrame:
     """The rows of a scored table, failed cases first, then by WT Dice from worst to best; a case
     whose WT Dice is NaN (no tumour in label or prediction, scored NaN) comes last.  Ties keep
     the table's order."""
-    fails = table.apply(failed, axis=1) if len(table) else pd.Series([], dtype=bool)
+    fails = table["case"].astype(str).isin(failed_cases(table))
     wt = table["WT_dice"] if "WT_dice" in table.columns else pd.Series(np.nan, table.index)
-    key = pd.DataFrame({"failed": ~fails.astype(bool), "nan": wt.isna(), "wt": wt.fillna(0.0)})
+    key = pd.DataFrame({"failed": ~fails, "nan": wt.isna(), "wt": wt.fillna(0.0)})
     return table.loc[key.sort_values(["failed", "nan", "wt"], kind="stable").index]
 
 
@@ -383,8 +384,7 @@ def _number(value: object, digits: int, unit: str = "") -> str:
 
 def _summary_html(table: pd.DataFrame, options: Mapping[str, object]) -> str:
     """The summary section: case counts, means and medians per region, the run's options."""
-    n_failed = int(table.apply(failed, axis=1).sum()) if len(table) else 0
-    parts = [f"<p>{len(table)} case(s), {n_failed} failed.</p>"]
+    parts = [f"<p>{html.escape(count_line(table))}.</p>"]
     if all(f"{r}_dice" in table.columns and f"{r}_hd95" in table.columns for r in REGIONS):
         stats = summary(table)
         head = "".join(
@@ -447,7 +447,7 @@ def _figures_html(row: Mapping[str, object]) -> str:
         sens = _number(row.get(f"{key}_sensitivity", math.nan), 3)
         spec = _number(row.get(f"{key}_specificity", math.nan), 4)
         cells.append(f"<tr><td>{name}</td><td></td><td></td><td>{sens}</td><td>{spec}</td></tr>")
-    known = {"case", "error"} | {f"{r}_{m}" for r in REGIONS for m in
+    known = {"case", ERROR} | {f"{r}_{m}" for r in REGIONS for m in
                                  ("dice", "hd95", "sensitivity", "specificity")}  # fmt: skip
     known |= {f"{k}_{m}" for k in CLASS_KEYS for m in ("sensitivity", "specificity")}
     extra = "".join(
@@ -473,7 +473,7 @@ def _case_html(rank: int, row: Mapping[str, object], pictures: list[Picture]) ->
     case = str(row.get("case", ""))
     status = ""
     if failed(row):
-        status = f'<p class="failed">failed: {html.escape(str(row["error"]))}</p>'
+        status = f'<p class="failed">failed: {html.escape(str(row[ERROR]))}</p>'
     elif not pictures:
         status = '<p class="note">no picture</p>'
     figures = "" if failed(row) else _figures_html(row)
@@ -508,16 +508,19 @@ def report_html(
     )
 
 
-def dataset_images(folder: str | Path) -> Callable[[str], np.ndarray | None]:
-    """An ``image_source`` for ``CaseReport``: case id -> (X, Y, Z, 4) image of the MSD/BraTS
-    dataset at ``folder``; None for every case of a folder of bare label maps (no images) and
-    for a case the dataset does not hold.  Raises DataError for a folder that is neither."""
+def dataset_images(source: str | Path | Dataset) -> Callable[[str], np.ndarray | None]:
+    """An ``image_source`` for ``CaseReport``: case id -> (X, Y, Z, 4) image of a dataset (an
+    opened ``Dataset``, or the MSD/BraTS folder of one), read again from disk for each case;
+    None for every case of a folder of bare label maps (no images) and for a case the dataset
+    does not hold.  Raises DataError for a folder that is neither."""
     from tumorseg.data import open_dataset
     from tumorseg.inference.score import nifti_files
 
-    root = Path(folder)
-    if nifti_files(root):
+    if isinstance(source, Dataset):
+        dataset = source
+    elif nifti_files(Path(source)):
         return lambda case: None
-    dataset = open_dataset(root)
+    else:
+        dataset = open_dataset(source)
     ids = set(dataset.ids)
     return lambda case: dataset[case].load()[0] if case in ids else None
