@@ -108,6 +108,28 @@ def load_model(
         fail(parser.prog, exc)
 
 
+def add_report_option(parser: argparse.ArgumentParser) -> None:
+    """``--report DIR``, shared by evaluate and score (see ``tumorseg.viz.report``)."""
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        default=None,
+        help="also write a visual report there: DIR/index.html (opens offline) with one row per "
+        "case, worst WT Dice first, and a picture of each case's worst slice (DIR/img/)",
+    )
+
+
+def open_report(prog: str, args: argparse.Namespace, images: Any, **settings: Any) -> Any:
+    """The ``tumorseg.viz.report.CaseReport`` of ``--report DIR``, or None without it: the
+    command line's options and ``settings`` in its summary, the scans of ``images`` (a dataset
+    or its folder; ``dataset_images``) in its pictures.  Raises DataError for a bad folder."""
+    if not args.report:
+        return None
+    from tumorseg.viz.report import CaseReport, dataset_images
+
+    return CaseReport(args.report, {**vars(args), **settings}, dataset_images(images), title=prog)
+
+
 def settings_record(settings: InferenceSettings) -> dict[str, Any]:
     """``settings`` as the JSON of a run record (the manifest's keys)."""
     return {
@@ -225,6 +247,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         help="also print, for the cases the model's manifest records (its 'evaluation' "
         "record), the recorded figures and the previous model's beside this run's",
     )
+    add_report_option(parser)
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -242,11 +265,15 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         fail(parser.prog, exc)
     model, settings = load_model(parser, args)
     saving = _SaveRecord(parser.prog, args, settings) if args.save else None
-    table = evaluate(dataset, model, cases, settings, args.both_empty, save=args.save)
+    report = open_report(parser.prog, args, dataset, **settings_record(settings))
+    on_case = report.add if report else None
+    table = evaluate(dataset, model, cases, settings, args.both_empty, args.save, on_case)
     if saving:
         saving.finish(table)
     if args.out:
         print(f"wrote {write_table(args.out, table, summary(table))}")
+    if report:
+        print(f"wrote {report.write(table)}")
     with pd.option_context("display.width", 120, "display.precision", 4):
         rules = settings.postprocess
         print(
@@ -328,6 +355,7 @@ def score_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all preds)")
     add_shard_option(parser)
     add_both_empty_option(parser)
+    add_report_option(parser)
     args = parser.parse_args(argv)
 
     import pandas as pd
@@ -341,12 +369,18 @@ def score_main(argv: list[str] | None = None) -> int:
     )
 
     try:
-        table = score_folder(args.pred, args.labels, args.cases, args.both_empty, args.shard)
+        report = open_report(parser.prog, args, args.labels)
+        on_case = report.add if report else None
+        table = score_folder(
+            args.pred, args.labels, args.cases, args.both_empty, args.shard, on_case
+        )
     except DataError as exc:
         fail(parser.prog, exc)
     stats = summary(table)
     if args.out:
         print(f"wrote {write_table(args.out, table, stats)}")
+    if report:
+        print(f"wrote {report.write(table)}")
     unscored = table.attrs.get("unscored", [])
     if unscored:
         print(f"{len(unscored)} labelled case(s) without a prediction, not scored")

@@ -29,7 +29,7 @@ from tumorseg.contract import THRESHOLD, probabilities_to_labels
 from tumorseg.data import DataError, Dataset, open_dataset, save_label_map
 from tumorseg.inference.postprocess import Postprocess, apply_to_probabilities
 from tumorseg.inference.predict import predict_volume
-from tumorseg.inference.score import ERROR, case_table, score_labels
+from tumorseg.inference.score import ERROR, CaseHook, ScoredCase, case_table, score_labels
 from tumorseg.inference.settings import InferenceSettings, resolve_settings
 from tumorseg.metrics import BothEmpty
 
@@ -125,12 +125,14 @@ def score_prediction(
     threshold: float = THRESHOLD,
     both_empty: str = BothEmpty.BRATS.value,
     save: str | Path | None = None,
+    on_case: CaseHook | None = None,
 ) -> dict[str, float | str]:
     """``{"case", score_case columns..., "seconds"}`` of one prediction cleaned with ``rules``
     (the post-processing's own time is added to ``seconds``).
 
     save: a folder to write the scored label map into, as ``<case>.nii.gz`` on the grid of
     ``pred.reference`` (atomically; the folder is created when missing).
+    on_case: called (untimed) with the row and the label map as a ``ScoredCase`` (no image).
     """
     start = time.perf_counter()
     rules = Postprocess.from_record(rules)
@@ -142,6 +144,8 @@ def score_prediction(
     row["seconds"] = round(seconds, 2)
     if save is not None:
         _save_labels(labels, pred, Path(save))
+    if on_case is not None:
+        on_case(ScoredCase(pred.case, row, labels, pred.label, pred.spacing))
     return row
 
 
@@ -162,6 +166,7 @@ def evaluate(
     settings: InferenceSettings | None = None,
     both_empty: str = BothEmpty.BRATS.value,
     save: str | Path | None = None,
+    on_case: CaseHook | None = None,
     **changes: Any,
 ) -> pd.DataFrame:
     """Predict and score every case (or the listed ones, in that order) of a dataset.
@@ -174,6 +179,8 @@ def evaluate(
             None: those of the model's manifest (see ``predict_volume``).
         both_empty: how a region absent from both maps is scored (``tumorseg.metrics``).
         save: a folder for the scored label maps, ``<case>.nii.gz`` (default: none kept).
+        on_case: called with each scored case's ``ScoredCase`` (see ``score_prediction``),
+            e.g. to draw the report's pictures while its label maps are in memory.
         **changes: settings to change, by field name (e.g. ``threshold=0.4``).
 
     Returns:
@@ -188,7 +195,6 @@ def evaluate(
             report_failure("tumorseg evaluate", item.case, item.error)
             rows.append({"case": item.case, ERROR: item.error})
         else:
-            rows.append(
-                score_prediction(item, settings.postprocess, settings.threshold, both_empty, save)
-            )
+            rules, threshold = settings.postprocess, settings.threshold
+            rows.append(score_prediction(item, rules, threshold, both_empty, save, on_case))
     return case_table(rows, extra=["seconds"])

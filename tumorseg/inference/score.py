@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,28 @@ SPACING_RTOL = 1e-3
 
 #: Column of a case table holding why a case was not scored ("" when it was).
 ERROR = "error"
+
+
+@dataclass(frozen=True)
+class ScoredCase:
+    """One case as it is scored, handed to a per-case hook (``on_case``) of ``score_folder`` and
+    ``tumorseg.inference.evaluate.evaluate``, e.g. the HTML report's ``CaseReport.add``.
+
+    row: the case's table row; pred, truth: (X, Y, Z) label maps, codes 0..3; spacing: mm per
+    voxel along X, Y, Z; image: (X, Y, Z, 4) channels last as ``load_case`` returns it (FLAIR,
+    T1, T1Gd, T2), or None where the scorer did not read it.
+    """
+
+    case: str
+    row: Mapping[str, object]
+    pred: np.ndarray
+    truth: np.ndarray
+    spacing: tuple[float, float, float]
+    image: np.ndarray | None = None
+
+
+#: A per-case hook: called once per scored case, in scoring order, before the next is read.
+CaseHook = Callable[[ScoredCase], None]
 
 
 def score_labels(
@@ -191,13 +214,11 @@ def match_cases(
     return pairs, unscored
 
 
-def score_file(
-    pred_path: PathLike,
-    label_path: PathLike,
-    brats_codes: bool = False,
-    both_empty: str = BothEmpty.BRATS.value,
-) -> dict[str, float]:
-    """``score_labels`` of a saved prediction against a label file, voxel size from the label.
+def load_pair(
+    pred_path: PathLike, label_path: PathLike, brats_codes: bool = False
+) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """``(pred, truth, spacing)``: a saved prediction and its label, (X, Y, Z) course codes, and
+    the label's voxel size in mm.
 
     Raises DataError naming the prediction when it is unreadable, holds codes outside 0..3, or
     lies on another grid (shape or voxel size) than the label.
@@ -216,7 +237,18 @@ def score_file(
             f"({label_path}). Save the prediction with its case image's header, as "
             f"`tumorseg predict` does."
         )
-    return score_labels(pred, truth, spacing, both_empty)
+    return pred, truth, spacing
+
+
+def score_file(
+    pred_path: PathLike,
+    label_path: PathLike,
+    brats_codes: bool = False,
+    both_empty: str = BothEmpty.BRATS.value,
+) -> dict[str, float]:
+    """``score_labels`` of a saved prediction against a label file, voxel size from the label
+    (DataError as ``load_pair`` raises it)."""
+    return score_labels(*load_pair(pred_path, label_path, brats_codes), both_empty)
 
 
 def score_folder(
@@ -225,6 +257,7 @@ def score_folder(
     cases: Sequence[str] | None = None,
     both_empty: str = BothEmpty.BRATS.value,
     shard: Shard | None = None,
+    on_case: CaseHook | None = None,
 ) -> pd.DataFrame:
     """Score every prediction of a folder (or the listed cases) against its label.
 
@@ -234,6 +267,7 @@ def score_folder(
         cases: case ids to score (default: every prediction).
         both_empty: how a region absent from both maps is scored (see ``tumorseg.metrics``).
         shard: score only this share of those cases (``tumorseg.batch.Shard``; default all).
+        on_case: called with each scored case's ``ScoredCase`` (no image) once it is scored.
 
     Returns:
         ``case_table``, one row per case sorted by case id (the shard rule's order): ``case``,
@@ -249,10 +283,14 @@ def score_folder(
     rows: list[dict] = []
     for cid, pred_path, label_path, brats_codes in tqdm(pairs, desc="score", unit="case"):
         try:
-            rows.append({"case": cid, **score_file(pred_path, label_path, brats_codes, both_empty)})
+            pred, truth, spacing = load_pair(pred_path, label_path, brats_codes)
         except DataError as exc:
             report_failure("tumorseg score", cid, exc)
             rows.append({"case": cid, ERROR: one_line(exc)})
+            continue
+        rows.append({"case": cid, **score_labels(pred, truth, spacing, both_empty)})
+        if on_case is not None:
+            on_case(ScoredCase(cid, rows[-1], pred, truth, spacing))
     table = case_table(rows)
     table.attrs["unscored"] = unscored
     return table

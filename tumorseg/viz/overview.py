@@ -39,7 +39,7 @@ def brain_box(slices: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
     )
 
 
-def _window(img2d: np.ndarray) -> np.ndarray:
+def window_slice(img2d: np.ndarray) -> np.ndarray:
     """Scale a 2-D slice to 0..1 with the 0.5/99.5 percentiles of its non-zero voxels."""
     fg = img2d[img2d != 0]
     if fg.size == 0:
@@ -50,7 +50,7 @@ def _window(img2d: np.ndarray) -> np.ndarray:
 
 def overlay_rgb(flair2d: np.ndarray, label2d: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """(H, W, 3) float in 0..1: windowed FLAIR in grey with each class blended in its colour."""
-    grey = _window(flair2d)
+    grey = window_slice(flair2d)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     for k, colour in CLASS_COLORS.items():
         m = np.rint(label2d) == k
@@ -81,7 +81,7 @@ def render_overview(data: str | os.PathLike, out: str | os.PathLike, n_cases: in
         lab2d = take_slice(label, 2, z)
         box = brain_box(mods)
         for c in range(4):
-            axes[r, c].imshow(_window(mods[c][box]), cmap="gray", vmin=0, vmax=1)
+            axes[r, c].imshow(window_slice(mods[c][box]), cmap="gray", vmin=0, vmax=1)
         axes[r, 4].imshow(overlay_rgb(mods[0][box], lab2d[box]))
         axes[r, 0].set_ylabel(f"{case.id}\nz={z}, tumor {vols / 1000:.0f} cm³", color="w")
         del image, label
