@@ -264,7 +264,8 @@ def predict_volume(
     cut that box out, extended with background to the tile grid (``cut_region``), and
     standardize it exactly as training did; trim each tile to the brain it holds, run the tiles
     through the model ``batch_size`` at a time and blend overlapping tiles with a Gaussian
-    weight (``sliding_window``); paste the result into a zero volume (``paste_region``).
+    weight (``sliding_window``); clean up the brain's box (``postprocess``) and paste it into a
+    zero volume (``paste_region``).
 
     Args:
         image: (X, Y, Z, C) raw intensities, channels last as ``load_case`` returns them
@@ -320,11 +321,15 @@ def predict_volume(
     mirror = Mirror(tta if tta is not None else getattr(model, "tta", None) or Mirror.NONE)
     run = mirrored(lambda batch: _run(net, batch), mirror)
     probs = sliding_window(work, run, tile_size, starts, batch_size, mask=brain)
-    probs = paste_region(probs, box, origin, image.shape[:3])
+    del work, brain  # the model's input: the clean-up and the paste need only the output
     rules = Postprocess.from_record(
         postprocess if postprocess is not None else getattr(model, "postprocess", None)
     )
-    return apply_to_probabilities(probs, rules, threshold) if rules.active else probs
+    if rules.active:  # in the brain's box: outside it every class is 0, so nothing changes there
+        inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))
+        probs = apply_to_probabilities(probs[(slice(None), *inner)], rules, threshold)
+        origin = (box[0].start, box[1].start, box[2].start)
+    return paste_region(probs, box, origin, image.shape[:3])
 
 
 def cut_region(
