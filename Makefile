@@ -49,11 +49,14 @@ run: patches
 	$(BIN)/python scripts/run_notebook.py $(NB) build/Brain_Tumor_Segmentation.html
 
 # The course in JupyterLab, on the student notebook; Ctrl+C twice stops the server.
-# LAB_ARGS passes options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.
+# LAB_ARGS passes options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.  LAB_QUIET has
+# the server give each kernel CurveZMQ keys, so ipykernel does not warn on this terminal that
+# it "is running over TCP without encryption" (tests/test_browser.py starts its server with it).
 STUDENT_NB := notebooks/Brain_Tumor_Segmentation.ipynb
 LAB_ARGS   ?=
+LAB_QUIET  := --MappingKernelManager.transport_encryption=auto
 lab: patches
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) $(STUDENT_NB)
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_QUIET) $(LAB_ARGS) $(STUDENT_NB)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tumorseg tests util.py scripts benchmarks

@@ -17,7 +17,8 @@ stored outputs.  For the instructor notebook it then regenerates the student not
 the sample data changed.  ``--executed PATH`` also saves the fully executed notebook and
 prints its size.  Every cell that wrote to stderr is listed.  Exit status 1 when a cell fails
 (its error is printed).  ``--quick`` is a smoke run: only the set-up cells (those before the
-first section), the HTML written to a temporary folder unless HTML is given.
+first section), the HTML written to a temporary folder unless HTML is given.  The kernel's
+connection is encrypted (``encrypted_kernel``), so the terminal shows no transport warning.
 """
 
 from __future__ import annotations
@@ -161,6 +162,28 @@ def kernel_pid(manager) -> int:
     return (provisioner.process if provisioner is not None else manager.kernel).pid
 
 
+def encrypted_kernel(client: NotebookClient):
+    """Give ``client`` a kernel manager that provisions CurveZMQ keys for its kernel; return it.
+
+    ipykernel 7 logs "Kernel is running over TCP without encryption" on its stderr, the
+    terminal of ``make run``, unless its connection is encrypted.  jupyter_client 8.9 and later
+    (which those ipykernels require) provision the keys when ``transport_encryption`` is
+    "auto" and the kernelspec declares support, as ipykernel's does.  Older stacks have neither
+    the warning nor the setting, and keep the plain connection; so does a pyzmq built without
+    CurveZMQ.
+    """
+    import zmq
+    from traitlets import TraitError
+
+    km = client.create_kernel_manager()
+    if km.has_trait("transport_encryption") and zmq.has("curve"):
+        try:
+            km.transport_encryption = "auto"
+        except TraitError:  # the first form of the setting: on or off
+            km.transport_encryption = True
+    return km
+
+
 def execute(
     nb, workdir: Path, timeout: int, per_cell: bool = False
 ) -> tuple[dict[str, tuple[float, int]], float, int, str | None]:
@@ -173,6 +196,7 @@ def execute(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}
     )
     names = section_names(nb)
+    encrypted_kernel(client)
     per_section: dict[str, tuple[float, int]] = {}
     error = None
     start = time.perf_counter()

@@ -10,7 +10,10 @@ One test, in three page sessions on one JupyterLab server:
    here from the same case), never white space or a partly drawn picture;
 3. the student notebook opens without being marked as changed.
 
-Any uncaught page error fails the test.  Without ``chromium`` or the ``playwright`` package the
+Any uncaught page error fails the test, and so does a line on the server's terminal that looks
+like a problem (``make lab`` shows that terminal): a server warning or error, ipykernel's
+transport warning, a TensorFlow runtime line.  The server runs with ``make lab``'s
+``LAB_QUIET`` options, read from the Makefile.  Without ``chromium`` or the ``playwright`` package the
 test skips and says why.  Browser downloads are not possible here, so Playwright launches the
 distribution's chromium through ``executable_path`` (``apt-get install chromium``).
 """
@@ -51,7 +54,33 @@ CHROMIUM_ARGS = [
 RUN_ALL_TIMEOUT_S = 600
 MAX_SAVED_BYTES = 4_000_000
 
+#: Server log lines of these severities (``[W 2026-...``) are problems; info ([I) is not, nor
+#: the critical "received signal 15, stopping" of the fixture's own shutdown.
+SERVER_PROBLEM = re.compile(r"^\[[WE] \d{4}-")
+#: What ipykernel prints when its connection is plain TCP, and fragments of TensorFlow's lines.
+TERMINAL_NOISE = ("without encryption", "absl::", "oneDNN", "tensorflow/core")
+
 pytestmark = pytest.mark.slow
+
+
+def _lab_quiet_options() -> list[str]:
+    """The options ``make lab`` adds so the terminal stays quiet (the Makefile's LAB_QUIET)."""
+    match = re.search(r"^LAB_QUIET\s*:=(.*)$", (ROOT / "Makefile").read_text(), re.M)
+    assert match, "the Makefile defines no LAB_QUIET"
+    return match.group(1).split()
+
+
+def _problem_lines(log: str) -> list[str]:
+    """Lines of a JupyterLab server's terminal output that look like a problem to a student."""
+    from tumorseg.quiet import is_runtime_log_line
+
+    return [
+        line
+        for line in log.splitlines()
+        if SERVER_PROBLEM.match(line)
+        or any(noise in line for noise in TERMINAL_NOISE)
+        or is_runtime_log_line(line, 3)
+    ]
 
 
 def _free_port() -> int:
@@ -94,7 +123,8 @@ def workdir():
 
 @pytest.fixture(scope="module")
 def lab(workdir, tmp_path_factory):
-    """A JupyterLab server on a free local port with a token; yields its base URL and token."""
+    """A JupyterLab server on a free local port with a token; yields its base URL, its token
+    and the path of its terminal output (stdout and stderr)."""
     port, token = _free_port(), secrets.token_hex(16)
     home = tmp_path_factory.mktemp("jupyter")
     env = {
@@ -116,6 +146,7 @@ def lab(workdir, tmp_path_factory):
         "--LabApp.expose_app_in_browser=True",
         "--LabApp.news_url=",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        *_lab_quiet_options(),
     ]
     log = open(home / "server.log", "w+")
     server = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -131,7 +162,7 @@ def lab(workdir, tmp_path_factory):
                     log.seek(0)
                     pytest.fail(f"JupyterLab did not start:\n{log.read()[-3000:]}")
                 time.sleep(0.5)
-        yield base, token
+        yield base, token, Path(log.name)
     finally:
         server.terminate()
         try:
@@ -314,7 +345,7 @@ def _drive_viewer(page, expected_case, session: str, shots_dir: Path) -> int:
 def test_course_in_jupyterlab(chromium, lab, workdir, expected_case, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    base, token = lab
+    base, token, server_log = lab
     shots = tmp_path
     errors: list[str] = []
     started = time.monotonic()
@@ -369,5 +400,7 @@ def test_course_in_jupyterlab(chromium, lab, workdir, expected_case, tmp_path):
         finally:
             browser.close()
     assert errors == [], f"page errors: {errors}"
+    terminal = server_log.read_text()
+    assert _problem_lines(terminal) == [], f"the server's terminal shows:\n{terminal[-5000:]}"
     print(f"{checks} viewer pictures checked; browser test {time.monotonic() - started:.0f} s")
     assert checks == 3 * 7

@@ -19,6 +19,7 @@ from tumorseg.inference import (
     probabilities_to_labels,
     resolve_settings,
 )
+from tumorseg.inference.postprocess import apply_to_probabilities
 from tumorseg.inference.predict import (
     MAX_TILE_VOXELS,
     SLAB_DEPTH,
@@ -168,6 +169,25 @@ def test_outside_the_brain_is_zero_and_empty_image_gives_zeros():
     assert (probs[:, 3:30, 5:26, 2:20] > 0).all()  # sigmoid is never exactly 0 inside
     empty = predict_volume(np.zeros((9, 9, 9, 4)), PointwiseModel())
     assert empty.shape == (3, 9, 9, 9) and not empty.any()
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        Postprocess(min_component=40),
+        Postprocess(keep_fraction=0.5, min_enhancing=10**6),
+    ],
+)
+def test_the_clean_up_of_the_brain_box_equals_that_of_the_whole_volume(rules):
+    """predict_volume cleans up only the brain's bounding box (less memory than the whole
+    scan): the same probabilities as cleaning up the whole pasted volume."""
+    image = make_image()
+    raw = predict_volume(image, PointwiseModel(), postprocess=Postprocess.NONE)
+    assert probabilities_to_labels(raw)[3:30, 5:26, 2:20].any()  # something to clean up
+    cleaned = predict_volume(image, PointwiseModel(), postprocess=rules)
+    expected = apply_to_probabilities(raw, rules)
+    assert not np.array_equal(expected, raw)  # the rules change something
+    np.testing.assert_array_equal(cleaned, expected)
 
 
 def test_slice_mode_uses_the_training_standardization():

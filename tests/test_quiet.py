@@ -114,6 +114,25 @@ def test_notebook_start_up_shows_no_stderr_in_the_html(tmp_path):
     assert not any(noise in html for noise in NOISE)  # ... the runtime's log lines are not
 
 
+def test_the_notebook_runner_starts_its_kernel_without_a_transport_warning():
+    """`make run`'s notebook step (``scripts/run_notebook.py``) encrypts its kernel's
+    connection, so ipykernel does not print "Kernel is running over TCP without encryption"
+    on the terminal (one small cell; the whole notebook: ``tests/test_notebook_memory.py``)."""
+    code = (
+        "import sys, nbformat\n"
+        "sys.path.insert(0, 'scripts')\n"
+        "import run_notebook\n"
+        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('print(6 * 7)')])\n"
+        "_, _, _, error = run_notebook.execute(nb, run_notebook.ROOT, timeout=120)\n"
+        "print(error, nb.cells[0].outputs[0]['text'])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert done.stdout.split() == ["None", "42"], done.stdout + done.stderr
+    assert done.stderr == ""
+
+
 def _tumorseg(args: list[str], env_extra: dict[str, str] | None = None):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env.update(env_extra or {})

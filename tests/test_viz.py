@@ -89,6 +89,33 @@ def test_labeled_image_categorical_matches_codes():
         get_labeled_image(image, label[..., :5])
 
 
+def test_labeled_image_in_chunks_equals_one_piece(monkeypatch):
+    """Colouring a few z-slices at a time gives the same picture as the whole volume at once
+    (the grey scale spans the volume, not the chunk), for codes and for a soft one-hot."""
+    from tumorseg.viz import labeled
+
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 1000, size=(9, 7, 11, 4))
+    image[..., 5:, 0] += 4000  # the brightest FLAIR lies outside the first chunks
+    codes = rng.integers(0, 4, size=image.shape[:3]).astype(float)
+    soft = rng.dirichlet(np.ones(4), size=image.shape[:3])
+
+    def one_piece(onehot):
+        grey = scale_to_uint8(image[..., 0]) * onehot[..., 0].astype(np.float32)
+        rgb = np.repeat(grey[..., None], 3, axis=-1)
+        for k, colour in labeled.CLASS_COLORS.items():
+            rgb += onehot[..., k, None].astype(np.float32) * np.asarray(colour, np.float32)
+        return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+    monkeypatch.setattr(labeled, "CHUNK_SLICES", 3)  # 11 slices: chunks of 3, 3, 3 and 2
+    np.testing.assert_array_equal(
+        get_labeled_image(image, codes), one_piece(np.eye(4)[codes.astype(int)])
+    )
+    np.testing.assert_array_equal(
+        get_labeled_image(image, soft, is_categorical=True), one_piece(soft)
+    )
+
+
 # ---------------------------------------------------------------- plot_image_grid
 
 

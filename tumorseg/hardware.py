@@ -7,6 +7,7 @@
 (macOS, Windows) from :mod:`platform` with no flags.  :func:`native_bf16` says whether the
 CPU computes bfloat16 natively (AVX512-BF16 or AMX), which is where ``mixed_bfloat16`` pays
 off; :func:`onednn_state` whether TensorFlow's oneDNN kernels are on in this process.
+:func:`trim_heap` hands the C heap's free memory back to the system.
 """
 
 from __future__ import annotations
@@ -128,6 +129,28 @@ def report(info: CpuInfo | None = None) -> str:
         f"CPU flags: {flags} ({bf16})\n"
         f"oneDNN: {onednn_state()}"
     )
+
+
+def trim_heap() -> bool:
+    """Return the free memory of the C heap to the operating system (glibc's ``malloc_trim``).
+
+    Freed blocks in the middle of the heap otherwise stay in the process's resident memory;
+    TensorFlow's Eigen path (oneDNN off) leaves over 0.1 GB of them after training a small U-Net.
+    True when it was called; False where the C library has no ``malloc_trim`` (macOS, Windows,
+    musl), where it does nothing.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 @contextmanager

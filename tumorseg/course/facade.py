@@ -12,7 +12,7 @@ from tumorseg.quiet import import_backend
 keras = import_backend()
 
 from tumorseg.data import DataError, load_case, open_dataset  # noqa: E402
-from tumorseg.inference import Postprocess, predict_volume  # noqa: E402
+from tumorseg.inference import Postprocess, predict_volume, probabilities_to_labels  # noqa: E402
 from tumorseg.metrics import region_scores, sens_spec_table  # noqa: E402
 from tumorseg.model import load_pretrained, unet_model_3d, unet_summary  # noqa: E402
 from tumorseg.patches import VolumeDataGenerator, standardize_patch  # noqa: E402
@@ -30,8 +30,13 @@ def release_memory() -> None:
     """Give back the memory of models the notebook no longer names: call it after ``del model``
     (and of anything that holds the model, such as a callback or ``fit``'s ``History``).  It
     clears Keras's global state (``keras.backend.clear_session``) and collects Python's
-    garbage, so the next model does not stack on top of the previous one."""
+    garbage, so the next model does not stack on top of the previous one.  Then it hands the
+    freed C heap back to the system (``tumorseg.hardware.trim_heap``), which TensorFlow's
+    Eigen path (oneDNN off) otherwise keeps after training."""
+    from tumorseg.hardware import trim_heap
+
     keras.backend.clear_session(free_memory=True)
+    trim_heap()
 
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "VolumeDataGenerator",  # keras PyDataset over the h5 patch store
     "standardize_patch",  # the standardization the generator and the predictor apply
     "predict_volume",  # whole-scan probabilities (3,X,Y,Z) by batched, overlapping tiles
+    "probabilities_to_labels",  # the one label rule: (3,X,Y,Z) probabilities -> (X,Y,Z) labels
     "predict_and_viz",  # whole scan: predict, threshold, plot ground truth against prediction
     "Postprocess",  # whole-scan clean-up rules; Postprocess.NONE turns the manifest's off
     "release_memory",  # after `del model`: free Keras's global state and the deleted model

@@ -242,8 +242,8 @@ def predict_volume(
     cut that box out, extended with background to the tile grid (``cut_region``), and
     standardize it exactly as training did; trim each tile to the brain it holds, run the tiles
     through the model ``batch_size`` at a time (mirrored as ``settings.tta`` says) and blend
-    overlapping tiles with a Gaussian weight (``sliding_window``); paste the result into a zero
-    volume (``paste_region``); clean it up as ``settings.postprocess`` says.
+    overlapping tiles with a Gaussian weight (``sliding_window``); clean up the brain's box as
+    ``settings.postprocess`` says and paste it into a zero volume (``paste_region``).
 
     Args:
         image: (X, Y, Z, C) raw intensities, channels last as ``load_case`` returns them
@@ -296,9 +296,13 @@ def predict_volume(
     net = _flexible(model, image.shape[-1], None)  # trimmed tiles come in several sizes
     run = mirrored(lambda batch: _run(net, batch), settings.tta)
     probs = sliding_window(work, run, tile_size, starts, batch_size, mask=brain)
-    probs = paste_region(probs, box, origin, image.shape[:3])
+    del work, brain  # the model's input: the clean-up and the paste need only the output
     rules = settings.postprocess
-    return apply_to_probabilities(probs, rules, settings.threshold) if rules.active else probs
+    if rules.active:  # in the brain's box: outside it every class is 0, so nothing changes there
+        inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))
+        probs = apply_to_probabilities(probs[(slice(None), *inner)], rules, settings.threshold)
+        origin = (box[0].start, box[1].start, box[2].start)
+    return paste_region(probs, box, origin, image.shape[:3])
 
 
 def cut_region(

@@ -50,9 +50,9 @@ def predict_and_viz(
     label = np.asarray(label)
     if label.shape != image.shape[:3]:
         raise ValueError(f"label shape {label.shape} does not match image shape {image.shape[:3]}")
-    probs = predict_volume(image, model, threshold=threshold)
-    pred = np.eye(N_CLASSES + 1, dtype=np.float32)[probabilities_to_labels(probs, threshold)]
-    del probs
+    labels = probabilities_to_labels(predict_volume(image, model, threshold=threshold), threshold)
+    pred = np.eye(N_CLASSES + 1, dtype=np.float32)[labels]  # the probabilities are freed by now
+    del labels
 
     truth_rgb = get_labeled_image(image, label)
     pred_rgb = get_labeled_image(image, pred, is_categorical=True)
