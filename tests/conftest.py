@@ -143,3 +143,26 @@ def batch_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Five tiny labelled cases in MSD layout (``write_tiny_dataset``); read only."""
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny-data"))
+
+
+@pytest.fixture
+def fake_grading(monkeypatch: pytest.MonkeyPatch):
+    """``grade_submission`` replaced by a stand-in that reads a submission's points from its
+    text (the first N exercises pass), so that tests of sharding and merging run no kernel;
+    returns the grader module.  Skips where the instructor notebook is missing."""
+    from tumorseg.course.exercises import REGISTRY
+    from tumorseg.course.grading import grader
+
+    if not grader.INSTRUCTOR.is_file():
+        pytest.skip("instructor notebook missing")
+
+    def fake(path: Path, setup: object, max_bytes: int = 0, log: object = None) -> grader.Graded:
+        points = int(path.read_text())
+        results = {
+            ex: grader.Result(grader.Status.PASSED if i < points else grader.Status.FAILED, "m")
+            for i, ex in enumerate(REGISTRY)
+        }
+        return grader.Graded(path.name, results, 0.1, 1)
+
+    monkeypatch.setattr(grader, "grade_submission", fake)
+    return grader

@@ -393,23 +393,8 @@ def test_merge_refuses_overlapping_or_mixed_parts(tiny_data, tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- grade + merge
-def test_grade_shards_merge_to_the_unsharded_folder(tmp_path, monkeypatch, capsys):
+def test_grade_shards_merge_to_the_unsharded_folder(tmp_path, fake_grading, capsys):
     """Grading is faked (as in test_grader): the shard and merge machinery is what is tested."""
-    from tumorseg.course.exercises import REGISTRY
-    from tumorseg.course.grading import grader
-
-    if not grader.INSTRUCTOR.is_file():
-        pytest.skip("instructor notebook missing")
-
-    def fake(path: Path, setup: object, max_bytes: int = 0, log: object = None) -> grader.Graded:
-        points = int(path.read_text())
-        results = {
-            ex: grader.Result(grader.Status.PASSED if i < points else grader.Status.FAILED, "m")
-            for i, ex in enumerate(REGISTRY)
-        }
-        return grader.Graded(path.name, results, 0.1, 1)
-
-    monkeypatch.setattr(grader, "grade_submission", fake)
     subs = tmp_path / "subs"
     (subs / "x").mkdir(parents=True)
     for i, name in enumerate(["carol", "alice", "bob", "dave"]):

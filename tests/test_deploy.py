@@ -140,22 +140,7 @@ def test_slurm_scripts_refuse_an_array_with_gaps_and_missing_arguments(engine):
     assert not Path(engine["RECORD"]).exists()  # nothing ran
 
 
-def test_slurm_grade_array_then_merge_equals_one_run(engine, tmp_path, monkeypatch, capsys):
-    from tumorseg.course.exercises import REGISTRY
-    from tumorseg.course.grading import grader
-
-    if not grader.INSTRUCTOR.is_file():
-        pytest.skip("instructor notebook missing")
-
-    def fake(path: Path, setup: object, max_bytes: int = 0, log: object = None) -> grader.Graded:
-        points = int(path.read_text())  # the kernel runs are not what this test is about
-        results = {
-            ex: grader.Result(grader.Status.PASSED if i < points else grader.Status.FAILED, "m")
-            for i, ex in enumerate(REGISTRY)
-        }
-        return grader.Graded(path.name, results, 0.1, 1)
-
-    monkeypatch.setattr(grader, "grade_submission", fake)
+def test_slurm_grade_array_then_merge_equals_one_run(engine, tmp_path, fake_grading, capsys):
     subs = tmp_path / "subs"
     subs.mkdir()
     for i, name in enumerate(["ann", "ben", "cho", "dev", "eli"]):
