@@ -21,6 +21,7 @@ import contextlib
 import io
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,14 +45,15 @@ def flawed_prediction(label: np.ndarray, index: int, far_every: int) -> np.ndarr
     return pred
 
 
-def write_predictions(data: Path, out: Path, far_every: int) -> int:
-    """Write ``out/<case>.nii.gz`` for every case of ``data``; returns the number of cases."""
+def write_predictions(data: Path, out: Path, far_every: int, limit: int | None = None) -> int:
+    """Write ``out/<case>.nii.gz`` for every case of ``data`` (its first ``limit`` when given);
+    returns the number of cases."""
     import nibabel as nib
 
     from tumorseg.data import load_label_map, open_dataset
 
     out.mkdir(parents=True, exist_ok=True)
-    dataset = open_dataset(data)
+    dataset = list(open_dataset(data))[:limit]
     for i, case in enumerate(dataset):
         label, spacing = load_label_map(case.label_path, case.layout == "brats")
         affine = np.diag([*spacing, 1.0])
@@ -60,19 +62,28 @@ def write_predictions(data: Path, out: Path, far_every: int) -> int:
     return len(dataset)
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT / "data" / "BraTS-Data")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "bench-report")
     ap.add_argument("--far-every", type=int, default=1, help="far false positive every Nth case")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 cases, a temporary --out")
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench_report-") as tmp:
+        if args.quick:
+            args.out = Path(tmp)
+        run(args.data, args.out, args.far_every, 2 if args.quick else None)
+    return 0
 
+
+def run(data: Path, out: Path, far_every: int, limit: int | None) -> None:
+    """Write the flawed predictions, score them with ``--report`` and print the figures."""
     from tumorseg.inference.cli import score_main
 
-    n = write_predictions(args.data, args.out / "pred", args.far_every)
-    report = args.out / "report"
+    n = write_predictions(data, out / "pred", far_every, limit)
+    report = out / "report"
     start, cpu = time.perf_counter(), time.process_time()
-    argv = ["--pred", str(args.out / "pred"), "--labels", str(args.data), "--report", str(report)]
+    argv = ["--pred", str(out / "pred"), "--labels", str(data), "--report", str(report)]
     with contextlib.redirect_stdout(io.StringIO()):
         score_main(argv)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -88,4 +99,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -83,4 +83,4 @@ def test_readme_recipe_runs_end_to_end_on_synthetic_data(tmp_path):
     assert manifest["data"]["valid_cases"] == store["valid_cases"]
     table = (tmp_path / "runs" / "evaluate.csv").read_text().splitlines()
     assert len(table) == 1 + len(store["valid_cases"]) and "WT_dice" in table[0]
-    assert "case(s), threshold" in proc.stdout
+    assert "scored, 0 failed; threshold" in proc.stdout
