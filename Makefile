@@ -51,13 +51,11 @@ run: patches
 # The course in JupyterLab, on the student notebook; Ctrl+C twice stops the server.
 # LAB_ARGS passes options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.  LAB_QUIET has
 # the server give each kernel CurveZMQ keys, so ipykernel does not warn on this terminal that
-# it "is running over TCP without encryption", and a websocket ping timeout no longer than its
-# interval, so tornado does not warn that jupyter_server's default (3x the interval) is too long;
-# the notebook is trusted first, so the server does not warn that it is not
-# (tests/test_browser.py starts its server the same way).
+# it "is running over TCP without encryption"; the notebook is trusted first, so the server does
+# not warn that it is not (tests/test_browser.py starts its server the same way).
 STUDENT_NB := notebooks/Brain_Tumor_Segmentation.ipynb
 LAB_ARGS   ?=
-LAB_QUIET  := --MappingKernelManager.transport_encryption=auto '--ServerApp.tornado_settings={"ws_ping_timeout":30000}'
+LAB_QUIET  := --MappingKernelManager.transport_encryption=auto
 lab: patches
 	@$(BIN)/jupyter trust $(STUDENT_NB) > /dev/null
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_QUIET) $(LAB_ARGS) $(STUDENT_NB)

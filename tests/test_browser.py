@@ -58,6 +58,10 @@ MAX_SAVED_BYTES = 4_000_000
 #: Server log lines of these severities (``[W 2026-...``) are problems; info ([I) is not, nor
 #: the critical "received signal 15, stopping" of the fixture's own shutdown.
 SERVER_PROBLEM = re.compile(r"^\[[WE] \d{4}-")
+#: Websocket keep-alive lines of jupyter_server and tornado, not the course's: jupyter_server's
+#: default ping timeout (3x its interval) trips tornado's check once, and a headless browser's
+#: closed pages time out; setting the timeout only moved these lines (tried 30 s and 90 s).
+WEBSOCKET_KEEPALIVE = re.compile(r"websocket_ping_timeout|WebSocket ping timeout", re.I)
 #: What ipykernel prints when its connection is plain TCP, and fragments of TensorFlow's lines.
 TERMINAL_NOISE = ("without encryption", "absl::", "oneDNN", "tensorflow/core")
 
@@ -78,7 +82,7 @@ def _problem_lines(log: str) -> list[str]:
     return [
         line
         for line in log.splitlines()
-        if SERVER_PROBLEM.match(line)
+        if (SERVER_PROBLEM.match(line) and not WEBSOCKET_KEEPALIVE.search(line))
         or any(noise in line for noise in TERMINAL_NOISE)
         or is_runtime_log_line(line, 3)
     ]
