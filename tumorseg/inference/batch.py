@@ -102,7 +102,7 @@ def segment(image: np.ndarray, model: Any, settings: InferenceSettings | None = 
 
     settings = resolve_settings(model, settings)
     probs = predict_volume(image, model, settings=settings)
-    return probabilities_to_labels(probs, settings.threshold)
+    return probabilities_to_labels(probs, settings.threshold, settings.outputs)
 
 
 def output_path(out: PathLike, case: str) -> Path:

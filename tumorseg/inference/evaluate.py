@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.batch import one_line, report_failure
-from tumorseg.contract import THRESHOLD, probabilities_to_labels
+from tumorseg.contract import DEFAULT_OUTPUTS, THRESHOLD, Outputs, probabilities_to_labels
 from tumorseg.data import DataError, Dataset, open_dataset, save_label_map
 from tumorseg.inference.postprocess import Postprocess, apply_to_probabilities
 from tumorseg.inference.predict import predict_volume
@@ -40,6 +40,7 @@ def score_case(
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     threshold: float = THRESHOLD,
     both_empty: str = BothEmpty.BRATS.value,
+    outputs: Outputs | str = DEFAULT_OUTPUTS,
 ) -> dict[str, float]:
     """All scores of one case as a flat dict: the label map of ``probabilities_to_labels``
     scored as ``tumorseg score`` scores a saved prediction (``score_labels``).
@@ -50,12 +51,14 @@ def score_case(
         spacing: voxel size in mm along X, Y, Z.
         threshold: class threshold (see ``probabilities_to_labels``).
         both_empty: how a region absent from both maps is scored (``tumorseg.metrics``).
+        outputs: what the channels stand for (the model's ``Outputs`` kind).
 
     Returns:
         The ``score_labels`` dict: WT/TC/ET dice, hd95, sensitivity, specificity and the
         per-class sensitivity and specificity.
     """
-    return score_labels(probabilities_to_labels(probs, threshold), label, spacing, both_empty)
+    labels = probabilities_to_labels(probs, threshold, outputs)
+    return score_labels(labels, label, spacing, both_empty)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ def score_prediction(
     both_empty: str = BothEmpty.BRATS.value,
     save: str | Path | None = None,
     on_case: CaseHook | None = None,
+    outputs: Outputs | str = DEFAULT_OUTPUTS,
 ) -> dict[str, float | str]:
     """``{"case", score_case columns..., "seconds"}`` of one prediction cleaned with ``rules``
     (the post-processing's own time is added to ``seconds``).
@@ -133,11 +137,14 @@ def score_prediction(
     save: a folder to write the scored label map into, as ``<case>.nii.gz`` on the grid of
     ``pred.reference`` (atomically; the folder is created when missing).
     on_case: called (untimed) with the row and the label map as a ``ScoredCase`` (no image).
+    outputs: what the probabilities' channels stand for (the model's ``Outputs`` kind).
     """
     start = time.perf_counter()
     rules = Postprocess.from_record(rules)
-    probs = apply_to_probabilities(pred.probs, rules, threshold) if rules.active else pred.probs
-    labels = probabilities_to_labels(probs, threshold)
+    probs = pred.probs
+    if rules.active:
+        probs = apply_to_probabilities(probs, rules, threshold, outputs)
+    labels = probabilities_to_labels(probs, threshold, outputs)
     seconds = pred.seconds + time.perf_counter() - start
     row: dict[str, float | str] = {"case": pred.case}
     row.update(score_labels(labels, pred.label, pred.spacing, both_empty))
@@ -196,5 +203,9 @@ def evaluate(
             rows.append({"case": item.case, ERROR: item.error})
         else:
             rules, threshold = settings.postprocess, settings.threshold
-            rows.append(score_prediction(item, rules, threshold, both_empty, save, on_case))
+            rows.append(
+                score_prediction(
+                    item, rules, threshold, both_empty, save, on_case, settings.outputs
+                )
+            )
     return case_table(rows, extra=["seconds"])

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from tumorseg.contract import THRESHOLD, probabilities_to_labels
+from tumorseg.contract import DEFAULT_OUTPUTS, THRESHOLD, Outputs, probabilities_to_labels
 
 #: Label of the enhancing tumour and of what a too-small enhancing region becomes.
 ENHANCING, NON_ENHANCING = 3, 2
@@ -148,19 +148,25 @@ def tumour_to_keep(tumour: np.ndarray, rules: Postprocess) -> np.ndarray:
 
 
 def apply_to_probabilities(
-    probs: np.ndarray, rules: Postprocess, threshold: float = THRESHOLD
+    probs: np.ndarray,
+    rules: Postprocess,
+    threshold: float = THRESHOLD,
+    outputs: Outputs | str = DEFAULT_OUTPUTS,
 ) -> np.ndarray:
-    """Post-process class probabilities so that ``probabilities_to_labels(out, threshold)``
-    equals ``postprocess_labels`` of the unprocessed labels.
+    """Post-process the model's probabilities so that
+    ``probabilities_to_labels(out, threshold, outputs)`` equals ``postprocess_labels`` of the
+    unprocessed labels.
 
-    probs: (3, X, Y, Z) probabilities (channel c is label c + 1).  Voxels removed from the
-    tumour get probability 0 in every class; a too-small enhancing region's voxels get the
-    enhancing probability moved to the non-enhancing channel.  Returns a new float32 array.
+    probs: (3, X, Y, Z) probabilities of ``outputs`` kind (classes: edema, non-enhancing,
+    enhancing; regions: WT, TC, ET).  Voxels removed from the tumour get probability 0 in
+    every channel; a too-small enhancing region's voxels get the enhancing probability moved
+    to channel 1 (non-enhancing, or the tumour core), so they become non-enhancing.  Returns a
+    new float32 array.
     """
     out = np.array(probs, dtype=np.float32, copy=True)
     if not rules.active:
         return out
-    labels = probabilities_to_labels(out, threshold)
+    labels = probabilities_to_labels(out, threshold, outputs)
     removed = ~tumour_to_keep(labels > 0, rules)
     out[:, removed] = 0.0
     labels[removed] = 0  # all-zero probabilities: background, no second argmax needed

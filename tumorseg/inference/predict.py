@@ -300,7 +300,9 @@ def predict_volume(
     rules = settings.postprocess
     if rules.active:  # in the brain's box: outside it every class is 0, so nothing changes there
         inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))
-        probs = apply_to_probabilities(probs[(slice(None), *inner)], rules, settings.threshold)
+        probs = apply_to_probabilities(
+            probs[(slice(None), *inner)], rules, settings.threshold, settings.outputs
+        )
         origin = (box[0].start, box[1].start, box[2].start)
     return paste_region(probs, box, origin, image.shape[:3])
 

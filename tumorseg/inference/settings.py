@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tumorseg.contract import DEFAULT_STANDARDIZE, RAW, STANDARDIZE_MODES, THRESHOLD
+from tumorseg.contract import (
+    DEFAULT_OUTPUTS,
+    DEFAULT_STANDARDIZE,
+    RAW,
+    STANDARDIZE_MODES,
+    THRESHOLD,
+    Outputs,
+)
 from tumorseg.inference.postprocess import Mirror, Postprocess
 
 
@@ -28,6 +35,8 @@ class InferenceSettings:
     threshold: a class is present in a voxel above it (``probabilities_to_labels``); the
         post-processing assumes the same.
     tta: test-time mirroring (``Mirror``; its value, e.g. "x", is accepted).
+    outputs: what the model's channels stand for (``Outputs``: classes or regions; its value
+        is accepted); it picks ``probabilities_to_labels``' rule.
     postprocess: whole-scan clean-up rules (``Postprocess``; its dict is accepted).
     """
 
@@ -35,11 +44,13 @@ class InferenceSettings:
     threshold: float = THRESHOLD
     tta: Mirror = Mirror.NONE
     postprocess: Postprocess = Postprocess()
+    outputs: Outputs = DEFAULT_OUTPUTS
 
     def __post_init__(self) -> None:
         # normalise the manifest's JSON values; frozen, so via object
         object.__setattr__(self, "threshold", float(self.threshold))
         object.__setattr__(self, "tta", Mirror(self.tta))
+        object.__setattr__(self, "outputs", Outputs(self.outputs))
         object.__setattr__(self, "postprocess", Postprocess.from_record(self.postprocess))
         if self.standardize not in (*STANDARDIZE_MODES, RAW):
             raise ValueError(

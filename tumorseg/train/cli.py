@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tumorseg.contract import PATCH_SIZE, STANDARDIZE_MODES
+from tumorseg.contract import PATCH_SIZE, STANDARDIZE_MODES, Outputs
 from tumorseg.data import DataError
 from tumorseg.errors import fail
 from tumorseg.patches.augment import Augment
@@ -63,6 +63,13 @@ def parser() -> argparse.ArgumentParser:
         action="store_const",
         const=Precision.BF16.value,
         help="same as --precision bf16",
+    )
+    p.add_argument(
+        "--outputs",
+        choices=[v.value for v in Outputs],
+        default=d.outputs,
+        help="what the three output channels learn: the tumour classes (default) or the nested "
+        "BraTS regions WT, TC, ET (nnU-Net's region-based training); the manifest records it",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     p.add_argument("--standardize", choices=STANDARDIZE_MODES, default=d.standardize)
@@ -157,6 +164,7 @@ def config_from_args(args: argparse.Namespace, store: dict) -> TrainConfig:
         precision=args.precision,
         standardize=args.standardize,
         augment=Augment.NONE.value if args.no_augment else args.augment,
+        outputs=args.outputs,
         init_weights=args.init_weights,
         max_seconds=args.max_seconds,
         eval_every=args.eval_every,

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from tumorseg.contract import DEFAULT_STANDARDIZE, PATCH_SIZE
+from tumorseg.contract import DEFAULT_OUTPUTS, DEFAULT_STANDARDIZE, PATCH_SIZE, Outputs
 from tumorseg.hardware import native_bf16
 from tumorseg.patches.augment import Augment
 from tumorseg.patches.standardize import MODES
@@ -53,6 +53,8 @@ class TrainConfig:
     precision: a ``Precision``: "float32", "bf16" (mixed bfloat16: float32 weights, bfloat16
     compute) or "auto" (``train`` picks one for the machine, see ``choose_precision``).
     standardize: "brain" or "slice" (see ``standardize_patch``); augment: an ``Augment`` level.
+    outputs: an ``Outputs`` kind: the model learns the tumour classes (the course's model) or
+    the nested BraTS regions (``classes_to_regions`` of the class targets).
     init_weights: start from these ``.weights.h5`` (fine-tuning) instead of a fresh model.
     max_seconds: stop and save after this much training time; the schedule then follows time.
     eval_every: validate every N steps (0: only at the end); max_valid: validation patches.
@@ -75,6 +77,7 @@ class TrainConfig:
     precision: str = Precision.FLOAT32.value
     standardize: str = DEFAULT_STANDARDIZE
     augment: str = Augment.FLIP.value
+    outputs: str = DEFAULT_OUTPUTS.value
     init_weights: str | None = None
     max_seconds: float | None = None
     eval_every: int = 0
@@ -91,6 +94,7 @@ class TrainConfig:
         object.__setattr__(self, "snapshot_steps", tuple(int(v) for v in self.snapshot_steps))
         object.__setattr__(self, "augment", Augment(self.augment).value)
         object.__setattr__(self, "precision", Precision(self.precision).value)
+        object.__setattr__(self, "outputs", Outputs(self.outputs).value)
         problems = []
         if self.steps < 1:
             problems.append(f"steps must be >= 1 (got {self.steps})")

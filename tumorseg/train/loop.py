@@ -36,8 +36,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from tumorseg.atomic import write_text
-from tumorseg.contract import THRESHOLD
+from tumorseg.contract import DEFAULT_OUTPUTS, THRESHOLD, Outputs, targets_for
 from tumorseg.hardware import cpu_info
+from tumorseg.labels import REGIONS
 from tumorseg.metrics import hard_dice_per_class
 from tumorseg.train.config import POLICIES, TrainConfig, choose_precision
 from tumorseg.train.data import Prefetcher
@@ -88,12 +89,16 @@ def evaluate_batches(
     threshold: float = THRESHOLD,
     batch_size: int = 4,
     multiple: int = 1,
+    outputs: Outputs | str = DEFAULT_OUTPUTS,
 ) -> dict:
-    """Mean patch Dice per class over ``batches`` (an iterable of ``(x, y)`` channels-first arrays).
+    """Mean patch Dice per output channel over ``batches`` (an iterable of ``(x, y)``
+    channels-first arrays, ``y`` the class targets).
 
     multiple: the number of data-parallel devices; each predicted batch is padded to a
     multiple of it (the padding is not scored).
-    Returns ``{"edema": d1, "non_enhancing": d2, "enhancing": d3, "mean": mean, "patches": n}``.
+    outputs: the model's ``Outputs`` kind; ``y`` is scored as ``targets_for(y, outputs)``.
+    Returns ``{<channel name>: dice, ..., "mean": mean, "patches": n}``, the channels named by
+    ``CLASS_NAMES`` (classes) or the keys of ``REGIONS`` (regions).
     """
     step = multiple * math.ceil(batch_size / multiple)
     scores = []
@@ -103,11 +108,12 @@ def evaluate_batches(
         if pad:
             x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
         pred = np.asarray(model.predict(x, batch_size=step, verbose=0))[:n]
-        scores.append(hard_dice_per_class(pred, y, threshold))
+        scores.append(hard_dice_per_class(pred, targets_for(y, outputs), threshold))
     if not scores:
         return {}
     s = np.concatenate(scores)
-    out = {name: float(s[:, i].mean()) for i, name in enumerate(CLASS_NAMES[: s.shape[1]])}
+    names = CLASS_NAMES if Outputs(outputs) is Outputs.CLASSES else tuple(REGIONS)
+    out = {name: float(s[:, i].mean()) for i, name in enumerate(names[: s.shape[1]])}
     out["mean"] = float(s.mean())
     out["patches"] = int(s.shape[0])
     return out
@@ -233,6 +239,7 @@ def run_steps(
     try:
         while state.step < cfg.steps:
             x, y = feed.get(state.step)
+            y = targets_for(y, cfg.outputs)
             progress = None
             if cfg.max_seconds:
                 elapsed = dist.from_chief(state.elapsed())
@@ -253,7 +260,9 @@ def run_steps(
                 and state.step % cfg.eval_every == 0
                 and state.step < cfg.steps
             ):
-                metrics = state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
+                metrics = state.metrics = evaluate_batches(
+                    model, valid(), multiple=dist.devices, outputs=cfg.outputs
+                )
             timed_out = (
                 cfg.max_seconds is not None and dist.from_chief(state.elapsed()) > cfg.max_seconds
             )
@@ -322,6 +331,7 @@ def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState, data: d
         "config": cfg.model_config(),
         "standardize": cfg.standardize,
         "augment": cfg.augment,
+        "outputs": cfg.outputs,
         "loss": "soft Dice + binary cross-entropy, per sample",
         "output_bias_init": OUTPUT_BIAS,
         "schedule": f"linear warm-up {cfg.warmup} steps, cosine decay to lr/20"
@@ -385,7 +395,9 @@ def train(
         state.precision_choice = precision_choice
         run_steps(model, cfg, source, dist, state, valid, verbose, data)
         if valid is not None:
-            state.metrics = evaluate_batches(model, valid(), multiple=dist.devices)
+            state.metrics = evaluate_batches(
+                model, valid(), multiple=dist.devices, outputs=cfg.outputs
+            )
         manifest = make_manifest(cfg, dist, state, data)
         export_weights(model, cfg.model_config(), out / "model.weights.h5", dist.is_chief)
         if dist.is_chief:

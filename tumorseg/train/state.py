@@ -14,7 +14,10 @@ import numpy as np
 from tumorseg.atomic import atomic_path, write_text
 
 CLASS_NAMES = ("edema", "non_enhancing", "enhancing")
-LOG_FIELDS = ["step", "loss", "lr", "seconds"] + [f"valid_{c}" for c in CLASS_NAMES]
+#: Validation columns of the log: the class channels, then the region channels (a run fills
+#: the ones of its ``Outputs`` kind).
+VALID_CHANNELS = (*CLASS_NAMES, "WT", "TC", "ET")
+LOG_FIELDS = ["step", "loss", "lr", "seconds"] + [f"valid_{c}" for c in VALID_CHANNELS]
 
 
 def host_array(variable: Any) -> np.ndarray:
@@ -117,6 +120,8 @@ def log_row(
     row = {"step": step, "loss": f"{loss:.5f}", "seconds": f"{seconds:.1f}"}
     if lr is not None:
         row["lr"] = f"{lr:.3g}"
-    row.update({f"valid_{c}": f"{metrics[c]:.4f}" for c in CLASS_NAMES if metrics and c in metrics})
+    row.update(
+        {f"valid_{c}": f"{metrics[c]:.4f}" for c in VALID_CHANNELS if metrics and c in metrics}
+    )
     with open(path, "a", newline="") as f:
         csv.DictWriter(f, fieldnames=LOG_FIELDS, lineterminator="\n").writerow(row)

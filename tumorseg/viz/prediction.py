@@ -9,6 +9,7 @@ import numpy as np
 
 from tumorseg.contract import probabilities_to_labels
 from tumorseg.inference.predict import predict_volume
+from tumorseg.inference.settings import resolve_settings
 from tumorseg.labels import N_CLASSES
 
 
@@ -23,8 +24,9 @@ def predict_and_viz(
 
     The course's signature and return layout.  The label map is the one ``tumorseg predict``
     writes: probabilities from ``predict_volume`` (standardized, mirrored and cleaned up as the
-    model's manifest says), then ``probabilities_to_labels`` (background where no class is
-    above ``threshold``, else the most probable class).  CHANGES.md lists how this differs from
+    model's manifest says), then ``probabilities_to_labels`` with the model's output kind (for
+    a class model: background where no class is above ``threshold``, else the most probable
+    class).  CHANGES.md lists how this differs from
     the original course's helper.
 
     Args:
@@ -50,7 +52,10 @@ def predict_and_viz(
     label = np.asarray(label)
     if label.shape != image.shape[:3]:
         raise ValueError(f"label shape {label.shape} does not match image shape {image.shape[:3]}")
-    labels = probabilities_to_labels(predict_volume(image, model, threshold=threshold), threshold)
+    settings = resolve_settings(model, threshold=threshold)
+    probs = predict_volume(image, model, settings=settings)
+    labels = probabilities_to_labels(probs, settings.threshold, settings.outputs)
+    del probs
     pred = np.eye(N_CLASSES + 1, dtype=np.float32)[labels]  # the probabilities are freed by now
     del labels
 
