@@ -56,13 +56,13 @@ def _median_seconds(fn, n: int) -> tuple[float, float]:
 
 
 def _patch_dice(model, folder: Path, ids: list[str], mode: str) -> str:
-    """Mean patch Dice per class of ``model`` on the patches ``ids`` of ``folder``."""
+    """Mean patch Dice per output channel (classes or regions, as the model's manifest says)
+    of ``model`` on the patches ``ids`` of ``folder``."""
     gen = VolumeDataGenerator(ids, folder, batch_size=2, shuffle=False, verbose=0, standardize=mode)
-    r = evaluate_batches(model, (gen[i] for i in range(len(gen))))
-    return (
-        f"edema {r['edema']:.3f}  non-enhancing {r['non_enhancing']:.3f}  "
-        f"enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches)"
-    )
+    outputs = resolve_settings(model).outputs
+    r = evaluate_batches(model, (gen[i] for i in range(len(gen))), outputs=outputs)
+    channels = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if k not in ("mean", "patches"))
+    return f"{channels}  mean {r['mean']:.3f}  ({r['patches']} patches)"
 
 
 def main(argv: list[str] | None = None) -> int:

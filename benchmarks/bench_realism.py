@@ -3,8 +3,9 @@
 Prints, for the shipped model (or ``--weights``), loaded through ``load_pretrained`` with its
 training standardization:
 
-* per-class patch Dice (edema, non-enhancing, enhancing; hard, threshold 0.5, mean over
-  patches) on every ``--patches DIR`` of course h5 patches, e.g. ``../shared/real-brats/train``
+* per-class patch Dice (edema, non-enhancing, enhancing; of the label map that
+  ``probabilities_to_labels`` gives at threshold 0.5 with the model's output kind, so a class
+  model and a region model are measured alike; mean over patches) on every ``--patches DIR`` of course h5 patches, e.g. ``../shared/real-brats/train``
   (real, never trained on; the default when it exists) or the valid split of a randomized patch store;
 * whole-scan WT/TC/ET Dice and WT HD95, per case and as the mean over cases, on every
   ``--scans DIR`` (MSD or BraTS layout; default: the course's seed-0 synthetic cases in
@@ -43,16 +44,30 @@ from tumorseg.quiet import import_backend  # noqa: E402
 import_backend()
 
 
-def patch_dice(model, folder: Path, mode: str) -> dict[str, float]:
-    """Mean hard Dice per class over the ``*.h5`` patches of ``folder``."""
+def patch_dice(model, folder: Path, mode: str, outputs: str) -> dict[str, float]:
+    """Mean hard Dice per class over the ``*.h5`` patches of ``folder``: each patch's label map
+    (``probabilities_to_labels`` at 0.5 with the model's ``outputs`` kind) against its labels."""
+    import numpy as np
+
+    from tumorseg.contract import probabilities_to_labels
+    from tumorseg.labels import CLASS_KEYS
+    from tumorseg.metrics import hard_dice_per_class
     from tumorseg.patches import VolumeDataGenerator
-    from tumorseg.train import evaluate_batches
 
     ids = sorted(p.name for p in folder.glob("*.h5"))
     if not ids:
         raise SystemExit(f"{folder}: no .h5 patches")
     gen = VolumeDataGenerator(ids, folder, batch_size=1, shuffle=False, verbose=0, standardize=mode)
-    return evaluate_batches(model, (gen[i] for i in range(len(gen))))
+    scores = []
+    for i in range(len(gen)):
+        x, y = gen[i]
+        for probs, truth in zip(np.asarray(model.predict(x, verbose=0)), y):
+            labels = probabilities_to_labels(probs, 0.5, outputs)
+            masks = np.stack([labels == c for c in (1, 2, 3)]).astype(np.float32)
+            scores.append(hard_dice_per_class(masks[None], truth[None])[0])
+    s = np.asarray(scores)
+    out = {key: float(s[:, c].mean()) for c, key in enumerate(CLASS_KEYS)}
+    return out | {"mean": float(s.mean()), "patches": len(s)}
 
 
 #: The whole-scan variants scored: (name, tta, post-processing from the manifest or none).
@@ -73,7 +88,8 @@ def scan_scores(model, manifest: dict, data: Path, cases: list[str] | None) -> d
     for tta in sorted({v[1] for v in VARIANTS}):
         for pred in predict_cases(data, model, cases, tta=tta):
             for name, _, post in (v for v in VARIANTS if v[1] == tta):
-                row = score_prediction(pred, rules if post else Postprocess.NONE, threshold)
+                clean = rules if post else Postprocess.NONE
+                row = score_prediction(pred, clean, threshold, outputs=settings.outputs)
                 out.setdefault(name, {})[pred.case] = {
                     k: float(row[k])
                     for k in ("WT_dice", "TC_dice", "ET_dice", "WT_hd95", "seconds")
@@ -137,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     from tumorseg.model import load_pretrained
 
     model, manifest = load_pretrained(*([args.weights] if args.weights else []))
-    mode = resolve_settings(model).standardize
+    mode, outputs = resolve_settings(model).standardize, resolve_settings(model).outputs
     print(
         f"model: {args.weights or 'shipped'}; {manifest.get('steps')} steps; "
         f"standardize={mode}; data: {manifest.get('data', {}).get('source', '?')}"
@@ -145,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict = {"weights": args.weights or "shipped", "patches": {}, "scans": {}}
     for folder in args.patches:
         t = time.perf_counter()
-        r = figures["patches"][folder] = patch_dice(model, Path(folder), mode)
+        r = figures["patches"][folder] = patch_dice(model, Path(folder), mode, outputs)
         print(
             f"  patches {folder}: edema {r['edema']:.3f}  non-enhancing {r['non_enhancing']:.3f}"
             f"  enhancing {r['enhancing']:.3f}  mean {r['mean']:.3f}  ({r['patches']} patches, "
