@@ -11,6 +11,7 @@ from tumorseg.quiet import import_backend
 # Keras/TensorFlow without the C++ runtime's start-up lines (tumorseg/quiet.py)
 keras = import_backend()
 
+from tumorseg.contract import targets_for  # noqa: E402
 from tumorseg.data import DataError, load_case, open_dataset  # noqa: E402
 from tumorseg.inference import Postprocess, predict_volume, probabilities_to_labels  # noqa: E402
 from tumorseg.metrics import region_scores, sens_spec_table  # noqa: E402
@@ -58,6 +59,7 @@ __all__ = [
     "standardize_patch",  # the standardization the generator and the predictor apply
     "predict_volume",  # whole-scan probabilities (3,X,Y,Z) by batched, overlapping tiles
     "probabilities_to_labels",  # the one label rule: (3,X,Y,Z) probabilities -> (X,Y,Z) labels
+    "targets_for",  # class targets (..., 3, X,Y,Z) -> what a model's outputs learn (classes/regions)
     "predict_and_viz",  # whole scan: predict, threshold, plot ground truth against prediction
     "Postprocess",  # whole-scan clean-up rules; Postprocess.NONE turns the manifest's off
     "release_memory",  # after `del model`: free Keras's global state and the deleted model
