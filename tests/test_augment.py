@@ -76,3 +76,48 @@ def test_epoch_order_is_a_reproducible_permutation():
     assert sorted(a.tolist()) == list(range(10))
     np.testing.assert_array_equal(a, epoch_order(3, 0, 10))
     assert not np.array_equal(a, epoch_order(3, 1, 10))
+
+
+def test_spatial_moves_image_brain_and_labels_together():
+    from tumorseg.patches.augment import rotate_scale
+
+    x = np.zeros((4, 40, 40, 4), np.float32)
+    x[:, 4:36, 4:36] = 1.0  # the brain
+    x[:, 20:30, 12:18] = 5.0  # a bright lesion, labelled
+    y = np.zeros((3, 40, 40, 4), np.float32)
+    y[2, 20:30, 12:18] = 1
+    changed = 0
+    for k in range(40):
+        ax, ay, ab = rotate_scale(x, y, x != 0, np.random.default_rng([7, k]))
+        assert ax.shape == x.shape and ay.shape == y.shape and ax.dtype == np.float32
+        assert set(np.unique(ay)) <= {0.0, 1.0}  # nearest neighbour: labels stay binary
+        assert np.all(ax[~ab] == 0)  # outside the moved brain the image is 0
+        if ay is y:
+            continue
+        changed += 1
+        lesion = ay[2] > 0
+        assert lesion.any() and np.all(ay[:2] == 0)
+        # the labelled voxels are where the bright lesion went (up to interpolated edges)
+        assert np.mean(ax[0][lesion] > 2.5) > 0.9
+        # and an area close to the original's times the drawn in-plane scale squared
+        assert 0.5 < lesion.sum() / y[2].sum() < 1.7
+    assert 5 < changed < 30  # about half of the draws move the patch (two draws of p 0.3)
+    again = rotate_scale(x, y, x != 0, np.random.default_rng([7, 3]))
+    np.testing.assert_array_equal(
+        again[1], rotate_scale(x, y, x != 0, np.random.default_rng([7, 3]))[1]
+    )
+
+
+def test_spatial_level_runs_through_load_sample_like_strong(tmp_path):
+    from tumorseg.patches.reader import load_sample
+    from tumorseg.patches.store import write_patch_h5
+
+    x, y = _patch(2)
+    onehot = np.concatenate([1 - y.max(axis=0, keepdims=True), y])  # background first
+    write_patch_h5(tmp_path / "p.h5", x, np.moveaxis(onehot, 0, -1))
+    dim = x.shape[1:]
+    for level in (Augment.STRONG, Augment.SPATIAL):
+        ax, ay = load_sample(tmp_path / "p.h5", np.random.default_rng(1), dim=dim, level=level)
+        assert ax.shape == x.shape and ay.shape == y.shape
+        assert Augment(level).raw
+    assert not Augment.FLIP.raw and not Augment.NONE.raw

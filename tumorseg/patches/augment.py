@@ -7,10 +7,12 @@ Two stages, both pure functions of their inputs and an ``np.random.Generator``:
   Gaussian noise. It is what makes a model trained on synthetic scans meet new scanners.
 * ``augment`` works on the standardized patch and its labels: random flips along X and Y
   (the brain is roughly symmetric left-right and the flips keep the z-axis) and a per-channel
-  intensity scale and shift of the brain voxels.
+  intensity scale and shift of the brain voxels.  At the SPATIAL level it first rotates and
+  scales the patch in the axial plane (``rotate_scale``), image, brain mask and labels alike.
 
-``Augment`` names the levels: NONE, FLIP (flips and a mild jitter) and STRONG (both stages,
-wider jitter).
+``Augment`` names the levels: NONE, FLIP (flips and a mild jitter), STRONG (both stages,
+wider jitter) and SPATIAL (STRONG plus small in-plane rotations and scaling, as nnU-Net's
+spatial augmentation does in 3D).
 """
 
 from __future__ import annotations
@@ -27,6 +29,16 @@ class Augment(str, Enum):
     NONE = "none"
     FLIP = "flip"
     STRONG = "strong"
+    SPATIAL = "spatial"
+
+    @property
+    def raw(self) -> bool:
+        """Whether the raw intensities are changed too (``augment_raw``)."""
+        return self in (Augment.STRONG, Augment.SPATIAL)
+
+
+#: In-plane rotation (degrees, either way) and scale range of SPATIAL, each drawn with P_SPATIAL.
+MAX_ROTATION, SCALE_RANGE, P_SPATIAL = 15.0, (0.85, 1.2), 0.3
 
 
 def augment_raw(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -65,6 +77,39 @@ def augment_raw(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return x
 
 
+def rotate_scale(
+    x: np.ndarray, y: np.ndarray, brain: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rotate about the z-axis (up to ``MAX_ROTATION`` degrees) and scale in the axial plane
+    (``SCALE_RANGE``), each with probability ``P_SPATIAL``, about the patch centre.
+
+    x: ``(C, X, Y, Z)`` image (linear interpolation); y: ``(K, X, Y, Z)`` labels and brain:
+    ``(C, X, Y, Z)`` bool mask (nearest neighbour, so labels stay 0/1).  What comes from outside
+    the patch is 0 and not brain; image voxels outside the new brain mask are 0.  Returns new
+    ``(x, y, brain)``; the inputs when nothing was drawn.
+    """
+    rotate, scale = rng.random() < P_SPATIAL, rng.random() < P_SPATIAL
+    if not (rotate or scale):
+        return x, y, brain
+    angle = np.deg2rad(rng.uniform(-MAX_ROTATION, MAX_ROTATION)) if rotate else 0.0
+    factor = rng.uniform(*SCALE_RANGE) if scale else 1.0
+    cos, sin = np.cos(angle), np.sin(angle)
+    # output voxel o samples input voxel M @ (o - c) + c: a rotation by angle, zoomed by factor
+    matrix = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+    matrix[:2, :2] /= factor
+    centre = (np.array(x.shape[1:], float) - 1) / 2
+    offset = centre - matrix @ centre
+
+    def warp(volume: np.ndarray, order: int) -> np.ndarray:
+        out = ndi.affine_transform(volume, matrix, offset, order=order, mode="constant", cval=0)
+        return out.astype(volume.dtype, copy=False)
+
+    brain = np.stack([warp(b.astype(np.uint8), 0) > 0 for b in brain])
+    x = np.stack([warp(c.astype(np.float32), 1) for c in x]) * brain
+    y = np.stack([warp(k.astype(np.float32), 0) for k in y])
+    return x.astype(np.float32), y, brain
+
+
 def augment(
     x: np.ndarray,
     y: np.ndarray,
@@ -75,17 +120,20 @@ def augment(
     """Flip and jitter one standardized sample; returns new contiguous float32 ``(x, y)``.
 
     x: ``(C, X, Y, Z)`` standardized image; y: ``(K, X, Y, Z)`` labels; brain: ``(C, X, Y, Z)``
-    bool mask of the brain voxels (where the jitter applies). Flips along X and Y (p 0.5
-    each), then per channel ``x * scale + shift`` on brain voxels: scale 0.9-1.1 and shift
-    +-0.1 (FLIP), or scale 0.75-1.3 and shift +-0.3 (STRONG). NONE returns copies.
+    bool mask of the brain voxels (where the jitter applies). SPATIAL first rotates and scales
+    (``rotate_scale``).  Flips along X and Y (p 0.5 each), then per channel
+    ``x * scale + shift`` on brain voxels: scale 0.9-1.1 and shift +-0.1 (FLIP), or scale
+    0.75-1.3 and shift +-0.3 (STRONG, SPATIAL). NONE returns copies.
     """
     level = Augment(level)
     if level is Augment.NONE:
         return np.array(x, np.float32), np.array(y, np.float32)
+    if level is Augment.SPATIAL:
+        x, y, brain = rotate_scale(x, y, brain, rng)
     for axis in (1, 2):
         if rng.random() < 0.5:
             x, y, brain = np.flip(x, axis), np.flip(y, axis), np.flip(brain, axis)
-    (s_lo, s_hi), d = ((0.75, 1.3), 0.3) if level is Augment.STRONG else ((0.9, 1.1), 0.1)
+    (s_lo, s_hi), d = ((0.75, 1.3), 0.3) if level.raw else ((0.9, 1.1), 0.1)
     scale = rng.uniform(s_lo, s_hi, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
     shift = rng.uniform(-d, d, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
     x = np.where(brain, x * scale + shift, x).astype(np.float32)

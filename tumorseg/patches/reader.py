@@ -76,11 +76,11 @@ def load_sample(
     """One model-ready sample: ``x (num_channels, *dim)`` float32, ``y (num_classes, *dim)`` float32.
 
     x is standardized with ``standardize_patch(x, standardize)`` (``contract.RAW``, or None:
-    raw intensities); y is
-    the file's one-hot labels moved channels-first without the background channel. With an
-    augmentation ``level`` other than NONE, ``rng`` drives the draws: STRONG first changes the
-    raw intensities (``augment_raw``), then flips and jitter follow (``augment``) with the
-    brain mask taken from the nonzero raw voxels.
+    raw intensities); y is the file's one-hot labels moved channels-first without the
+    background channel. With an augmentation ``level`` other than NONE, ``rng`` drives the
+    draws: STRONG and SPATIAL first change the raw intensities (``augment_raw``), then
+    ``augment`` follows (SPATIAL's rotation and scaling, flips, jitter) with the brain mask
+    taken from the nonzero raw voxels.
     """
     x, y = read_patch(path, dim, num_channels)
     if y.shape[-1] < num_classes + 1:
@@ -96,7 +96,7 @@ def load_sample(
         return (standardize_patch(x, standardize) if standardize else x), y
     if rng is None:
         raise ValueError("load_sample: augmentation needs an rng")
-    if level is Augment.STRONG:
+    if level.raw:
         x = augment_raw(x, rng)
     brain = x != 0
     if standardize:

@@ -77,8 +77,9 @@ def parser() -> argparse.ArgumentParser:
         "--augment",
         choices=[a.value for a in Augment],
         default=d.augment,
-        help="augmentation level: none, flip (flips and mild jitter, default) or "
-        "strong (also scanner-like changes of the raw intensities)",
+        help="augmentation level: none, flip (flips and mild jitter, default), strong (also "
+        "scanner-like changes of the raw intensities) or spatial (strong plus small in-plane "
+        "rotations and scaling)",
     )
     p.add_argument("--no-augment", action="store_true", help="same as --augment none")
     p.add_argument(
