@@ -49,6 +49,14 @@ def pretrained_weights() -> Path:
     return package_file(*PRETRAINED)
 
 
+def manifest_path(weights: str | Path) -> Path:
+    """The manifest beside ``weights``: ``name.weights.h5`` -> ``name.json``."""
+    weights = Path(weights)
+    name = weights.name
+    stem = name[: -len(".weights.h5")] if name.endswith(".weights.h5") else weights.stem
+    return weights.with_name(stem + ".json")
+
+
 def mni_file(name: str) -> Path:
     """One file of the vendored MNI atlas, e.g. ``mni_file("NOTICE.txt")``."""
     return package_file(*MNI, name)

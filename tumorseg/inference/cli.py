@@ -46,8 +46,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--threshold",
         type=float,
         default=None,
-        help="a voxel is background unless some class probability exceeds it; otherwise it "
-        "takes its most probable class (default: the manifest's threshold, else 0.5)",
+        help="a channel is on above it (probabilities_to_labels: a class model labels a voxel "
+        "with its most probable class that is on, a region model with the innermost region "
+        "that is on; background when none is); default: the manifest's threshold, else 0.5",
     )
     parser.add_argument(
         "--standardize",

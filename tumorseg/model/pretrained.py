@@ -12,16 +12,7 @@ import keras
 from tumorseg.contract import THRESHOLD
 from tumorseg.model.losses import dice_bce_loss, dice_coefficient
 from tumorseg.model.unet import unet_model_3d
-from tumorseg.resources import pretrained_weights
-
-
-def manifest_path(weights: str | Path) -> Path:
-    """The manifest beside ``weights``: ``name.weights.h5`` -> ``name.json``."""
-    weights = Path(weights)
-    name = weights.name
-    stem = name[: -len(".weights.h5")] if name.endswith(".weights.h5") else weights.stem
-    return weights.with_name(stem + ".json")
-
+from tumorseg.resources import manifest_path, pretrained_weights
 
 #: Manifest fields that name where a model came from, copied into run records.
 PROVENANCE_FIELDS = ("git_commit", "code_commit", "steps", "seed", "threshold", "tta")
