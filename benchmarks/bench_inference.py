@@ -90,17 +90,21 @@ def load_model(weights: Path):
     )
 
 
-def describe(weights: Path) -> str:
-    """One line naming the model the children will load (from its manifest)."""
-    if not weights.is_file():
-        return "RANDOM init, seed 0, n_base_filters=16 (no weights file: Dice meaningless)"
+def describe(weights: Path) -> tuple[str, str]:
+    """One line naming the model the children will load (from its manifest), and its output
+    kind (``Outputs`` value)."""
     from tumorseg.inference import InferenceSettings
-    from tumorseg.model.pretrained import manifest_path
+
+    if not weights.is_file():
+        random = "RANDOM init, seed 0, n_base_filters=16 (no weights file: Dice meaningless)"
+        return random, InferenceSettings().outputs.value
+    from tumorseg.resources import manifest_path
 
     manifest = json.loads(manifest_path(weights).read_text())
     base = manifest.get("config", {}).get("n_base_filters", 32)
-    mode = InferenceSettings.from_manifest(manifest).standardize
-    return f"{weights.name} (n_base_filters={base}, standardize={mode})"
+    settings = InferenceSettings.from_manifest(manifest)
+    line = f"{weights.name} (n_base_filters={base}, standardize={settings.standardize}"
+    return f"{line}, outputs={settings.outputs.value})", settings.outputs.value
 
 
 #: Wall-time speed-up over the original stitcher that predict_volume must reach on every path.
@@ -198,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no dataset at {args.data}; run `make data` first")
         return 1
     case, image, label = _load_case(args.data, args.case, args.quick)
-    desc = describe(Path(args.weights))
+    desc, outputs = describe(Path(args.weights))
     box = brain_bbox(image)
     crop = [s.stop - s.start for s in box]
     tile, starts = plan_tiles(crop, None, 0.1, auto_max_voxels())
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     print(f"{'':19s}" + "".join(f"{path:>36s}" for path in runs))
     speedups = print_times(runs)
-    scored = print_scores(runs, label, tuple(float(z) for z in _zooms(case.label_path)))
+    scored = print_scores(runs, label, tuple(float(z) for z in _zooms(case.label_path)), outputs)
     ok = min(speedups) >= TARGET and scored
     print("RESULT:", "OK" if ok else "BELOW TARGET", "(both paths)")
     return 0
@@ -253,9 +257,12 @@ def print_times(runs: dict[str, tuple[dict, dict]]) -> list[float]:
     return speedups
 
 
-def print_scores(runs: dict[str, tuple[dict, dict]], label: np.ndarray, spacing: tuple) -> bool:
-    """WT/TC/ET Dice and HD95 of both algorithms on each code path; returns whether ours scores
-    at least the original's mean Dice on every path."""
+def print_scores(
+    runs: dict[str, tuple[dict, dict]], label: np.ndarray, spacing: tuple, outputs: str
+) -> bool:
+    """WT/TC/ET Dice and HD95 of both algorithms on each code path (labels by the model's
+    ``outputs`` kind); returns whether ours scores at least the original's mean Dice on every
+    path."""
     from tumorseg.inference import probabilities_to_labels
     from tumorseg.metrics import region_scores
 
@@ -264,7 +271,8 @@ def print_scores(runs: dict[str, tuple[dict, dict]], label: np.ndarray, spacing:
     for path, (ours, orig) in runs.items():
         dices = {}
         for name, res in (("ours", ours), ("original", orig)):
-            scores = region_scores(probabilities_to_labels(res["probs"], 0.5), label, spacing)
+            labels = probabilities_to_labels(res["probs"], 0.5, outputs)
+            scores = region_scores(labels, label, spacing)
             d = scores["dice"]
             dices[name] = d.mean()
             print(
