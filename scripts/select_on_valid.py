@@ -54,15 +54,18 @@ def score_grid(
     weights: str | None, scans: Path, tta: str, cases, thresholds: list[float], grid: list
 ):
     """One row per (threshold, rule of ``GRID``, case): the threshold, the rule's fields, the
-    case's scores, seconds."""
+    case's scores, seconds.  Each case is predicted once (mirrored by ``tta``, without
+    clean-up) and labelled with the model's output kind."""
+    from tumorseg.inference import resolve_settings
     from tumorseg.inference.evaluate import predict_cases, score_prediction
     from tumorseg.model import load_pretrained
 
     model, _ = load_pretrained(weights, input_shape=(4, None, None, None))
+    outputs = resolve_settings(model).outputs  # classes or regions: the label rule
     rows = []
     for pred in predict_cases(scans, model, cases, tta=tta):
         for threshold, rules in itertools.product(thresholds, grid):
-            row = score_prediction(pred, rules, threshold)
+            row = score_prediction(pred, rules, threshold, outputs=outputs)
             rows.append({"threshold": threshold, **rules.to_dict(), **row})
     return pd.DataFrame(rows)
 
