@@ -51,11 +51,15 @@ run: patches
 # The course in JupyterLab, on the student notebook; Ctrl+C twice stops the server.
 # LAB_ARGS passes options, e.g. `make lab LAB_ARGS="--no-browser --port 8899"`.  LAB_QUIET has
 # the server give each kernel CurveZMQ keys, so ipykernel does not warn on this terminal that
-# it "is running over TCP without encryption"; the notebook is trusted first, so the server does
-# not warn that it is not (tests/test_browser.py starts its server the same way).
+# it "is running over TCP without encryption", and gives the server's log handler a filter that
+# drops tornado's one false alarm "The websocket_ping_timeout (90000) cannot be longer than the
+# websocket_ping_interval (30000)" (jupyter_server's keep-alive in milliseconds read as tornado's
+# seconds: no ping setting silences it without breaking or disabling the keep-alive; see
+# tumorseg.quiet.KeepaliveUnitsFilter); the notebook is trusted first, so the server does not
+# warn that it is not (tests/test_browser.py starts its server the same way).
 STUDENT_NB := notebooks/Brain_Tumor_Segmentation.ipynb
 LAB_ARGS   ?=
-LAB_QUIET  := --MappingKernelManager.transport_encryption=auto
+LAB_QUIET  := --MappingKernelManager.transport_encryption=auto '--ServerApp.logging_config={"filters": {"keepalive_units": {"()": "tumorseg.quiet.KeepaliveUnitsFilter"}}, "handlers": {"console": {"filters": ["keepalive_units"]}}}'
 lab: patches
 	@$(BIN)/jupyter trust $(STUDENT_NB) > /dev/null
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_QUIET) $(LAB_ARGS) $(STUDENT_NB)

@@ -53,31 +53,43 @@ def _rss_mib() -> float:
 
 
 # --------------------------------------------------------------------------- the data
-def crop_dataset(data: Path, out: Path, cases: int, crop: int | None) -> Path:
-    """The first ``cases`` cases of ``data`` as an MSD folder ``out``, each centre-cropped to
-    at most ``crop`` voxels per axis (None: whole; the files are then linked, not copied)."""
+def _copy_volume(src: Path, dst: Path, crop: int | None) -> None:
+    """``src`` as ``dst``: a link (crop None), or centre-cropped to at most ``crop`` voxels per
+    spatial axis (any channels kept)."""
     import nibabel as nib
 
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if crop is None:
+        dst.symlink_to(Path(src).resolve())
+        return
+    img = nib.load(str(src))
+    box = tuple(
+        slice(max(0, (s - crop) // 2), max(0, (s - crop) // 2) + min(s, crop))
+        for s in img.shape[:3]
+    )
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[box], img.affine, img.header), str(dst))
+
+
+def crop_dataset(data: Path, out: Path, cases: int, crop: int | None) -> Path:
+    """The first ``cases`` cases of ``data`` in ``out``, in the same layout, each file
+    centre-cropped to at most ``crop`` voxels per axis (None: whole; the files are then linked,
+    not copied).  An MSD folder gives an MSD folder (``dataset.json``, ``imagesTr/``,
+    ``labelsTr/``); a BraTS folder gives BraTS case folders (``<case>/<case>_{flair,t1,t1ce,t2,
+    seg}.nii.gz``, the files' own names), which ``tumorseg predict`` reads as such."""
     from tumorseg.data import open_dataset
 
     training = []
     for case in list(open_dataset(data))[:cases]:
+        if case.layout == "brats":  # its four modality files and its seg file, as they are
+            for src in case.paths:
+                _copy_volume(src, out / case.id / Path(src).name, crop)
+            continue
         name = f"{case.id}.nii.gz"
         for kind, src in (("imagesTr", case.image_paths[0]), ("labelsTr", case.label_path)):
-            dst = out / kind / name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if crop is None:
-                dst.symlink_to(Path(src).resolve())
-                continue
-            img = nib.load(str(src))
-            box = tuple(
-                slice(max(0, (s - crop) // 2), max(0, (s - crop) // 2) + min(s, crop))
-                for s in img.shape[:3]
-            )
-            data_ = np.asarray(img.dataobj)[box]
-            nib.save(nib.Nifti1Image(data_, img.affine, img.header), str(dst))
+            _copy_volume(src, out / kind / name, crop)
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
-    (out / "dataset.json").write_text(json.dumps({"training": training}))
+    if training:
+        (out / "dataset.json").write_text(json.dumps({"training": training}))
     return out
 
 
@@ -200,9 +212,18 @@ def _compare(a: Path, b: Path) -> bool:
 
 
 def bench_predict(data: Path, tmp: Path, shards: int, weights: list[str], cases: int) -> bool:
+    from tumorseg.batch import FAILURES_CSV
+
     whole, parts = tmp / "whole", tmp / "sharded"
     started = time.perf_counter()
     rec = _finish(_start([str(data), "--out", str(whole), *weights]), started)
+    if len(rec["per_scan"]) != cases:  # the worker's stderr is not shown: say why here
+        failures = whole / FAILURES_CSV
+        why = f"; {failures}:\n{failures.read_text()}" if failures.is_file() else ""
+        raise RuntimeError(
+            f"tumorseg predict {data} wrote {len(rec['per_scan'])} of {cases} maps "
+            f"(exit {rec['status']}){why}"
+        )
     _report_unsharded(rec, cases)
     started = time.perf_counter()
     procs = [
@@ -294,11 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         if args.quick:
             return quick(tmp)
+        from tumorseg.data import open_dataset
+
         data = crop_dataset(args.data, tmp / "data", args.cases, args.crop)
+        cases = len(open_dataset(data))  # fewer than --cases when the folder has fewer
         weights = ["--weights", args.weights] if args.weights else []
         crop = f", cropped to {args.crop} voxels/axis" if args.crop else ""
-        print(f"data: the first {args.cases} cases of {args.data}{crop}")
-        same = bench_predict(data, tmp, args.shards, weights, args.cases)
+        print(f"data: the first {cases} cases of {args.data}{crop}")
+        same = bench_predict(data, tmp, args.shards, weights, cases)
         if args.grade:
             bench_grade(tmp, args.grade)
     return 0 if same else 1

@@ -1,5 +1,6 @@
-"""Batch work: ``predict DATA --out DIR`` (resume, atomic writes, broken cases), the shard rule
-on predict/evaluate/score/grade, ``tumorseg merge``, and bad input to every command.
+"""Batch work: ``predict DATA --out DIR`` (resume, atomic writes, broken cases, MSD and BraTS
+layouts, the batch benchmark's copy of a dataset), the shard rule on predict/evaluate/score/grade,
+``tumorseg merge``, and bad input to every command.
 
 Everything runs in this process on tiny synthetic cases (``tests/conftest.py``) with a tiny
 U-Net (``batch_weights``), through the command lines themselves (``tumorseg.cli.main``).
@@ -8,6 +9,7 @@ U-Net (``batch_weights``), through the command lines themselves (``tumorseg.cli.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import os
 import shutil
@@ -24,6 +26,9 @@ from tumorseg.atomic import atomic_path
 from tumorseg.batch import FAILURES_CSV, Shard, terminate_cleanly
 from tumorseg.cli import main
 from tumorseg.errors import USER_ERROR
+from tumorseg.labels import BRATS_LABEL_MAP, BRATS_SEG_SUFFIX, BRATS_SUFFIXES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 #: Broken cases, each with what its error message must say.
 BROKEN = {
@@ -72,6 +77,30 @@ def broken_dataset(root: Path, good: int = 2, kinds: tuple[str, ...] = tuple(BRO
         image, label = write_broken_case(root, kind)
         meta["training"].append({"image": image, "label": label})
     (root / "dataset.json").write_text(json.dumps(meta))
+    return root
+
+
+def brats_dataset(msd: Path, root: Path) -> Path:
+    """The cases of the MSD folder ``msd`` as a BraTS-layout folder ``root``: per case
+    ``<case>/<case>_{flair,t1,t1ce,t2}.nii.gz`` (one channel each, same affine) and
+    ``<case>_seg.nii.gz`` in raw BraTS codes (1 core, 2 edema, 4 enhancing); returns root."""
+    from tumorseg.data import open_dataset
+
+    for case in open_dataset(msd):
+        img = nib.load(case.image_paths[0])
+        image = np.asarray(img.dataobj)
+        folder = root / case.id
+        folder.mkdir(parents=True)
+        for c, suffix in enumerate(BRATS_SUFFIXES):
+            nib.save(
+                nib.Nifti1Image(image[..., c], img.affine), folder / f"{case.id}_{suffix}.nii.gz"
+            )
+        label = np.asarray(nib.load(case.label_path).dataobj)
+        raw = np.zeros_like(label)
+        for code, course in BRATS_LABEL_MAP.items():
+            raw[label == course] = code
+        seg = folder / f"{case.id}_{BRATS_SEG_SUFFIX}.nii.gz"
+        nib.save(nib.Nifti1Image(raw, img.affine), seg)
     return root
 
 
@@ -159,6 +188,66 @@ def test_sharded_predict_writes_what_one_run_writes_and_a_rerun_nothing(
     )
     assert record["tumorseg"] == __import__("tumorseg").__version__
     assert record["outcome"]["existing"] == 5 and record["finished"] >= record["started"]
+
+
+def test_predict_on_a_brats_layout_folder_writes_what_the_msd_folder_gives(
+    tiny_data, batch_weights, tmp_path, capsys
+):
+    """``predict DATA --out DIR`` on BraTS case folders (``<case>/<case>_flair.nii.gz`` ...):
+    one ``<case>.nii.gz`` per case folder, equal to the map of the same case in MSD layout."""
+    weights = ["--weights", str(batch_weights)]
+    brats = brats_dataset(tiny_data, tmp_path / "brats")
+    for data, out in ((tiny_data, "from_msd"), (brats, "from_brats")):
+        assert main(["predict", str(data), "--out", str(tmp_path / out), *weights]) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == "5 written, 0 already there, 0 failed"
+    msd, from_brats = maps(tmp_path / "from_msd"), maps(tmp_path / "from_brats")
+    assert list(from_brats) == list(msd) == [f"BRATS_{i:03d}" for i in range(1, 6)]
+    for case, labels in msd.items():
+        np.testing.assert_array_equal(from_brats[case], labels, err_msg=case)
+    np.testing.assert_allclose(
+        nib.load(tmp_path / "from_brats" / "BRATS_003.nii.gz").affine,
+        nib.load(tiny_data / "imagesTr" / "BRATS_003.nii.gz").affine,
+    )
+
+
+def _bench_batch():
+    """``benchmarks/bench_batch.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_batch", ROOT / "benchmarks" / "bench_batch.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_batch_benchmark_copies_a_brats_folder_that_predict_reads(
+    tiny_data, batch_weights, tmp_path, capsys
+):
+    """The batch benchmark's copy of its --data (its first N cases, cropped or linked) keeps a
+    BraTS folder in BraTS layout: once it made MSD images of the FLAIR file alone, every case
+    failed (3 dimensions, not 4), the workers wrote no maps and the benchmark crashed."""
+    from tumorseg.data import open_dataset
+
+    bench = _bench_batch()
+    source = open_dataset(brats_dataset(tiny_data, tmp_path / "brats"))
+    box = (slice(6, 18), slice(6, 18), slice(2, 14))  # centre 12 voxels of (24, 24, 16)
+    for crop in (None, 12):
+        copy = open_dataset(bench.crop_dataset(source.root, tmp_path / f"copy-{crop}", 3, crop))
+        assert copy.layout == "brats" and copy.ids == source.ids[:3]
+        for cid in copy.ids:
+            image, label = copy[cid].load()
+            want_image, want_label = source[cid].load()
+            if crop:
+                want_image, want_label = want_image[box], want_label[box]
+            np.testing.assert_array_equal(image, want_image, err_msg=cid)
+            np.testing.assert_array_equal(label, want_label, err_msg=cid)
+    out = tmp_path / "maps"
+    argv = ["predict", str(tmp_path / "copy-12"), "--out", str(out)]
+    assert main([*argv, "--weights", str(batch_weights)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "3 written, 0 already there, 0 failed"
+    assert {case: labels.shape for case, labels in maps(out).items()} == {
+        cid: (12, 12, 12) for cid in source.ids[:3]
+    }
 
 
 def test_broken_cases_are_named_and_skipped_and_never_clobber_a_map(

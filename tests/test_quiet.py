@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
+import logging.config
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from tumorseg.quiet import is_runtime_log_line, visible_lines
+from tumorseg.quiet import KeepaliveUnitsFilter, is_runtime_log_line, visible_lines
 from tumorseg.resources import instructor_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +135,71 @@ def test_the_notebook_runner_starts_its_kernel_without_a_transport_warning():
     )
     assert done.stdout.split() == ["None", "42"], done.stdout + done.stderr
     assert done.stderr == ""
+
+
+def _tornado_ping_warnings(interval: float, timeout: float) -> list[logging.LogRecord]:
+    """The records tornado's websocket protocol logs when it reads these ping settings."""
+    from tornado import websocket
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("tornado.general")
+    logger.addHandler(handler)
+    try:
+        websocket.de_dupe_gen_log.cache_clear()  # tornado logs each message once per process
+        params = websocket._WebSocketParams(ping_interval=interval, ping_timeout=timeout)
+        protocol = websocket.WebSocketProtocol13(None, False, params)
+        assert protocol.ping_timeout == min(interval, timeout)  # tornado caps it
+    finally:
+        logger.removeHandler(handler)
+    return [r for r in records if "cannot be longer" in r.getMessage()]
+
+
+def test_keepalive_filter_drops_only_tornados_false_alarm():
+    """``make lab``'s log filter drops tornado's "websocket_ping_timeout (90000) cannot be
+    longer than the websocket_ping_interval (30000)", which jupyter_server's keep-alive (in
+    milliseconds, read by tornado as seconds) trips, and keeps every other line."""
+    pytest.importorskip("jupyter_server")
+    from jupyter_server.base.websocket import WebSocketMixin
+
+    class Handler(WebSocketMixin):
+        settings: dict = {}
+
+    keepalive = Handler()  # jupyter_server's defaults: a ping every 30 s, 90 s for a pong
+    drop = KeepaliveUnitsFilter().filter
+    (false_alarm,) = _tornado_ping_warnings(keepalive.ping_interval, keepalive.ping_timeout)
+    assert "(90000) cannot be longer than the websocket_ping_interval (30000)" in (
+        false_alarm.getMessage()
+    )
+    assert not drop(false_alarm)
+    (in_seconds,) = _tornado_ping_warnings(30, 60)  # a real misconfiguration still shows
+    assert drop(in_seconds)
+    lost_client = logging.LogRecord(
+        "ServerApp",
+        logging.WARNING,
+        "/x/jupyter_server/base/websocket.py",
+        157,
+        "WebSocket ping timeout after %i ms.",
+        (90007,),
+        None,
+    )
+    assert drop(lost_client)
+    other = logging.LogRecord(
+        "tornado.general", logging.WARNING, "/x/tornado/websocket.py", 1, "other", (), None
+    )
+    assert drop(other)
+
+
+def test_make_lab_installs_the_keepalive_filter():
+    """The Makefile's LAB_QUIET gives the server's console handler that filter."""
+    quiet = re.search(r"^LAB_QUIET\s*:=(.*)$", (ROOT / "Makefile").read_text(), re.M)
+    options = dict(o.split("=", 1) for o in shlex.split(quiet.group(1)))
+    config = json.loads(options["--ServerApp.logging_config"])
+    names = config["handlers"]["console"]["filters"]
+    factories = [config["filters"][name]["()"] for name in names]
+    resolve = logging.config.BaseConfigurator({}).resolve
+    assert KeepaliveUnitsFilter in [resolve(f) for f in factories]
 
 
 def _tumorseg(args: list[str], env_extra: dict[str, str] | None = None):

@@ -9,11 +9,14 @@ descriptor 2 redirected to a temporary file, then writes back to ``sys.stderr`` 
 is not such a log line.  Python errors are never hidden: an exception raised by the import
 propagates after descriptor 2 is restored, and any other text (warnings, tracebacks printed by
 native code, unknown messages) is written back unchanged.
+
+:class:`KeepaliveUnitsFilter` does the same for one false alarm on ``make lab``'s terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -128,3 +131,39 @@ def onednn_enabled() -> bool | None:
     if value is None:
         return None
     return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+#: tornado's (6.5+) warning, logged once per process, that a websocket's ping timeout exceeds
+#: its ping interval.
+_TORNADO_PING_TIMEOUT = re.compile(
+    r"The websocket_ping_timeout \((?P<timeout>[\d.]+)\) cannot be longer than the "
+    r"websocket_ping_interval \((?P<interval>[\d.]+)\)"
+)
+
+
+class KeepaliveUnitsFilter(logging.Filter):
+    """A logging filter (for a Jupyter server's log handler) that drops tornado's warning
+    ``The websocket_ping_timeout (90000) cannot be longer than the websocket_ping_interval
+    (30000)`` when the numbers are jupyter_server's milliseconds, and nothing else.
+
+    jupyter_server's ``WebSocketMixin`` (the kernel and terminal websockets) defines the
+    properties ``ping_interval`` and ``ping_timeout`` in milliseconds (30000 and 90000: a ping
+    every 30 s, the socket closed when no pong came for 90 s), and they shadow tornado's own
+    ``WebSocketHandler`` properties of the same names, which tornado reads in seconds.  Tornado
+    then sees a timeout longer than the interval, warns on the first websocket a server opens,
+    and caps its own timer at 30000 s; jupyter_server's keep-alive is unaffected.  No setting
+    silences it and keeps the keep-alive: tornado wants ``ws_ping_timeout <= ws_ping_interval``,
+    and then jupyter_server's check (no pong for longer than the timeout) closes every kernel
+    websocket at its first ping; ``ws_ping_interval = 0`` silences it by turning pings off.
+
+    The record is dropped only when it comes from tornado's websocket module and its interval
+    is 1000 or more (16 minutes, if it really were seconds); tornado's warning about a timeout
+    configured in seconds, and jupyter_server's "WebSocket ping timeout after ... ms" (a client
+    that stopped answering), still show.  ``make lab`` installs it through
+    ``--ServerApp.logging_config``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.pathname.replace("\\", "/").endswith("tornado/websocket.py"):
+            return True
+        match = _TORNADO_PING_TIMEOUT.match(record.getMessage())
+        return match is None or float(match.group("interval")) < 1000
