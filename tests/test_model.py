@@ -167,3 +167,5 @@ def test_shipped_weights_load():
     assert (settings.tta.value, settings.threshold) == (manifest["tta"], manifest["threshold"])
     assert settings.postprocess.to_dict() == manifest["postprocess"]
     assert model.threshold == manifest["threshold"]  # what the course notebook reads
+    # it learnt the BraTS regions, and every consumer reads that kind from the manifest
+    assert manifest["outputs"] == settings.outputs.value == "regions"
