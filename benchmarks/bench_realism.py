@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     from tumorseg.model import load_pretrained
 
     model, manifest = load_pretrained(*([args.weights] if args.weights else []))
-    mode, outputs = resolve_settings(model).standardize, resolve_settings(model).outputs
+    settings = resolve_settings(model)
+    mode, outputs = settings.standardize, settings.outputs
     print(
         f"model: {args.weights or 'shipped'}; {manifest.get('steps')} steps; "
         f"standardize={mode}; data: {manifest.get('data', {}).get('source', '?')}"

@@ -69,6 +69,16 @@ def sample_data() -> Path:
 TINY_SHAPE = (24, 24, 16)
 
 
+def load_file_module(path: Path, name: str):
+    """The Python file ``path`` (a script or benchmark) imported as module ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_tiny_case(image_path: Path, label_path: Path | None, shape: tuple, seed: int) -> None:
     """One tiny MSD case: image (X, Y, Z, 4) float32 with random intensities in a brain box
     (zero outside), label (X, Y, Z) uint8 with a small tumour (1 edema, 2 core, 3 enhancing);

@@ -9,7 +9,6 @@ U-Net (``batch_weights``), through the command lines themselves (``tumorseg.cli.
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_tiny_case, write_tiny_dataset
+from conftest import load_file_module, write_tiny_case, write_tiny_dataset
 
 from tumorseg.atomic import atomic_path
 from tumorseg.batch import FAILURES_CSV, Shard, terminate_cleanly
@@ -212,12 +211,7 @@ def test_predict_on_a_brats_layout_folder_writes_what_the_msd_folder_gives(
 
 def _bench_batch():
     """``benchmarks/bench_batch.py`` as a module."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_batch", ROOT / "benchmarks" / "bench_batch.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(ROOT / "benchmarks" / "bench_batch.py", "bench_batch")
 
 
 def test_the_batch_benchmark_copies_a_brats_folder_that_predict_reads(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import nbformat
 import numpy as np
 import psutil
 import pytest
+from conftest import load_file_module  # noqa: E402
 from submissions import make_submissions as gen
 
 from tumorseg.course import feedback
@@ -466,12 +466,7 @@ def test_grader_cells_script_is_idempotent(tmp_path: Path) -> None:
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "add_grader_cells", ROOT / "scripts" / "add_grader_cells.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file_module(ROOT / "scripts" / "add_grader_cells.py", "add_grader_cells")
 
 
 @needs_notebook

@@ -96,25 +96,23 @@ def probabilities_to_labels(
 
 
 def classes_to_regions(y: np.ndarray) -> np.ndarray:
-    """Class targets or masks ``(3, ...)`` (edema, non-enhancing, enhancing; values in [0, 1])
-    to the nested region targets ``(3, ...)`` (whole tumour, tumour core, enhancing tumour):
-    each region is the voxel-wise maximum of its classes.  Same dtype."""
+    """Class targets or masks ``(..., 3, X, Y, Z)`` (edema, non-enhancing, enhancing; values in
+    [0, 1]; the class axis at -4, so one sample or a batch) to the nested region targets of the
+    same shape (whole tumour, tumour core, enhancing tumour): each region is the voxel-wise
+    maximum of its classes.  Same dtype."""
     y = np.asarray(y)
-    if y.shape[0] != N_CLASSES:
-        raise ValueError(f"expected {N_CLASSES} class channels first, got shape {y.shape}")
-    channels = [np.max(y[[label - 1 for label in labels]], axis=0) for labels in REGIONS.values()]
-    return np.stack(channels).astype(y.dtype, copy=False)
+    if y.ndim < 4 or y.shape[-4] != N_CLASSES:
+        raise ValueError(f"expected {N_CLASSES} class channels at axis -4, got shape {y.shape}")
+    channels = [
+        np.max(y[..., [c - 1 for c in labels], :, :, :], axis=-4) for labels in REGIONS.values()
+    ]
+    return np.stack(channels, axis=-4).astype(y.dtype, copy=False)
 
 
 def targets_for(y: np.ndarray, outputs: Outputs | str) -> np.ndarray:
-    """Training targets of ``outputs`` kind from class targets ``y (..., 3, X, Y, Z)`` with the
-    class axis at -4 (one sample or a batch): unchanged for CLASSES, regions for REGIONS."""
-    if Outputs(outputs) is Outputs.CLASSES:
-        return y
-    y = np.asarray(y)
-    if y.ndim == 5:
-        return np.stack([classes_to_regions(s) for s in y])
-    return classes_to_regions(y)
+    """Training targets of ``outputs`` kind from class targets ``y (..., 3, X, Y, Z)`` (one
+    sample or a batch): unchanged for CLASSES, ``classes_to_regions`` for REGIONS."""
+    return y if Outputs(outputs) is Outputs.CLASSES else classes_to_regions(y)
 
 
 __all__ = [
