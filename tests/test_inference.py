@@ -439,7 +439,8 @@ def test_predict_and_viz_is_the_one_hot_of_the_label_rule(no_show):
 def test_notebook_whole_scan_scores_equal_evaluate(tmp_path, no_show):
     """The notebook's section 6 (predict_and_viz, its label map, region_scores) and
     ``tumorseg evaluate`` give the same WT/TC/ET scores on the same case and threshold, with the
-    model's mirroring and post-processing applied by both."""
+    model's mirroring and post-processing applied by both, and with the same setting changed
+    in both (``tta="none"``, as the notebook runs it)."""
     import nibabel as nib
 
     from tumorseg.inference.evaluate import evaluate
@@ -455,18 +456,23 @@ def test_notebook_whole_scan_scores_equal_evaluate(tmp_path, no_show):
     model = PointwiseModel({"tta": "x", "postprocess": postprocess})
     threshold = 0.45
 
-    row = evaluate(data, model, threshold=threshold).iloc[0]
     image_disk = nib.load(data / "imagesTr" / "BRATS_001.nii.gz").get_fdata()
     label_disk = nib.load(data / "labelsTr" / "BRATS_001.nii.gz").get_fdata()
-    pred = predict_and_viz(image_disk, label_disk, model, threshold)
     spacing = nib.load(data / "labelsTr" / "BRATS_001.nii.gz").header.get_zooms()[:3]
-    table = region_scores(np.argmax(pred, axis=-1), label_disk, spacing)
-    assert 0.0 < row["WT_dice"] < 1.0 and row["WT_hd95"] > 0.0  # a real, imperfect prediction
-    for region in ("WT", "TC", "ET"):
-        for measure in ("dice", "hd95", "sensitivity", "specificity"):
-            assert table.loc[region, measure] == pytest.approx(
-                row[f"{region}_{measure}"], abs=1e-9, nan_ok=True
-            ), (region, measure)
+    voxels_seen = {}
+    for changes in ({}, {"tta": "none"}):  # the manifest's mirroring, then a changed setting
+        row = evaluate(data, model, threshold=threshold, **changes).iloc[0]
+        model.calls.clear()
+        pred = predict_and_viz(image_disk, label_disk, model, threshold, **changes)
+        voxels_seen[changes.get("tta", "x")] = sum(np.prod(shape) for shape in model.calls)
+        table = region_scores(np.argmax(pred, axis=-1), label_disk, spacing)
+        assert 0.0 < row["WT_dice"] < 1.0 and row["WT_hd95"] > 0.0  # real, imperfect
+        for region in ("WT", "TC", "ET"):
+            for measure in ("dice", "hd95", "sensitivity", "specificity"):
+                assert table.loc[region, measure] == pytest.approx(
+                    row[f"{region}_{measure}"], abs=1e-9, nan_ok=True
+                ), (region, measure, changes)
+    assert voxels_seen["x"] == 2 * voxels_seen["none"]  # tta="none" reached the prediction
 
 
 # --- CLIs ----------------------------------------------------------------------------------

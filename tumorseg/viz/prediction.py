@@ -19,6 +19,7 @@ def predict_and_viz(
     model: Any,
     threshold: float,
     loc: Sequence[int] = (100, 100, 50),
+    **changes: Any,
 ) -> np.ndarray:
     """Segment a whole scan, plot ground truth against prediction, return the prediction.
 
@@ -37,6 +38,8 @@ def predict_and_viz(
         threshold: probability above which a class is reported.
         loc: (x, y, z) voxel whose sagittal (x), coronal (y) and transversal (z) planes are
             shown (clamped to the volume).
+        **changes: inference settings to change from the manifest's, by field name, as
+            ``evaluate`` takes them (e.g. ``tta="none"``: one pass, no mirroring).
 
     Returns:
         (X, Y, Z, 4) float32 one-hot label map: channel 0 the predicted background, channels
@@ -52,7 +55,7 @@ def predict_and_viz(
     label = np.asarray(label)
     if label.shape != image.shape[:3]:
         raise ValueError(f"label shape {label.shape} does not match image shape {image.shape[:3]}")
-    settings = resolve_settings(model, threshold=threshold)
+    settings = resolve_settings(model, threshold=threshold, **changes)
     probs = predict_volume(image, model, settings=settings)
     labels = probabilities_to_labels(probs, settings.threshold, settings.outputs)
     del probs
