@@ -26,11 +26,14 @@ help:
 	@echo "make compat - the Colab bootstrap + notebook on Colab's package set and the oldest allowed"
 
 # The stamp is newer than requirements.txt and pyproject.toml once the venv matches them.
+# -qq: pip prints errors only.  Its warnings here are setuptools' notes on editable installs
+# and on its pyproject support, and complaints about the machine's own pip configuration,
+# none of which a student can act on; a failed install still prints why and stops make.
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
-	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install -qq --upgrade pip
+	$(BIN)/python -m pip install -qq -r requirements.txt
+	$(BIN)/python -m pip install -qq --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)

@@ -111,7 +111,10 @@ def _quick(p: argparse.ArgumentParser, tmp: Path) -> int:
     status = ship(p, p.parse_args([*argv, "--selection", "smoke test", "--machine", "none"]))
     manifest = json.loads(manifest_path(dest).read_text())
     print(f"quick: the copy's lineage has {len(manifest['lineage'])} entries")
-    return status if manifest.get("smoke_test") else 1
+    empty = [k for k, v in manifest.get("evaluation", {}).items() if not v]
+    if empty:
+        print(f"quick: the manifest's evaluation has empty sets of figures: {empty}")
+    return status if manifest.get("smoke_test") and not empty else 1
 
 
 def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -130,6 +133,7 @@ def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         records = [json.loads(f.read_text()) for f in args.record]
         for record in records:  # a record's whole-scan evaluation joins the figures
             evaluation.update(record.pop("evaluation", {}))
+        evaluation = {k: v for k, v in evaluation.items() if v}  # no empty sets of figures
         extra = {
             **{k: v for record in records for k, v in record.items()},
             "reproduce": commands,

@@ -95,6 +95,51 @@ def test_import_backend_is_silent_where_plain_import_is_not():
     assert quiet.returncode == 0 and quiet.stderr == ""
 
 
+def test_import_backend_leaves_jax_out_of_a_tensorflow_process():
+    # plain TensorFlow loads JAX (its TFLite helpers import it when installed); import_backend
+    # hides it while TensorFlow loads, and a later `import jax` still works
+    code = (
+        "import sys; from tumorseg.quiet import import_backend; import_backend(); "
+        "print('jaxlib' in sys.modules, 'tensorflow' in sys.modules); "
+        "import jax; print(float(jax.numpy.ones(3).sum()))"
+    )
+    plain = _python("import sys, tensorflow; print('jaxlib' in sys.modules)")
+    quiet = _python(code)
+    assert plain.stdout.split() == ["True"], plain.stderr
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.split() == ["False", "True", "3.0"]
+
+
+def test_keras_backend_name_follows_keras_rules(tmp_path, monkeypatch):
+    from tumorseg.quiet import _keras_backend_name
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert _keras_backend_name() == "tensorflow"  # no keras.json
+    (tmp_path / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    assert _keras_backend_name() == "jax"
+    monkeypatch.setenv("KERAS_BACKEND", "torch")  # the variable wins over the file
+    assert _keras_backend_name() == "torch"
+    monkeypatch.delenv("KERAS_BACKEND")
+    (tmp_path / "keras.json").write_text("{not json")
+    assert _keras_backend_name() == "tensorflow"
+
+
+def test_jax_hidden_only_while_open_and_never_when_jax_is_loaded(monkeypatch):
+    from tumorseg.quiet import _jax_hidden
+
+    monkeypatch.delitem(sys.modules, "jax", raising=False)
+    with _jax_hidden():
+        with pytest.raises(ImportError):
+            import jax  # noqa: F401
+    assert "jax" not in sys.modules
+    loaded = object()
+    monkeypatch.setitem(sys.modules, "jax", loaded)
+    with _jax_hidden():
+        assert sys.modules["jax"] is loaded
+    assert sys.modules["jax"] is loaded
+
+
 @pytest.mark.slow
 def test_notebook_start_up_shows_no_stderr_in_the_html(tmp_path):
     """The instructor notebook's start-up cells, run and exported as `make run` does."""
