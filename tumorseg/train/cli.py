@@ -51,6 +51,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (Adam)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="linear warm-up steps")
     p.add_argument(
+        "--clip-norm",
+        type=float,
+        default=d.clip_norm,
+        metavar="NORM",
+        help="clip each step's gradients to this global L2 norm (default: no clipping; "
+        "nnU-Net uses 12)",
+    )
+    p.add_argument(
         "--precision",
         choices=[v.value for v in Precision],
         default=Precision.AUTO.value,
@@ -162,6 +170,7 @@ def config_from_args(args: argparse.Namespace, store: dict) -> TrainConfig:
         patch_size=tuple(store.get("patch_size", PATCH_SIZE)),
         lr=args.lr,
         warmup=args.warmup,
+        clip_norm=args.clip_norm,
         precision=args.precision,
         standardize=args.standardize,
         augment=Augment.NONE.value if args.no_augment else args.augment,

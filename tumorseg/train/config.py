@@ -50,6 +50,8 @@ class TrainConfig:
     steps: optimizer steps; batch_size: the GLOBAL batch, split evenly across ``devices``.
     patch_size: ``(X, Y, Z)`` of the training patches; the model's input is ``(4, X, Y, Z)``.
     lr: peak Adam learning rate, reached after ``warmup`` steps, then cosine decay to ``lr/20``.
+    clip_norm: clip each step's gradients to this global L2 norm (None: no clipping; nnU-Net
+    clips at 12), against a loss that jumps when a high learning rate meets an unusual batch.
     precision: a ``Precision``: "float32", "bf16" (mixed bfloat16: float32 weights, bfloat16
     compute) or "auto" (``train`` picks one for the machine, see ``choose_precision``).
     standardize: "brain" or "slice" (see ``standardize_patch``); augment: an ``Augment`` level.
@@ -74,6 +76,7 @@ class TrainConfig:
     patch_size: tuple[int, int, int] = PATCH_SIZE
     lr: float = 3e-4
     warmup: int = 50
+    clip_norm: float | None = None
     precision: str = Precision.FLOAT32.value
     standardize: str = DEFAULT_STANDARDIZE
     augment: str = Augment.FLIP.value
@@ -106,6 +109,8 @@ class TrainConfig:
             problems.append(f"standardize must be one of {MODES} (got {self.standardize!r})")
         if len(self.patch_size) != 3:
             problems.append(f"patch_size must be (X, Y, Z) (got {self.patch_size})")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            problems.append(f"clip_norm must be > 0 (got {self.clip_norm})")
         if self.workers < 1:
             problems.append(f"workers must be >= 1 (got {self.workers})")
         if problems:

@@ -137,8 +137,8 @@ def learning_rate_at(
 
 def build_model(cfg: TrainConfig) -> Any:
     """The compiled U-Net of ``cfg`` (Dice+BCE, output bias -2, in ``cfg.precision``: "float32"
-    or "bf16", resolved from "auto" by ``train``), started from ``cfg.init_weights`` when
-    given. Built under the current distribution."""
+    or "bf16", resolved from "auto" by ``train``; gradients clipped to ``cfg.clip_norm``),
+    started from ``cfg.init_weights`` when given. Built under the current distribution."""
     import keras
 
     from tumorseg.model import dice_bce_loss, unet_model_3d
@@ -153,6 +153,8 @@ def build_model(cfg: TrainConfig) -> Any:
         )
     finally:
         keras.mixed_precision.set_global_policy("float32")
+    # Keras' optimizers read ``global_clipnorm`` at every step (``_clip_gradients``)
+    model.optimizer.global_clipnorm = cfg.clip_norm
     if cfg.init_weights is not None:
         model.load_weights(str(cfg.init_weights))
     return model
