@@ -241,6 +241,15 @@ def test_cli_reports_user_errors_with_exit_2(tmp_path, capsys):
     assert err.startswith("tumorseg train: error: ") and "needs the JAX backend" in err
     assert status("--data", str(store), "--batch-size", "9") == 2
     assert "fewer than one batch" in capsys.readouterr().err
+    missing = tmp_path / "nowhere.weights.h5"
+    assert status("--data", str(store), "--init-weights", str(missing)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tumorseg train: error: ") and f"{missing}: no such weights file" in err
+    not_weights = tmp_path / "notes.weights.h5"
+    not_weights.write_text("not an HDF5 file")
+    assert status("--data", str(store), "--init-weights", str(not_weights), "--steps", "1") == 2
+    err = capsys.readouterr().err
+    assert f"{not_weights}: cannot load these weights" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "model.json").exists()
 
 

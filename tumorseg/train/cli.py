@@ -197,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         data = Path(args.data)
         store = read_store(data)
         cfg = config_from_args(args, store)
+        if cfg.init_weights is not None and not Path(cfg.init_weights).is_file():
+            raise DataError(
+                f"{cfg.init_weights}: no such weights file; --init-weights takes a .weights.h5 "
+                "file, e.g. a run's OUT/model.weights.h5 or the shipped "
+                "tumorseg/model/weights/model_pretrained.weights.h5"
+            )
         source = StoreBatches(
             data / "train",
             store["train"],

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from tumorseg.atomic import write_text
 from tumorseg.contract import DEFAULT_OUTPUTS, THRESHOLD, Outputs, targets_for
+from tumorseg.errors import DataError
 from tumorseg.hardware import cpu_info
 from tumorseg.labels import REGIONS
 from tumorseg.metrics import hard_dice_per_class
@@ -156,7 +157,15 @@ def build_model(cfg: TrainConfig) -> Any:
     # Keras' optimizers read ``global_clipnorm`` at every step (``_clip_gradients``)
     model.optimizer.global_clipnorm = cfg.clip_norm
     if cfg.init_weights is not None:
-        model.load_weights(str(cfg.init_weights))
+        try:
+            model.load_weights(str(cfg.init_weights))
+        except (OSError, ValueError) as exc:
+            raise DataError(
+                f"{cfg.init_weights}: cannot load these weights into a U-Net with "
+                f"n_base_filters={cfg.n_base_filters} and {cfg.outputs} outputs ({exc}); "
+                "--init-weights takes a .weights.h5 file written by tumorseg train, with the "
+                "same --n-base-filters"
+            ) from exc
     return model
 
 
