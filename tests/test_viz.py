@@ -132,7 +132,7 @@ def test_image_grid_layout_and_seed():
     assert all(len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0 for ax in fig.axes)
     assert fig.subplotpars.wspace == 0 and fig.subplotpars.hspace == 0
     shapes = [a.shape for a in _shown(fig)]
-    # rows: coronal (X, Z) -> (Z, X), transversal (X, Y) -> (Y, X), sagittal (Y, Z) -> (Z, Y)
+    # rows: coronal (X, Z) -> (Z, X), axial (X, Y) -> (Y, X), sagittal (Y, Z) -> (Z, Y)
     assert shapes[:6] == [(12, 24, 3)] * 6
     assert shapes[6:12] == [(20, 24, 3)] * 6
     assert shapes[12:] == [(12, 20, 3)] * 6
@@ -152,7 +152,7 @@ def test_gif_frames_layout_matches_the_grid_orientation():
     labeled = get_labeled_image(image, label)
     frames = gif_frames(labeled)
     nx, ny, nz = SHAPE
-    # panels: coronal (Z, X), transversal (Y, X), sagittal (Z, Y), as in plot_image_grid
+    # panels: coronal (Z, X), axial (Y, X), sagittal (Z, Y), as in plot_image_grid
     assert frames.shape == (24, ny + 3, nx + nx + ny, 3)
     bar = (frames[:, -1, :, 0] == 128).sum(axis=1)  # progress bar length grows every frame
     assert bar[-1] == nx + nx + ny and (np.diff(bar) > 0).all()
@@ -165,7 +165,7 @@ def test_gif_frames_layout_matches_the_grid_orientation():
     np.testing.assert_array_equal(frames[23, top : top + nz, :nx], take_slice(labeled, 1, ny - 1))
     # the same picture as the grid shows for that slice (superior/anterior up)
     grid = plot_image_grid(labeled, seed=3)
-    shown = np.asarray(grid.axes[6].images[0].get_array())  # first transversal slice
+    shown = np.asarray(grid.axes[6].images[0].get_array())  # first axial slice
     z = int(grid.axes[6].get_title(loc="left").removeprefix("z="))
     np.testing.assert_array_equal(frames[z, :ny, nx : 2 * nx], shown)
 
@@ -192,7 +192,7 @@ def test_gif_written_with_frames_durations_and_colours(tmp_path):
     with iio.imopen(path, "r", plugin="pillow") as f:
         durations = [f.metadata(index=i)["duration"] for i in range(back.shape[0])]
     assert durations == [70] * 24
-    # frame 4, transversal panel (columns 24..47): voxel (9, 8, 4) is edema and stays pure red
+    # frame 4, axial panel (columns 24..47): voxel (9, 8, 4) is edema and stays pure red
     assert back[4, 20 - 1 - 8, 24 + 9, :3].tolist() == [255, 0, 0]
     # grey is quantized to 32 levels: within half a level step of the original
     frame = gif_frames(labeled)[4, :20]
@@ -259,7 +259,7 @@ def test_prediction_views_share_one_scale():
         scales.add(round(box.width * fig_w / shown.shape[1], 9))
         scales.add(round(box.height * fig_h / shown.shape[0], 9))
     assert len(scales) == 1  # inches per voxel, the same in every panel and direction
-    assert [ax.get_xlabel() for ax in fig.axes[:3]] == ["Sagittal", "Coronal", "Transversal"]
+    assert [ax.get_xlabel() for ax in fig.axes[:3]] == ["Sagittal", "Coronal", "Axial"]
     assert [fig.axes[0].get_ylabel(), fig.axes[3].get_ylabel()] == ["Ground Truth", "Prediction"]
     import matplotlib.pyplot as plt
 

@@ -38,17 +38,36 @@ CASES = 10
 
 def declared_ranges(pyproject: Path) -> dict[str, str]:
     """{name: requirement} for the ``KEPT`` packages in ``pyproject``'s dependencies, e.g.
-    ``{"numpy": "numpy>=1.26,<3"}``."""
-    import tomllib
-
-    with pyproject.open("rb") as handle:
-        deps = tomllib.load(handle)["project"]["dependencies"]
+    ``{"numpy": "numpy>=1.26,<3"}``.  Python 3.10 has no ``tomllib``: there the
+    ``dependencies = [...]`` array is read with :func:`_dependencies_without_tomllib`."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10 (pyproject.toml allows it)
+        deps = _dependencies_without_tomllib(pyproject.read_text(encoding="utf-8"))
+    else:
+        with pyproject.open("rb") as handle:
+            deps = tomllib.load(handle)["project"]["dependencies"]
     ranges = {}
     for dep in deps:
         name = re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0].strip().lower()
         if name in KEPT:
             ranges[name] = dep.split(";")[0].strip()
     return ranges
+
+
+def _dependencies_without_tomllib(text: str) -> list[str]:
+    """The quoted strings of the ``dependencies = [...]`` array of ``text``'s ``[project]``
+    table (a pyproject.toml), for Pythons without ``tomllib``.  Raises ValueError when the
+    table or the array is missing."""
+    project = re.search(r"^\[project\]\s*$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    # the array ends at a line that starts with "]" (a "]" inside a string is an extra's)
+    array = project and re.search(
+        r"^dependencies\s*=\s*\[(.*?)^\s*\]", project.group(1), re.M | re.S
+    )
+    if not array:
+        raise ValueError("pyproject.toml: no `dependencies = [...]` under [project]")
+    body = "\n".join(line.split("#", 1)[0] for line in array.group(1).splitlines())
+    return [a or b for a, b in re.findall(r"\"([^\"]+)\"|'([^']+)'", body)]
 
 
 def installed(names: tuple[str, ...] = KEPT) -> dict[str, str | None]:

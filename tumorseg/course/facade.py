@@ -47,7 +47,7 @@ __all__ = [
     "open_dataset",  # discover cases in an MSD or BraTS 2020/2021 folder
     # visualisation
     "get_labeled_image",  # FLAIR in grey with edema red, non-enhancing green, enhancing blue
-    "plot_image_grid",  # coronal / transversal / sagittal rows of a labeled (X,Y,Z,3) volume
+    "plot_image_grid",  # coronal / axial / sagittal rows of a labeled (X,Y,Z,3) volume
     "visualize_data_gif",  # animated sweep through the three axes, returned as an IPython Image
     "visualize_patch",  # z-slice of an image patch next to its label
     "slice_viewer",  # interactive ipywidgets viewer: slice slider, axis choice, overlay toggle

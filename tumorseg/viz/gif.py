@@ -26,7 +26,7 @@ GREY_LEVELS = 32
 
 def gif_frames(labeled: np.ndarray, step: int = 1) -> np.ndarray:
     """Frames of the sweep: for i = 0, step, 2 step, ... below the longest axis, the coronal,
-    transversal and sagittal slices at i side by side, oriented as in :func:`plot_image_grid`
+    axial and sagittal slices at i side by side, oriented as in :func:`plot_image_grid`
     (each index clamped to its axis length).
 
     ``labeled``: (X, Y, Z, 3) uint8. Returns (ceil(max(X, Y, Z) / step), max(Y, Z) + 3,

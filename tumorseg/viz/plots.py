@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 #: Grid rows: (name, axis of the labeled volume that is sliced). Axes are X left-right,
 #: Y posterior-anterior, Z inferior-superior (MSD/BraTS storage order).
-GRID_ROWS = (("Coronal", 1), ("Transversal", 2), ("Sagittal", 0))
+GRID_ROWS = (("Coronal", 1), ("Axial", 2), ("Sagittal", 0))
 
 
 def take_slice(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
@@ -47,7 +47,7 @@ def _pyplot():
 
 
 def plot_image_grid(labeled: np.ndarray, seed: int | None = None) -> Figure:
-    """Show 6 slices per view of a labeled RGB volume: rows coronal, transversal, sagittal.
+    """Show 6 slices per view of a labeled RGB volume: rows coronal, axial, sagittal.
 
     ``labeled``: (X, Y, Z, 3) uint8 from :func:`get_labeled_image`. Slices are drawn at random
     inside the brain (non-black voxels); pass ``seed`` for the same slices every time.
@@ -99,13 +99,13 @@ def visualize_patch(
 
 
 #: Views of :func:`plot_prediction_views`: (name, sliced axis, index of ``loc`` it uses).
-PREDICTION_VIEWS = (("Sagittal", 0), ("Coronal", 1), ("Transversal", 2))
+PREDICTION_VIEWS = (("Sagittal", 0), ("Coronal", 1), ("Axial", 2))
 
 
 def plot_prediction_views(
     truth: np.ndarray, pred: np.ndarray, loc: tuple[int, int, int], inch_per_voxel: float = 1 / 72
 ) -> Figure:
-    """Ground truth (top row) and prediction (bottom row) in sagittal, coronal and transversal
+    """Ground truth (top row) and prediction (bottom row) in sagittal, coronal and axial
     planes through the voxel ``loc`` = (x, y, z), every panel at the same scale.
 
     ``truth``, ``pred``: (X, Y, Z, 3) uint8 labeled volumes of one shape (from

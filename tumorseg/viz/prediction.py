@@ -36,7 +36,7 @@ def predict_and_viz(
             tumor, 3 enhancing tumor).
         model: channels-first model ``(B, 4, x, y, z) -> (B, 3, x, y, z)`` probabilities.
         threshold: probability above which a class is reported.
-        loc: (x, y, z) voxel whose sagittal (x), coronal (y) and transversal (z) planes are
+        loc: (x, y, z) voxel whose sagittal (x), coronal (y) and axial (z) planes are
             shown (clamped to the volume).
         **changes: inference settings to change from the manifest's, by field name, as
             ``evaluate`` takes them (e.g. ``tta="none"``: one pass, no mirroring).
