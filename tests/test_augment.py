@@ -116,8 +116,71 @@ def test_spatial_level_runs_through_load_sample_like_strong(tmp_path):
     onehot = np.concatenate([1 - y.max(axis=0, keepdims=True), y])  # background first
     write_patch_h5(tmp_path / "p.h5", x, np.moveaxis(onehot, 0, -1))
     dim = x.shape[1:]
-    for level in (Augment.STRONG, Augment.SPATIAL):
+    for level in (Augment.STRONG, Augment.SPATIAL, Augment.DOMAIN):
         ax, ay = load_sample(tmp_path / "p.h5", np.random.default_rng(1), dim=dim, level=level)
         assert ax.shape == x.shape and ay.shape == y.shape
         assert Augment(level).raw
     assert not Augment.FLIP.raw and not Augment.NONE.raw
+
+
+def _smoothness(ch: np.ndarray) -> float:
+    """Mean absolute in-plane gradient of a channel's brain voxels (lower: blurrier)."""
+    gx = np.abs(np.diff(ch, axis=0))[:, 3:-3]
+    return float(gx[gx > 0].mean())
+
+
+def test_domain_level_draws_low_resolution_blur_and_noise_on_every_channel():
+    from tumorseg.patches.augment import P_BLUR_ALL, P_LOWRES, augment_domain
+
+    x, _ = _patch(3)
+    changed, smoother = 0, 0
+    n = 200
+    for k in range(n):
+        out = augment_domain(x, np.random.default_rng([9, k]))
+        assert out.dtype == np.float32 and out.shape == x.shape
+        assert np.all(out[x == 0] == 0) and np.all(out[x != 0] > 0)
+        if not np.array_equal(out, x):
+            changed += 1
+        # low resolution and blur act on all four channels at once
+        smooth = [_smoothness(out[c]) < 0.8 * _smoothness(x[c]) for c in range(4)]
+        assert all(smooth) or not any(smooth)
+        smoother += all(smooth)
+    # at least one of the three draws: 1 - (1-0.25)(1-0.25)(1-0.15) = 0.52
+    assert 0.4 * n < changed < 0.65 * n
+    p_smooth = 1 - (1 - P_LOWRES) * (1 - P_BLUR_ALL)
+    assert 0.7 * p_smooth * n < smoother < 1.3 * p_smooth * n
+    np.testing.assert_array_equal(
+        augment_domain(x, np.random.default_rng([9, 1])),
+        augment_domain(x, np.random.default_rng([9, 1])),
+    )
+
+
+def test_adjust_contrast_stays_in_the_channel_range_and_spares_background():
+    from tumorseg.patches.augment import adjust_contrast
+
+    x, _ = _patch(4)
+    x = (x - 500) / 200  # standardized-like, background stays where x was 0
+    brain = np.abs(x) < 2.4
+    brain[:, :3] = False
+    stretched = 0
+    for k in range(100):
+        out = adjust_contrast(x, brain, np.random.default_rng([5, k]))
+        np.testing.assert_array_equal(out[~brain], x[~brain])
+        stretched += not np.allclose(out, x)
+        for c in range(4):
+            # contrast clips to the previous range; brightness may widen it by at most 1.3x
+            bound = 1.3 * np.abs(x[c][brain[c]]).max() + 1e-5
+            assert np.abs(out[c][brain[c]]).max() <= bound
+    assert 20 < stretched < 70  # per channel p 0.15 + 0.15, four channels
+
+
+def test_every_level_records_its_draws_for_the_manifest():
+    from tumorseg.patches.augment import PROBABILITIES
+
+    assert set(PROBABILITIES) == {a.value for a in Augment}
+    domain = PROBABILITIES["domain"]
+    for draw in ("low_resolution_xy", "blur_all_channels", "multiplicative_noise", "contrast"):
+        assert draw in domain
+    assert domain["low_resolution_xy"]["factor"] == [1.0, 2.0]
+    assert set(PROBABILITIES["spatial"]) < set(domain)
+    assert Augment.DOMAIN.raw and Augment.DOMAIN.spatial and not Augment.STRONG.spatial

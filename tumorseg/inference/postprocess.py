@@ -19,7 +19,7 @@ the input (nnU-Net's mirroring).  Both are recorded in a model's manifest (``"po
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -94,21 +94,35 @@ class Mirror(str, Enum):
         return [tuple(a for a in range(3) if m >> a & 1) for m in range(8)]
 
 
-def mirrored(predict: Callable[[np.ndarray], np.ndarray], mirror: Mirror) -> Callable:
+def mirrored(
+    predict: Callable[[np.ndarray], np.ndarray] | Sequence[Callable[[np.ndarray], np.ndarray]],
+    mirror: Mirror,
+) -> Callable:
     """``predict`` (batch ``(B, C, X, Y, Z)`` -> ``(B, K, X, Y, Z)``) averaged over the mirrored
-    copies of ``mirror``: each pass flips the batch's spatial axes, predicts, flips back."""
+    copies of ``mirror``: each pass flips the batch's spatial axes, predicts, flips back.
+
+    ``predict`` may be a sequence of predictors (the members of an ensemble): the passes are
+    then spread over them, ``max(len(mirror.flips), len(predict))`` passes in all, pass ``k``
+    running predictor ``k % n`` on flip ``k % len(flips)``.  Two members with ``Mirror.X`` thus
+    cost two passes: the first member sees the scan as is, the second mirrored left-right.
+    """
+    predicts = [predict] if callable(predict) else list(predict)
     flips = Mirror(mirror).flips
-    if flips == [()]:
-        return predict
+    if flips == [()] and len(predicts) == 1:
+        return predicts[0]
+    passes = [
+        (predicts[k % len(predicts)], flips[k % len(flips)])
+        for k in range(max(len(flips), len(predicts)))
+    ]
 
     def run(batch: np.ndarray) -> np.ndarray:
         total = None
-        for axes in flips:
+        for fn, axes in passes:
             spatial = tuple(2 + a for a in axes)
-            out = predict(np.ascontiguousarray(np.flip(batch, spatial)) if axes else batch)
+            out = fn(np.ascontiguousarray(np.flip(batch, spatial)) if axes else batch)
             out = np.flip(out, spatial) if axes else out
             total = out.astype(np.float32) if total is None else total + out
-        return total / len(flips)
+        return total / len(passes)
 
     return run
 

@@ -12,6 +12,7 @@ so tile borders, which see less context, count less.
 
 from __future__ import annotations
 
+import functools
 import math
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -250,7 +251,9 @@ def predict_volume(
             (C = 4: FLAIR, T1, T1Gd, T2); any X, Y, Z.
         model: channels-first model ``(B, C, x, y, z) -> (B, K, x, y, z)`` probabilities, e.g. from
             ``unet_model_3d``/``load_pretrained``; a fixed-input-size Keras model is wrapped to
-            accept other sizes.  Any callable returning an array also works.
+            accept other sizes.  Any callable returning an array also works.  An
+            ``Ensemble`` (a manifest with ``members``) spreads the mirror passes over its
+            members (``mirrored``): ``max(passes, members)`` forward passes per tile.
         overlap: fraction of a tile shared with its neighbour where an axis needs several tiles
             (ignored where one tile covers the axis).  The default 0.1 blends the seams of the
             slabs; more overlap costs time.
@@ -293,8 +296,10 @@ def predict_volume(
     brain = np.any(region != 0, axis=0)
     work = _standardized(region, settings.standardize)
     del region  # the raw copy (when standardized): not kept through the model's passes
-    net = _flexible(model, image.shape[-1], None)  # trimmed tiles come in several sizes
-    run = mirrored(lambda batch: _run(net, batch), settings.tta)
+    # trimmed tiles come in several sizes; an ensemble's members share the mirror passes
+    members = getattr(model, "members", None) or [model]  # an Ensemble's, or the model
+    nets = [_flexible(m, image.shape[-1], None) for m in members]
+    run = mirrored([functools.partial(_run, net) for net in nets], settings.tta)
     probs = sliding_window(work, run, tile_size, starts, batch_size, mask=brain)
     del work, brain  # the model's input: the clean-up and the paste need only the output
     rules = settings.postprocess

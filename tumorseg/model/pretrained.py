@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from enum import Enum
 from pathlib import Path
 
 import keras
 
 from tumorseg.contract import THRESHOLD
+from tumorseg.model.ensemble import Ensemble
 from tumorseg.model.losses import dice_bce_loss, dice_coefficient
 from tumorseg.model.unet import unet_model_3d
 from tumorseg.resources import manifest_path, pretrained_weights
@@ -19,7 +21,8 @@ PROVENANCE_FIELDS = ("git_commit", "code_commit", "steps", "seed", "threshold", 
 
 
 def model_record(path: str | Path | None = None) -> dict:
-    """What identifies a model in a run record (``tumorseg.batch.run_record``).
+    """What identifies a model in a run record (``tumorseg.batch.run_record``); an ensemble's
+    record also lists its ``"members"``' ids (the first is the model itself).
 
     path: a ``*.weights.h5`` file, or ``None`` for the shipped model.
     Returns ``{"weights": path, "shipped": bool, "sha256": of the weights file, "manifest":
@@ -34,7 +37,7 @@ def model_record(path: str | Path | None = None) -> dict:
     manifest_file = manifest_path(weights)
     manifest = json.loads(manifest_file.read_text()) if manifest_file.is_file() else {}
     sha = digest.hexdigest()
-    return {
+    record = {
         "id": f"{weights.name}@{sha[:12]}",
         "weights": str(weights),
         "shipped": path is None,
@@ -42,25 +45,33 @@ def model_record(path: str | Path | None = None) -> dict:
         "manifest": str(manifest_file),
         **{k: manifest[k] for k in PROVENANCE_FIELDS if k in manifest},
     }
+    others = [f for f in member_files(weights, manifest) if f != weights]
+    if others:
+        record["members"] = [record["id"]] + [model_record(f)["id"] for f in others]
+    return record
 
 
-def load_pretrained(
-    path: str | Path | None = None, input_shape: Sequence[int | None] | None = None
-) -> tuple[keras.Model, dict]:
-    """Rebuild the model described by the manifest beside ``path`` and load its weights.
+class InferencePrecision(str, Enum):
+    """The arithmetic of a loaded model: AUTO (bfloat16 where the CPU computes it natively,
+    AVX512-BF16 or AMX, as training chooses; float32 elsewhere and on GPUs), FLOAT32 or BF16
+    (Keras' ``mixed_bfloat16``: float32 weights, bfloat16 compute, float32 outputs)."""
 
-    path: a ``*.weights.h5`` file; its manifest ``*.json`` (same stem) holds ``config``, the keyword
-        arguments of ``unet_model_3d`` that rebuild the architecture.  ``None``: the model shipped
-        inside the package (``tumorseg.resources.pretrained_weights()``).
-    input_shape: override ``(C, X, Y, Z)`` (e.g. ``(4, None, None, None)`` for any tile size).
-    Returns ``(model, manifest)``; the model is compiled with the Dice+BCE loss and Dice metric and
-    maps ``(B, 4, X, Y, Z) -> (B, 3, X, Y, Z)`` sigmoid probabilities.  It carries its manifest
-    as ``model.manifest``, where whole-scan prediction reads how to standardize, mirror, clean up
-    and threshold (``tumorseg.inference.settings``), and the manifest's threshold (0.5 when it
-    records none) as ``model.threshold``.
-    Raises FileNotFoundError naming the missing file and how to get it.
-    """
-    weights = pretrained_weights() if path is None else Path(path)
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BF16 = "bf16"
+
+    def resolve(self) -> InferencePrecision:
+        """FLOAT32 or BF16 for this machine (AUTO decided by ``hardware.native_bf16``)."""
+        if self is not InferencePrecision.AUTO:
+            return self
+        from tumorseg.hardware import cpu_info, native_bf16
+
+        return (
+            InferencePrecision.BF16 if native_bf16(cpu_info().flags) else InferencePrecision.FLOAT32
+        )
+
+
+def _read_manifest(weights: Path) -> dict:
     manifest_file = manifest_path(weights)
     for f in (weights, manifest_file):
         if not f.is_file():
@@ -69,14 +80,78 @@ def load_pretrained(
                 f"by side. Call load_pretrained() without a path for the shipped model, or train one "
                 f"with `tumorseg train`."
             )
-    manifest = json.loads(manifest_file.read_text())
+    return json.loads(manifest_file.read_text())
+
+
+def member_files(weights: str | Path, manifest: dict) -> list[Path]:
+    """The weights files of the manifest's ``"members"`` (paths relative to the manifest's
+    folder), or ``[weights]`` for a single model."""
+    weights = Path(weights)
+    return [weights.parent / m for m in manifest.get("members", [])] or [weights]
+
+
+def _build(
+    weights: Path, manifest: dict, input_shape: Sequence[int | None] | None, precision: str
+) -> keras.Model:
     config = dict(manifest["config"])
     if input_shape is not None:
         config["input_shape"] = tuple(input_shape)
     elif "input_shape" in config:
         config["input_shape"] = tuple(config["input_shape"])
-    model = unet_model_3d(dice_bce_loss, metrics=[dice_coefficient], **config)
+    policy = "mixed_bfloat16" if precision == InferencePrecision.BF16 else "float32"
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = unet_model_3d(dice_bce_loss, metrics=[dice_coefficient], **config)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     model.load_weights(weights)
     model.manifest = manifest
-    model.threshold = float(manifest.get("threshold", THRESHOLD))  # the course notebook reads it
-    return model, manifest
+    model.threshold = float(manifest.get("threshold", THRESHOLD))
+    return model
+
+
+def load_pretrained(
+    path: str | Path | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    *,
+    ensemble: bool = True,
+    precision: InferencePrecision | str | None = None,
+) -> tuple[keras.Model | Ensemble, dict]:
+    """Rebuild the model described by the manifest beside ``path`` and load its weights.
+
+    path: a ``*.weights.h5`` file; its manifest ``*.json`` (same stem) holds ``config``, the keyword
+        arguments of ``unet_model_3d`` that rebuild the architecture.  ``None``: the model shipped
+        inside the package (``tumorseg.resources.pretrained_weights()``).
+    input_shape: override ``(C, X, Y, Z)`` (e.g. ``(4, None, None, None)`` for any tile size).
+    ensemble: when the manifest lists ``"members"`` (``member_files``), load them all as one
+        ``Ensemble`` (loaded once; whole-scan prediction spreads its mirror passes over them).
+        False: the first member alone (the course notebook's one model).
+    precision: an ``InferencePrecision``; None: the manifest's ``"inference_precision"``, else
+        FLOAT32.
+    Returns ``(model, manifest)``; the model is compiled with the Dice+BCE loss and Dice metric and
+    maps ``(B, 4, X, Y, Z) -> (B, 3, X, Y, Z)`` sigmoid probabilities.  It carries its manifest
+    as ``model.manifest``, where whole-scan prediction reads how to standardize, mirror, clean up
+    and threshold (``tumorseg.inference.settings``), and the manifest's threshold (0.5 when it
+    records none) as ``model.threshold``.
+    Raises FileNotFoundError naming the missing file and how to get it; ValueError for an
+    unknown precision.
+    """
+    weights = pretrained_weights() if path is None else Path(path)
+    manifest = _read_manifest(weights)
+    chosen = InferencePrecision(
+        precision or manifest.get("inference_precision") or InferencePrecision.FLOAT32
+    ).resolve()
+    files = member_files(weights, manifest)
+    if not ensemble:
+        files = files[:1]
+    models = [
+        _build(f, manifest if f == weights else _read_manifest(f), input_shape, chosen)
+        for f in files
+    ]
+    for m in models:
+        m.precision = chosen.value
+    if len(models) == 1:
+        models[0].manifest = manifest
+        return models[0], manifest
+    return Ensemble(models, manifest), manifest

@@ -11,8 +11,12 @@ Two stages, both pure functions of their inputs and an ``np.random.Generator``:
   scales the patch in the axial plane (``rotate_scale``), image, brain mask and labels alike.
 
 ``Augment`` names the levels: NONE, FLIP (flips and a mild jitter), STRONG (both stages,
-wider jitter) and SPATIAL (STRONG plus small in-plane rotations and scaling, as nnU-Net's
-spatial augmentation does in 3D).
+wider jitter), SPATIAL (STRONG plus small in-plane rotations and scaling, as nnU-Net's
+spatial augmentation does in 3D) and DOMAIN (SPATIAL plus nnU-Net's image-quality changes:
+simulated low in-plane resolution, a stronger blur of every channel at once, multiplicative
+noise, then contrast and brightness of the standardized patch; ``augment_domain`` and
+``adjust_contrast``).  ``PROBABILITIES`` lists every draw's probability and range; the
+training manifest records the entry of its level.
 """
 
 from __future__ import annotations
@@ -30,15 +34,71 @@ class Augment(str, Enum):
     FLIP = "flip"
     STRONG = "strong"
     SPATIAL = "spatial"
+    DOMAIN = "domain"
 
     @property
     def raw(self) -> bool:
         """Whether the raw intensities are changed too (``augment_raw``)."""
-        return self in (Augment.STRONG, Augment.SPATIAL)
+        return self in (Augment.STRONG, Augment.SPATIAL, Augment.DOMAIN)
+
+    @property
+    def spatial(self) -> bool:
+        """Whether the patch is rotated and scaled in plane (``rotate_scale``)."""
+        return self in (Augment.SPATIAL, Augment.DOMAIN)
 
 
 #: In-plane rotation (degrees, either way) and scale range of SPATIAL, each drawn with P_SPATIAL.
 MAX_ROTATION, SCALE_RANGE, P_SPATIAL = 15.0, (0.85, 1.2), 0.3
+
+#: DOMAIN's image-quality draws (nnU-Net's defaults, widened where the failing scans need it):
+#: (probability per sample, range).  Low resolution: in-plane down-sampling factor; blur: the
+#: in-plane SD in voxels (a third of it along z); noise: SD of the multiplicative factor;
+#: contrast and brightness: per-channel factors on the standardized patch.
+P_LOWRES, LOWRES_RANGE = 0.25, (1.0, 2.0)
+P_BLUR_ALL, BLUR_RANGE = 0.25, (0.5, 2.0)
+P_MULT_NOISE, MULT_NOISE_RANGE = 0.15, (0.0, 0.1)
+P_CONTRAST, CONTRAST_RANGE = 0.15, (0.65, 1.5)
+P_BRIGHTNESS, BRIGHTNESS_RANGE = 0.15, (0.7, 1.3)
+
+_RAW = {
+    "gamma": {"p_per_channel": 0.8, "exponent": [0.6, 1.6]},
+    "bias_field": {"p_per_channel": 0.5, "log_sd_max": 0.3},
+    "blur_in_plane": {"p_per_channel": 0.3, "sd_voxels": [0.3, 1.2]},
+    "thick_slices": {"p_per_channel": 0.2, "voxels": [2, 4]},
+    "gaussian_noise": {"p_per_channel": 0.4, "sd_of_mean_max": 0.08},
+}
+_SPATIAL = {
+    "rotation_z": {"p": P_SPATIAL, "degrees_max": MAX_ROTATION},
+    "scale_xy": {"p": P_SPATIAL, "range": list(SCALE_RANGE)},
+}
+_DOMAIN = {
+    "low_resolution_xy": {"p": P_LOWRES, "factor": list(LOWRES_RANGE)},
+    "blur_all_channels": {"p": P_BLUR_ALL, "sd_voxels_xy": list(BLUR_RANGE)},
+    "multiplicative_noise": {"p": P_MULT_NOISE, "sd": list(MULT_NOISE_RANGE)},
+    "contrast": {"p_per_channel": P_CONTRAST, "factor": list(CONTRAST_RANGE)},
+    "brightness": {"p_per_channel": P_BRIGHTNESS, "factor": list(BRIGHTNESS_RANGE)},
+}
+_FLIPS = {"flip_x": {"p": 0.5}, "flip_y": {"p": 0.5}}
+
+#: Every level's draws with their probabilities and ranges (the manifest's "augmentation").
+PROBABILITIES: dict[str, dict] = {
+    Augment.NONE.value: {},
+    Augment.FLIP.value: {**_FLIPS, "jitter": {"scale": [0.9, 1.1], "shift_max": 0.1}},
+    Augment.STRONG.value: {**_RAW, **_FLIPS, "jitter": {"scale": [0.75, 1.3], "shift_max": 0.3}},
+    Augment.SPATIAL.value: {
+        **_RAW,
+        **_SPATIAL,
+        **_FLIPS,
+        "jitter": {"scale": [0.75, 1.3], "shift_max": 0.3},
+    },
+    Augment.DOMAIN.value: {
+        **_RAW,
+        **_DOMAIN,
+        **_SPATIAL,
+        **_FLIPS,
+        "jitter": {"scale": [0.75, 1.3], "shift_max": 0.3},
+    },
+}
 
 
 def augment_raw(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -74,6 +134,60 @@ def augment_raw(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
             mean = float(ch[mask].mean())
             ch = ch + rng.normal(0.0, rng.uniform(0.0, 0.08) * mean, ch.shape).astype(np.float32)
         x[c] = np.where(mask, np.maximum(ch, 1e-3), 0.0)
+    return x
+
+
+def augment_domain(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """nnU-Net-like image-quality changes of raw intensities ``x (C, X, Y, Z)``; float32.
+
+    Each drawn once per sample and applied to every channel alike, as an older or coarser
+    scanner changes all sequences at once: simulated low in-plane resolution (nearest-neighbour
+    down-sampling by a factor in ``LOWRES_RANGE``, linear up-sampling back, p ``P_LOWRES``), a
+    Gaussian blur of in-plane SD in ``BLUR_RANGE`` voxels and a third of it along z
+    (p ``P_BLUR_ALL``), and multiplicative noise ``x * N(1, sd)`` with sd in
+    ``MULT_NOISE_RANGE`` (p ``P_MULT_NOISE``). Voxels that are 0 (outside the brain) stay 0.
+    """
+    x = np.asarray(x, np.float32).copy()
+    brain = x != 0
+    if rng.random() < P_LOWRES:
+        f = rng.uniform(*LOWRES_RANGE)
+        shape = x.shape[1:]
+        small = [max(2, int(round(n / f))) for n in shape[:2]]
+        for c in range(x.shape[0]):
+            down = ndi.zoom(x[c], (small[0] / shape[0], small[1] / shape[1], 1), order=0)
+            up = ndi.zoom(down, (shape[0] / down.shape[0], shape[1] / down.shape[1], 1), order=1)
+            x[c] = up[: shape[0], : shape[1], : shape[2]]
+    if rng.random() < P_BLUR_ALL:
+        sd = rng.uniform(*BLUR_RANGE)
+        for c in range(x.shape[0]):
+            x[c] = ndi.gaussian_filter(x[c], (sd, sd, sd / 3))
+    if rng.random() < P_MULT_NOISE:
+        sd = rng.uniform(*MULT_NOISE_RANGE)
+        x = x * rng.normal(1.0, sd, x.shape).astype(np.float32)
+    return np.where(brain, np.maximum(x, 1e-3), 0.0).astype(np.float32)
+
+
+def adjust_contrast(x: np.ndarray, brain: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Contrast and brightness of a standardized ``x (C, X, Y, Z)`` on ``brain`` voxels.
+
+    Per channel: contrast (p ``P_CONTRAST``) stretches about the brain mean by a factor in
+    ``CONTRAST_RANGE`` and clips to the channel's previous brain range, as nnU-Net does;
+    brightness (p ``P_BRIGHTNESS``) multiplies by a factor in ``BRIGHTNESS_RANGE``.
+    """
+    x = np.asarray(x, np.float32).copy()
+    for c in range(x.shape[0]):
+        mask = brain[c]
+        if not mask.any():
+            continue
+        ch = x[c]
+        if rng.random() < P_CONTRAST:
+            vals = ch[mask]
+            lo, hi, mean = float(vals.min()), float(vals.max()), float(vals.mean())
+            f = rng.uniform(*CONTRAST_RANGE)
+            ch = np.where(mask, np.clip((ch - mean) * f + mean, lo, hi), ch)
+        if rng.random() < P_BRIGHTNESS:
+            ch = np.where(mask, ch * rng.uniform(*BRIGHTNESS_RANGE), ch)
+        x[c] = ch
     return x
 
 
@@ -123,12 +237,13 @@ def augment(
     bool mask of the brain voxels (where the jitter applies). SPATIAL first rotates and scales
     (``rotate_scale``).  Flips along X and Y (p 0.5 each), then per channel
     ``x * scale + shift`` on brain voxels: scale 0.9-1.1 and shift +-0.1 (FLIP), or scale
-    0.75-1.3 and shift +-0.3 (STRONG, SPATIAL). NONE returns copies.
+    0.75-1.3 and shift +-0.3 (STRONG, SPATIAL, DOMAIN). DOMAIN then changes contrast and
+    brightness (``adjust_contrast``). NONE returns copies.
     """
     level = Augment(level)
     if level is Augment.NONE:
         return np.array(x, np.float32), np.array(y, np.float32)
-    if level is Augment.SPATIAL:
+    if level.spatial:
         x, y, brain = rotate_scale(x, y, brain, rng)
     for axis in (1, 2):
         if rng.random() < 0.5:
@@ -137,6 +252,8 @@ def augment(
     scale = rng.uniform(s_lo, s_hi, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
     shift = rng.uniform(-d, d, size=(x.shape[0], 1, 1, 1)).astype(np.float32)
     x = np.where(brain, x * scale + shift, x).astype(np.float32)
+    if level is Augment.DOMAIN:
+        x = adjust_contrast(x, brain, rng)
     return np.ascontiguousarray(x), np.ascontiguousarray(y, dtype=np.float32)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from tumorseg.contract import DEFAULT_STANDARDIZE, N_CHANNELS, N_CLASSES, PATCH_SIZE, RAW
 from tumorseg.data import DataError
-from tumorseg.patches.augment import Augment, augment, augment_raw
+from tumorseg.patches.augment import Augment, augment, augment_domain, augment_raw
 from tumorseg.patches.standardize import standardize_patch
 
 FIX = "Delete it and rebuild the patch store with `tumorseg patches` (or `make patches`)."
@@ -78,7 +78,8 @@ def load_sample(
     x is standardized with ``standardize_patch(x, standardize)`` (``contract.RAW``, or None:
     raw intensities); y is the file's one-hot labels moved channels-first without the
     background channel. With an augmentation ``level`` other than NONE, ``rng`` drives the
-    draws: STRONG and SPATIAL first change the raw intensities (``augment_raw``), then
+    draws: STRONG, SPATIAL and DOMAIN first change the raw intensities (``augment_raw``; DOMAIN
+    also ``augment_domain``), then
     ``augment`` follows (SPATIAL's rotation and scaling, flips, jitter) with the brain mask
     taken from the nonzero raw voxels.
     """
@@ -98,6 +99,8 @@ def load_sample(
         raise ValueError("load_sample: augmentation needs an rng")
     if level.raw:
         x = augment_raw(x, rng)
+    if level is Augment.DOMAIN:
+        x = augment_domain(x, rng)
     brain = x != 0
     if standardize:
         x = standardize_patch(x, standardize)

@@ -86,8 +86,10 @@ def parser() -> argparse.ArgumentParser:
         choices=[a.value for a in Augment],
         default=d.augment,
         help="augmentation level: none, flip (flips and mild jitter, default), strong (also "
-        "scanner-like changes of the raw intensities) or spatial (strong plus small in-plane "
-        "rotations and scaling)",
+        "scanner-like changes of the raw intensities), spatial (strong plus small in-plane "
+        "rotations and scaling) or domain (spatial plus simulated low resolution, a stronger "
+        "blur of all channels, multiplicative noise, contrast and brightness); the manifest "
+        "records each draw's probability",
     )
     p.add_argument("--no-augment", action="store_true", help="same as --augment none")
     p.add_argument(

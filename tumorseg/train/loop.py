@@ -41,6 +41,7 @@ from tumorseg.errors import DataError
 from tumorseg.hardware import cpu_info
 from tumorseg.labels import REGIONS
 from tumorseg.metrics import hard_dice_per_class
+from tumorseg.patches.augment import PROBABILITIES
 from tumorseg.train.config import POLICIES, TrainConfig, choose_precision
 from tumorseg.train.data import Prefetcher
 from tumorseg.train.distribute import Distribution, clear_distribution, setup_distribution
@@ -342,6 +343,7 @@ def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState, data: d
         "config": cfg.model_config(),
         "standardize": cfg.standardize,
         "augment": cfg.augment,
+        "augmentation": PROBABILITIES[cfg.augment],
         "outputs": cfg.outputs,
         "loss": "soft Dice + binary cross-entropy, per sample",
         "output_bias_init": OUTPUT_BIAS,

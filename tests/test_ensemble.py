@@ -1,0 +1,99 @@
+"""Ensembles: the shipped manifest's ``members`` loaded as one model, mirror passes spread."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tumorseg.inference.postprocess import Mirror, Postprocess, mirrored
+from tumorseg.model.ensemble import Ensemble
+
+
+def _recorder(calls: list, tag: str, scale: float):
+    def predict(batch: np.ndarray) -> np.ndarray:
+        calls.append((tag, batch.copy()))
+        return scale * batch[:, :3]
+
+    return predict
+
+
+def test_mirrored_spreads_the_passes_over_the_members():
+    rng = np.random.default_rng(0)
+    batch = rng.random((1, 4, 6, 5, 4)).astype(np.float32)
+    calls: list = []
+    run = mirrored([_recorder(calls, "a", 1.0), _recorder(calls, "b", 3.0)], Mirror.X)
+    out = run(batch)
+    # two passes, not four: member a as is, member b mirrored along x
+    assert [c[0] for c in calls] == ["a", "b"]
+    np.testing.assert_array_equal(calls[0][1], batch)
+    np.testing.assert_array_equal(calls[1][1], np.flip(batch, 2))
+    # both outputs are put back in place before the mean
+    np.testing.assert_allclose(out, 2.0 * batch[:, :3], rtol=1e-6)
+
+
+def test_more_members_than_mirrors_gives_each_member_a_pass():
+    batch = np.ones((1, 4, 4, 4, 4), np.float32)
+    calls: list = []
+    members = [_recorder(calls, t, 1.0) for t in "abc"]
+    mirrored(members, Mirror.NONE)(batch)
+    assert [c[0] for c in calls] == ["a", "b", "c"]
+    calls.clear()
+    mirrored(members[:1], Mirror.X)(batch)  # one model: the usual two passes
+    assert [c[0] for c in calls] == ["a", "a"]
+
+
+def test_predict_volume_runs_an_ensemble_in_the_passes_of_one_model():
+    from tumorseg.inference.predict import predict_volume
+
+    rng = np.random.default_rng(1)
+    image = np.zeros((24, 24, 16, 4), np.float32)
+    image[4:20, 4:20, 2:14] = rng.uniform(1, 2, (16, 16, 12, 4))
+    calls: list = []
+
+    def member(scale):
+        def f(batch):
+            calls.append(scale)
+            return np.clip(scale * np.abs(batch[:, :3]) / 4, 0, 1)
+
+        return f
+
+    ens = Ensemble([member(1.0), member(2.0)], {"tta": "x", "standardize": "none"})
+    probs = predict_volume(image, ens, postprocess=Postprocess.NONE)
+    assert calls == [1.0, 2.0]  # one tile, two passes
+    single = predict_volume(
+        image, member(1.0), tta="x", standardize="none", postprocess=Postprocess.NONE
+    )
+    assert probs.shape == single.shape == (3, 24, 24, 16)
+    assert not np.allclose(probs, single)
+
+
+@pytest.mark.slow
+def test_load_pretrained_reads_members_once_and_averages_them(tmp_path):
+    from tumorseg.model import load_pretrained, unet_model_3d
+    from tumorseg.model.pretrained import model_record
+
+    config = {"n_base_filters": 2, "input_shape": [4, 16, 16, 16]}
+    for i, name in enumerate(("a", "b")):
+        m = unet_model_3d("mse", **config)
+        m.set_weights([w + 0.01 * (i + 1) for w in m.get_weights()])
+        m.save_weights(tmp_path / f"{name}.weights.h5")
+        (tmp_path / f"{name}.json").write_text(json.dumps({"config": config, "seed": i}))
+    top = {"config": config, "threshold": 0.4, "members": ["a.weights.h5", "b.weights.h5"]}
+    (tmp_path / "a.json").write_text(json.dumps(top))
+    ens, manifest = load_pretrained(tmp_path / "a.weights.h5", precision="float32")
+    assert isinstance(ens, Ensemble) and len(ens.members) == 2
+    assert ens.threshold == 0.4 and ens.manifest["members"] == top["members"]
+    x = np.random.default_rng(2).random((1, 4, 16, 16, 16)).astype(np.float32)
+    a, b = (np.asarray(m.predict_on_batch(x)) for m in ens.members)
+    assert not np.allclose(a, b)
+    np.testing.assert_allclose(ens.predict_on_batch(x), (a + b) / 2, rtol=1e-6)
+    one, _ = load_pretrained(tmp_path / "a.weights.h5", ensemble=False, precision="float32")
+    np.testing.assert_allclose(one.predict_on_batch(x), a, rtol=1e-6)
+    record = model_record(tmp_path / "a.weights.h5")
+    assert [r.split("@")[0] for r in record["members"]] == ["a.weights.h5", "b.weights.h5"]
+    with pytest.raises(FileNotFoundError, match="c.weights.h5"):
+        top["members"].append("c.weights.h5")
+        (tmp_path / "a.json").write_text(json.dumps(top))
+        load_pretrained(tmp_path / "a.weights.h5")
