@@ -185,11 +185,15 @@ def test_submit_chains_the_array_and_the_dependent_step(engine):
             "sbatch",
             "--parsable",
             "--dependency=afterany:777",
+            "--output=tumorseg-predict-%j.log",  # not %A_%a: it is no array job
             str(SLURM / "predict.sbatch"),
             "D",
             "O",
         ],
     ]
+    # options after TASKS reach every task
+    weights = run_recipe(SLURM / "submit.sh", ["predict", "D", "O", "2", "--weights", "W"], engine)
+    assert [call[-2:] for call in weights] == [["--weights", "W"]] * 2
     grade = run_recipe(SLURM / "submit.sh", ["grade", "S", "G"], engine)
     assert grade == [
         ["sbatch", "--parsable", "--array=0-9", str(SLURM / "grade.sbatch"), "S", "G"],
