@@ -262,3 +262,28 @@ def test_patches_refuses_impossible_options(fake_data, tmp_path, capsys):
         main(["--data", str(fake_data), "--out", str(tmp_path / "o"), "--valid-fraction", "1"])
     assert stop.value.code == 2
     assert "--valid-fraction" in capsys.readouterr().err
+
+
+def test_patch_size_option_builds_deeper_patches_that_merge_only_with_their_kind(
+    fake_data, tmp_path, capsys
+):
+    from tumorseg.patches.store import merge_stores
+
+    out = tmp_path / "deep"
+    args = ["--data", str(fake_data), "--out", str(out), "--per-case", "1"]
+    assert main([*args, "--patch-size", "64", "64", "8", "--valid-fraction", "0"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["patch_size"] == [64, 64, 8]
+    for name in cfg["train"]:
+        with h5py.File(out / "train" / name) as f:
+            assert f["x"].shape == (4, 64, 64, 8) and f["y"].shape == (64, 64, 8, 4)
+    course = tmp_path / "course"
+    assert main(["--data", str(fake_data), "--out", str(course), "--per-case", "1"]) == 0
+    with pytest.raises(DataError, match="patch sizes differ"):
+        merge_stores(tmp_path / "m", course, [out])
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--patch-size", "64", "64", "20"])
+    assert stop.value.code == 2 and "multiple of 8" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:  # deeper than the scans (22 slices)
+        main([*args, "--out", str(tmp_path / "too-deep"), "--patch-size", "64", "64", "32"])
+    assert stop.value.code == 2 and "larger than the volume" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from tumorseg.batch.cli import add_shard_option
-from tumorseg.data import DataError, load_image, save_label_map
+from tumorseg.data import DataError, load_image
 from tumorseg.errors import fail
 from tumorseg.inference.postprocess import Mirror, Postprocess
 from tumorseg.inference.settings import InferenceSettings
@@ -34,8 +34,8 @@ from tumorseg.patches.standardize import MODES
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """``--weights``, ``--threshold``, ``--standardize``, ``--tta`` and ``--no-postprocess``,
-    shared by predict and evaluate."""
+    """``--weights``, ``--threshold``, ``--standardize``, ``--tta``, ``--no-postprocess``,
+    ``--precision`` and ``--single-model``, shared by predict and evaluate."""
     parser.add_argument(
         "--weights",
         default=None,
@@ -69,6 +69,71 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="skip the whole-scan clean-up recorded in the manifest (small components, "
         "a tiny enhancing region)",
     )
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bf16"],
+        default=None,
+        help="arithmetic of the forward passes: auto (bfloat16 where the CPU computes it "
+        "natively, AVX512-BF16 or AMX; else float32), float32 or bf16; default: the manifest's "
+        "inference_precision, else float32",
+    )
+    parser.add_argument(
+        "--single-model",
+        action="store_true",
+        help="run only the first member of an ensemble model (the manifest's members)",
+    )
+
+
+def add_label_coding_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--label-coding``, shared by predict, evaluate (for --save) and score (for --pred)."""
+    from tumorseg.labels import DEFAULT_CODING, LabelCoding
+
+    parser.add_argument(
+        "--label-coding",
+        choices=[c.value for c in LabelCoding],
+        default=DEFAULT_CODING.value,
+        help=f"label coding of {what}: msd (the course's and MSD Task01's: 1 edema, "
+        "2 non-enhancing, 3 enhancing; the default), brats2021 (BraTS 2018-2021: 1 necrosis/"
+        "non-enhancing, 2 edema, 4 enhancing) or brats2023 (BraTS 2023+: 1 necrosis, 2 edema, "
+        "3 enhancing)",
+    )
+
+
+def add_output_options(parser: argparse.ArgumentParser, where: str) -> None:
+    """``--label-coding``, ``--save-probabilities``, ``--save-uncertainty`` and
+    ``--no-resample``, shared by predict and evaluate (``where``: which maps they concern)."""
+    add_label_coding_option(parser, f"the label maps written{where}")
+    parser.add_argument(
+        "--save-probabilities",
+        action="store_true",
+        help="also write the region probabilities (WT, TC, ET) the map is thresholded from "
+        "(after mirroring, before clean-up) on the input's grid: uint8 (X,Y,Z,3), value/255 "
+        "(header slope 1/255), each voxel on its side of the threshold, so thresholding them "
+        "gives the map before clean-up exactly; one case: <stem>_probabilities.nii.gz beside the "
+        f"map; a folder: DIR/probabilities/<case>.nii.gz{where}",
+    )
+    parser.add_argument(
+        "--save-uncertainty",
+        action="store_true",
+        help="also write a voxel uncertainty map: uint8 (X,Y,Z,3), WT/TC/ET, the binary "
+        "entropy of each probability x 100 (0 certain .. 100 at p=0.5, the QU-BraTS scale); one "
+        "case: <stem>_uncertainty.nii.gz beside the map; a folder: "
+        f"DIR/uncertainty/<case>.nii.gz{where}",
+    )
+    parser.add_argument(
+        "--no-resample",
+        action="store_true",
+        help="predict a scan on its own grid even when its header's voxel size differs from the "
+        "model's (the manifest's 'spacing', 1 mm); by default such a scan is resampled (linear) "
+        "to the model's spacing and its probabilities back onto the input's grid",
+    )
+
+
+def save_options(args: argparse.Namespace) -> Any:
+    """The ``SaveOptions`` of ``add_output_options``' flags."""
+    from tumorseg.inference.outputs import SaveOptions
+
+    return SaveOptions(args.label_coding, args.save_probabilities, args.save_uncertainty)
 
 
 def add_both_empty_option(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +168,12 @@ def load_model(
     from tumorseg.model import load_pretrained
 
     try:
-        model, manifest = load_pretrained(args.weights, input_shape=(4, None, None, None))
+        model, manifest = load_pretrained(
+            args.weights,
+            input_shape=(4, None, None, None),
+            ensemble=not getattr(args, "single_model", False),
+            precision=getattr(args, "precision", None),
+        )
         return model, settings_from_args(args, manifest)
     except (FileNotFoundError, ValueError) as exc:
         fail(parser.prog, exc)
@@ -169,9 +239,10 @@ def predict_main(argv: list[str] | None = None) -> int:
     )
     add_shard_option(parser)
     add_model_options(parser)
+    add_output_options(parser, "")
     args = parser.parse_args(argv)
 
-    from tumorseg.inference.batch import Target, plan_output, segment
+    from tumorseg.inference.batch import Target, plan_output
 
     try:
         target = plan_output(args.source, args.out)
@@ -186,12 +257,22 @@ def predict_main(argv: list[str] | None = None) -> int:
     except DataError as exc:
         fail(parser.prog, exc)
     model, settings = load_model(parser, args)
+    from tumorseg.inference.outputs import run_case, write_outputs
+    from tumorseg.inference.spacing import header_spacing
+
+    options = save_options(args)
     start = time.perf_counter()
-    labels = segment(image, model, settings)
-    out = save_label_map(labels, reference, args.out)
-    counts = np.bincount(labels.ravel(), minlength=len(CLASS_NAMES) + 1)
+    spacing = header_spacing(reference)
+    result = run_case(image, spacing, model, settings, not args.no_resample, args.source)
+    out, *more = write_outputs(result, reference, args.out, options, settings.threshold, False)
+    counts = np.bincount(result.labels.ravel(), minlength=len(CLASS_NAMES) + 1)
     voxels = ", ".join(f"{name} {n}" for name, n in zip(CLASS_NAMES, counts[1:]))
-    print(f"wrote {out}  ({time.perf_counter() - start:.1f} s; voxels: {voxels})")
+    print(
+        f"wrote {out}  ({time.perf_counter() - start:.1f} s; label coding "
+        f"{options.coding.value}; voxels: {voxels}; doubt {result.doubt['doubt']:.3f})"
+    )
+    for path in more:
+        print(f"wrote {path}")
     return 0
 
 
@@ -210,10 +291,27 @@ def _predict_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     except DataError as exc:
         fail(parser.prog, exc)
     model, settings = load_model(parser, args)
+    options = save_options(args)
     described = {**model_record(args.weights), "settings": settings_record(settings)}
     record = run_record(parser.prog, vars(args), args.shard, described)
-    tally = predict_folder(dataset, args.out, model, settings, args.shard, args.overwrite, record)
-    print(tally.line())
+    record["outputs"] = options.record()
+    tally = predict_folder(
+        dataset,
+        args.out,
+        model,
+        settings,
+        args.shard,
+        args.overwrite,
+        record,
+        options=options,
+        resample=not args.no_resample,
+    )
+    from tumorseg.inference.batch import qc_path
+
+    qc = qc_path(args.out, args.shard)
+    if qc.is_file():
+        print(f"check first: {qc} (one row per case, most doubtful first)")
+    print(f"{tally.line()}; label coding {options.coding.value}")
     if tally.failures:
         print(f"failed cases: {Path(args.out) / FAILURES_CSV}", file=sys.stderr)
     return 1 if tally.failures else 0
@@ -241,6 +339,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     )
     add_shard_option(parser)
     add_model_options(parser)
+    add_output_options(parser, " (with --save)")
     add_both_empty_option(parser)
     parser.add_argument(
         "--compare-record",
@@ -256,6 +355,7 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from tumorseg.data import open_dataset
     from tumorseg.inference.evaluate import evaluate
     from tumorseg.inference.score import count_line, failed_cases, summary, write_table
+    from tumorseg.inference.uncertainty import ranking_line
 
     try:
         dataset = open_dataset(args.data, strict=False)
@@ -268,7 +368,17 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     saving = _SaveRecord(parser.prog, args, settings) if args.save else None
     report = open_report(parser.prog, args, dataset, **settings_record(settings))
     on_case = report.add if report else None
-    table = evaluate(dataset, model, cases, settings, args.both_empty, args.save, on_case)
+    table = evaluate(
+        dataset,
+        model,
+        cases,
+        settings,
+        args.both_empty,
+        args.save,
+        on_case,
+        save_options(args),
+        not args.no_resample,
+    )
     if saving:
         saving.finish(table)
     if args.out:
@@ -277,12 +387,14 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         print(f"wrote {report.write(table)}")
     with pd.option_context("display.width", 120, "display.precision", 4):
         rules = settings.postprocess
+        coding = f", label coding {args.label_coding}" if args.save else ""
         print(
             f"{count_line(table)}; threshold {settings.threshold}, tta {settings.tta.value}, "
             f"postprocess {rules.to_dict() if rules.active else 'none'}, "
-            f"both-empty {args.both_empty}; n: cases each mean is taken over"
+            f"both-empty {args.both_empty}{coding}; n: cases each mean is taken over"
         )
         print(summary(table).to_string())
+        print(ranking_line(table))
         if args.compare_record:
             print_record_comparison(table, args.weights)
     return 1 if failed_cases(table) else 0
@@ -299,6 +411,7 @@ class _SaveRecord:
         described = {**model_record(args.weights), "settings": settings_record(settings)}
         self.folder, self.shard = args.save, args.shard
         self.record = run_record(prog, vars(args), args.shard, described)
+        self.record["outputs"] = save_options(args).record()
         write_run_record(self.folder, self.record, self.shard)
 
     def finish(self, table: Any) -> None:
@@ -354,6 +467,23 @@ def score_main(argv: list[str] | None = None) -> int:
         "--out", default=None, help="per-case table: .csv, or .json with the summary"
     )
     parser.add_argument("--cases", nargs="+", default=None, help="case ids (default: all preds)")
+    add_label_coding_option(
+        parser,
+        "the --pred maps (the labels follow their dataset's layout); each map is checked: one "
+        "whose edema code lies mostly inside its other tumour codes is warned about, naming the "
+        "coding that fits, and the table's label_coding, edema_outer_share and coding_fits "
+        "columns record it",
+    )
+    parser.add_argument(
+        "--uncertainty",
+        metavar="DIR",
+        default=None,
+        help="also score voxel uncertainty maps DIR/<case>.nii.gz ((X,Y,Z,3) WT/TC/ET or "
+        "(X,Y,Z), 0 certain .. 100; `predict --save-uncertainty` writes PRED/uncertainty/) with "
+        "the QU-BraTS score per region: the mean of the area under the filtered Dice curve, "
+        "1 - that of the filtered true-positive ratio and 1 - that of the filtered true-negative "
+        "ratio over uncertainty thresholds 0, 25, 50, 75, 100 (columns <R>_qu_*)",
+    )
     add_shard_option(parser)
     add_both_empty_option(parser)
     add_report_option(parser)
@@ -373,7 +503,14 @@ def score_main(argv: list[str] | None = None) -> int:
         report = open_report(parser.prog, args, args.labels)
         on_case = report.add if report else None
         table = score_folder(
-            args.pred, args.labels, args.cases, args.both_empty, args.shard, on_case
+            args.pred,
+            args.labels,
+            args.cases,
+            args.both_empty,
+            args.shard,
+            on_case,
+            args.label_coding,
+            args.uncertainty,
         )
     except DataError as exc:
         fail(parser.prog, exc)
@@ -386,8 +523,18 @@ def score_main(argv: list[str] | None = None) -> int:
     if unscored:
         print(f"{len(unscored)} labelled case(s) without a prediction, not scored")
     with pd.option_context("display.width", 120, "display.precision", 4):
+        doubtful = int((table.get("coding_fits", pd.Series(dtype=str)).fillna("") != "").sum())
+        warned = f", {doubtful} case(s) fit another coding (see coding_fits)" if doubtful else ""
         print(
-            f"{count_line(table)}, both-empty {args.both_empty}; n: cases each mean is taken over"
+            f"{count_line(table)}, label coding {args.label_coding}{warned}, both-empty "
+            f"{args.both_empty}; n: cases each mean is taken over"
         )
         print(stats.to_string())
+        if args.uncertainty:
+            scored = table[table["error"].fillna("") == ""]
+            means = {r: scored[f"{r}_qu_score"].mean() for r in ("WT", "TC", "ET")}
+            print(
+                "QU-BraTS uncertainty score (mean over cases): "
+                + ", ".join(f"{r} {v:.4f}" for r, v in means.items())
+            )
     return 1 if failed_cases(table) else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from tumorseg.contract import PATCH_SIZE
 from tumorseg.data.errors import DataError
 from tumorseg.errors import fail
 
@@ -42,7 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         default=0.2,
         help="fraction of the cases held out as the store's valid split (default 0.2; 0: none)",
     )
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        default=list(PATCH_SIZE),
+        help="patch size in voxels (default: the course's %(default)s; e.g. 160 160 32 for "
+        "more context through the slices; X and Y multiples of 8, Z of 8)",
+    )
     args = p.parse_args(argv)
+    if any(v < 8 or v % 8 for v in args.patch_size):
+        fail(p.prog, f"--patch-size {args.patch_size}: each size must be a multiple of 8")
     if (
         not 0.0 <= args.valid_fraction < 1.0
         or min(args.background, args.focus) < 0
@@ -62,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             min_tumor=args.min_tumor,
             background=args.background,
             focus=args.focus,
+            patch_size=tuple(args.patch_size),
         )
-    except DataError as exc:
+    except (DataError, ValueError) as exc:
         fail(p.prog, exc)
     return 0

@@ -82,10 +82,12 @@ def _case_seed(seed: int, case: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(case.encode())])
 
 
-def _existing(folder: Path, case: str, k: int) -> Path | None:
+def _existing(
+    folder: Path, case: str, k: int, size: tuple[int, int, int] = PATCH_SIZE
+) -> Path | None:
     for p in folder.glob(f"{case}.nii.gz_{k}_x*_y*_z*.h5"):
         m = NAME_RE.match(p.name)
-        if m and m["case"] == case and int(m["k"]) == k and is_valid_patch(p):
+        if m and m["case"] == case and int(m["k"]) == k and is_valid_patch(p, size):
             return p
     return None
 
@@ -100,8 +102,10 @@ def build_patch_store(
     verbose: bool = True,
     background: int = 0,
     focus: int = 0,
+    patch_size: tuple[int, int, int] = PATCH_SIZE,
 ) -> dict:
-    """Sample ``per_case`` patches of 160x160x16 (≥ ``min_tumor`` tumor) from every case of ``data``.
+    """Sample ``per_case`` patches of ``patch_size`` (X, Y, Z; the course's 160x160x16 by
+    default) with ≥ ``min_tumor`` tumor from every case of ``data``.
 
     data: a dataset folder ``open_dataset`` understands; out: the ``processed`` folder.
     background: patches per case drawn anywhere in the brain, whatever their tumor content
@@ -127,13 +131,22 @@ def build_patch_store(
     for case in tqdm(ds, desc="patches", unit="case", disable=not verbose):
         part = "valid" if case.id in valid_ids else "train"
         folder = folders[part]
-        found = [_existing(folder, case.id, k) for k in range(per_case + background + focus)]
+        found = [
+            _existing(folder, case.id, k, patch_size) for k in range(per_case + background + focus)
+        ]
         if all(found):
             lists[part] += [p.name for p in found]
             continue
         image, label = case.load()
         names = _sample_case(
-            case.id, image, label, folder, found, (per_case, background), seed, min_tumor
+            case.id,
+            image,
+            label,
+            folder,
+            found,
+            (per_case, background),
+            seed,
+            (min_tumor, patch_size),
         )
         if len(names) < per_case:
             skipped.append(case.id)
@@ -150,7 +163,7 @@ def build_patch_store(
         "background": background,
         "focus": focus,
         "min_tumor": min_tumor,
-        "patch_size": list(PATCH_SIZE),
+        "patch_size": list(patch_size),
         "source": {"data": str(data), "release": _dataset_release(Path(data))},
     }
     write_text(out / "config.json", json.dumps(config, indent=1))
@@ -170,17 +183,18 @@ def _sample_case(
     found: list[Path | None],
     counts: tuple[int, int],
     seed: int,
-    min_tumor: float,
+    draw: tuple[float, tuple[int, int, int]],
 ) -> list[str]:
     """Write one case's patches into ``folder``: ``counts = (per_case, background)`` tumor and
     background patches, then ``len(found) - per_case - background`` focused on the rare classes;
-    returns their file names.  ``found[k]`` is an existing valid patch ``k`` (kept, not
+    ``draw = (min_tumor, patch_size)``.  Returns their file names.  ``found[k]`` is an existing valid patch ``k`` (kept, not
     rewritten).  Stops the tumor patches at the first failed draw (too little tumor)."""
     per_case, background = counts
+    min_tumor, size = draw
     rng = _case_seed(seed, case)
     names = []
     for k in range(per_case):
-        patch = sample_patch(image, label, PATCH_SIZE, min_tumor, rng)
+        patch = sample_patch(image, label, size, min_tumor, rng)
         if patch is None:
             break
         if found[k] is not None:  # keep what is already there
@@ -193,10 +207,10 @@ def _sample_case(
     focus_rng = np.random.default_rng([seed, zlib.crc32(case.encode()), 2])
     draws = {
         range(per_case, per_case + background): lambda: sample_background_patch(
-            image, label, PATCH_SIZE, rng=bg_rng
+            image, label, size, rng=bg_rng
         ),
         range(per_case + background, len(found)): lambda: sample_class_patch(
-            image, label, FOCUS_CLASSES, PATCH_SIZE, rng=focus_rng
+            image, label, FOCUS_CLASSES, size, rng=focus_rng
         ),
     }
     for ks, draw in draws.items():
@@ -222,6 +236,12 @@ def merge_stores(out: str | Path, held: str | Path, extra: list[str | Path]) -> 
     """
     out, held = Path(out), Path(held)
     configs = [read_store(s) for s in [held, *extra]]
+    sizes = {tuple(c.get("patch_size", PATCH_SIZE)) for c in configs}
+    if len(sizes) > 1:
+        raise DataError(
+            f"{', '.join(map(str, [held, *extra]))}: patch sizes differ ({sorted(sizes)}); "
+            "merge stores built with the same --patch-size"
+        )
     prefixes = [f"R{c.get('seed')}_" for c in configs[1:]]
     if len(set(prefixes)) < len(prefixes):
         raise DataError(f"{', '.join(map(str, extra))}: two stores with the same seed; merge one")
