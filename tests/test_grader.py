@@ -22,7 +22,7 @@ from submissions import make_submissions as gen
 
 from tumorseg.course import feedback
 from tumorseg.course.exercises import REGISTRY
-from tumorseg.course.grading import checks, grader, integrity, isolation, nbtools, results
+from tumorseg.course.grading import checks, grader, integrity, isolation, nbtools, results, running
 from tumorseg.course.grading import cli as grading_cli
 from tumorseg.course.grading.hidden import judge, reference
 from tumorseg.course.grading.sandbox import runner_command
@@ -563,7 +563,7 @@ def test_the_runner_imports_the_graders_tumorseg(
     monkeypatch.setattr(isolation, "prepare_folder", lambda folder, home=None: 0)
     monkeypatch.setattr(isolation, "wrap", lambda cmd, *args: cmd)
     setup = grader.Setup(instructor=nbformat.v4.new_notebook(), library=tmp_path / "library")
-    cmd, env = grader._command(setup, tmp_path)
+    cmd, env = running._command(setup, tmp_path)
     assert cmd[1:4] == ["-m", "tumorseg.course.grading.cli", "sandbox"]
     assert env["PYTHONPATH"] == str(isolation.package_dir().parent)
     split = cmd.index("--")
@@ -629,14 +629,20 @@ def test_results_csv_is_a_merge_keyed_by_submission(
     assert json.loads((out / "b.json").read_text())["total"] == 5
     assert sorted(p.name for p in out.iterdir()) == [
         ".results.lock",
+        "a.html",
         "a.json",
+        "b.html",
         "b.json",
+        "c.html",
         "c.json",
         "results.csv",
+        "summary.csv",
+        "summary.html",
     ]  # no temporary file left
     grade([d], {"d.ipynb": 1}, fresh=True)  # starting over is explicit
     assert list(_csv_rows(out)) == ["d.ipynb"]
     assert not (out / "a.json").exists() and (out / "d.json").exists()
+    assert not (out / "a.html").exists() and (out / "d.html").exists()
 
 
 @needs_notebook

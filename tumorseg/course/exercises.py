@@ -147,6 +147,8 @@ class Exercise:
     #: package functions that implement the exercise ("tumorseg.x.y.function"); a graded cell
     #: that imports or calls one of them (through ``tumorseg`` or ``util``) is flagged
     twins: tuple[str, ...] = field(default=())
+    #: what a passed exercise is worth in the LMS export (``tumorseg grade --export``)
+    points: float = 1
 
     def __post_init__(self) -> None:
         if self.result not in KINDS:

@@ -20,6 +20,8 @@ from tumorseg.atomic import folder_lock, write_text
 from tumorseg.course.exercises import REGISTRY
 
 CSV_NAME = "results.csv"
+#: the files written per submission beside results.csv: the JSON report and the feedback page
+REPORT_SUFFIXES = (".json", ".html")
 _LOCK_NAME = ".results.lock"
 
 
@@ -78,7 +80,8 @@ def merge(out: Path, rows: dict[str, dict[str, str]]) -> None:
 
 
 def start_fresh(out: Path) -> list[Path]:
-    """Start ``out`` over: an empty results.csv, and the JSON reports of its old rows removed.
+    """Start ``out`` over: an empty results.csv, and the reports (JSON and feedback page) of its
+    old rows removed.
     Returns the removed reports."""
     removed: list[Path] = []
     with locked(out):
@@ -87,9 +90,10 @@ def start_fresh(out: Path) -> list[Path]:
         except ResultsFileError:
             old = {}
         for key in old:
-            report = out / f"{Path(key).stem}.json"
-            if report.is_file() and Path(key).stem:
-                os.unlink(report)
-                removed.append(report)
+            for suffix in REPORT_SUFFIXES:
+                report = out / f"{Path(key).stem}{suffix}"
+                if report.is_file() and Path(key).stem:
+                    os.unlink(report)
+                    removed.append(report)
         write_text(out / CSV_NAME, _render({}))
     return removed
