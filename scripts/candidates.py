@@ -10,6 +10,10 @@ link) and ``cand_<stem>.json`` beside it: the snapshot's manifest with the ``thr
 ``tumorseg evaluate --weights cand_<stem>.weights.h5`` scores the snapshot as the shipped
 model is scored.  Prints the candidate paths.  ``--quick`` is a smoke run on a copy of the
 shipped model in a temporary folder.
+
+``--ensemble OUT.weights.h5`` writes one candidate instead: an ensemble of all WEIGHTS (the
+manifest's ``members``, absolute paths; each keeps its own manifest), with the settings of
+``--like``, so that ``tumorseg evaluate --weights OUT.weights.h5`` scores the ensemble.
 """
 
 from __future__ import annotations
@@ -36,7 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("weights", type=Path, nargs="*", help="snapshot .weights.h5 files")
     p.add_argument("--like", type=Path, default=None, help="reference manifest (default: shipped)")
     p.add_argument("--quick", action="store_true", help="a copy of the shipped model as snapshot")
+    p.add_argument("--ensemble", type=Path, default=None, help="write one ensemble candidate here")
     args = p.parse_args(argv)
+    if args.ensemble is not None:
+        if len(args.weights) < 2:
+            p.error("--ensemble needs at least two WEIGHTS files")
+        return write_ensemble(args.ensemble, args.weights, args.like)
     if args.quick:
         with tempfile.TemporaryDirectory(prefix="candidates-") as tmp:
             snap = Path(tmp) / "snapshot_1.weights.h5"
@@ -61,6 +70,21 @@ def write_candidates(weights_files: list[Path], like_path: Path | None) -> int:
         settings = {k: like[k] for k in SETTINGS if k in like}
         write_text(manifest_path(link), json.dumps(manifest | settings, indent=1))
         print(f"{link}: {settings}")
+    return 0
+
+
+def write_ensemble(out: Path, weights_files: list[Path], like_path: Path | None) -> int:
+    """Write the ensemble candidate ``out`` (a link to the first member) and its manifest."""
+    like = json.loads((like_path or manifest_path(pretrained_weights())).read_text())
+    members = [str(w.resolve()) for w in weights_files]
+    first = json.loads(manifest_path(weights_files[0]).read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.exists():
+        out.symlink_to(Path(members[0]))
+    settings = {k: like[k] for k in SETTINGS if k in like}
+    manifest = first | settings | {"members": members}
+    write_text(manifest_path(out), json.dumps(manifest, indent=1))
+    print(f"{out}: {len(members)} members, {settings}")
     return 0
 
 
