@@ -100,6 +100,30 @@ def grade_parser() -> argparse.ArgumentParser:
         help="a graded cell that imports or calls the package's own implementation of its "
         "exercise is always flagged in the report; 'zero' also scores it 0 (default: keep)",
     )
+    parser.add_argument(
+        "--export",
+        nargs=2,
+        metavar=("FORMAT", "FILE"),
+        help="also write the grades of every row of --out for an LMS: FORMAT canvas (gradebook "
+        "CSV), moodle (grade import CSV) or csv (points per exercise); needs --roster",
+    )
+    parser.add_argument(
+        "--roster",
+        type=Path,
+        help="CSV with a header row and the columns file (notebook name without .ipynb), name, "
+        "id, sis_id, section (or Canvas's Student, ID, SIS User ID, Section)",
+    )
+    parser.add_argument(
+        "--points",
+        nargs="+",
+        metavar="EX=N",
+        help="points of exercises in the export, e.g. C1=2 C4=0.5 (default: the registry's, 1)",
+    )
+    parser.add_argument(
+        "--assignment",
+        default=None,
+        help="the assignment's column name in the export (default: Brain Tumor Segmentation)",
+    )
     add_shard_option(parser, "submissions")
     parser.add_argument("--keep", type=Path, help="copy every grading folder here (debugging)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -113,7 +137,7 @@ def grade_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from tumorseg.course.exercises import REGISTRY
 
-    from . import grader, isolation, results
+    from . import grader, isolation, pages, results
 
     paths = _expand(args.submissions)
     missing = [p for p in paths if not p.exists()]
@@ -127,6 +151,7 @@ def grade_main(argv: list[str] | None = None) -> int:
         memory_mb=args.memory_mb,
         max_procs=args.max_procs,
     )
+    export = _export_options(parser, args)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     try:
@@ -164,7 +189,50 @@ def grade_main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     print(f"results: {args.out / results.CSV_NAME}")
+    if export is not None:
+        _write_export(args, *export)
+    print(f"summary: {args.out / pages.SUMMARY_HTML}")
     return 1 if errors else 0
+
+
+def _export_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple | None:
+    """The checked ``--export``/``--roster``/``--points`` (before grading starts): None without
+    --export, else (format, roster, points)."""
+    from tumorseg.errors import DataError
+
+    from . import lms
+
+    if args.export is None:
+        if args.roster or args.points or args.assignment:
+            parser.error("--roster, --points and --assignment go with --export FORMAT FILE")
+        return None
+    fmt = args.export[0]
+    if fmt not in {f.value for f in lms.Format}:
+        parser.error(f"--export {fmt}: choose one of {', '.join(f.value for f in lms.Format)}")
+    if args.roster is None:
+        parser.error("--export needs --roster ROSTER.csv (columns file,name,id,sis_id,section)")
+    try:
+        return lms.Format(fmt), lms.read_roster(args.roster), lms.parse_points(args.points)
+    except DataError as exc:
+        parser.error(str(exc))
+
+
+def _write_export(args: argparse.Namespace, fmt: object, roster: dict, points: dict) -> None:
+    """Write the LMS file, print what was not matched, and list it in the summary."""
+    from tumorseg.atomic import write_text
+
+    from . import lms, pages
+
+    text, export = lms.render(
+        fmt, args.out, roster, points, args.assignment or lms.DEFAULT_ASSIGNMENT
+    )
+    write_text(Path(args.export[1]), text)
+    graded = sum(v is not None for v in export.grades.values())
+    print(f"{fmt.value} export: {args.export[1]} ({graded} of {len(roster)} students graded)")
+    for heading, names in export.unmatched().items():
+        if names:
+            print(f"{heading} ({len(names)}): {', '.join(names)}")
+    pages.write_summary(args.out, export.unmatched())
 
 
 def sandbox_main(argv: list[str]) -> int:
