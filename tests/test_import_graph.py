@@ -130,3 +130,78 @@ def test_the_graph_sees_hidden_imports_and_import_strings(tmp_path: Path):
         "pkg.a:1 -> pkg.b:3 -> pkg.a",
         "pkg.c:2 -> pkg.sub.d:1 -> pkg.c",
     ]
+
+
+# --------------------------------------------------------------------------- layers
+#: The package's layers, lowest first: a module may import its own layer and those below,
+#: never one above, not even inside a function.  A subpackage's layer holds all its modules
+#: except its command lines (``*.cli``), which sit with ``tumorseg.cli`` on top.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset(
+        {
+            "tumorseg",
+            "tumorseg.errors",
+            "tumorseg.atomic",
+            "tumorseg.quiet",
+            "tumorseg.labels",
+            "tumorseg.resources",
+            "tumorseg.contract",
+            "tumorseg.hardware",
+        }
+    ),  # fmt: skip
+    frozenset({"tumorseg.batch", "tumorseg.data", "tumorseg.metrics"}),
+    frozenset({"tumorseg.model", "tumorseg.patches"}),
+    frozenset({"tumorseg.inference", "tumorseg.train"}),
+    frozenset({"tumorseg.viz"}),
+    frozenset({"tumorseg.course"}),
+)
+#: the command-line layer, above every other
+CLI_LAYER = len(LAYERS)
+
+
+def layer_of(module: str, layers: tuple[frozenset[str], ...] = LAYERS) -> int:
+    """The layer of ``module`` (``tumorseg.a.b``: that of ``tumorseg.a``; ``*.cli`` and
+    ``__main__`` modules: the CLI layer).  KeyError for a subpackage no layer names."""
+    parts = module.split(".")
+    if parts[-1] in ("cli", "__main__"):
+        return len(layers)
+    top = ".".join(parts[:2])
+    for level, members in enumerate(layers):
+        if top in members:
+            return level
+    raise KeyError(f"{top} is in no layer: add it to LAYERS in tests/test_import_graph.py")
+
+
+def upward_imports(
+    graph: dict[str, dict[str, int]], layers: tuple[frozenset[str], ...] = LAYERS
+) -> list[str]:
+    """Each import from a lower layer to a higher one, as ``a:LINE -> b``."""
+    return sorted(
+        f"{module}:{line} -> {target}"
+        for module, targets in graph.items()
+        for target, line in targets.items()
+        if layer_of(target, layers) > layer_of(module, layers)
+    )
+
+
+def test_every_module_has_a_layer():
+    for module in import_graph():
+        layer_of(module)
+
+
+def test_no_import_runs_upward():
+    assert upward_imports(import_graph()) == []
+
+
+def test_an_upward_import_inside_a_function_is_found(tmp_path: Path):
+    pkg = tmp_path / "pkg"
+    (pkg / "low").mkdir(parents=True)
+    (pkg / "high").mkdir()
+    for init in (pkg, pkg / "low", pkg / "high"):
+        (init / "__init__.py").write_text("")
+    (pkg / "low" / "a.py").write_text("def f():\n    from pkg.high import b\n")
+    (pkg / "high" / "b.py").write_text("from pkg.low import a\n")
+    (pkg / "high" / "cli.py").write_text("import pkg.high.b\n")
+    (pkg / "low" / "cli.py").write_text("import pkg.high.b\n")  # a command line sits on top
+    layers = (frozenset({"pkg", "pkg.low"}), frozenset({"pkg.high"}))
+    assert upward_imports(import_graph(pkg), layers) == ["pkg.low.a:2 -> pkg.high.b"]

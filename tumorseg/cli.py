@@ -12,6 +12,7 @@ is reported the same way here.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import sys
 
@@ -54,7 +55,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "score saved label maps against a dataset's labels",
     ),
     "merge": (
-        "tumorseg.batch.cli",
+        "tumorseg.cli",
         "merge_main",
         "merge the outputs of --shard runs (evaluate/score tables, grade folders)",
     ),
@@ -85,8 +86,136 @@ def hardware_main(argv: list[str]) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- tumorseg merge
+class PartKind(enum.Enum):
+    """What a shard's output is: a per-case table, or a grades folder."""
+
+    TABLE = "table"
+    GRADES = "grades"
+
+
+def part_kind(path: str) -> PartKind:
+    """The kind of one part of ``tumorseg merge``; DataError naming it when it is neither."""
+    from pathlib import Path
+
+    from tumorseg.course.grading.results import CSV_NAME
+    from tumorseg.inference.merge import TABLE_SUFFIXES
+
+    path = Path(path)
+    if path.is_dir():
+        if (path / CSV_NAME).is_file():
+            return PartKind.GRADES
+        raise DataError(
+            f"{path}: a folder without {CSV_NAME}, so not a `tumorseg grade --out` folder. "
+            f"Pass the grade folders of the shards, or the CSV/JSON tables of evaluate/score."
+        )
+    if path.suffix in TABLE_SUFFIXES:
+        if not path.is_file():
+            raise DataError(f"{path}: not found. Pass the --out file of each shard.")
+        return PartKind.TABLE
+    raise DataError(
+        f"{path}: not a part to merge. Pass the .csv/.json tables of `tumorseg evaluate`/"
+        f"`score`, or the --out folders of `tumorseg grade`."
+    )
+
+
+def parts_kind(parts: list[str]) -> PartKind:
+    """The common kind of ``parts``; DataError when there are none or they differ."""
+    from pathlib import Path
+
+    if not parts:
+        raise DataError("nothing to merge: pass the outputs of the shards.")
+    kinds = {Path(p): part_kind(p) for p in parts}
+    first = next(iter(kinds))
+    for path, kind in kinds.items():
+        if kind is not kinds[first]:
+            raise DataError(
+                f"{path}: a {kind.value} part, but {first} is a {kinds[first].value} part. "
+                f"Merge the outputs of one command at a time."
+            )
+    return kinds[first]
+
+
+def merge_main(argv: list[str] | None = None) -> int:
+    """``tumorseg merge --out OUT PART...``: tells what the parts are and hands them to the
+    command that owns how its outputs merge (:mod:`tumorseg.inference.merge` for the case tables
+    of evaluate/score, :mod:`tumorseg.course.grading.merge` for grade folders); exit status 1
+    when the merged table holds failed cases, 2 on a user error."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="tumorseg merge",
+        description="Merge the outputs of shards (--shard I/N): evaluate/score tables (CSV or "
+        "JSON; rows sorted by case, summary recomputed) or grade folders (results.csv and the "
+        "reports).  The result equals that of one unsharded run.",
+    )
+    parser.add_argument("parts", nargs="+", help="the shards' tables, or their grade folders")
+    parser.add_argument(
+        "--out", required=True, help="merged table (.csv or .json), or grade folder"
+    )
+    args = parser.parse_args(argv)
+
+    import pandas as pd
+
+    from tumorseg.course.grading.merge import merge_grades
+    from tumorseg.inference.merge import merge_tables, write_merged_table
+
+    try:
+        kind = parts_kind(args.parts)
+        if kind is PartKind.GRADES:
+            rows = merge_grades(args.parts, args.out)
+            print(f"merged {len(args.parts)} grade folder(s): {len(rows)} submission(s)")
+            print(f"results: {args.out}/results.csv")
+            return 0
+        table = merge_tables(args.parts)
+        written = write_merged_table(args.out, table)
+    except DataError as exc:
+        fail(parser.prog, exc)
+    from tumorseg.inference.score import count_line, failed_cases, summary
+
+    print(f"wrote {written}  ({len(args.parts)} part(s))")
+    with pd.option_context("display.width", 120, "display.precision", 4):
+        print(count_line(table))
+        print(summary(table).to_string())
+    return 1 if failed_cases(table) else 0
+
+
+def version_text() -> str:
+    """``tumorseg --version``: the package's version and the shipped model's identity (its
+    weights file and the first 12 hex of its sha256, as run records name it, and the manifest's
+    commit, steps and output kind); no deep-learning import."""
+    import hashlib
+    import json
+
+    from tumorseg import __version__
+    from tumorseg.resources import manifest_path, pretrained_weights
+
+    lines = [f"tumorseg {__version__}"]
+    try:
+        weights = pretrained_weights()
+        digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+        manifest = json.loads(manifest_path(weights).read_text())
+    except (OSError, ValueError) as exc:
+        return "\n".join([*lines, f"shipped model: unavailable ({exc})"])
+    facts = [
+        f"commit {str(manifest['git_commit'])[:12]}" if manifest.get("git_commit") else "",
+        f"{manifest['steps']} steps" if manifest.get("steps") else "",
+        f"outputs {manifest['outputs']}" if manifest.get("outputs") else "",
+    ]
+    described = ", ".join(f for f in facts if f)
+    lines.append(
+        f"shipped model: {weights.name}@{digest}" + (f" ({described})" if described else "")
+    )
+    return "\n".join(lines)
+
+
 def _usage() -> str:
-    lines = ["usage: tumorseg <command> [options]   (or: python -m tumorseg ...)", "", "commands:"]
+    lines = [
+        "usage: tumorseg <command> [options]   (or: python -m tumorseg ...)",
+        "       tumorseg --version",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<10} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     lines += ["", "Run 'tumorseg <command> --help' for a command's options."]
     return "\n".join(lines)
@@ -96,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
+        return 0
+    if argv[0] in {"-V", "--version"}:
+        print(version_text())
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

@@ -21,7 +21,9 @@ Outputs of a batch folder (``tumorseg predict DATA --out DIR``, ``evaluate --sav
   package version, the shard and rule, the host, start and end times and the outcome counts,
   as nnU-Net writes ``predict_from_raw_data_args.json``.
 
-The merge of sharded outputs is :mod:`tumorseg.batch.merge` (``tumorseg merge``).
+The merge of sharded outputs (``tumorseg merge``, :func:`tumorseg.cli.merge_main`) belongs to each
+command: :mod:`tumorseg.inference.merge` for case tables, :mod:`tumorseg.course.grading.merge`
+for grade folders.  This package imports nothing of the package above it.
 """
 
 from __future__ import annotations

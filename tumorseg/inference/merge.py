@@ -1,0 +1,56 @@
+"""How the case tables of ``tumorseg evaluate``/``score`` shards (``--shard I/N``) merge: the
+rows of every part (``--out`` CSV or JSON, any mix), sorted by case id (the order of an
+unsharded run), and the summary recomputed from them (:func:`.score.summary`: failed cases left
+out).  A case in two parts, or parts with different columns, is an error naming both files.
+``tumorseg merge`` (:func:`tumorseg.cli.merge_main`) dispatches here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from tumorseg.errors import DataError
+
+from .score import read_table, summary, write_table
+
+#: File endings of the case tables that ``tumorseg merge`` reads and writes.
+TABLE_SUFFIXES = (".csv", ".json")
+
+
+def merge_tables(parts: Sequence[str | Path]) -> pd.DataFrame:
+    """The rows of every part's case table, sorted by case id (see the module docstring).
+
+    Returns the merged table (columns of the parts, ``error`` "" where scored).  Raises
+    DataError for an unreadable part, a part whose columns differ from the first's, or a case
+    found in two parts.
+    """
+    tables = [(Path(p), read_table(p)) for p in parts]
+    first, columns = tables[0][0], list(tables[0][1].columns)
+    seen: dict[str, Path] = {}
+    for path, table in tables:
+        if list(table.columns) != columns:
+            raise DataError(
+                f"{path}: its columns differ from those of {first}; merge the tables of one "
+                f"command with the same options (missing: {sorted(set(columns) - set(table))}, "
+                f"extra: {sorted(set(table) - set(columns))})."
+            )
+        for case in table["case"]:
+            if case in seen:
+                raise DataError(
+                    f"{path}: case {case!r} is also in {seen[case]}; the parts overlap. Merge "
+                    f"the shards 0/N .. N-1/N of one run, each once."
+                )
+            seen[case] = path
+    merged = pd.concat([t for _, t in tables], ignore_index=True)
+    cases = merged["case"].tolist()
+    order = sorted(range(len(cases)), key=lambda i: cases[i])
+    return merged.iloc[order].reset_index(drop=True)
+
+
+def write_merged_table(out: str | Path, table: pd.DataFrame) -> Path:
+    """Write a merged case table to ``out`` (CSV, or JSON with the recomputed summary)."""
+    if Path(out).suffix not in TABLE_SUFFIXES:
+        raise DataError(f"{out}: merged tables are written as .csv or .json; name --out so.")
+    return write_table(out, table, summary(table))
