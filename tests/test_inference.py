@@ -453,7 +453,9 @@ def test_notebook_whole_scan_scores_equal_evaluate(tmp_path, no_show):
     label[14:18, 14:18, 8:12] = 3
     data = write_dataset(tmp_path, image, label)
     postprocess = {"min_component": 20, "keep_fraction": 0.0, "min_enhancing": 0}
-    model = PointwiseModel({"tta": "x", "postprocess": postprocess})
+    # the model's spacing is the case's, so evaluate predicts on its grid as the notebook does
+    manifest = {"tta": "x", "postprocess": postprocess, "spacing": [1.2, 0.9, 2.0]}
+    model = PointwiseModel(manifest)
     threshold = 0.45
 
     image_disk = nib.load(data / "imagesTr" / "BRATS_001.nii.gz").get_fdata()
@@ -523,7 +525,14 @@ def test_predict_cli_writes_aligned_label_map(tmp_path, tiny_weights, tiny_unet)
     image = make_image(shape=(30, 26, 20), box=((2, 28), (3, 24), (1, 19)), seed=4)
     case, affine = write_case(tmp_path, image)
     out = tmp_path / "out" / "seg.nii.gz"
+    # the case is at 1.2 x 0.9 x 2 mm: resampled to the model's 1 mm and back by default ...
     assert main([str(case), "--weights", str(tiny_weights), "--out", str(out)]) == 0
+    resampled = nib.load(out)
+    assert resampled.shape == (30, 26, 20)
+    np.testing.assert_allclose(resampled.affine, affine)
+    # ... and on its own grid with --no-resample, where it is predict_volume's map
+    argv = [str(case), "--weights", str(tiny_weights), "--out", str(out), "--no-resample"]
+    assert main(argv) == 0
     seg = nib.load(out)
     assert seg.shape == (30, 26, 20)
     assert seg.get_data_dtype() == np.uint8

@@ -39,9 +39,9 @@ from tumorseg.batch import (
     update_failures,
     write_run_record,
 )
-from tumorseg.data import DataError, Dataset, load_image, open_dataset, save_label_map
+from tumorseg.data import DataError, Dataset, load_image, open_dataset
 from tumorseg.data.io import NIFTI_EXTENSIONS, PathLike, find_nifti
-from tumorseg.inference.settings import InferenceSettings
+from tumorseg.inference.settings import InferenceSettings, resolve_settings
 from tumorseg.labels import BRATS_SUFFIXES
 
 
@@ -105,6 +105,16 @@ def segment(image: np.ndarray, model: Any, settings: InferenceSettings | None = 
     return probabilities_to_labels(probs, settings.threshold, settings.outputs)
 
 
+def qc_path(out: PathLike, shard: Shard) -> Path:
+    """The check-first list of a folder run: ``out/qc.csv`` (``qc-shard-I-of-N.csv`` for a
+    shard, so shards sharing ``out`` never write one file at once)."""
+    from tumorseg.inference.uncertainty import QC_CSV
+
+    if shard.whole:
+        return Path(out) / QC_CSV
+    return Path(out) / f"qc-shard-{shard.index}-of-{shard.count}.csv"
+
+
 def output_path(out: PathLike, case: str) -> Path:
     """Where a folder run writes ``case``'s map: ``out/<case>.nii.gz``."""
     return Path(out) / f"{case}{NIFTI_EXTENSIONS[0]}"
@@ -126,6 +136,8 @@ def predict_folder(
     overwrite: bool = False,
     record: dict[str, Any] | None = None,
     prog: str = "tumorseg predict",
+    options: Any = None,
+    resample: bool = True,
 ) -> Tally:
     """Segment this shard's cases of the dataset ``data`` into ``out/<case>.nii.gz``.
 
@@ -139,6 +151,13 @@ def predict_folder(
         record: the run record (``tumorseg.batch.run_record``) to write into ``out`` at the
             start, and again with the outcome at the end; None: none.
         prog: the command name for failure lines on stderr.
+        options: what to write per case (``tumorseg.inference.outputs.SaveOptions``: the
+            label coding, probabilities, uncertainty; default: course-coded maps only).
+        resample: resample scans at another spacing than the model's
+            (``tumorseg.inference.spacing``).
+
+    Each written case's doubt (``tumorseg.inference.uncertainty.case_doubt``) goes into the
+    check-first list ``qc_path(out, shard)``, most doubtful case first.
 
     Returns the ``Tally`` (written / already there / failed, and the failures).  A missing or
     unknown dataset folder raises DataError before anything is written.
@@ -169,8 +188,19 @@ def predict_folder(
                     tally.add(Outcome.FAILED, cid, str(exc))
                     update_failures(out, {cid: str(exc)})
                     continue
-                save_label_map(segment(image, model, settings), reference, target)
+                from tumorseg.inference.outputs import SaveOptions, run_case, write_outputs
+                from tumorseg.inference.spacing import header_spacing
+                from tumorseg.inference.uncertainty import update_qc
+
+                options = options or SaveOptions()
+                result = run_case(
+                    image, header_spacing(reference), model, settings, resample, source=cid
+                )
                 del image
+                threshold = (settings or resolve_settings(model)).threshold
+                write_outputs(result, reference, target, options, threshold, folder=True)
+                update_qc(qc_path(out, shard), [{"case": cid, **result.doubt}])
+                del result
                 tally.add(Outcome.WRITTEN)
             if cid in listed:  # done now: off the failures list
                 update_failures(out, {}, [cid])

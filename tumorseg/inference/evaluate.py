@@ -26,11 +26,19 @@ import pandas as pd
 
 from tumorseg.batch import one_line, report_failure
 from tumorseg.contract import DEFAULT_OUTPUTS, THRESHOLD, Outputs, probabilities_to_labels
-from tumorseg.data import DataError, Dataset, open_dataset, save_label_map
-from tumorseg.inference.postprocess import Postprocess, apply_to_probabilities
-from tumorseg.inference.predict import predict_volume
+from tumorseg.data import DataError, Dataset, open_dataset
+from tumorseg.inference.outputs import (
+    CaseResult,
+    SaveOptions,
+    judge,
+    label_probabilities,
+    write_outputs,
+)
+from tumorseg.inference.postprocess import Postprocess
 from tumorseg.inference.score import ERROR, CaseHook, ScoredCase, case_table, score_labels
 from tumorseg.inference.settings import InferenceSettings, resolve_settings
+from tumorseg.inference.spacing import MODEL_SPACING, model_spacing, predict_probabilities
+from tumorseg.inference.uncertainty import QC_COLUMNS
 from tumorseg.metrics import BothEmpty
 
 
@@ -67,7 +75,8 @@ class CasePrediction:
 
     probs: (3, X, Y, Z) probabilities; label: (X, Y, Z) ground truth, codes 0..3; spacing: mm
     per voxel along X, Y, Z; seconds: the prediction's wall time; reference: the image file
-    whose header describes the grid (for saving the label map), when known.
+    whose header describes the grid (for saving the label map), when known; model_spacing: the
+    spacing the model was trained at (the clean-up's sizes are voxels of it).
     """
 
     case: str
@@ -76,6 +85,7 @@ class CasePrediction:
     spacing: tuple[float, float, float]
     seconds: float
     reference: Path | None = None
+    model_spacing: tuple[float, float, float] = MODEL_SPACING
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,7 @@ def predict_cases(
     cases: Sequence[str] | None = None,
     settings: InferenceSettings | None = None,
     keep_going: bool = False,
+    resample: bool = True,
     **changes: Any,
 ) -> Iterator[CasePrediction | CaseFailure]:
     """Predict every case (or the listed ones) of a dataset, one at a time, without
@@ -101,11 +112,15 @@ def predict_cases(
     data: a dataset folder, or an opened ``Dataset``.  keep_going: a case whose files are
     missing or bad yields a ``CaseFailure`` instead of raising its DataError (and the folder is
     opened with ``strict=False``, so a missing file is found when its case is loaded).
+    resample: resample a case whose voxel size (its label header's) differs from the model's
+    (``tumorseg.inference.spacing.predict_probabilities``); the probabilities are on the case's
+    own grid either way.
     """
     from tqdm.auto import tqdm
 
     settings = resolve_settings(model, settings, **changes).override(postprocess=Postprocess.NONE)
     dataset = data if isinstance(data, Dataset) else open_dataset(data, strict=not keep_going)
+    target = model_spacing(model)
     selected = list(dataset) if not cases else [dataset[c] for c in cases]
     for case in tqdm(selected, desc="evaluate", unit="case"):
         try:
@@ -116,10 +131,10 @@ def predict_cases(
             yield CaseFailure(case.id, one_line(exc))
             continue
         start = time.perf_counter()
-        probs = predict_volume(image, model, settings=settings)
+        probs = predict_probabilities(image, spacing, model, settings, resample, case.id)
         del image
         seconds = time.perf_counter() - start
-        yield CasePrediction(case.id, probs, label, spacing, seconds, case.image_paths[0])
+        yield CasePrediction(case.id, probs, label, spacing, seconds, case.image_paths[0], target)
 
 
 def score_prediction(
@@ -130,40 +145,51 @@ def score_prediction(
     save: str | Path | None = None,
     on_case: CaseHook | None = None,
     outputs: Outputs | str = DEFAULT_OUTPUTS,
+    options: SaveOptions | None = None,
 ) -> dict[str, float | str]:
-    """``{"case", score_case columns..., "seconds"}`` of one prediction cleaned with ``rules``
-    (the post-processing's own time is added to ``seconds``).
+    """``{"case", score_case columns..., "seconds", QC_COLUMNS...}`` of one prediction cleaned
+    with ``rules`` (the post-processing's own time is added to ``seconds``; its sizes are
+    scaled to the case's voxels, ``spacing.scaled_rules``); the ``QC_COLUMNS`` are the case's
+    doubt (``uncertainty.case_doubt``), untimed.
 
     save: a folder to write the scored label map into, as ``<case>.nii.gz`` on the grid of
-    ``pred.reference`` (atomically; the folder is created when missing).
+    ``pred.reference`` (atomically; the folder is created when missing), with what
+    ``options`` asks for (``outputs.write_outputs``: the coding, probabilities, uncertainty).
     on_case: called (untimed) with the row and the label map as a ``ScoredCase`` (no image).
     outputs: what the probabilities' channels stand for (the model's ``Outputs`` kind).
     """
     start = time.perf_counter()
-    rules = Postprocess.from_record(rules)
-    probs = pred.probs
-    if rules.active:
-        probs = apply_to_probabilities(probs, rules, threshold, outputs)
-    labels = probabilities_to_labels(probs, threshold, outputs)
+    settings = InferenceSettings(
+        threshold=threshold, postprocess=Postprocess.from_record(rules), outputs=outputs
+    )
+    labels = label_probabilities(pred.probs, settings, pred.spacing, pred.model_spacing)
     seconds = pred.seconds + time.perf_counter() - start
     row: dict[str, float | str] = {"case": pred.case}
     row.update(score_labels(labels, pred.label, pred.spacing, both_empty))
     row["seconds"] = round(seconds, 2)
+    uncertainty, doubt = judge(pred.probs, labels, pred.spacing, outputs)
+    row.update(doubt)
     if save is not None:
-        _save_labels(labels, pred, Path(save))
+        result = CaseResult(pred.probs, labels, uncertainty, doubt, Outputs(outputs))
+        _save_outputs(result, pred, Path(save), options or SaveOptions(), threshold)
     if on_case is not None:
         on_case(ScoredCase(pred.case, row, labels, pred.label, pred.spacing))
     return row
 
 
-def _save_labels(labels: np.ndarray, pred: CasePrediction, folder: Path) -> Path:
+def _save_outputs(
+    result: CaseResult, pred: CasePrediction, folder: Path, options: SaveOptions, threshold: float
+) -> Path:
     import nibabel as nib
 
     from tumorseg.inference.batch import output_path
 
     if pred.reference is None:
         raise ValueError(f"case {pred.case}: no reference image to save its label map on")
-    return save_label_map(labels, nib.load(str(pred.reference)), output_path(folder, pred.case))
+    reference = nib.load(str(pred.reference))
+    return write_outputs(
+        result, reference, output_path(folder, pred.case), options, threshold, folder=True
+    )[0]
 
 
 def evaluate(
@@ -174,6 +200,8 @@ def evaluate(
     both_empty: str = BothEmpty.BRATS.value,
     save: str | Path | None = None,
     on_case: CaseHook | None = None,
+    options: SaveOptions | None = None,
+    resample: bool = True,
     **changes: Any,
 ) -> pd.DataFrame:
     """Predict and score every case (or the listed ones, in that order) of a dataset.
@@ -188,16 +216,19 @@ def evaluate(
         save: a folder for the scored label maps, ``<case>.nii.gz`` (default: none kept).
         on_case: called with each scored case's ``ScoredCase`` (see ``score_prediction``),
             e.g. to draw the report's pictures while its label maps are in memory.
+        options: what ``save`` writes per case (``outputs.SaveOptions``: label coding,
+            probabilities, uncertainty; default: course-coded maps only).
+        resample: resample cases at another spacing than the model's (``predict_cases``).
         **changes: settings to change, by field name (e.g. ``threshold=0.4``).
 
     Returns:
         ``score.case_table``, one row per case: ``case``, the ``score_case`` columns,
-        ``seconds`` and ``error`` ("" when scored; else why the case could not be read, and
+        ``seconds``, the doubt (``uncertainty.QC_COLUMNS``) and ``error`` ("" when scored; else why the case could not be read, and
         the scores are NaN).
     """
     settings = resolve_settings(model, settings, **changes)
     rows: list[dict] = []
-    for item in predict_cases(data, model, cases, settings, keep_going=True):
+    for item in predict_cases(data, model, cases, settings, keep_going=True, resample=resample):
         if isinstance(item, CaseFailure):
             report_failure("tumorseg evaluate", item.case, item.error)
             rows.append({"case": item.case, ERROR: item.error})
@@ -205,7 +236,7 @@ def evaluate(
             rules, threshold = settings.postprocess, settings.threshold
             rows.append(
                 score_prediction(
-                    item, rules, threshold, both_empty, save, on_case, settings.outputs
+                    item, rules, threshold, both_empty, save, on_case, settings.outputs, options
                 )
             )
-    return case_table(rows, extra=["seconds"])
+    return case_table(rows, extra=["seconds", *QC_COLUMNS])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,15 @@ from tumorseg.atomic import write_text
 from tumorseg.batch import Shard, one_line, report_failure
 from tumorseg.data import DataError, load_label_map, open_dataset
 from tumorseg.data.io import NIFTI_EXTENSIONS, PathLike
-from tumorseg.labels import CLASS_KEYS, REGIONS
+from tumorseg.labels import (
+    CLASS_KEYS,
+    DEFAULT_CODING,
+    REGIONS,
+    LabelCoding,
+    coding_fit,
+    edema_outer_share,
+    from_coding,
+)
 from tumorseg.metrics import BothEmpty
 
 #: Relative tolerance on the voxel size of a prediction against its label's.
@@ -43,6 +52,53 @@ SPACING_RTOL = 1e-3
 
 #: Column of a case table holding why a case was not scored ("" when it was).
 ERROR = "error"
+
+#: Columns of a ``score_folder`` table on the predictions' coding: the coding they were read in,
+#: the share of the tumour's outer surface that is edema (``edema_outer_share``; empty when no
+#: verdict) and the coding that fits better when the read one looks wrong ("" otherwise).
+CODING_COLUMNS: tuple[str, ...] = ("label_coding", "edema_outer_share", "coding_fits")
+
+#: Columns of the QU-BraTS score of an uncertainty map (``score_folder(uncertainty=...)``).
+QU_COLUMNS: tuple[str, ...] = tuple(
+    f"{r}_qu_{m}" for r in REGIONS for m in ("score", "dice_auc", "ftp_auc", "ftn_auc")
+)
+
+
+def read_uncertainty(path: PathLike, shape: Sequence[int]) -> np.ndarray:
+    """An uncertainty map (``tumorseg predict --save-uncertainty``: (X, Y, Z, 3), WT/TC/ET,
+    0..100; stored values, the header's scaling ignored) as float64; a 3-D map is used for
+    every region.  Raises DataError naming the file when it is missing, unreadable, on another
+    grid than ``shape`` (X, Y, Z) or outside 0..100."""
+    import nibabel as nib
+
+    try:
+        unc = np.asarray(nib.load(str(path)).dataobj.get_unscaled(), np.float64)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(
+            f"{path}: uncertainty map missing or unreadable ({one_line(exc)}). Write it with "
+            f"`tumorseg predict DATA --out DIR --save-uncertainty` (DIR/uncertainty/<case>.nii.gz)."
+        ) from None
+    if unc.ndim == 3:
+        unc = np.repeat(unc[..., None], len(REGIONS), axis=-1)
+    if unc.shape != (*tuple(shape), len(REGIONS)) or unc.min() < 0 or unc.max() > 100:
+        raise DataError(
+            f"{path}: an uncertainty map must be (X, Y, Z) or (X, Y, Z, {len(REGIONS)}) on the "
+            f"label's grid {tuple(shape)} with values 0..100; got shape {unc.shape}, values "
+            f"{unc.min():g}..{unc.max():g}."
+        )
+    return unc
+
+
+def qu_columns(pred: np.ndarray, truth: np.ndarray, unc: np.ndarray) -> dict[str, float]:
+    """The ``QU_COLUMNS`` of one case: ``qu_brats_score`` of each region's masks of ``pred``
+    and ``truth`` (course codes, (X, Y, Z)) with its channel of ``unc`` (X, Y, Z, 3)."""
+    from tumorseg.metrics.qu_brats import qu_brats_score
+
+    row = {}
+    for channel, (region, codes) in enumerate(REGIONS.items()):
+        figures = qu_brats_score(np.isin(pred, codes), np.isin(truth, codes), unc[..., channel])
+        row.update({f"{region}_qu_{k}": round(v, 6) for k, v in figures.items()})
+    return {k: row[k] for k in QU_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -214,17 +270,64 @@ def match_cases(
     return pairs, unscored
 
 
+def read_prediction(
+    path: PathLike, coding: LabelCoding | str = DEFAULT_CODING
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """``(labels, spacing)`` of a saved label map written in ``coding``: (X, Y, Z) course codes
+    and its voxel size in mm.  Raises DataError naming the file when it is unreadable or holds a
+    code that ``coding`` does not have (the message names the coding and the option)."""
+    coding = LabelCoding(coding)
+    try:
+        if coding is LabelCoding.BRATS2021:
+            return load_label_map(path, brats_codes=True)
+        labels, spacing = load_label_map(path)
+    except DataError as exc:
+        raise DataError(
+            f"{exc} (read in the {coding.value} label coding; pass --label-coding "
+            f"{'/'.join(c.value for c in LabelCoding)} for the coding it was written in)"
+        ) from None
+    return (from_coding(labels, coding) if coding is not LabelCoding.MSD else labels), spacing
+
+
+def coding_columns(pred: np.ndarray, coding: LabelCoding | str) -> dict[str, object]:
+    """The ``CODING_COLUMNS`` of a prediction read in ``coding`` (course codes, (X, Y, Z))."""
+    share = edema_outer_share(pred)
+    fits = coding_fit(pred, coding)
+    return {
+        "label_coding": LabelCoding(coding).value,
+        "edema_outer_share": math.nan if share is None else round(share, 4),
+        "coding_fits": "" if fits is None else fits.value,
+    }
+
+
+def coding_warning(case: str, row: Mapping[str, object]) -> str | None:
+    """The warning for a case whose ``coding_fits`` names another coding, or None."""
+    if not row.get("coding_fits"):
+        return None
+    share = float(row["edema_outer_share"])  # type: ignore[arg-type]
+    return (
+        f"case {case}: its 'edema' code lies mostly inside the other tumour codes (edema is "
+        f"{share:.0%} of the tumour's outer surface), so it was likely written in another "
+        f"coding than {row['label_coding']}: {row['coding_fits']} fits; rescore with "
+        f"--label-coding {row['coding_fits']}"
+    )
+
+
 def load_pair(
-    pred_path: PathLike, label_path: PathLike, brats_codes: bool = False
+    pred_path: PathLike,
+    label_path: PathLike,
+    brats_codes: bool = False,
+    coding: LabelCoding | str = DEFAULT_CODING,
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """``(pred, truth, spacing)``: a saved prediction and its label, (X, Y, Z) course codes, and
     the label's voxel size in mm.
 
-    Raises DataError naming the prediction when it is unreadable, holds codes outside 0..3, or
-    lies on another grid (shape or voxel size) than the label.
+    coding: the prediction's label coding (``LabelCoding``; the label follows its dataset's
+    layout).  Raises DataError naming the prediction when it is unreadable, holds codes outside
+    its coding, or lies on another grid (shape or voxel size) than the label.
     """
     truth, spacing = load_label_map(label_path, brats_codes)
-    pred, pred_spacing = load_label_map(pred_path)
+    pred, pred_spacing = read_prediction(pred_path, coding)
     if pred.shape != truth.shape:
         raise DataError(
             f"{pred_path}: prediction shape {pred.shape} differs from the label's {truth.shape} "
@@ -258,6 +361,8 @@ def score_folder(
     both_empty: str = BothEmpty.BRATS.value,
     shard: Shard | None = None,
     on_case: CaseHook | None = None,
+    coding: LabelCoding | str = DEFAULT_CODING,
+    uncertainty: PathLike | None = None,
 ) -> pd.DataFrame:
     """Score every prediction of a folder (or the listed cases) against its label.
 
@@ -268,11 +373,16 @@ def score_folder(
         both_empty: how a region absent from both maps is scored (see ``tumorseg.metrics``).
         shard: score only this share of those cases (``tumorseg.batch.Shard``; default all).
         on_case: called with each scored case's ``ScoredCase`` (no image) once it is scored.
+        coding: the predictions' label coding (``LabelCoding``); each is checked for fitting
+            it (``coding_fit``): a doubtful case is warned about on stderr, naming the coding
+            that fits, and its row records it (``CODING_COLUMNS``).
+        uncertainty: a folder of uncertainty maps ``<case>.nii.gz`` (``read_uncertainty``):
+            each case also gets its QU-BraTS score per region (``QU_COLUMNS``).
 
     Returns:
         ``case_table``, one row per case sorted by case id (the shard rule's order): ``case``,
-        the ``score_labels`` columns and ``error``; ``attrs["unscored"]`` lists the labelled
-        cases without a prediction.  Every pair is matched before any is scored, so a case
+        the ``score_labels`` columns, the ``CODING_COLUMNS`` (and ``QU_COLUMNS``) and
+        ``error``; ``attrs["unscored"]`` lists the labelled cases without a prediction.  Every pair is matched before any is scored, so a case
         without a prediction or label fails fast (DataError); a case whose files cannot be
         scored gets its ``error`` (also printed on stderr) and the others are scored.
     """
@@ -283,15 +393,29 @@ def score_folder(
     rows: list[dict] = []
     for cid, pred_path, label_path, brats_codes in tqdm(pairs, desc="score", unit="case"):
         try:
-            pred, truth, spacing = load_pair(pred_path, label_path, brats_codes)
+            pred, truth, spacing = load_pair(pred_path, label_path, brats_codes, coding)
         except DataError as exc:
             report_failure("tumorseg score", cid, exc)
             rows.append({"case": cid, ERROR: one_line(exc)})
             continue
-        rows.append({"case": cid, **score_labels(pred, truth, spacing, both_empty)})
+        row = {"case": cid, **score_labels(pred, truth, spacing, both_empty)}
+        row.update(coding_columns(pred, coding))
+        if uncertainty is not None:
+            try:
+                unc = read_uncertainty(Path(uncertainty) / pred_path.name, truth.shape)
+            except DataError as exc:
+                report_failure("tumorseg score", cid, exc)
+                rows.append({"case": cid, ERROR: one_line(exc)})
+                continue
+            row.update(qu_columns(pred, truth, unc))
+        warning = coding_warning(cid, row)
+        if warning:
+            print(f"tumorseg score: warning: {warning}", file=sys.stderr)
+        rows.append(row)
         if on_case is not None:
             on_case(ScoredCase(cid, rows[-1], pred, truth, spacing))
-    table = case_table(rows)
+    extra = (*CODING_COLUMNS, *(QU_COLUMNS if uncertainty is not None else ()))
+    table = case_table(rows, extra=extra)
     table.attrs["unscored"] = unscored
     return table
 
