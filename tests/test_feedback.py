@@ -11,7 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
+from test_browser import CHROMIUM_ARGS, chromium  # noqa: F401  (the browser fixture)
 
+from tumorseg.cli import main
 from tumorseg.course.exercises import REGISTRY
 from tumorseg.course.grading import cli, grader, pages
 
@@ -152,3 +154,42 @@ def test_every_submission_gets_a_page_and_the_merge_keeps_them(known_batch, tmp_
         page = (known_batch / f"{name}.html").read_text()
         assert f"Feedback on {name}.ipynb" in page
     assert "Total: <strong>2</strong> of 6 points" in (known_batch / "ben.html").read_text()
+    # two shards merged: the pages come along and the summary is that of the whole batch
+    subs = known_batch.parent / "subs"
+    argv = [str(subs), "--no-sandbox", "--quiet"]
+    for i in (0, 1):
+        cli.grade_main([*argv, "--out", str(tmp_path / f"shard-{i}"), "--shard", f"{i}/2"])
+    merged = tmp_path / "merged"
+    assert (
+        main(["merge", "--out", str(merged), *(str(tmp_path / f"shard-{i}") for i in (0, 1))]) == 0
+    )
+    for name in OUTCOMES:
+        assert (merged / f"{name}.html").read_text() == (known_batch / f"{name}.html").read_text()
+    for summary in (pages.SUMMARY_CSV, pages.SUMMARY_HTML):
+        assert (merged / summary).read_text() == (known_batch / summary).read_text()
+
+
+@pytest.mark.slow
+def test_feedback_and_summary_pages_in_chromium(chromium, known_batch):  # noqa: F811
+    from playwright.sync_api import sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+            page.on("request", lambda r: r.url.startswith("file:") or problems.append(r.url))
+            page.goto((known_batch / "ben.html").as_uri(), wait_until="load")
+            rows = page.locator("tr.exercise").all_inner_texts()
+            total = page.locator(".total").inner_text()
+            page.goto((known_batch / pages.SUMMARY_HTML).as_uri(), wait_until="load")
+            bars = page.locator("tr.histogram .bar").count()
+        finally:
+            browser.close()
+    assert problems == []
+    assert total == "Total: 2 of 6 points" and len(rows) == 6
+    assert rows[5].startswith("UNQ_C6") and "Timed out" in rows[5]
+    assert bars == 8
