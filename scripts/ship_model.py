@@ -20,6 +20,12 @@ ones (``tumorseg.resources.pretrained_weights()``); the manifest is the weights'
   rules and ``tta`` chosen on the real validation patients, and ``real_valid``: per-patient
   figures of this model and of the one it replaces.
 
+``--add-member W`` (repeatable) turns the shipped model into an ensemble instead of replacing
+it: each W is copied beside the shipped weights as ``model_member<k>.weights.h5`` with its own
+manifest (``model_member<k>.json``), and the shipped manifest lists ``members`` (the shipped
+weights first), so ``load_pretrained()`` loads them all (``tumorseg.model.ensemble``); the
+positional WEIGHTS must then be the shipped weights file itself, which stays as it is.
+
 Both files are written atomically; nothing is written when an input is missing.
 ``--quick`` is a smoke run that ships a copy of the shipped model into a temporary folder
 (``--dest``), leaving the package untouched.
@@ -89,6 +95,13 @@ def main(argv: list[str] | None = None) -> int:
         help="JSON file whose keys join the manifest (e.g. postprocess, tta, real_valid)",
     )
     p.add_argument("--dest", type=Path, default=None, help="default: the shipped weights file")
+    p.add_argument(
+        "--add-member",
+        type=Path,
+        action="append",
+        default=[],
+        help="ship an ensemble: add this .weights.h5 (manifest beside) as a member",
+    )
     p.add_argument("--quick", action="store_true", help="smoke run into a temporary folder")
     if argv is None:
         argv = sys.argv[1:]
@@ -141,6 +154,10 @@ def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             "selection": args.selection,
             "machine": args.machine,
         }
+        if args.add_member:
+            if args.weights.resolve() != dest.resolve():
+                raise ValueError(f"{args.weights}: --add-member keeps the shipped weights {dest}")
+            return add_members(dest, previous, args.add_member, extra)
         manifest = shipped_manifest(args.weights, previous, extra)
     except (OSError, ValueError) as exc:
         fail(p.prog, exc)
@@ -148,6 +165,22 @@ def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         shutil.copyfile(args.weights, tmp)
     write_text(manifest_path(dest), json.dumps(manifest, indent=1) + "\n")
     print(f"shipped {args.weights} ({manifest['steps']} steps) as {dest}")
+    return 0
+
+
+def add_members(dest: Path, previous: dict, members: list[Path], extra: dict) -> int:
+    """Copy ``members`` beside ``dest`` as ``model_member<k>`` and list them in its manifest."""
+    names = list(previous.get("members", [dest.name]))
+    for weights in members:
+        own = json.loads(manifest_path(weights).read_text())
+        target = dest.with_name(f"model_member{len(names)}.weights.h5")
+        with atomic_path(target) as tmp:
+            shutil.copyfile(weights, tmp)
+        write_text(manifest_path(target), json.dumps(own, indent=1) + "\n")
+        names.append(target.name)
+    manifest = previous | extra | {"members": names}
+    write_text(manifest_path(dest), json.dumps(manifest, indent=1) + "\n")
+    print(f"shipped an ensemble of {len(names)} as {dest}: {', '.join(names)}")
     return 0
 
 

@@ -97,3 +97,32 @@ def test_load_pretrained_reads_members_once_and_averages_them(tmp_path):
         top["members"].append("c.weights.h5")
         (tmp_path / "a.json").write_text(json.dumps(top))
         load_pretrained(tmp_path / "a.weights.h5")
+
+
+@pytest.mark.slow
+def test_ship_model_add_member_ships_an_ensemble_beside_the_weights(
+    tmp_path, batch_weights, repo_root
+):
+    import shutil
+
+    from conftest import load_file_module
+
+    from tumorseg.model import load_pretrained
+
+    dest = tmp_path / "model_pretrained.weights.h5"
+    shutil.copyfile(batch_weights, dest)
+    shutil.copyfile(batch_weights.with_name("tiny.json"), tmp_path / "model_pretrained.json")
+    (tmp_path / "reproduce.txt").write_text("tumorseg train ...\n")
+    ship = load_file_module(repo_root / "scripts" / "ship_model.py", "ship_model_add")
+    argv = [str(dest), "--dest", str(dest), "--add-member", str(batch_weights)]
+    argv += ["--reproduce", str(tmp_path / "reproduce.txt"), "--selection", "s", "--machine", "m"]
+    before = dest.read_bytes()
+    assert ship.main(argv) == 0
+    assert dest.read_bytes() == before  # the first member stays as it was
+    manifest = json.loads((tmp_path / "model_pretrained.json").read_text())
+    assert manifest["members"] == ["model_pretrained.weights.h5", "model_member1.weights.h5"]
+    assert (tmp_path / "model_member1.json").is_file()
+    model, _ = load_pretrained(dest, input_shape=(4, None, None, None), precision="float32")
+    assert isinstance(model, Ensemble) and len(model.members) == 2
+    with pytest.raises(SystemExit):  # adding members to another file than the shipped one
+        ship.main([str(batch_weights), *argv[1:]])
