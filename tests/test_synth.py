@@ -16,10 +16,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
-from tumorseg.data import synth
+from tumorseg.data import synth, tumor
 from tumorseg.data.cli import synth_main as main
-from tumorseg.data.synth import GRID, build_dataset, case_is_valid, synthesize_case
+from tumorseg.data.synth import GRID, HardCase, build_dataset, case_is_valid, synthesize_case
 
 N_CASES = 10
 MODS = ("FLAIR", "T1", "T1Gd", "T2")
@@ -201,6 +202,109 @@ def test_randomized_files_are_tagged(tmp_path):
     assert "--randomize" in json.loads((out / "dataset.json").read_text())["release"]
 
 
+# ----------------------------------------------------------------------------- hard cases
+
+HARD_SEED = 5
+
+
+@pytest.fixture(scope="session")
+def hard_cases() -> dict[HardCase, dict]:
+    """Labels, digest and contrasts of case 0 of each hard-case kind (seed ``HARD_SEED``)."""
+    out = {}
+    for kind in HardCase:
+        case = synthesize_case(HARD_SEED, 0, randomize=True, hard=kind)
+        out[kind] = {
+            "label": case.label,
+            "image_sha": _digest(case.image),
+            "label_sha": _digest(case.label),
+            "counts": np.bincount(case.label.ravel(), minlength=4),
+            "outside": int(np.count_nonzero(case.image[case.tissue == 0])),
+        }
+    return out
+
+
+def test_hard_cases_differ_and_stay_in_the_brain(hard_cases):
+    assert len({h["label_sha"] for h in hard_cases.values()}) == len(HardCase)
+    for kind, h in hard_cases.items():
+        assert h["outside"] == 0, kind
+        assert h["counts"][1] > 0, f"{kind}: no edema"
+
+
+def test_thin_rim_wraps_a_necrotic_core(hard_cases):
+    lab = hard_cases[HardCase.THIN_RIM]["label"]
+    n = hard_cases[HardCase.THIN_RIM]["counts"]
+    assert n[2] > 2000 and n[3] > 1000, f"necrotic core and rim: {n}"
+    enh = lab == 3
+    # the rim is thin: enhancing voxels lie within 3 voxels of the core's outside ...
+    depth = ndi.distance_transform_edt(lab >= 2)
+    assert np.percentile(depth[enh], 95) <= 3.0
+    # ... and mostly within 3 voxels of the necrosis they wrap
+    to_necrosis = ndi.distance_transform_edt(lab != 2)
+    assert (to_necrosis[enh] <= 3.0).mean() > 0.85
+
+
+def test_low_grade_has_little_enhancement(hard_cases):
+    n = hard_cases[HardCase.LOW_GRADE]["counts"]
+    wt = n[1:].sum()
+    assert n[3] <= tumor.LOW_GRADE_MAX_ENH * wt, f"enhancing {n[3]} of {wt}"
+    assert n[2] > 0.2 * wt, f"non-enhancing {n[2]} of {wt}: not a large non-enhancing tumour"
+
+
+def test_hard_style_makes_low_grade_enhancement_faint():
+    rng = np.random.default_rng(0)
+    style = synth.randomized_style(rng)
+    low = synth.hard_style(rng, style, HardCase.LOW_GRADE)
+    rim = synth.hard_style(rng, style, HardCase.THIN_RIM)
+    assert 0.3 <= low.contrasts["enhancing"][2] <= 1.2
+    assert rim.contrasts["enhancing"][2] >= 1.5
+    assert (
+        synth.hard_style(rng, style, HardCase.SMALL).contrasts["enhancing"][2]
+        == (style.contrasts["enhancing"][2])
+    )
+    assert style.contrasts["enhancing"][2] != low.contrasts["enhancing"][2]  # a copy changed
+
+
+def test_small_lesion_volume(hard_cases):
+    n = hard_cases[HardCase.SMALL]["counts"]
+    lo, hi = tumor.SMALL_WT_VOX
+    assert lo / 3 <= n[1:].sum() <= hi, n
+    assert n[2] + n[3] > 0
+
+
+def test_hard_kinds_cycle_and_need_randomize():
+    kinds = (HardCase.THIN_RIM, HardCase.LOW_GRADE, HardCase.SMALL)
+    assert [synth.hard_kind(kinds, i) for i in range(4)] == [*kinds, HardCase.THIN_RIM]
+    assert synth.hard_kind((), 3) is None
+    with pytest.raises(ValueError, match="randomize"):
+        synthesize_case(0, 0, hard=HardCase.SMALL)
+
+
+def test_hard_files_are_tagged_and_deterministic(tmp_path, hard_cases):
+    out = tmp_path / "hard"
+    build_dataset(out, cases=1, seed=HARD_SEED, progress=False, randomize=True, hard=["small"])
+    assert case_is_valid(out, HARD_SEED, 0, randomize=True, hard=HardCase.SMALL)
+    # a plain randomized build or another kind would regenerate the case
+    assert not case_is_valid(out, HARD_SEED, 0, randomize=True)
+    assert not case_is_valid(out, HARD_SEED, 0, randomize=True, hard=HardCase.THIN_RIM)
+    lab = np.asarray(nib.load(str(out / "labelsTr" / "BRATS_001.nii.gz")).dataobj)
+    assert _digest(lab) == hard_cases[HardCase.SMALL]["label_sha"]
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["release"].endswith("--randomize --hard small")
+    assert meta["hardCases"] == {"BRATS_001": "small"}
+
+
+def test_cli_names_the_hard_kinds(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for kind in HardCase:
+        assert kind.value in text
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", "unused", "--hard", "small"])  # without --randomize
+    assert exc.value.code == 2
+    assert "--hard needs --randomize" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- files
 
 
@@ -261,9 +365,9 @@ def test_rerun_skips_valid_and_repairs_broken(built, monkeypatch):
     calls = []
     real = synth.synthesize_case
 
-    def counting(seed, index, randomize=False):
+    def counting(seed, index, randomize=False, hard=None):
         calls.append(index)
-        return real(seed, index, randomize)
+        return real(seed, index, randomize, hard)
 
     monkeypatch.setattr(synth, "synthesize_case", counting)
     build_dataset(built, cases=2, seed=0, progress=False)

@@ -16,7 +16,7 @@ from tumorseg.errors import fail
 
 
 def synth_main(argv: list[str] | None = None) -> int:
-    """``tumorseg synth --out DIR --cases N --seed S [--jobs J]``."""
+    """``tumorseg synth --out DIR --cases N --seed S [--jobs J] [--randomize [--hard KIND ...]]``."""
     from tumorseg.data import synth
 
     p = argparse.ArgumentParser(prog="tumorseg synth", description=synth.__doc__.split("\n\n")[0])
@@ -32,10 +32,34 @@ def synth_main(argv: list[str] | None = None) -> int:
         help="domain-randomized contrasts, tumour shapes and scanner effects "
         "(training data); default: the course's look",
     )
+    kinds = [k.value for k in synth.HardCase]
+    p.add_argument(
+        "--hard",
+        nargs="+",
+        metavar="KIND",
+        choices=kinds,
+        default=[],
+        help="hard cases, with --randomize: the cases cycle through the KINDs given (case i is "
+        "of kind i mod their number). "
+        "thin-rim: a necrotic core wrapped in an enhancing rim 1-3 voxels thick, edema around; "
+        "low-grade: a low-grade-glioma-like tumour, a large non-enhancing core in wide edema, "
+        "little or no (and faint) enhancement; "
+        "small: a small lesion of 3,000-20,000 voxels, half of them beside a ventricle. "
+        f"KIND is one of: {', '.join(kinds)}",
+    )
     a = p.parse_args(argv)
     if a.cases < 1:
         p.error("--cases must be at least 1")
-    synth.build_dataset(a.out, cases=a.cases, seed=a.seed, jobs=a.jobs, randomize=a.randomize)
+    if a.hard and not a.randomize:
+        p.error("--hard needs --randomize (hard cases are randomized training data)")
+    synth.build_dataset(
+        a.out,
+        cases=a.cases,
+        seed=a.seed,
+        jobs=a.jobs,
+        randomize=a.randomize,
+        hard=[synth.HardCase(k) for k in a.hard],
+    )
     return 0
 
 

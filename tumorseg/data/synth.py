@@ -9,20 +9,24 @@ global intensity scale per modality.  Output follows the MSD layout exactly::
     OUT/labelsTr/BRATS_001.nii.gz   (240, 240, 155) uint8, 0 bg / 1 edema / 2 non-enh / 3 enh
     OUT/dataset.json                MSD keys; the description says the data are synthetic
 
-A case depends only on (seed, index): ``np.random.default_rng([seed, index])``.
+A case depends only on (seed, index): ``np.random.default_rng([seed, index])``.  Randomized
+cases (``--randomize``) have their own stream, and so has each hard-case kind (``--hard``,
+see ``HardCase``): with kinds K_0 .. K_{n-1}, case ``index`` is of kind K_{index mod n}.
 Writes are atomic, and a rerun skips the cases that are already valid.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import multiprocessing
 import os
 import struct
 import zlib
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -48,9 +52,11 @@ from tumorseg.data.tumor import (
     CSF,
     GM,
     WM,
+    HardCase,
     TumorSpec,
     add_satellites,
     draw_tumor,
+    hard_spec,
     random_spec,
     smooth_noise,
 )
@@ -227,6 +233,32 @@ def randomized_style(rng: np.random.Generator) -> Style:
     )
 
 
+def hard_style(rng: np.random.Generator, style: Style, kind: HardCase) -> Style:
+    """``style`` (a randomized look) with the tumour contrasts of hard-case ``kind``.
+
+    THIN_RIM: clearly enhancing rim (T1Gd +1.5 to +4.5 SD) around dark necrosis (T1Gd -2.5
+    to -0.3 SD).  LOW_GRADE: faint enhancement (T1Gd +0.3 to +1.2 SD) and a non-enhancing
+    tumour bright on FLAIR and T2, dark on T1, not enhancing on T1Gd.  SMALL: unchanged.
+    """
+    u = rng.uniform
+    con = {k: v.copy() for k, v in style.contrasts.items()}
+    if kind is HardCase.THIN_RIM:
+        con["enhancing"][2] = u(1.5, 4.5)
+        con["non_enhancing"][2] = u(-2.5, -0.3)
+    elif kind is HardCase.LOW_GRADE:
+        con["enhancing"][2] = u(0.3, 1.2)
+        con["non_enhancing"] = np.array(
+            [u(1.0, 3.0), u(-2.0, -0.3), u(-1.5, 0.0), u(1.0, 3.5)], np.float32
+        )
+    return replace(style, contrasts=con)
+
+
+def hard_kind(kinds: Sequence[HardCase], index: int) -> HardCase | None:
+    """The hard-case kind of case ``index`` when the dataset cycles through ``kinds``
+    (None when ``kinds`` is empty: an ordinary case)."""
+    return kinds[int(index) % len(kinds)] if len(kinds) else None
+
+
 def order_tumor_z(m: int, z: dict[str, float], tz: dict[str, float]) -> dict[str, float]:
     """Clamp tumour z-scores ``z`` (edema/core/enh) of modality ``m`` against the measured
     healthy tissue z-scores ``tz`` (csf/gm/wm) so the BraTS orderings hold with a margin.
@@ -336,18 +368,40 @@ class Anatomy:
     spec: TumorSpec
 
 
-def _anatomy(rng: np.random.Generator, randomize: bool) -> Anatomy:
+@functools.lru_cache(maxsize=1)
+def periventricular_seeds() -> np.ndarray:
+    """(N, 3) atlas tumour seeds (``Atlas.seeds``) 3-10 mm from a lateral ventricle: CSF
+    (grey + white matter probability under 0.3) more than 20 mm inside the brain."""
+    atlas = load_atlas()
+    brain = atlas.brain[::2, ::2, ::2] > 0.5
+    csf = brain & (atlas.gm[::2, ::2, ::2] + atlas.wm[::2, ::2, ::2] < 0.3)
+    ventricle = csf & (ndi.distance_transform_edt(brain) * 2.0 > 20.0)
+    dist = ndi.distance_transform_edt(~ventricle) * 2.0  # mm
+    idx = np.minimum(np.rint(atlas.seeds / 2.0).astype(int), np.array(dist.shape) - 1)
+    d = dist[idx[:, 0], idx[:, 1], idx[:, 2]]
+    return atlas.seeds[(d >= 3.0) & (d <= 10.0)]
+
+
+def _anatomy(rng: np.random.Generator, randomize: bool, hard: HardCase | None = None) -> Anatomy:
     """Warp the atlas into the box (with the mass effect of a tumour drawn at a random
-    white-matter seed) and keep ``Z_MARGIN`` empty slices at each end of the volume."""
+    white-matter seed) and keep ``Z_MARGIN`` empty slices at each end of the volume.
+    A hard case draws its tumour with ``hard_spec``; a SMALL one sits beside a ventricle in
+    half the cases."""
     atlas = load_atlas()
     shp = crop_shape()
     origin = np.array([s.start for s in CROP], np.float32)
     q, lin = random_warp(rng, atlas, z_shift=rng.uniform(9.0, 13.0))
     nodes = coarse_nodes()
-    target = atlas.seeds[rng.integers(len(atlas.seeds))]
+    seeds = atlas.seeds
+    if hard is HardCase.SMALL and rng.random() < 0.5:
+        seeds = periventricular_seeds()
+    target = seeds[rng.integers(len(seeds))]
     k = np.argmin(((q - target[:, None, None, None].astype(np.float32)) ** 2).sum(0))
     centre = nodes.reshape(3, -1)[:, k]  # output-grid voxel coordinates
-    spec = random_spec(rng, centre - origin, wide=randomize)
+    if hard is None:
+        spec = random_spec(rng, centre - origin, wide=randomize)
+    else:
+        spec = hard_spec(rng, centre - origin, hard)
     push = mass_effect(nodes, centre, rng.uniform(0.45, 0.8) * spec.r_core, 2.2 * spec.r_core + 12)
     q += np.einsum("ij,j...->i...", lin, push).astype(np.float32)
     maps = sample_atlas(atlas, q, shp)
@@ -371,11 +425,18 @@ def _anatomy(rng: np.random.Generator, randomize: bool) -> Anatomy:
     return Anatomy(bidx, tissue, tis1, csf, gm, wm, spec)
 
 
-def _tumor_labels(rng: np.random.Generator, anat: Anatomy, randomize: bool) -> np.ndarray:
+def _tumor_labels(
+    rng: np.random.Generator, anat: Anatomy, randomize: bool, hard: HardCase | None = None
+) -> np.ndarray:
     """(X, Y, Z) uint8 labels of the box: the main tumour and, for randomized cases, sometimes
-    a second focus, satellite edema islands, no enhancement or no necrosis."""
+    a second focus, satellite edema islands, no enhancement or no necrosis.  A hard case
+    keeps its one tumour as drawn (satellite edema islands sometimes, never for SMALL)."""
     label = draw_tumor(rng, anat.spec, anat.tissue)
     if not randomize:
+        return label
+    if hard is not None:
+        if hard is not HardCase.SMALL and rng.random() < 0.3:
+            label = add_satellites(rng, label, anat.tissue, anat.spec, int(rng.integers(1, 4)))
         return label
     if rng.random() < 0.2:  # multifocal: a smaller second tumour 25-60 mm away, in white matter
         wm = np.argwhere(anat.tissue[::3, ::3, ::3] == WM) * 3
@@ -545,27 +606,38 @@ HET_AMP = {
 Z_MARGIN = 5  # empty slices kept at the bottom and the top of every volume, as in BraTS
 
 
-def synthesize_case(seed: int, index: int, randomize: bool = False) -> SynthCase:
+def synthesize_case(
+    seed: int, index: int, randomize: bool = False, hard: HardCase | None = None
+) -> SynthCase:
     """Generate case ``index`` of the dataset with ``seed`` (deterministic; ~2-4 s, ~0.7 GB peak).
 
     randomize: draw the case's look with ``randomized_style`` and a wider range of tumour
         shapes (domain randomization, for training data) instead of the course's look.
+    hard: make a hard case of this kind (``HardCase``; needs ``randomize``), from its own
+        random stream: (seed, index, kind) decide it.
     Returns a ``SynthCase`` with image (240, 240, 155, 4) float32, label and tissue
     (240, 240, 155) uint8.  Top-level and picklable, so it can be mapped over indices in a
     process pool.  BLAS runs on one thread here: a threaded matrix product may sum in another
     order, so the bytes would otherwise depend on the thread count and the CPU kernel.
     """
+    if hard is not None and not randomize:
+        raise ValueError(f"hard case {hard.value!r} needs randomize=True (--randomize)")
     with threadpool_limits(limits=1, user_api="blas"):
-        return _synthesize_case(seed, index, randomize)
+        return _synthesize_case(seed, index, randomize, hard)
 
 
-def _synthesize_case(seed: int, index: int, randomize: bool) -> SynthCase:
-    rng = np.random.default_rng(
-        [int(seed), int(index)] + ([RANDOMIZED_STREAM] if randomize else [])
-    )
-    anat = _anatomy(rng, randomize)
-    label = _tumor_labels(rng, anat, randomize)
+def _synthesize_case(
+    seed: int, index: int, randomize: bool, hard: HardCase | None = None
+) -> SynthCase:
+    words = [int(seed), int(index)] + ([RANDOMIZED_STREAM] if randomize else [])
+    if hard is not None:
+        words.append(HARD_STREAMS[hard])
+    rng = np.random.default_rng(words)
+    anat = _anatomy(rng, randomize, hard)
+    label = _tumor_labels(rng, anat, randomize, hard)
     style = randomized_style(rng) if randomize else course_style(rng)
+    if hard is not None:
+        style = hard_style(rng, style, hard)
     shp = anat.tissue.shape
     lab1 = label.reshape(-1)[anat.bidx]
     probs = [anat.csf**style.sharpen, anat.gm**style.sharpen, anat.wm**style.sharpen]
@@ -612,13 +684,17 @@ def _synthesize_case(seed: int, index: int, randomize: bool) -> SynthCase:
 
 
 RANDOMIZED_STREAM = 1  # extra seed word of randomized cases: their own random stream
+# one more seed word per hard-case kind: each kind has its own stream (never renumber)
+HARD_STREAMS = {HardCase.THIN_RIM: 11, HardCase.LOW_GRADE: 12, HardCase.SMALL: 13}
 
 
 # ----------------------------------------------------------------------------- writing
 
 
-def _descrip(seed: int, index: int, randomize: bool = False) -> str:
+def _descrip(seed: int, index: int, randomize: bool = False, hard: HardCase | None = None) -> str:
     kind = " randomized" if randomize else ""
+    if hard is not None:
+        kind += f" hard={hard.value}"
     return f"tumorseg {VERSION}{kind} seed={seed} case={index}"
 
 
@@ -637,15 +713,21 @@ def _gz(raw: bytes) -> bytes:
 
 
 def write_case(
-    case: SynthCase, out: Path, seed: int, index: int, randomize: bool = False
+    case: SynthCase,
+    out: Path,
+    seed: int,
+    index: int,
+    randomize: bool = False,
+    hard: HardCase | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``case`` as OUT/imagesTr/BRATS_xxx.nii.gz (int16) and labelsTr/... (uint8)."""
+    """Write ``case`` as OUT/imagesTr/BRATS_xxx.nii.gz (int16) and labelsTr/... (uint8); the
+    headers' description tags seed, index and kind (``case_is_valid`` reads it)."""
     out = Path(out)
     name = case_name(index) + ".nii.gz"
     img_path, lab_path = out / "imagesTr" / name, out / "labelsTr" / name
     img_path.parent.mkdir(parents=True, exist_ok=True)
     lab_path.parent.mkdir(parents=True, exist_ok=True)
-    tag = _descrip(seed, index, randomize)
+    tag = _descrip(seed, index, randomize, hard)
     write_bytes(lab_path, _gz(_nifti_bytes(case.label, tag)))
     write_bytes(img_path, _gz(_nifti_bytes(case.image.astype(np.int16), tag)))
     return img_path, lab_path
@@ -669,31 +751,42 @@ def _file_ok(path: Path, shape: tuple[int, ...], dtype: type, tag: str) -> bool:
         return False
 
 
-def case_is_valid(out: Path, seed: int, index: int, randomize: bool = False) -> bool:
+def case_is_valid(
+    out: Path, seed: int, index: int, randomize: bool = False, hard: HardCase | None = None
+) -> bool:
     """True when both files of case ``index`` exist, are complete and come from this seed,
-    generator version and kind (course or randomized)."""
+    generator version and kind (course, randomized, or randomized hard case of kind ``hard``)."""
     name = case_name(index) + ".nii.gz"
-    tag = _descrip(seed, index, randomize)
+    tag = _descrip(seed, index, randomize, hard)
     out = Path(out)
     return _file_ok(out / "labelsTr" / name, GRID, np.uint8, tag) and _file_ok(
         out / "imagesTr" / name, GRID + (4,), np.int16, tag
     )
 
 
-def _make_case(out: str, seed: int, index: int, randomize: bool = False) -> bool:
+def _make_case(
+    out: str, seed: int, index: int, randomize: bool = False, hard: HardCase | None = None
+) -> bool:
     """Generate and write one case unless a valid one is there; True when it was generated."""
-    if case_is_valid(Path(out), seed, index, randomize):
+    if case_is_valid(Path(out), seed, index, randomize, hard):
         return False
-    write_case(synthesize_case(seed, index, randomize), Path(out), seed, index, randomize)
+    case = synthesize_case(seed, index, randomize, hard)
+    write_case(case, Path(out), seed, index, randomize, hard)
     return True
 
 
-def write_dataset_json(out: Path, cases: int, randomize: bool = False) -> Path:
+def write_dataset_json(
+    out: Path, cases: int, randomize: bool = False, hard: Sequence[HardCase] = ()
+) -> Path:
     """Write OUT/dataset.json (MSD keys) listing ``cases`` training cases, atomically; its
-    "release" names the generator version and options."""
+    "release" names the generator version and options, and with ``hard`` kinds the extra key
+    "hardCases" maps each case name to its kind."""
     meta = dict(DATASET_JSON)
     if randomize:
         meta["release"] += " --randomize"
+    if len(hard):
+        meta["release"] += " --hard " + " ".join(k.value for k in hard)
+        meta["hardCases"] = {case_name(i): hard_kind(hard, i).value for i in range(int(cases))}
     meta["numTraining"] = int(cases)
     meta["numTest"] = 0
     meta["training"] = [
@@ -713,17 +806,22 @@ def build_dataset(
     jobs: int = 1,
     progress: bool = True,
     randomize: bool = False,
+    hard: Sequence[HardCase] = (),
 ) -> list[Path]:
     """Build (or complete) the synthetic dataset in ``out``; returns the image paths.
 
     randomize: domain-randomized cases (``synthesize_case(..., randomize=True)``), for
     training data; the default is the course's look.
+    hard: hard-case kinds (needs ``randomize``); case ``i`` is of kind ``hard[i % len(hard)]``.
     Valid cases already there are kept; missing, partial or stale ones are regenerated.
     ``jobs`` > 1 uses that many processes (about 0.7 GB of memory each).
     dataset.json is written last.
     """
     from tqdm.auto import tqdm
 
+    hard = tuple(HardCase(k) for k in hard)
+    if hard and not randomize:
+        raise ValueError("hard cases need randomize=True (tumorseg synth --randomize --hard ...)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     indices = list(range(int(cases)))
@@ -731,7 +829,7 @@ def build_dataset(
     bar = tqdm(total=len(indices), desc="synth cases", unit="case", disable=not progress)
     if jobs <= 1:
         for i in indices:
-            made += _make_case(str(out), seed, i, randomize)
+            made += _make_case(str(out), seed, i, randomize, hard_kind(hard, i))
             bar.update(1)
     else:
         # Fresh "spawn" workers (safe even if the caller has TensorFlow loaded), each with a
@@ -742,7 +840,11 @@ def build_dataset(
         try:
             ctx = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-                for fut in [pool.submit(_make_case, str(out), seed, i, randomize) for i in indices]:
+                futs = [
+                    pool.submit(_make_case, str(out), seed, i, randomize, hard_kind(hard, i))
+                    for i in indices
+                ]
+                for fut in futs:
                     made += fut.result()
                     bar.update(1)
         finally:
@@ -752,18 +854,21 @@ def build_dataset(
                 else:
                     os.environ[k] = v
     bar.close()
-    write_dataset_json(out, len(indices), randomize)
+    write_dataset_json(out, len(indices), randomize, hard)
     if progress:
         print(f"{out}: {len(indices)} cases ({made} generated, {len(indices) - made} kept)")
     return [out / "imagesTr" / f"{case_name(i)}.nii.gz" for i in indices]
 
 
 __all__ = [
+    "HardCase",
     "SynthCase",
     "Style",
     "build_dataset",
     "case_is_valid",
     "course_style",
+    "hard_kind",
+    "hard_style",
     "random_contrasts",
     "random_contrasts_wide",
     "randomized_style",

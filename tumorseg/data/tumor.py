@@ -8,6 +8,7 @@ voxels (1 mm), so its cost does not depend on the brain size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -16,6 +17,24 @@ from tumorseg.data.anatomy import smooth_noise, upsample
 
 CSF, GM, WM = 1, 2, 3  # tissue codes of the tissue map (0 = outside the brain)
 WT_RANGE_VOX = (20_000, 250_000)  # whole-tumour volume bounds, 1 mm voxels (20-250 cm^3)
+SMALL_WT_VOX = (3_000, 20_000)  # whole-tumour volume bounds of a HardCase.SMALL lesion
+THIN_RIM_VOX = (1.0, 3.0)  # enhancing-rim thickness of a HardCase.THIN_RIM tumour, voxels
+LOW_GRADE_MAX_ENH = 0.04  # most enhancing tumour of a HardCase.LOW_GRADE core, fraction
+
+
+class HardCase(Enum):
+    """Hard-case kinds of randomized training data (``tumorseg synth --randomize --hard``).
+
+    THIN_RIM: a necrotic core (2) wrapped in an enhancing rim (3) of 1-3 voxels, edema (1)
+        around, bright enhancement on T1Gd.
+    LOW_GRADE: a low-grade-glioma-like tumour: a large non-enhancing core (2) in wide edema,
+        no enhancement in half the cases and small faint nodules (under 4 % of the core) else.
+    SMALL: a small lesion, whole tumour of 3,000-20,000 voxels, half of them beside a ventricle.
+    """
+
+    THIN_RIM = "thin-rim"
+    LOW_GRADE = "low-grade"
+    SMALL = "small"
 
 
 @dataclass
@@ -31,6 +50,8 @@ class TumorSpec:
     septum: float  # septum thickness, mm
     nonenh_extra: bool  # add non-enhancing tumour outside the rim
     nodular: bool  # mostly non-enhancing solid core with enhancing nodules instead of a rim
+    hard: HardCase | None = None  # a hard-case kind, drawn by its own rule in ``draw_tumor``
+    wt_max: float | None = None  # whole-tumour cap, voxels (None: WT_RANGE_VOX's)
 
 
 def random_spec(
@@ -59,6 +80,39 @@ def random_spec(
         septum=float(rng.uniform(1.5, 3.0)),
         nonenh_extra=bool(rng.random() < 0.5),
         nodular=bool(rng.random() < (0.33 if wide else 0.25)),
+    )
+
+
+def hard_spec(rng: np.random.Generator, centre: np.ndarray, kind: HardCase) -> TumorSpec:
+    """Draw a tumour of hard-case ``kind`` (see ``HardCase``) centred at ``centre`` (3,).
+
+    THIN_RIM: whole tumour 40-200 cm^3, core 15-40 % of it, one necrotic chamber.
+    LOW_GRADE: whole tumour 40-200 cm^3, core 35-70 % of it, always with infiltrative
+    non-enhancing tumour beyond the core (THIN_RIM: never).  SMALL: whole tumour log-uniform in
+    ``SMALL_WT_VOX`` (capped there), core 25-50 % of it, the usual rim and chamber draw.
+    """
+    u = rng.uniform
+    if kind is HardCase.SMALL:
+        lo, hi = SMALL_WT_VOX
+        wt = float(np.exp(u(np.log(lo), np.log(0.9 * hi))))
+        core = wt * u(0.25, 0.5)
+    else:
+        wt = float(np.exp(u(np.log(40_000), np.log(200_000))))
+        core = wt * (u(0.35, 0.7) if kind is HardCase.LOW_GRADE else u(0.15, 0.4))
+    r_core = float(np.cbrt(3 * core / (4 * np.pi)))
+    return TumorSpec(
+        centre=np.asarray(centre, np.float32),
+        r_core=r_core,
+        core_target=core,
+        wt_target=wt,
+        rim=float(max(u(0.12, 0.35), 3.5 / r_core)),
+        chambers=1 if kind is HardCase.THIN_RIM else int(rng.integers(1, 3)),
+        septum=float(u(1.5, 3.0)),
+        nonenh_extra=kind is HardCase.LOW_GRADE
+        or (kind is HardCase.SMALL and bool(rng.random() < 0.3)),
+        nodular=kind is HardCase.SMALL and bool(rng.random() < 0.3),
+        hard=kind,
+        wt_max=float(SMALL_WT_VOX[1]) if kind is HardCase.SMALL else None,
     )
 
 
@@ -109,6 +163,8 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     of uneven thickness, with septa splitting the inside into necrotic chambers (2) (or, in
     "nodular" tumours, a solid non-enhancing core with enhancing nodules); edema
     (1) grows from the core along white matter, slowly into grey matter, never into CSF.
+    A hard case (``spec.hard``) draws the inside of its core by its own rule (``_thin_rim``,
+    ``_low_grade``) and keeps the whole tumour under ``spec.wt_max``.
     """
     box = tumor_box(spec, tissue.shape)
     tis = tissue[box]
@@ -136,7 +192,47 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
     r_n /= float(np.partition(r_n.ravel(), k)[k])
     # the core stops at CSF (ventricles, sulci), which the mass effect has pushed aside
     core = _largest_component((r_n < 1.0) & brain & (tis != CSF))
+    if spec.hard is HardCase.THIN_RIM:
+        label = _thin_rim(rng, core)
+    elif spec.hard is HardCase.LOW_GRADE:
+        label = _low_grade(rng, core)
+    else:
+        label = _rim_and_chambers(rng, spec, core, r_n, d, fine)
 
+    if spec.nonenh_extra:  # infiltrative non-enhancing tumour next to the rim
+        patchy = smooth_noise(rng, bshape, 7.0)
+        extra = (r_n >= 1.0) & (r_n < 1.3) & (patchy > 0.6) & (tis != CSF) & brain
+        label[extra] = 2
+
+    n_core = float((label > 0).sum())
+    cap = 0.98 * WT_RANGE_VOX[1] if spec.wt_max is None else spec.wt_max
+    limit = cap - n_core
+    edema = _grow_edema(
+        rng, label > 0, tis, min(max(spec.wt_target - n_core, 0.8 * n_core), limit), limit
+    )
+    label[edema & (label == 0)] = 1
+    # drop specks: keep only the tumour component that holds the core
+    label[~_largest_component(label > 0)] = 0
+    out = np.zeros(tissue.shape, np.uint8)
+    out[box] = label
+    return out
+
+
+def _rim_and_chambers(
+    rng: np.random.Generator,
+    spec: TumorSpec,
+    core: np.ndarray,
+    r_n: np.ndarray,
+    d: list[np.ndarray],
+    fine: np.ndarray,
+) -> np.ndarray:
+    """Labels (X, Y, Z) uint8 of the tumour box inside ``core``: an uneven enhancing rim (3)
+    with septa around necrotic chambers (2), or a nodular core; 0 outside ``core``.
+
+    r_n: normalized core radius (core at < 1); d: per-axis offsets from the centre; fine:
+    small-scale noise of the box.
+    """
+    bshape = core.shape
     # necrotic chambers: inside the (uneven) rim, split by septa between Voronoi cells
     thick = smooth_noise(rng, bshape, 6.0)
     inner = r_n < 1.0 - spec.rim * np.clip(1.0 + 0.45 * thick, 0.35, 2.0)
@@ -172,23 +268,32 @@ def draw_tumor(rng: np.random.Generator, spec: TumorSpec, tissue: np.ndarray) ->
         q = float(np.quantile(nod[core], 1.0 - rng.uniform(0.12, 0.3)))
         label[core] = 2
         label[core & (nod > q)] = 3
+    return label
 
-    if spec.nonenh_extra:  # infiltrative non-enhancing tumour next to the rim
-        patchy = smooth_noise(rng, bshape, 7.0)
-        extra = (r_n >= 1.0) & (r_n < 1.3) & (patchy > 0.6) & (tis != CSF) & brain
-        label[extra] = 2
 
-    n_core = float((label > 0).sum())
-    limit = 0.98 * WT_RANGE_VOX[1] - n_core
-    edema = _grow_edema(
-        rng, label > 0, tis, min(max(spec.wt_target - n_core, 0.8 * n_core), limit), limit
-    )
-    label[edema & (label == 0)] = 1
-    # drop specks: keep only the tumour component that holds the core
-    label[~_largest_component(label > 0)] = 0
-    out = np.zeros(tissue.shape, np.uint8)
-    out[box] = label
-    return out
+def _thin_rim(rng: np.random.Generator, core: np.ndarray) -> np.ndarray:
+    """Labels (X, Y, Z) uint8 inside the bool ``core`` (X, Y, Z): an enhancing rim (3) whose
+    thickness varies smoothly within ``THIN_RIM_VOX`` voxels around one necrotic core (2)."""
+    depth = ndi.distance_transform_edt(core)  # 1 on the core's outer layer
+    lo, hi = THIN_RIM_VOX
+    thick = lo + (hi - lo) * np.clip(0.5 + 0.35 * smooth_noise(rng, core.shape, 8.0), 0.0, 1.0)
+    label = np.zeros(core.shape, np.uint8)
+    label[core] = 2
+    label[core & (depth <= thick)] = 3
+    return label
+
+
+def _low_grade(rng: np.random.Generator, core: np.ndarray) -> np.ndarray:
+    """Labels (X, Y, Z) uint8 inside the bool ``core`` (X, Y, Z): solid non-enhancing tumour
+    (2); in half the cases a few small enhancing nodules (3), 0.5 % to ``LOW_GRADE_MAX_ENH``
+    of the core."""
+    label = np.zeros(core.shape, np.uint8)
+    label[core] = 2
+    nod = smooth_noise(rng, core.shape, 5.0)
+    if rng.random() < 0.5 and core.any():
+        q = float(np.quantile(nod[core], 1.0 - rng.uniform(0.005, LOW_GRADE_MAX_ENH)))
+        label[core & (nod > q)] = 3
+    return label
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
