@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -100,7 +101,15 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> dict:
     with open(out / "results.csv", newline="") as fh:
         rows = {row["submission"]: row for row in csv.DictReader(fh)}
     reports = {name: json.loads((out / f"{Path(name).stem}.json").read_text()) for name in expected}
-    return {"status": status, "rows": rows, "reports": reports, "expected": expected}
+    pages = {name: (out / f"{Path(name).stem}.html").read_text() for name in expected}
+    return {
+        "status": status,
+        "rows": rows,
+        "reports": reports,
+        "pages": pages,
+        "expected": expected,
+        "out": out,
+    }
 
 
 def test_batch_exit_status_and_csv(batch: dict) -> None:
@@ -177,6 +186,42 @@ def test_messages_leak_no_hidden_inputs(batch: dict) -> None:
         assert not [s for s in secrets if s in text]
         for entry in report["exercises"].values():
             assert entry["message"].count("expected ") <= 1 + entry["message"].count("expected a")
+
+
+def _numbers(value: object) -> list[float]:
+    """The numbers of a canonical value (:func:`checks.canonical`): its ``data`` and items."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _numbers(v)]
+    if isinstance(value, list | tuple):
+        return [n for v in value[:50] for n in _numbers(v)]
+    return [float(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+def hidden_expected_values() -> set[str]:
+    """The hidden checks' expected values as messages print them (6 decimals), where they are
+    not round (0.5, 7.0: also what a wrong answer may return)."""
+    from tumorseg.course.grading.hidden import reference
+
+    return {
+        f"{v:.6f}"
+        for ex in EXERCISES
+        for case in reference.expected(ex)
+        for v in _numbers(case["value"])
+        if np.isfinite(v) and abs(2 * v - round(2 * v)) > 1e-3
+    }
+
+
+def test_feedback_pages_reveal_no_hidden_expected_value(batch: dict) -> None:
+    """Every submission of the hostile corpus has its page; none shows a hidden check's
+    expected value, though the instructor's JSON reports do."""
+    secrets = hidden_expected_values() | {reference.expected_digest(ex) for ex in EXERCISES}
+    assert any(s in json.dumps(r) for r in batch["reports"].values() for s in secrets)
+    for name, page in batch["pages"].items():
+        assert f"Feedback on {name}" in page
+        assert not [s for s in secrets if s in page], name
+        assert not re.search(r"expected -?\d", page), name
+    summary = (batch["out"] / "summary.csv").read_text()
+    assert summary.startswith("item,passed,") and f"total={len(EXERCISES)}," in summary
 
 
 def test_no_process_left_behind(batch: dict) -> None:

@@ -1,28 +1,22 @@
 """The in-kernel half of every graded check: run the student's function on the hidden cases.
 
-This module imports numpy, the standard library and the public half of the exercise records
-(:mod:`tumorseg.course.exercises`, :mod:`tumorseg.course.cases`,
-:mod:`tumorseg.course.feedback`); Keras and its backend only inside :func:`traced_call`, when
-it runs.  The grader writes a copy of it into each grading folder and the grading kernel
-imports that copy *before* any student code runs, so the references below (``_asarray``,
-``_seed``, ``_write`` ...) are the pristine objects even if a student later replaces
-``print`` or numpy functions.
+It imports numpy, the standard library and the public half of the exercise records
+(:mod:`tumorseg.course.exercises`, ``.cases``, ``.feedback``); Keras only inside
+:func:`traced_call`.  The grader writes a copy into each grading folder and the kernel imports
+it *before* any student code runs, so its references (``_asarray``, ``_seed``, ``_write`` ...)
+stay pristine even if a student later replaces ``print`` or numpy functions.
 
-What lives here is not secret: the hidden *inputs* and the type rules.  The expected *results*
-never enter a grading folder or a kernel.  A graded check cell only knows a digest of the
-expected results, rounded to :data:`DECIMALS` decimals, and prints one verdict line::
+Not secret here: the hidden *inputs* and the type rules.  The expected *results* never enter a
+grading folder or a kernel: a check cell knows only a digest of them, rounded to
+:data:`DECIMALS` decimals, and prints one verdict line (``UNQ_C3 graded check: passed``) that
+nbval compares with the stored one.  The check also writes the raw results (JSON, never pickle)
+to ``$TUMORSEG_GRADER_OUTPUTS/<exercise>.json``, which the grader compares itself
+(:mod:`tumorseg.course.grading.hidden.judge`) once every process of the run is gone, so a
+forged verdict line gains nothing.
 
-    UNQ_C3 graded check: passed
-
-nbval compares that line with the stored one.  The check also writes the student's raw results
-(JSON, never pickle) to ``$TUMORSEG_GRADER_OUTPUTS/<exercise>.json``; the grader process then
-compares them itself with :mod:`tumorseg.course.grading.hidden.judge` after every process
-of the run is gone, so a student who forges the verdict line still gains nothing.
-
-The exercises that run on symbolic tensors (the Dice exercises) also run on the model.fit cases
-of :func:`symbolic_cases` through :func:`traced_call` (as in training).  Those results go into
-the raw record only, not into the digest, and the grader judges them.  An exception is
-recorded with its type, message and the failing line of the student's code.
+The Dice exercises also run on the model.fit cases of :func:`symbolic_cases` through
+:func:`traced_call` (as in training); those results go into the raw record only, not the
+digest.  An exception is recorded with its type, message and the student's failing line.
 
 Conventions: ``Case = (args, kwargs, seed)``; a case's seed is passed to ``np.random.seed``
 right before the call (``get_sub_volume`` draws its corners from numpy's global generator).
@@ -52,8 +46,7 @@ from tumorseg.course.exercises import (
     traced_call,
 )
 
-#: decimals kept by the in-kernel digest; every expected value lies at least
-#: :data:`MARGIN` away from a rounding boundary (a unit test checks it)
+#: decimals of the in-kernel digest; each expected value is MARGIN from a rounding boundary
 DECIMALS = 3
 MARGIN = 2e-5
 #: the environment variable naming the folder for raw results (set only when grading)
@@ -61,7 +54,6 @@ OUTPUT_ENV = "TUMORSEG_GRADER_OUTPUTS"
 #: results larger than this are not serialised (the check fails them as "too large")
 MAX_ELEMENTS = 100_000
 
-# --------------------------------------------------------------------------- pristine references
 _asarray = np.asarray
 _ndarray = np.ndarray
 _round = np.round
@@ -96,7 +88,6 @@ _SCALAR_TYPES = (float, np.float64, np.float32, np.float16)
 _TENSOR_PACKAGES = ("tensorflow", "keras", "jax", "jaxlib", "torch")
 
 
-# --------------------------------------------------------------------------- cases
 def cases(exercise: str) -> list[Case]:
     """The hidden cases of one exercise, freshly built (callers may mutate them)."""
     return REGISTRY[exercise].hidden_cases()
@@ -118,7 +109,6 @@ def symbolic_cases(exercise: str) -> list[Case]:
     ]
 
 
-# --------------------------------------------------------------------------- canonical results
 def canonical(value: Any, depth: int = 0) -> dict[str, Any]:
     """A JSON-safe description of a returned value, with *exact* types.
 
@@ -285,7 +275,6 @@ def gave_up_cases(exercise: str) -> set[int]:
     return {i for i, (args, _, _) in enumerate(cases(exercise)) if not np.any(args[1])}
 
 
-# --------------------------------------------------------------------------- in-kernel check
 def _raised(exc: BaseException, fn: Any) -> dict[str, str]:
     """What the grader tells about an exception: its type, message and the failing line of
     the student's own code (the deepest line when the student's frames are unknown)."""
