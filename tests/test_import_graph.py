@@ -9,6 +9,7 @@ except after ``-m`` in a command line, which runs that module in another process
 from __future__ import annotations
 
 import ast
+import functools
 from collections import deque
 from pathlib import Path
 
@@ -105,8 +106,14 @@ def import_loops(graph: dict[str, dict[str, int]]) -> list[str]:
     return sorted(loops.values())
 
 
+@functools.cache
+def package_graph() -> dict[str, dict[str, int]]:
+    """The package's import graph, built once per test session."""
+    return import_graph()
+
+
 def test_no_module_imports_one_that_imports_it_back():
-    assert import_loops(import_graph()) == []
+    assert import_loops(package_graph()) == []
 
 
 def test_the_graph_sees_hidden_imports_and_import_strings(tmp_path: Path):
@@ -185,12 +192,12 @@ def upward_imports(
 
 
 def test_every_module_has_a_layer():
-    for module in import_graph():
+    for module in package_graph():
         layer_of(module)
 
 
 def test_no_import_runs_upward():
-    assert upward_imports(import_graph()) == []
+    assert upward_imports(package_graph()) == []
 
 
 def test_an_upward_import_inside_a_function_is_found(tmp_path: Path):
@@ -205,3 +212,18 @@ def test_an_upward_import_inside_a_function_is_found(tmp_path: Path):
     (pkg / "low" / "cli.py").write_text("import pkg.high.b\n")  # a command line sits on top
     layers = (frozenset({"pkg", "pkg.low"}), frozenset({"pkg.high"}))
     assert upward_imports(import_graph(pkg), layers) == ["pkg.low.a:2 -> pkg.high.b"]
+
+
+#: ``tumorseg grade``'s stages in the order the orchestrator (``grader``) calls them
+GRADING = "tumorseg.course.grading"
+STAGES = ("nbtools", "running", "judging", "flagging", "reports")
+
+
+def test_no_grading_stage_imports_the_orchestrator_or_a_later_stage():
+    graph = package_graph()
+    for i, stage in enumerate(STAGES):
+        imported = set(graph[f"{GRADING}.{stage}"])
+        later = {f"{GRADING}.{s}" for s in (*STAGES[i + 1 :], "grader", "cli")}
+        assert not imported & later, (stage, sorted(imported & later))
+    # the records flow between the stages and import none of them
+    assert not set(graph[f"{GRADING}.records"]) & {f"{GRADING}.{s}" for s in STAGES}
