@@ -1,7 +1,12 @@
 """The autograder: ``tumorseg grade`` (:mod:`.grader`) and its parts.
 
 - :mod:`.cli` -- the command lines: ``tumorseg grade`` and the sandbox runner's.
-- :mod:`.grader` -- the grading: reads submissions, runs the grading runs, judges, reports.
+- :mod:`.grader` -- the orchestrator: calls the stages in order for each submission (read
+  with :mod:`.nbtools`, run with :mod:`.running`, judge with :mod:`.judging`, flag with
+  :mod:`.flagging`, write with :mod:`.reports`); :mod:`.records` holds what flows between them.
+- :mod:`.pages` -- the student's feedback page and the instructor's summary (HTML, CSV).
+- :mod:`.lms` -- ``--export``: the grades in Canvas's, Moodle's or a plain CSV layout.
+- :mod:`.merge` -- how the grade folders of shards merge (``tumorseg merge``).
 - :mod:`.checks` -- the in-kernel half of every graded check: runs the student's function on
   the hidden cases of its exercise's record.  The grader copies it into each grading folder
   and the grading kernel imports that copy before any student code runs.
