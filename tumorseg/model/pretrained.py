@@ -53,22 +53,32 @@ def model_record(path: str | Path | None = None) -> dict:
 
 class InferencePrecision(str, Enum):
     """The arithmetic of a loaded model: AUTO (bfloat16 where the CPU computes it natively,
-    AVX512-BF16 or AMX, as training chooses; float32 elsewhere and on GPUs), FLOAT32 or BF16
-    (Keras' ``mixed_bfloat16``: float32 weights, bfloat16 compute, float32 outputs)."""
+    AVX512-BF16 or AMX, and TensorFlow runs its oneDNN kernels; float32 elsewhere, GPUs
+    included), FLOAT32 or BF16 (Keras' ``mixed_bfloat16``: float32 weights, bfloat16 compute,
+    float32 outputs).  On the Eigen path (oneDNN off) bfloat16 convolutions are emulated and
+    several times slower than float32, so AUTO keeps float32 there."""
 
     AUTO = "auto"
     FLOAT32 = "float32"
     BF16 = "bf16"
 
     def resolve(self) -> InferencePrecision:
-        """FLOAT32 or BF16 for this machine (AUTO decided by ``hardware.native_bf16``)."""
+        """FLOAT32 or BF16 for this machine and process (AUTO: ``choose_inference_precision``)."""
         if self is not InferencePrecision.AUTO:
             return self
-        from tumorseg.hardware import cpu_info, native_bf16
+        from tumorseg.hardware import cpu_info, onednn_enabled
 
-        return (
-            InferencePrecision.BF16 if native_bf16(cpu_info().flags) else InferencePrecision.FLOAT32
-        )
+        return choose_inference_precision(cpu_info().flags, onednn_enabled() is not False)
+
+
+def choose_inference_precision(cpu_flags: Sequence[str], onednn: bool) -> InferencePrecision:
+    """BF16 when ``cpu_flags`` include native bfloat16 (``hardware.native_bf16``) and ``onednn``
+    (TensorFlow's oneDNN kernels are on), else FLOAT32."""
+    from tumorseg.hardware import native_bf16
+
+    if onednn and native_bf16(set(cpu_flags)):
+        return InferencePrecision.BF16
+    return InferencePrecision.FLOAT32
 
 
 def _read_manifest(weights: Path) -> dict:
