@@ -128,6 +128,7 @@ def evaluated(tmp_path_factory):
             str(root / "scores.csv"),
             "--report",
             str(root / "report"),
+            "--no-resample",  # the stub model predicts on the 1 x 1 x 2 mm grid as it is
         ]
         with contextlib.redirect_stdout(out):
             assert cli.evaluate_main(args) == 0
