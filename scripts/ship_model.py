@@ -169,7 +169,9 @@ def ship(p: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def add_members(dest: Path, previous: dict, members: list[Path], extra: dict) -> int:
-    """Copy ``members`` beside ``dest`` as ``model_member<k>`` and list them in its manifest."""
+    """Copy ``members`` beside ``dest`` as ``model_member<k>`` and list them in its manifest;
+    ``extra``'s evaluation sets join the previous ones (a set of the same name replaces it) and
+    its reproduce commands follow the previous ones."""
     names = list(previous.get("members", [dest.name]))
     for weights in members:
         own = json.loads(manifest_path(weights).read_text())
@@ -178,7 +180,11 @@ def add_members(dest: Path, previous: dict, members: list[Path], extra: dict) ->
             shutil.copyfile(weights, tmp)
         write_text(manifest_path(target), json.dumps(own, indent=1) + "\n")
         names.append(target.name)
-    manifest = previous | extra | {"members": names}
+    merged = {
+        "evaluation": previous.get("evaluation", {}) | extra.get("evaluation", {}),
+        "reproduce": [*previous.get("reproduce", []), *extra.get("reproduce", [])],
+    }
+    manifest = previous | extra | merged | {"members": names}
     write_text(manifest_path(dest), json.dumps(manifest, indent=1) + "\n")
     print(f"shipped an ensemble of {len(names)} as {dest}: {', '.join(names)}")
     return 0
