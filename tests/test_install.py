@@ -32,6 +32,8 @@ PACKAGE_DATA = (
     "data/mni/mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
     "model/weights/model_pretrained.weights.h5",
     "model/weights/model_pretrained.json",
+    "model/weights/model_member1.weights.h5",
+    "model/weights/model_member1.json",
     "course/notebooks/Brain_Tumor_Segmentation.ipynb",
 )
 
@@ -108,7 +110,7 @@ def test_non_editable_install_runs_from_another_folder(tmp_path, repo_root):
     )
     package = Path(shipped["package"])
     assert package.is_relative_to(venv), f"imported {package}, not the installed package"
-    assert shipped["params"] == 4_081_075
+    assert shipped["params"] == 2 * 4_081_075  # the shipped ensemble's two members
     repo_manifest = repo_root / "tumorseg" / "model" / "weights" / "model_pretrained.json"
     assert shipped["manifest"] == json.loads(repo_manifest.read_text())
     missing = [name for name in PACKAGE_DATA if not (package / name).is_file()]

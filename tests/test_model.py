@@ -140,8 +140,11 @@ def test_load_pretrained_round_trip_and_missing_files(tmp_path):
 
 
 def test_shipped_weights_load():
-    model, manifest = load_pretrained()  # the model shipped inside the package
-    assert model.count_params() == 4_081_075
+    model, manifest = load_pretrained()  # the model shipped inside the package: two members
+    assert len(model.members) == len(manifest["members"]) == 2
+    assert model.count_params() == 2 * 4_081_075
+    first, _ = load_pretrained(ensemble=False)  # what the course notebook loads
+    assert first.count_params() == 4_081_075
     assert manifest["config"]["n_base_filters"] == 16
     assert manifest["standardize"] in ("brain", "slice")
     # the real patients it was fine-tuned on are named, and no validation patient is among them

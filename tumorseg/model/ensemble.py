@@ -48,6 +48,10 @@ class Ensemble:
         """The first member's layers (what the tile budget reads its filter count from)."""
         return list(getattr(self.members[0], "layers", []))
 
+    def count_params(self) -> int:
+        """Parameters of all members together."""
+        return sum(int(m.count_params()) for m in self.members)
+
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         """The mean of the members' probabilities for ``batch (B, C, X, Y, Z)``: (B, K, X, Y, Z)."""
         total = None
