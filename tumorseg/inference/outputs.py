@@ -24,6 +24,7 @@ from tumorseg.contract import Outputs, classes_to_regions, probabilities_to_labe
 from tumorseg.data import save_label_map
 from tumorseg.data.io import NIFTI_EXTENSIONS
 from tumorseg.inference.postprocess import apply_to_probabilities
+from tumorseg.inference.predict import mask_bbox
 from tumorseg.inference.settings import InferenceSettings, resolve_settings
 from tumorseg.inference.spacing import model_spacing, predict_probabilities, scaled_rules
 from tumorseg.inference.uncertainty import (
@@ -111,15 +112,8 @@ def judge(
 
 
 def _nonzero_box(probs: np.ndarray) -> tuple[slice, slice, slice] | None:
-    any_on = np.any(probs > 0, axis=0)
-    if not any_on.any():
-        return None
-    box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(any_on.any(axis=other))
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return box[0], box[1], box[2]
+    """Bounding box of the voxels where any channel of ``probs (K, X, Y, Z)`` is above 0."""
+    return mask_bbox(np.any(probs > 0, axis=0))
 
 
 def run_case(

@@ -64,10 +64,10 @@ def brain_bbox(image: np.ndarray) -> tuple[slice, slice, slice] | None:
         Three slices ``(sx, sy, sz)`` such that ``image[sx, sy, sz]`` holds every nonzero voxel,
         or ``None`` when the image is all zero.
     """
-    return _mask_bbox(np.any(image != 0, axis=-1))
+    return mask_bbox(np.any(image != 0, axis=-1))
 
 
-def _mask_bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
+def mask_bbox(mask: np.ndarray) -> tuple[slice, slice, slice] | None:
     """Bounding box of the True voxels of an (X, Y, Z) mask as three slices; None if none."""
     if not mask.any():
         return None
@@ -384,7 +384,7 @@ def trim_tile(
         widened by ``margin`` per side and then to a multiple of ``DIVISOR`` (about its centre,
         kept inside the tile); ``None`` when the tile holds no brain voxel.
     """
-    box = _mask_bbox(mask[_slices(corner, tile_size)])
+    box = mask_bbox(mask[_slices(corner, tile_size)])
     if box is None:
         return None
     start, size = [], []
