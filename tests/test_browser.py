@@ -55,6 +55,19 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 RUN_ALL_TIMEOUT_S = 600
+
+
+def offline_page_problems(page) -> list[str]:
+    """Watch a Playwright ``page`` of an offline file: the list it returns fills with console
+    errors, page errors, failed requests and every request to anything but ``file:``."""
+    problems: list[str] = []
+    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+    page.on("request", lambda r: r.url.startswith("file:") or problems.append(r.url))
+    return problems
+
+
 MAX_SAVED_BYTES = 4_000_000
 
 #: Server log lines of these severities (``[W 2026-...``) are problems; info ([I) is not, nor

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM_ARGS, chromium  # noqa: F401  (the browser fixture)
+from test_browser import CHROMIUM_ARGS, chromium, offline_page_problems  # noqa: F401  (the browser fixture)
 
 from tumorseg.cli import main
 from tumorseg.course.exercises import REGISTRY
@@ -173,15 +173,11 @@ def test_every_submission_gets_a_page_and_the_merge_keeps_them(known_batch, tmp_
 def test_feedback_and_summary_pages_in_chromium(chromium, known_batch):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
-    problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
-            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-            page.on("pageerror", lambda exc: problems.append(str(exc)))
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-            page.on("request", lambda r: r.url.startswith("file:") or problems.append(r.url))
+            problems = offline_page_problems(page)
             page.goto((known_batch / "ben.html").as_uri(), wait_until="load")
             rows = page.locator("tr.exercise").all_inner_texts()
             total = page.locator(".total").inner_text()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_browser import CHROMIUM_ARGS, chromium  # noqa: F401  (the browser fixture)
+from test_browser import CHROMIUM_ARGS, chromium, offline_page_problems  # noqa: F401  (the browser fixture)
 
 from tumorseg.inference.score import ScoredCase, score_folder
 from tumorseg.viz.labeled import CLASS_COLORS
@@ -332,15 +332,11 @@ def test_evaluate_report_in_chromium(chromium, evaluated):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
     report, table, _ = evaluated
-    problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page()
-            page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-            page.on("pageerror", lambda exc: problems.append(str(exc)))
-            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
-            page.on("request", lambda r: r.url.startswith("file:") or problems.append(r.url))
+            problems = offline_page_problems(page)
             page.goto((report / "index.html").as_uri(), wait_until="load")
             images = page.evaluate(
                 "() => [...document.images].map(i => [i.getAttribute('src'), i.complete, "
