@@ -88,10 +88,12 @@ def hardware_main(argv: list[str]) -> int:
 
 # --------------------------------------------------------------------------- tumorseg merge
 class PartKind(enum.Enum):
-    """What a shard's output is: a per-case table, or a grades folder."""
+    """What a shard's output is: a per-case table, a grades folder, or a check-first list
+    (``qc.csv``, or a predict/evaluate --save folder holding its shards' lists)."""
 
     TABLE = "table"
     GRADES = "grades"
+    QC = "check-first list"
 
 
 def part_kind(path: str) -> PartKind:
@@ -99,20 +101,24 @@ def part_kind(path: str) -> PartKind:
     from pathlib import Path
 
     from tumorseg.course.grading.results import CSV_NAME
-    from tumorseg.inference.merge import TABLE_SUFFIXES
+    from tumorseg.inference.batch import qc_files
+    from tumorseg.inference.merge import TABLE_SUFFIXES, is_qc_table
 
     path = Path(path)
     if path.is_dir():
         if (path / CSV_NAME).is_file():
             return PartKind.GRADES
+        if qc_files(path):
+            return PartKind.QC
         raise DataError(
-            f"{path}: a folder without {CSV_NAME}, so not a `tumorseg grade --out` folder. "
-            f"Pass the grade folders of the shards, or the CSV/JSON tables of evaluate/score."
+            f"{path}: a folder without {CSV_NAME} or qc.csv, so neither a `tumorseg grade --out` "
+            f"folder nor a `predict DATA --out`/`evaluate --save` folder. Pass the grade "
+            f"folders of the shards, their run folders, or the CSV/JSON tables of evaluate/score."
         )
     if path.suffix in TABLE_SUFFIXES:
         if not path.is_file():
             raise DataError(f"{path}: not found. Pass the --out file of each shard.")
-        return PartKind.TABLE
+        return PartKind.QC if is_qc_table(path) else PartKind.TABLE
     raise DataError(
         f"{path}: not a part to merge. Pass the .csv/.json tables of `tumorseg evaluate`/"
         f"`score`, or the --out folders of `tumorseg grade`."
@@ -146,19 +152,28 @@ def merge_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tumorseg merge",
         description="Merge the outputs of shards (--shard I/N): evaluate/score tables (CSV or "
-        "JSON; rows sorted by case, summary recomputed) or grade folders (results.csv and the "
-        "reports).  The result equals that of one unsharded run.",
+        "JSON; rows sorted by case, summary recomputed), grade folders (results.csv and the "
+        "reports), or the check-first lists of predict/evaluate --save runs (their qc.csv / "
+        "qc-shard-I-of-N.csv files, or the run folders holding them; one qc.csv, most doubtful "
+        "case first).  The result equals that of one unsharded run.",
     )
-    parser.add_argument("parts", nargs="+", help="the shards' tables, or their grade folders")
     parser.add_argument(
-        "--out", required=True, help="merged table (.csv or .json), or grade folder"
+        "parts",
+        nargs="+",
+        help="the shards' tables, their grade folders, or their qc.csv files or run folders",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        help="merged table (.csv or .json), grade folder, or check-first list (a .csv, or a "
+        "folder to hold qc.csv)",
     )
     args = parser.parse_args(argv)
 
     import pandas as pd
 
     from tumorseg.course.grading.merge import merge_grades
-    from tumorseg.inference.merge import merge_tables, write_merged_table
+    from tumorseg.inference.merge import merge_qc, merge_tables, write_merged_qc, write_merged_table
 
     try:
         kind = parts_kind(args.parts)
@@ -166,6 +181,11 @@ def merge_main(argv: list[str] | None = None) -> int:
             rows = merge_grades(args.parts, args.out)
             print(f"merged {len(args.parts)} grade folder(s): {len(rows)} submission(s)")
             print(f"results: {args.out}/results.csv")
+            return 0
+        if kind is PartKind.QC:
+            qc = merge_qc(args.parts)
+            written = write_merged_qc(args.out, qc)
+            print(f"wrote {written}  ({len(qc)} case(s), most doubtful first)")
             return 0
         table = merge_tables(args.parts)
         written = write_merged_table(args.out, table)

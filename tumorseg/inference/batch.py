@@ -23,6 +23,7 @@ A folder run (``predict_folder``):
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,16 @@ def qc_path(out: PathLike, shard: Shard) -> Path:
     return Path(out) / f"qc-shard-{shard.index}-of-{shard.count}.csv"
 
 
+def qc_files(folder: PathLike) -> list[Path]:
+    """The check-first lists of a folder run: its shards' (``qc-shard-I-of-N.csv``) when there
+    are any, else its ``qc.csv`` (none: empty)."""
+    from tumorseg.inference.uncertainty import QC_CSV
+
+    folder = Path(folder)
+    shards = sorted(folder.glob("qc-shard-*-of-*.csv"))
+    return shards or [p for p in [folder / QC_CSV] if p.is_file()]
+
+
 def output_path(out: PathLike, case: str) -> Path:
     """Where a folder run writes ``case``'s map: ``out/<case>.nii.gz``."""
     return Path(out) / f"{case}{NIFTI_EXTENSIONS[0]}"
@@ -138,6 +149,7 @@ def predict_folder(
     prog: str = "tumorseg predict",
     options: Any = None,
     resample: bool = True,
+    on_case: Callable[[str, np.ndarray, Any], None] | None = None,
 ) -> Tally:
     """Segment this shard's cases of the dataset ``data`` into ``out/<case>.nii.gz``.
 
@@ -155,6 +167,8 @@ def predict_folder(
             label coding, probabilities, uncertainty; default: course-coded maps only).
         resample: resample scans at another spacing than the model's
             (``tumorseg.inference.spacing``).
+        on_case: called with each written case's id, image (X, Y, Z, C) and
+            ``outputs.CaseResult`` while they are in memory (e.g. ``DoubtReport.add``).
 
     Each written case's doubt (``tumorseg.inference.uncertainty.case_doubt``) goes into the
     check-first list ``qc_path(out, shard)``, most doubtful case first.
@@ -196,6 +210,8 @@ def predict_folder(
                 result = run_case(
                     image, header_spacing(reference), model, settings, resample, source=cid
                 )
+                if on_case is not None:
+                    on_case(cid, image, result)
                 del image
                 threshold = (settings or resolve_settings(model)).threshold
                 write_outputs(result, reference, target, options, threshold, folder=True)

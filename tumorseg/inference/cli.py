@@ -201,6 +201,21 @@ def open_report(prog: str, args: argparse.Namespace, images: Any, **settings: An
     return CaseReport(args.report, {**vars(args), **settings}, dataset_images(images), title=prog)
 
 
+def open_doubt_report(prog: str, args: argparse.Namespace, **settings: Any) -> Any:
+    """The ``tumorseg.viz.doubt_report.DoubtReport`` of ``predict --report DIR``, or None
+    without it; a shard's goes to ``DIR/shard-I-of-N`` (shards may share DIR)."""
+    if not args.report:
+        return None
+    from pathlib import Path
+
+    from tumorseg.viz.doubt_report import DoubtReport
+
+    folder = Path(args.report)
+    if not args.shard.whole:
+        folder = folder / f"shard-{args.shard.index}-of-{args.shard.count}"
+    return DoubtReport(folder, {**vars(args), **settings}, title=prog)
+
+
 def settings_record(settings: InferenceSettings) -> dict[str, Any]:
     """``settings`` as the JSON of a run record (the manifest's keys)."""
     return {
@@ -240,6 +255,15 @@ def predict_main(argv: list[str] | None = None) -> int:
     add_shard_option(parser)
     add_model_options(parser)
     add_output_options(parser, "")
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        default=None,
+        help="also write a report without labels there: DIR/index.html (opens offline) with "
+        "one row per case, most doubtful first (the order of qc.csv), each with its doubt "
+        "figures and a picture (DIR/img/) of its most uncertain slice: the scan, the predicted "
+        "map and the uncertainty map; a shard's goes to DIR/shard-I-of-N",
+    )
     args = parser.parse_args(argv)
 
     from tumorseg.inference.batch import Target, plan_output
@@ -273,7 +297,24 @@ def predict_main(argv: list[str] | None = None) -> int:
     )
     for path in more:
         print(f"wrote {path}")
+    if args.report:
+        _report_one_case(parser.prog, args, image, result, settings)
     return 0
+
+
+def _report_one_case(
+    prog: str, args: argparse.Namespace, image: np.ndarray, result: Any, settings: Any
+) -> None:
+    """``predict CASE --out SEG.nii.gz --report DIR``: the report of the one case, named by
+    the map's stem."""
+    from pathlib import Path
+
+    from tumorseg.inference.uncertainty import qc_table
+
+    report = open_doubt_report(prog, args, **settings_record(settings))
+    stem = Path(args.out).name.split(".nii")[0]
+    report.add(stem, image, result.labels, result.uncertainty)
+    print(f"wrote {report.write(qc_table([{'case': stem, **result.doubt}]))}")
 
 
 def _predict_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -295,6 +336,7 @@ def _predict_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -
     described = {**model_record(args.weights), "settings": settings_record(settings)}
     record = run_record(parser.prog, vars(args), args.shard, described)
     record["outputs"] = options.record()
+    report = open_doubt_report(parser.prog, args, **settings_record(settings))
     tally = predict_folder(
         dataset,
         args.out,
@@ -305,12 +347,18 @@ def _predict_folder(parser: argparse.ArgumentParser, args: argparse.Namespace) -
         record,
         options=options,
         resample=not args.no_resample,
+        on_case=(lambda c, im, r: report.add(c, im, r.labels, r.uncertainty)) if report else None,
     )
+    from tumorseg.batch import read_failures
     from tumorseg.inference.batch import qc_path
 
     qc = qc_path(args.out, args.shard)
     if qc.is_file():
         print(f"check first: {qc} (one row per case, most doubtful first)")
+    if report:
+        from tumorseg.inference.uncertainty import read_qc
+
+        print(f"wrote {report.write(read_qc(qc), read_failures(args.out))}")
     print(f"{tally.line()}; label coding {options.coding.value}")
     if tally.failures:
         print(f"failed cases: {Path(args.out) / FAILURES_CSV}", file=sys.stderr)
@@ -334,8 +382,9 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--save",
         default=None,
-        help="folder to keep the scored label maps in (<case>.nii.gz, with run.json), for "
-        "`tumorseg score` to rescore without predicting again",
+        help="folder to keep the scored label maps in (<case>.nii.gz, with run.json and the "
+        "check-first list qc.csv, most doubtful case first), for `tumorseg score` to rescore "
+        "without predicting again",
     )
     add_shard_option(parser)
     add_model_options(parser)
@@ -415,12 +464,19 @@ class _SaveRecord:
         write_run_record(self.folder, self.record, self.shard)
 
     def finish(self, table: Any) -> None:
+        """Write the outcome into the run record, and the scored cases' doubt into the
+        check-first list (``qc.csv``, or ``qc-shard-I-of-N.csv``), as a folder predict does."""
         from tumorseg.batch import finish_record, write_run_record
+        from tumorseg.inference.batch import qc_path
         from tumorseg.inference.score import failed_cases
+        from tumorseg.inference.uncertainty import qc_rows, update_qc
 
         failed = failed_cases(table)
         outcome = {"scored": len(table) - len(failed), "failed": failed}
         write_run_record(self.folder, finish_record(self.record, outcome), self.shard)
+        rows = qc_rows(table)
+        if rows:
+            print(f"check first: {update_qc(qc_path(self.folder, self.shard), rows)}")
 
 
 def print_record_comparison(table: Any, weights: str | None) -> None:

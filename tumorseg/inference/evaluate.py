@@ -76,7 +76,8 @@ class CasePrediction:
     probs: (3, X, Y, Z) probabilities; label: (X, Y, Z) ground truth, codes 0..3; spacing: mm
     per voxel along X, Y, Z; seconds: the prediction's wall time; reference: the image file
     whose header describes the grid (for saving the label map), when known; model_spacing: the
-    spacing the model was trained at (the clean-up's sizes are voxels of it).
+    spacing the model was trained at (the clean-up's sizes are voxels of it); ranges: the
+    passes' disagreement (K, X, Y, Z, ``spacing.predict_probabilities``), None with one pass.
     """
 
     case: str
@@ -86,6 +87,7 @@ class CasePrediction:
     seconds: float
     reference: Path | None = None
     model_spacing: tuple[float, float, float] = MODEL_SPACING
+    ranges: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -131,10 +133,12 @@ def predict_cases(
             yield CaseFailure(case.id, one_line(exc))
             continue
         start = time.perf_counter()
-        probs = predict_probabilities(image, spacing, model, settings, resample, case.id)
+        probs, ranges = predict_probabilities(image, spacing, model, settings, resample, case.id)
         del image
         seconds = time.perf_counter() - start
-        yield CasePrediction(case.id, probs, label, spacing, seconds, case.image_paths[0], target)
+        yield CasePrediction(
+            case.id, probs, label, spacing, seconds, case.image_paths[0], target, ranges
+        )
 
 
 def score_prediction(
@@ -167,7 +171,7 @@ def score_prediction(
     row: dict[str, float | str] = {"case": pred.case}
     row.update(score_labels(labels, pred.label, pred.spacing, both_empty))
     row["seconds"] = round(seconds, 2)
-    uncertainty, doubt = judge(pred.probs, labels, pred.spacing, outputs)
+    uncertainty, doubt = judge(pred.probs, labels, pred.spacing, outputs, pred.ranges)
     row.update(doubt)
     if save is not None:
         result = CaseResult(pred.probs, labels, uncertainty, doubt, Outputs(outputs))

@@ -13,7 +13,9 @@ import pandas as pd
 
 from tumorseg.errors import DataError
 
+from .batch import qc_files
 from .score import read_table, summary, write_table
+from .uncertainty import QC_COLUMNS, QC_CSV, qc_table, write_qc
 
 #: File endings of the case tables that ``tumorseg merge`` reads and writes.
 TABLE_SUFFIXES = (".csv", ".json")
@@ -54,3 +56,59 @@ def write_merged_table(out: str | Path, table: pd.DataFrame) -> Path:
     if Path(out).suffix not in TABLE_SUFFIXES:
         raise DataError(f"{out}: merged tables are written as .csv or .json; name --out so.")
     return write_table(out, table, summary(table))
+
+
+def is_qc_table(path: str | Path) -> bool:
+    """Whether ``path`` is a check-first list: a CSV whose header is ``case`` and the
+    ``QC_COLUMNS``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            header = f.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header == ["case", *QC_COLUMNS]
+
+
+def qc_sources(part: str | Path) -> list[Path]:
+    """The check-first lists one merge part stands for: the file itself, or a run folder's
+    (``batch.qc_files``); DataError naming a folder that holds none."""
+    part = Path(part)
+    if part.is_file():
+        return [part]
+    files = qc_files(part)
+    if not files:
+        raise DataError(
+            f"{part}: holds no {QC_CSV} nor qc-shard-I-of-N.csv; pass the --out folders of "
+            f"`tumorseg predict DATA` or the --save folders of `tumorseg evaluate`."
+        )
+    return files
+
+
+def merge_qc(parts: Sequence[str | Path]) -> pd.DataFrame:
+    """One check-first list of the parts' (files, or run folders: ``qc_sources``), most doubtful
+    first (``qc_table``).  Raises DataError for a file that is not a check-first list (another
+    header) or a case found in two files."""
+    rows: list[dict] = []
+    seen: dict[str, Path] = {}
+    for path in [f for part in parts for f in qc_sources(part)]:
+        if not is_qc_table(path):
+            raise DataError(
+                f"{path}: not a check-first list (its header is not case,"
+                f"{','.join(QC_COLUMNS)}); pass the qc.csv files of one tumorseg version's runs."
+            )
+        for row in pd.read_csv(path, dtype={"case": str}).to_dict("records"):
+            if row["case"] in seen:
+                raise DataError(
+                    f"{path}: case {row['case']!r} is also in {seen[row['case']]}; the parts "
+                    f"overlap. Merge the shards 0/N .. N-1/N of one run, each once."
+                )
+            seen[row["case"]] = path
+            rows.append(row)
+    return qc_table(rows)
+
+
+def write_merged_qc(out: str | Path, table: pd.DataFrame) -> Path:
+    """Write a merged check-first list to ``out`` (a ``.csv``), or to ``out/qc.csv`` when
+    ``out`` is a folder (existing or not); returns the path."""
+    out = Path(out)
+    return write_qc(out if out.suffix == ".csv" else out / QC_CSV, table.to_dict("records"))

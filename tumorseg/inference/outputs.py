@@ -97,18 +97,21 @@ def judge(
     labels: np.ndarray,
     spacing: Sequence[float],
     outputs: Outputs | str = Outputs.REGIONS,
+    ranges: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict[str, float]]:
     """``(voxel_uncertainty, case_doubt)`` of a scan's probabilities (K, X, Y, Z) and final
     labels (X, Y, Z), both of the WT/TC/ET region probabilities (a class model's are turned
     into regions first: ``classes_to_regions``); the entropy is computed in the box of nonzero
-    probabilities only (0 outside)."""
+    probabilities only (0 outside).  ranges: the passes' disagreement (K, X, Y, Z,
+    ``predict_volume_spread``), or None; a class model's is not used (its ranges are of class
+    probabilities, not regions), so its ``disagree_<R>`` are NaN."""
     if Outputs(outputs) is Outputs.CLASSES:
-        probs = classes_to_regions(probs)
+        probs, ranges = classes_to_regions(probs), None
     uncertainty = np.zeros((*probs.shape[1:], probs.shape[0]), np.uint8)
     box = _nonzero_box(probs)
     if box is not None:
         uncertainty[box] = voxel_uncertainty(probs[(slice(None), *box)])
-    return uncertainty, case_doubt(probs, labels, spacing, uncertainty)
+    return uncertainty, case_doubt(probs, labels, spacing, uncertainty, ranges)
 
 
 def _nonzero_box(probs: np.ndarray) -> tuple[slice, slice, slice] | None:
@@ -123,17 +126,21 @@ def run_case(
     settings: InferenceSettings | None = None,
     resample: bool = True,
     source: object = "the scan",
+    spread: bool = True,
 ) -> CaseResult:
     """Predict one scan (X, Y, Z, C) of voxel size ``spacing`` (mm) and judge it.
 
     settings: None: the model's (``resolve_settings``).  resample: see
-    ``spacing.predict_probabilities``.  A scan at the model's spacing gets exactly the label
-    map ``predict_volume`` with the clean-up gives.
+    ``spacing.predict_probabilities``.  spread: measure the passes' disagreement for the
+    doubt's ``disagree_<R>`` (False: they are NaN; the map and probabilities are the same
+    either way).  A scan at the model's spacing gets exactly the label map ``predict_volume``
+    with the clean-up gives.
     """
     settings = resolve_settings(model, settings)
-    probs = predict_probabilities(image, spacing, model, settings, resample, source)
+    probs, ranges = predict_probabilities(image, spacing, model, settings, resample, source, spread)
     labels = label_probabilities(probs, settings, spacing, model_spacing(model))
-    uncertainty, doubt = judge(probs, labels, spacing, settings.outputs)
+    uncertainty, doubt = judge(probs, labels, spacing, settings.outputs, ranges)
+    del ranges
     return CaseResult(probs, labels, uncertainty, doubt, Outputs(settings.outputs))
 
 

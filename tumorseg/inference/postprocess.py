@@ -94,35 +94,51 @@ class Mirror(str, Enum):
         return [tuple(a for a in range(3) if m >> a & 1) for m in range(8)]
 
 
+def pass_count(predictors: int, mirror: Mirror) -> int:
+    """How many forward passes ``mirrored`` makes per batch for ``predictors`` models (the
+    members of an ensemble) and ``mirror``: ``max(len(mirror.flips), predictors)``."""
+    return max(len(Mirror(mirror).flips), int(predictors))
+
+
 def mirrored(
     predict: Callable[[np.ndarray], np.ndarray] | Sequence[Callable[[np.ndarray], np.ndarray]],
     mirror: Mirror,
+    spread: bool = False,
 ) -> Callable:
     """``predict`` (batch ``(B, C, X, Y, Z)`` -> ``(B, K, X, Y, Z)``) averaged over the mirrored
     copies of ``mirror``: each pass flips the batch's spatial axes, predicts, flips back.
 
     ``predict`` may be a sequence of predictors (the members of an ensemble): the passes are
-    then spread over them, ``max(len(mirror.flips), len(predict))`` passes in all, pass ``k``
-    running predictor ``k % n`` on flip ``k % len(flips)``.  Two members with ``Mirror.X`` thus
-    cost two passes: the first member sees the scan as is, the second mirrored left-right.
+    then spread over them, ``pass_count`` passes in all, pass ``k`` running predictor
+    ``k % n`` on flip ``k % len(flips)``.  Two members with ``Mirror.X`` thus cost two passes:
+    the first member sees the scan as is, the second mirrored left-right.
+
+    spread: also return the passes' disagreement: the output is then (B, 2K, X, Y, Z), the
+    mean of the passes (channels 0..K-1, the same values as without ``spread``) followed by
+    the range of the passes per channel (largest minus smallest probability; for two passes
+    their absolute difference).  With a single pass the range is 0.
     """
     predicts = [predict] if callable(predict) else list(predict)
     flips = Mirror(mirror).flips
-    if flips == [()] and len(predicts) == 1:
+    if flips == [()] and len(predicts) == 1 and not spread:
         return predicts[0]
     passes = [
         (predicts[k % len(predicts)], flips[k % len(flips)])
-        for k in range(max(len(flips), len(predicts)))
+        for k in range(pass_count(len(predicts), mirror))
     ]
 
     def run(batch: np.ndarray) -> np.ndarray:
-        total = None
+        total = low = high = None
         for fn, axes in passes:
             spatial = tuple(2 + a for a in axes)
             out = fn(np.ascontiguousarray(np.flip(batch, spatial)) if axes else batch)
             out = np.flip(out, spatial) if axes else out
             total = out.astype(np.float32) if total is None else total + out
-        return total / len(passes)
+            if spread:
+                low = total.copy() if low is None else np.minimum(low, out)
+                high = total.copy() if high is None else np.maximum(high, out)
+        mean = total / len(passes)
+        return np.concatenate([mean, high - low], axis=1) if spread else mean
 
     return run
 

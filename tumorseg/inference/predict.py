@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tumorseg.contract import N_CLASSES, PATCH_SIZE, RAW
-from tumorseg.inference.postprocess import apply_to_probabilities, mirrored
+from tumorseg.inference.postprocess import apply_to_probabilities, mirrored, pass_count
 from tumorseg.inference.settings import InferenceSettings, resolve_settings
 from tumorseg.patches.standardize import standardize_patch
 
@@ -277,15 +277,51 @@ def predict_volume(
         (K, X, Y, Z) float32 probabilities (K = 3: edema, non-enhancing, enhancing); voxels
         outside the brain's bounding box are 0.
     """
+    return _predict(image, model, overlap, batch_size, tile, settings, False, **changes)[0]
+
+
+def predict_volume_spread(
+    image: np.ndarray,
+    model: Any,
+    overlap: float = 0.1,
+    batch_size: int = 2,
+    tile: Sequence[int] | None = None,
+    settings: InferenceSettings | None = None,
+    **changes: Any,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``predict_volume``'s probabilities (K, X, Y, Z), the same values, and the disagreement of
+    its passes (mirror passes and ensemble members, ``mirrored(..., spread=True)``): (K, X, Y, Z)
+    float32, per channel the range of the passes' probabilities (for two passes their absolute
+    difference), blended over tiles as the probabilities are; 0 outside the brain's box.  None
+    when the settings and the model make a single pass (nothing to disagree).  The clean-up of
+    the settings changes the probabilities only.  Arguments as for ``predict_volume``."""
+    return _predict(image, model, overlap, batch_size, tile, settings, True, **changes)
+
+
+def _predict(
+    image: np.ndarray,
+    model: Any,
+    overlap: float,
+    batch_size: int,
+    tile: Sequence[int] | None,
+    settings: InferenceSettings | None,
+    spread: bool,
+    **changes: Any,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``predict_volume`` (see there), with the passes' disagreement when ``spread`` and there
+    are several passes (else None)."""
     image = np.asarray(image)
     if image.ndim != 4:
         raise ValueError(f"expected an image (X, Y, Z, C), got shape {image.shape}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     settings = resolve_settings(model, settings, **changes)
+    members = getattr(model, "members", None) or [model]  # an Ensemble's, or the model
+    spread = spread and pass_count(len(members), settings.tta) > 1
     box = brain_bbox(image)
     if box is None:
-        return np.zeros((_n_outputs(model), *image.shape[:3]), np.float32)
+        empty = np.zeros((_n_outputs(model), *image.shape[:3]), np.float32)
+        return empty, (np.zeros_like(empty) if spread else None)
 
     size = [s.stop - s.start for s in box]
     budget = auto_max_voxels(model)
@@ -297,11 +333,15 @@ def predict_volume(
     work = _standardized(region, settings.standardize)
     del region  # the raw copy (when standardized): not kept through the model's passes
     # trimmed tiles come in several sizes; an ensemble's members share the mirror passes
-    members = getattr(model, "members", None) or [model]  # an Ensemble's, or the model
     nets = [_flexible(m, image.shape[-1], None) for m in members]
-    run = mirrored([functools.partial(_run, net) for net in nets], settings.tta)
+    run = mirrored([functools.partial(_run, net) for net in nets], settings.tta, spread)
     probs = sliding_window(work, run, tile_size, starts, batch_size, mask=brain)
     del work, brain  # the model's input: the clean-up and the paste need only the output
+    ranges = None
+    if spread:  # the mean's channels, then their ranges (mirrored)
+        half = probs.shape[0] // 2
+        ranges = paste_region(probs[half:], box, origin, image.shape[:3])
+        probs = probs[:half]
     rules = settings.postprocess
     if rules.active:  # in the brain's box: outside it every class is 0, so nothing changes there
         inner = tuple(slice(b.start - o, b.stop - o) for b, o in zip(box, origin))
@@ -309,7 +349,7 @@ def predict_volume(
             probs[(slice(None), *inner)], rules, settings.threshold, settings.outputs
         )
         origin = (box[0].start, box[1].start, box[2].start)
-    return paste_region(probs, box, origin, image.shape[:3])
+    return paste_region(probs, box, origin, image.shape[:3]), ranges
 
 
 def cut_region(

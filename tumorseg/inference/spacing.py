@@ -106,8 +106,10 @@ def predict_probabilities(
     settings: Any = None,
     resample: bool = True,
     source: object = "the scan",
-) -> np.ndarray:
-    """The model's probabilities on the scan's grid, before clean-up.
+    spread: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's probabilities on the scan's grid, before clean-up, and its passes'
+    disagreement.
 
     Args:
         image: (X, Y, Z, C) raw intensities, channels last.
@@ -117,22 +119,38 @@ def predict_probabilities(
         resample: resample a scan whose spacing differs from ``model_spacing(model)`` (False:
             predict it on its own grid, as if it were at the model's spacing).
         source: how warnings name the scan.
+        spread: also measure the disagreement of the passes (mirror passes, ensemble members).
 
     Returns:
-        (K, X, Y, Z) float32 probabilities on the scan's grid: ``predict_volume``'s, directly
-        when no resampling is needed, else predicted on the resampled image and resampled back.
+        ``(probs, ranges)``: (K, X, Y, Z) float32 probabilities on the scan's grid,
+        ``predict_volume``'s, directly when no resampling is needed, else predicted on the
+        resampled image and resampled back; ranges: ``predict_volume_spread``'s disagreement on
+        the same grid (resampled the same way), None without ``spread`` or with a single pass.
     """
-    from tumorseg.inference.predict import predict_volume
-
     check_spacing(spacing, source)
     target = model_spacing(model)
     if not resample or not needs_resampling(spacing, target):
-        return predict_volume(image, model, settings=settings, postprocess=Postprocess.NONE)
+        return _predict(image, model, settings, spread)
     shape = resampled_shape(image.shape[:3], spacing, target)
     moved = np.moveaxis(resize(np.moveaxis(image, -1, 0), shape), 0, -1)
-    probs = predict_volume(moved, model, settings=settings, postprocess=Postprocess.NONE)
+    probs, ranges = _predict(moved, model, settings, spread)
     del moved
-    return np.clip(resize(probs, image.shape[:3]), 0.0, 1.0)
+    probs = np.clip(resize(probs, image.shape[:3]), 0.0, 1.0)
+    if ranges is not None:
+        ranges = np.clip(resize(ranges, image.shape[:3]), 0.0, 1.0)
+    return probs, ranges
+
+
+def _predict(
+    image: np.ndarray, model: Any, settings: Any, spread: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``predict_volume`` without clean-up, with ``predict_volume_spread``'s ranges when
+    ``spread`` (else None)."""
+    from tumorseg.inference.predict import predict_volume, predict_volume_spread
+
+    if spread:
+        return predict_volume_spread(image, model, settings=settings, postprocess=Postprocess.NONE)
+    return predict_volume(image, model, settings=settings, postprocess=Postprocess.NONE), None
 
 
 def scaled_rules(

@@ -15,9 +15,10 @@ the shipped region model WT, TC, ET (for a class model: edema, non-enhancing, en
   probability, in bits, times 100: uint8 (X, Y, Z, 3) in 0..100 (0 certain, 100 at p = 0.5), the
   scale the QU-BraTS challenge reads (``tumorseg.metrics.qu_brats``).
 - **Per-case doubt** (``case_doubt``): the expected Dice of each region of the label map under
-  the model's own probabilities, the uncertain volume relative to the predicted tumour, the
-  tumour volume; ``doubt`` (1 - the lowest expected Dice) ranks the cases, most doubtful first,
-  in ``qc.csv`` (``QC_COLUMNS``).
+  the model's own probabilities, the passes' disagreement per region (``pass_disagreement``:
+  mirror passes and ensemble members), the uncertain volume relative to the predicted tumour,
+  the tumour volume; ``doubt`` (1 - the lowest expected Dice) ranks the cases, most doubtful
+  first, in ``qc.csv`` (``QC_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ QC_CSV = "qc.csv"
 QC_COLUMNS: tuple[str, ...] = (
     "doubt",
     *(f"expected_dice_{r}" for r in REGIONS),
+    *(f"disagree_{r}" for r in REGIONS),
     "uncertain_ratio",
     "tumour_ml",
 )
@@ -98,11 +100,28 @@ def expected_dice(probs: np.ndarray, mask: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * float(p[mask].sum()) / total
 
 
+def pass_disagreement(ranges: np.ndarray | None, labels: np.ndarray) -> dict[str, float]:
+    """``{"disagree_<R>": ...}``: per region R, the mean over the voxels the label map (X, Y, Z,
+    course codes) puts in R of ``ranges`` (3, X, Y, Z), the range of the passes' R probability
+    (``predict.predict_volume_spread``; for two passes their absolute difference, 0..1); 0 for
+    a region the map does not hold; NaN for every region when ``ranges`` is None (one pass)."""
+    labels = np.asarray(labels)
+    row = {}
+    for channel, (region, codes) in enumerate(REGIONS.items()):
+        value = math.nan
+        if ranges is not None:
+            mask = np.isin(labels, codes)
+            value = float(ranges[channel][mask].mean()) if mask.any() else 0.0
+        row[f"disagree_{region}"] = value
+    return row
+
+
 def case_doubt(
     probs: np.ndarray,
     labels: np.ndarray,
     spacing: Sequence[float] = (1.0, 1.0, 1.0),
     uncertainty: np.ndarray | None = None,
+    ranges: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The per-case numbers of ``QC_COLUMNS`` for one scan.
 
@@ -111,15 +130,18 @@ def case_doubt(
         labels: (X, Y, Z) the final label map (course codes), whose regions are judged.
         spacing: voxel size in mm, for the tumour volume.
         uncertainty: its ``voxel_uncertainty`` when already computed (else computed here).
+        ranges: (3, X, Y, Z) the passes' disagreement per region (``pass_disagreement``), or
+            None when unknown (the ``disagree_<R>`` columns are then NaN).
 
     Returns:
         ``{"doubt": 1 - lowest expected Dice, "expected_dice_<R>" per region (``expected_dice``
-        of the region's mask under its probability channel), "uncertain_ratio": voxels whose
-        uncertainty in some channel is above ``UNCERTAIN_ABOVE``, per voxel of predicted
-        tumour (of 1 when none), "tumour_ml"}``, rounded to 4 decimals.
+        of the region's mask under its probability channel), "disagree_<R>" per region
+        (``pass_disagreement``), "uncertain_ratio": voxels whose uncertainty in some channel is
+        above ``UNCERTAIN_ABOVE``, per voxel of predicted tumour (of 1 when none),
+        "tumour_ml"}``, rounded to 4 decimals.
     """
     labels = np.asarray(labels)
-    row: dict[str, float] = {}
+    row: dict[str, float] = pass_disagreement(ranges, labels)
     for channel, (region, codes) in enumerate(REGIONS.items()):
         row[f"expected_dice_{region}"] = expected_dice(probs[channel], np.isin(labels, codes))
     if uncertainty is None:
@@ -141,16 +163,36 @@ def qc_table(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     )
 
 
+def qc_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The check-first rows (``case`` and ``QC_COLUMNS``) of an evaluate table's scored cases
+    (a row with a non-empty ``error`` has no doubt and is left out, as a failed case of a folder
+    predict is)."""
+    scored = table
+    if "error" in table:
+        scored = table[table["error"].fillna("").astype(str) == ""]
+    return scored[["case", *QC_COLUMNS]].to_dict("records")
+
+
 def update_qc(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Merge ``rows`` into the check-first list at ``path`` (a case's new row replaces its old
     one) and write it back, sorted (``qc_table``), atomically; returns the path."""
-    path = Path(path)
-    old: list[dict[str, Any]] = []
-    if path.is_file():
-        old = pd.read_csv(path, dtype={"case": str}).to_dict("records")
+    old = read_qc(path).to_dict("records")
     new = {str(r["case"]) for r in rows}
     merged = [r for r in old if str(r["case"]) not in new] + [dict(r) for r in rows]
-    return write_text(path, qc_table(merged).to_csv(index=False, float_format="%.6g"))
+    return write_qc(path, merged)
+
+
+def read_qc(path: str | Path) -> pd.DataFrame:
+    """The check-first list at ``path`` (``qc_table``); an empty one when there is no file."""
+    path = Path(path)
+    rows = pd.read_csv(path, dtype={"case": str}).to_dict("records") if path.is_file() else []
+    return qc_table(rows)
+
+
+def write_qc(path: str | Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write ``rows`` as the check-first list at ``path`` (``qc_table``: sorted, most doubtful
+    first), atomically; returns the path."""
+    return write_text(path, qc_table(rows).to_csv(index=False, float_format="%.6g"))
 
 
 def save_volume(

@@ -84,9 +84,20 @@ CHANNEL = {"FLAIR": 0, "T1Gd": 2}
 GAP_PX = 2
 #: Folder of the pictures, inside the report folder.
 IMAGE_DIR = "img"
-#: Palette indices: the greys, then one per class label, then one per error kind.
+#: Colours of a voxel uncertainty map (0..100, ``tumorseg.inference.uncertainty``) in the
+#: report of an unlabelled batch (``tumorseg.viz.doubt_report``): one per step of
+#: ``UNCERTAINTY_STEP`` from ``UNCERTAINTY_STEP`` up (purple to red to yellow); less is not
+#: coloured.
+UNCERTAINTY_STEP = 10
+UNCERTAINTY_COLORS: tuple[tuple[int, int, int], ...] = (
+    (90, 0, 140), (130, 0, 150), (170, 0, 140), (205, 20, 110), (235, 50, 70),
+    (250, 90, 30), (255, 140, 0), (255, 195, 0), (255, 245, 60),
+)  # fmt: skip
+#: Palette indices: the greys, then one per class label, one per error kind, one per
+#: uncertainty step.
 _CLASS_INDEX = {k: GREY_LEVELS + i for i, k in enumerate(CLASS_COLORS)}
 _ERROR_INDEX = {name: GREY_LEVELS + len(CLASS_COLORS) + i for i, name in enumerate(ERROR_COLORS)}
+UNCERTAINTY_INDEX0 = GREY_LEVELS + len(CLASS_COLORS) + len(ERROR_COLORS)
 _WHITE = GREY_LEVELS - 1
 
 
@@ -215,16 +226,8 @@ def slice_picture(
     """
     t2d = take_slice(np.asarray(truth), 2, z).astype(np.uint8)
     p2d = take_slice(np.asarray(pred), 2, z).astype(np.uint8)
-    if image is None:
-        modality = {name: np.zeros(t2d.shape, np.float32) for name in CHANNEL}
-        rows, cols = slice(None), slice(None)
-    else:
-        modality = {name: take_slice(image[..., c], 2, z) for name, c in CHANNEL.items()}
-        rows, cols = brain_box(np.stack([*modality.values(), t2d, p2d]))
-    step = max(1, math.ceil(max(t2d[rows, cols].shape) / MAX_PANEL_PX))
-    crop = (slice(rows.start, rows.stop, step), slice(cols.start, cols.stop, step))
+    windows, crop = panel_windows(image, z, [t2d, p2d])
     t2d, p2d = t2d[crop], p2d[crop]
-    windows = {name: window_slice(m[crop]) for name, m in modality.items()}
     panels = []
     for name, overlay in PANELS:
         if overlay is Overlay.ERRORS:
@@ -233,15 +236,40 @@ def slice_picture(
             panels.append(_label_panel(windows[name], t2d if overlay is Overlay.LABEL else p2d))
     if mark is not None:
         panels[-1][np.rot90(_frame(np.shape(truth)[:2], mark))[crop]] = _WHITE
-    gap = np.zeros((t2d.shape[0], GAP_PX), np.uint8)
+    return join_panels(panels)
+
+
+def panel_windows(
+    image: np.ndarray | None, z: int, maps: list[np.ndarray]
+) -> tuple[dict[str, np.ndarray], tuple[slice, slice]]:
+    """The windowed ``CHANNEL`` slices of axial slice ``z`` of ``image`` (X, Y, Z, 4), or black
+    ones when it is None, cropped to the brain and the 2-D ``maps`` (slices as ``take_slice``
+    shows them; the whole slice without an image) and subsampled by a whole step when longer
+    than ``MAX_PANEL_PX``; returns them and the crop, to cut the maps' slices the same way."""
+    shape = maps[0].shape
+    if image is None:
+        modality = {name: np.zeros(shape, np.float32) for name in CHANNEL}
+        rows, cols = slice(None), slice(None)
+    else:
+        modality = {name: take_slice(image[..., c], 2, z) for name, c in CHANNEL.items()}
+        rows, cols = brain_box(np.stack([*modality.values(), *maps]))
+    step = max(1, math.ceil(max(maps[0][rows, cols].shape) / MAX_PANEL_PX))
+    crop = (slice(rows.start, rows.stop, step), slice(cols.start, cols.stop, step))
+    return {name: window_slice(m[crop]) for name, m in modality.items()}, crop
+
+
+def join_panels(panels: list[np.ndarray]) -> np.ndarray:
+    """(H, W) palette-index panels side by side with ``GAP_PX`` black pixels between them."""
+    gap = np.zeros((panels[0].shape[0], GAP_PX), np.uint8)
     return np.concatenate([x for panel in panels for x in (panel, gap)][:-1], axis=1)
 
 
 def palette() -> list[int]:
     """The flat RGB palette of the pictures: ``GREY_LEVELS`` greys, the class colours, the error
-    colours."""
+    colours, the uncertainty colours."""
     greys = np.linspace(0, 255, GREY_LEVELS).round().astype(int)
     colours = [(g, g, g) for g in greys] + [*CLASS_COLORS.values(), *ERROR_COLORS.values()]
+    colours += list(UNCERTAINTY_COLORS)
     return [int(v) for rgb in colours for v in rgb]
 
 
@@ -405,11 +433,16 @@ def _summary_html(table: pd.DataFrame, options: Mapping[str, object]) -> str:
             '<p class="note">n: the cases each mean and median is taken over; a failed case, '
             "and a region absent from both maps when it is scored NaN, are left out.</p>"
         )
+    parts.append(options_html(options))
+    return "\n".join(parts)
+
+
+def options_html(options: Mapping[str, object]) -> str:
+    """The run's options (name -> value) as a heading and a definition list."""
     items = "".join(
         f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>" for k, v in options.items()
     )
-    parts.append(f'<h3>Options of the run</h3><dl class="options">{items}</dl>')
-    return "\n".join(parts)
+    return f'<h3>Options of the run</h3><dl class="options">{items}</dl>'
 
 
 def _swatch(rgb: tuple[int, int, int], name: str) -> str:
@@ -496,15 +529,23 @@ def report_html(
         _case_html(i + 1, row, pictures.get(str(row.get("case")), []))
         for i, row in enumerate(order_worst_first(table).to_dict("records"))
     ]
+    return page_html(
+        title,
+        f"<h2>Summary</h2>\n{_summary_html(table, options)}\n"
+        f"<h2>Cases, worst WT Dice first</h2>\n{_legend_html()}\n"
+        '<table class="cases"><tbody>\n' + "\n".join(rows) + "\n</tbody></table>\n",
+    )
+
+
+def page_html(title: str, body: str) -> str:
+    """A whole offline page: ``STYLE``, no script, an empty icon (so no request for one), the
+    ``title`` as heading, then ``body`` (HTML)."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<link rel="icon" href="data:,"><title>{html.escape(title)}</title>'
         f"<style>{STYLE}</style></head><body>\n<h1>{html.escape(title)}</h1>\n"
-        f"<h2>Summary</h2>\n{_summary_html(table, options)}\n"
-        f"<h2>Cases, worst WT Dice first</h2>\n{_legend_html()}\n"
-        '<table class="cases"><tbody>\n' + "\n".join(rows) + "\n</tbody></table>\n"
-        "</body></html>\n"
+        f"{body}</body></html>\n"
     )
 
 
