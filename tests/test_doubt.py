@@ -145,6 +145,12 @@ def test_merge_takes_qc_files_or_folders_and_refuses_overlaps(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         tumorseg(["merge", "--out", str(tmp_path / "m3.csv"), str(a), *files])
     assert stop.value.code == 2 and "also in" in capsys.readouterr().err
+    # one shared folder: the shards' lists and the qc.csv of an unsharded finishing pass
+    update_qc(a / "qc-shard-1-of-2.csv", [{**row, "case": "y", "doubt": 0.7}])
+    update_qc(a / "qc.csv", [{**row, "case": "z", "doubt": 0.4}])
+    for _ in range(2):  # merging again reads the merged qc.csv too: the same list
+        assert tumorseg(["merge", "--out", str(a), str(a)]) == 0
+        assert pd.read_csv(a / "qc.csv")["case"].tolist() == ["y", "z", "x"]
 
 
 # ----------------------------------------------------------------------------- the report

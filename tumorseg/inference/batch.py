@@ -117,13 +117,13 @@ def qc_path(out: PathLike, shard: Shard) -> Path:
 
 
 def qc_files(folder: PathLike) -> list[Path]:
-    """The check-first lists of a folder run: its shards' (``qc-shard-I-of-N.csv``) when there
-    are any, else its ``qc.csv`` (none: empty)."""
+    """The check-first lists of a folder run: its ``qc.csv`` and its shards'
+    (``qc-shard-I-of-N.csv``), oldest first (by modification time); empty when none."""
     from tumorseg.inference.uncertainty import QC_CSV
 
     folder = Path(folder)
-    shards = sorted(folder.glob("qc-shard-*-of-*.csv"))
-    return shards or [p for p in [folder / QC_CSV] if p.is_file()]
+    files = [*folder.glob(QC_CSV), *folder.glob("qc-shard-*-of-*.csv")]
+    return sorted((p for p in files if p.is_file()), key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
 def output_path(out: PathLike, case: str) -> Path:

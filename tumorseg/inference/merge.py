@@ -69,42 +69,46 @@ def is_qc_table(path: str | Path) -> bool:
     return header == ["case", *QC_COLUMNS]
 
 
-def qc_sources(part: str | Path) -> list[Path]:
-    """The check-first lists one merge part stands for: the file itself, or a run folder's
-    (``batch.qc_files``); DataError naming a folder that holds none."""
+def _read_qc_part(part: str | Path) -> dict[str, dict]:
+    """``{case: row}`` of one merge part: a check-first list, or a run folder's lists
+    (``batch.qc_files``: its qc.csv, say from an unsharded finishing pass or an earlier merge,
+    and its shards'), read oldest first so that a case's newer row replaces its older one.
+    DataError for a file that is not a check-first list, or a folder that holds none."""
     part = Path(part)
-    if part.is_file():
-        return [part]
-    files = qc_files(part)
+    files = [part] if part.is_file() else qc_files(part)
     if not files:
         raise DataError(
             f"{part}: holds no {QC_CSV} nor qc-shard-I-of-N.csv; pass the --out folders of "
             f"`tumorseg predict DATA` or the --save folders of `tumorseg evaluate`."
         )
-    return files
-
-
-def merge_qc(parts: Sequence[str | Path]) -> pd.DataFrame:
-    """One check-first list of the parts' (files, or run folders: ``qc_sources``), most doubtful
-    first (``qc_table``).  Raises DataError for a file that is not a check-first list (another
-    header) or a case found in two files."""
-    rows: list[dict] = []
-    seen: dict[str, Path] = {}
-    for path in [f for part in parts for f in qc_sources(part)]:
+    rows: dict[str, dict] = {}
+    for path in files:
         if not is_qc_table(path):
             raise DataError(
                 f"{path}: not a check-first list (its header is not case,"
                 f"{','.join(QC_COLUMNS)}); pass the qc.csv files of one tumorseg version's runs."
             )
-        for row in pd.read_csv(path, dtype={"case": str}).to_dict("records"):
-            if row["case"] in seen:
+        rows.update(
+            {r["case"]: r for r in pd.read_csv(path, dtype={"case": str}).to_dict("records")}
+        )
+    return rows
+
+
+def merge_qc(parts: Sequence[str | Path]) -> pd.DataFrame:
+    """One check-first list of the parts' (files, or run folders: ``_read_qc_part``), most
+    doubtful first (``qc_table``).  Raises DataError for a part that is not a check-first
+    list, or a case found in two parts."""
+    rows: dict[str, dict] = {}
+    seen: dict[str, Path] = {}
+    for part in parts:
+        for case, row in _read_qc_part(part).items():
+            if case in seen:
                 raise DataError(
-                    f"{path}: case {row['case']!r} is also in {seen[row['case']]}; the parts "
-                    f"overlap. Merge the shards 0/N .. N-1/N of one run, each once."
+                    f"{part}: case {case!r} is also in {seen[case]}; the parts overlap. Merge "
+                    f"the shards 0/N .. N-1/N of one run, each once (or their one shared folder)."
                 )
-            seen[row["case"]] = path
-            rows.append(row)
-    return qc_table(rows)
+            seen[case], rows[case] = Path(part), row
+    return qc_table(list(rows.values()))
 
 
 def write_merged_qc(out: str | Path, table: pd.DataFrame) -> Path:
