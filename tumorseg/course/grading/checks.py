@@ -1,22 +1,19 @@
 """The in-kernel half of every graded check: run the student's function on the hidden cases.
 
-It imports numpy, the standard library and the public half of the exercise records
-(:mod:`tumorseg.course.exercises`, ``.cases``, ``.feedback``); Keras only inside
-:func:`traced_call`.  The grader writes a copy into each grading folder and the kernel imports
-it *before* any student code runs, so its references (``_asarray``, ``_seed``, ``_write`` ...)
-stay pristine even if a student later replaces ``print`` or numpy functions.
+It imports numpy, the standard library and the public exercise records (``exercises``,
+``cases``, ``feedback``); Keras only inside :func:`traced_call`.  The grader copies it into each
+grading folder and the kernel imports it *before* any student code runs, so its references
+(``_asarray``, ``_seed``, ``_write`` ...) stay pristine even if a student replaces ``print``.
 
 Not secret here: the hidden *inputs* and the type rules.  The expected *results* never enter a
-grading folder or a kernel: a check cell knows only a digest of them, rounded to
-:data:`DECIMALS` decimals, and prints one verdict line (``UNQ_C3 graded check: passed``) that
-nbval compares with the stored one.  The check also writes the raw results (JSON, never pickle)
-to ``$TUMORSEG_GRADER_OUTPUTS/<exercise>.json``, which the grader compares itself
-(:mod:`tumorseg.course.grading.hidden.judge`) once every process of the run is gone, so a
-forged verdict line gains nothing.
-
-The Dice exercises also run on the model.fit cases of :func:`symbolic_cases` through
-:func:`traced_call` (as in training); those results go into the raw record only, not the
-digest.  An exception is recorded with its type, message and the student's failing line.
+grading folder or a kernel: a check cell knows only their digest (rounded to :data:`DECIMALS`
+decimals) and prints one verdict line (``UNQ_C3 graded check: passed``) that nbval compares
+with the stored one.  The raw results also go (JSON, never pickle) to
+``$TUMORSEG_GRADER_OUTPUTS/<exercise>.json``; the grader decodes them (:func:`decode_records`)
+and compares them itself (``hidden.judge``) once the run is gone, so a forged verdict gains
+nothing.  The Dice exercises also run on the model.fit cases of :func:`symbolic_cases` through
+:func:`traced_call` (raw record only, not the digest).  An exception is recorded with its type,
+message and the student's failing line.
 
 Conventions: ``Case = (args, kwargs, seed)``; a case's seed is passed to ``np.random.seed``
 right before the call (``get_sub_volume`` draws its corners from numpy's global generator).
@@ -54,35 +51,16 @@ OUTPUT_ENV = "TUMORSEG_GRADER_OUTPUTS"
 #: results larger than this are not serialised (the check fails them as "too large")
 MAX_ELEMENTS = 100_000
 
-_asarray = np.asarray
-_ndarray = np.ndarray
-_round = np.round
-_seed = np.random.seed
-_RandomState = np.random.RandomState
-_geterr = np.geterr
-_float64 = np.float64
-_type = builtins.type
-_len = builtins.len
-_id = builtins.id
-_getattr = builtins.getattr
-_callable = builtins.callable
-_sorted = builtins.sorted
-_repr = builtins.repr
-_open = builtins.open
-_str = builtins.str
-_extract_tb = traceback.extract_tb
-_redirect_stdout = contextlib.redirect_stdout
-_redirect_stderr = contextlib.redirect_stderr
-_StringIO = io.StringIO
-_dumps = json.dumps
-_sha256 = hashlib.sha256
-_environ_get = os.environ.get
-_path_join = os.path.join
-_replace = os.replace
-_modules = sys.modules
-_stdout = sys.stdout
-_write = sys.stdout.write
-_flush = sys.stdout.flush
+# pristine references, grouped by where they come from
+_asarray, _ndarray, _round, _seed = np.asarray, np.ndarray, np.round, np.random.seed
+_RandomState, _geterr, _float64 = np.random.RandomState, np.geterr, np.float64
+_type, _len, _id, _getattr = builtins.type, builtins.len, builtins.id, builtins.getattr
+_callable, _sorted, _repr = builtins.callable, builtins.sorted, builtins.repr
+_open, _str, _extract_tb = builtins.open, builtins.str, traceback.extract_tb
+_redirect_stdout, _redirect_stderr = contextlib.redirect_stdout, contextlib.redirect_stderr
+_StringIO, _dumps, _sha256 = io.StringIO, json.dumps, hashlib.sha256
+_environ_get, _path_join, _replace = os.environ.get, os.path.join, os.replace
+_modules, _stdout, _write, _flush = sys.modules, sys.stdout, sys.stdout.write, sys.stdout.flush
 
 _SCALAR_TYPES = (float, np.float64, np.float32, np.float16)
 _TENSOR_PACKAGES = ("tensorflow", "keras", "jax", "jaxlib", "torch")
@@ -243,6 +221,39 @@ def values(raw: dict[str, Any]) -> Any:
     return _asarray(raw["data"], dtype=_float64).reshape(raw["shape"])
 
 
+_SYMBOLIC_TYPES = ("tensor", "numpy.ndarray", "numpy.float32", "numpy.float64")
+
+
+def _decode(exercise: str, found: Any, gave_up: bool, symbolic: bool) -> tuple[str, Any]:
+    """``("raised", rec)``, ``("type", why)``, ``("values", v)`` or ``("unreadable", None)``."""
+    if not isinstance(found, dict) or "value" not in found:
+        return "raised", found if isinstance(found, dict) else {}
+    raw = found["value"]
+    try:
+        if symbolic and (not is_array_payload(raw) or raw.get("t") not in _SYMBOLIC_TYPES):
+            return "type", describe_payload(raw)
+        problem = None if symbolic else type_problem(exercise, raw, gave_up)
+        return ("type", problem) if problem else ("values", values(raw))
+    except Exception:  # noqa: BLE001 - malformed (possibly forged) JSON
+        return "unreadable", None
+
+
+def decode_records(records: dict[str, Any], gave_up: dict[str, Any]) -> dict[str, Any]:
+    """The grader's one reading of a run's raw records (untrusted JSON): per exercise, its hidden
+    and model.fit cases by :func:`_decode`; ``gave_up``: exercise -> :func:`gave_up_cases`."""
+    out: dict[str, Any] = {}
+    for ex, record in records.items():
+        rec = record if isinstance(record, dict) else {}
+        out[ex] = {
+            part: [
+                _decode(ex, found, i in gave_up.get(ex, ()), part == "symbolic")
+                for i, found in enumerate(rec[part] if isinstance(rec.get(part), list) else [])
+            ]
+            for part in ("results", "symbolic")
+        }
+    return out
+
+
 def _rounded(value: Any) -> Any:
     if value is None:
         return None
@@ -311,17 +322,8 @@ def call_student(exercise: str, fn: Any, symbolic: bool = False) -> list[dict[st
     return results
 
 
-_STATE_MODULES = (
-    "builtins",
-    "numpy",
-    "numpy.random",
-    "math",
-    "io",
-    "contextlib",
-    "keras",
-    "keras.ops",
-    "keras.utils",
-    "tensorflow",
+_STATE_MODULES = tuple(
+    "builtins numpy numpy.random math io contextlib keras keras.ops keras.utils tensorflow".split()
 )
 #: names the kernel itself rebinds on every execution (ipykernel forwards input() per request)
 _VOLATILE = frozenset({"input", "raw_input", "getpass"})

@@ -1,5 +1,8 @@
 """Stage 4 of ``tumorseg grade``: flag the exercises whose graded cell imports or calls the
-package's own implementation of that exercise (:mod:`.integrity`)."""
+package's own implementation of that exercise (:mod:`.integrity`).
+
+:func:`flag_submission` takes every exercise's result (stages 1 and 3) and the graded cells'
+sources, and returns the final results, in the registry's order."""
 
 from __future__ import annotations
 
@@ -24,3 +27,13 @@ def flag_library_answers(
         status = Status.FLAGGED
         message += " This course scores such answers 0 (--library-answers zero)."
     return Result(status, message, tuple(str(u) for u in uses))
+
+
+def flag_submission(
+    results: dict[str, Result], sources: dict[str, str], policy: str = "keep"
+) -> dict[str, Result]:
+    """Stage 4: every exercise of the registry, in its order, flagged by
+    :func:`flag_library_answers` (an exercise without a source is checked on an empty cell)."""
+    return {
+        ex: flag_library_answers(results[ex], ex, sources.get(ex, ""), policy) for ex in REGISTRY
+    }

@@ -4,27 +4,34 @@
                    [--library-answers keep|zero]
 
 The orchestrator: each submission flows one way through stages that each take the previous
-stage's record and return the next; no stage imports this module or a later stage.
+stage's record and return the next; :func:`grade_one` calls them in order, and no stage imports
+this module or a later stage.
 
 1. read the submission (:func:`.nbtools.read_submission`): the graded cells of the exercises of
    :data:`tumorseg.course.exercises.REGISTRY`, found by id, then by header line; a missing,
    duplicated or re-headed cell leaves that exercise ``missing``, an unreadable file leaves all
-   of them ``error``;
-2. build and run the grading notebook in the sandbox (:mod:`.running`): only those cells'
-   *source*, spliced into a reduced copy of the instructor notebook, run by
+   of them ``error``; returns a :class:`.nbtools.Submission`;
+2. build and run the grading notebook in the sandbox (:func:`.running.run_once`): only those
+   cells' *source*, spliced into a reduced copy of the instructor notebook, run by
    ``pytest --nbval-lax`` inside bubblewrap (:mod:`.isolation`) under the runner of
    :mod:`.sandbox` (memory, CPU and file-size limits, every leftover process killed); returns a
    :class:`.records.Run`;
-3. judge each exercise (:mod:`.judging`) from that Run alone: ``passed`` only when nbval matched
-   its verdict line *and* the grader's own comparison of the raw results passed; exercises whose
-   result earlier code may have caused are run again (stage 2) in a fresh kernel;
-4. flag library answers (:mod:`.flagging`): a graded cell that imports or calls the package's
-   own implementation of its exercise is flagged, and ``--library-answers zero`` scores it 0;
-5. write the records (:mod:`.reports`): ``DIR/<name>.json`` (score, status, message and flags
-   per exercise), the student's feedback page ``DIR/<name>.html`` (:mod:`.pages`) and the row
-   of ``DIR/results.csv`` (submission, C1..C6 as 0/1, total, flags, sandbox; blank where a
+3. judge each exercise (:func:`.judging.judge_run`) from that Run, the previous
+   :class:`.records.Judged` and the answer keys computed once per batch
+   (:func:`.hidden.reference.answer_keys`): ``passed`` only when nbval matched its verdict line
+   *and* the grader's own comparison of the raw results passed.  Exercises whose result earlier
+   code may have caused are left pending and run again (stage 2, then 3) in a fresh kernel:
+   the one loop of the pipeline, which most submissions never take;
+4. flag library answers (:func:`.flagging.flag_submission`): a graded cell that imports or
+   calls the package's own implementation of its exercise is flagged, and
+   ``--library-answers zero`` scores it 0; the results become a :class:`.records.Graded`;
+5. write the records (:func:`.reports.write`): ``DIR/<name>.json`` (score, status, message and
+   flags per exercise), the student's feedback page ``DIR/<name>.html`` (:mod:`.pages`) and the
+   row of ``DIR/results.csv`` (submission, C1..C6 as 0/1, total, flags, sandbox; blank where a
    grader error left no score), merged by submission (:mod:`.results`).
 
+Before the first submission, the batch reads the instructor notebook, computes the answer keys
+and prepares the sandbox once (:func:`grade_batch`).
 Once the batch is done, ``DIR/summary.csv`` and ``DIR/summary.html`` summarise every report in
 DIR (:func:`.pages.write_summary`).  The exit status is 1 when any grader-error occurred (each
 is retried once first), 2 when the sandbox is unavailable, else 0.  The command line is
@@ -42,20 +49,20 @@ from pathlib import Path
 from typing import Any
 
 from tumorseg.batch import Shard
-from tumorseg.course.exercises import REGISTRY
 
 from . import isolation, nbtools, pages, reports, results
-from .flagging import flag_library_answers
-from .judging import judge
+from .flagging import flag_library_answers, flag_submission
+from .hidden import reference
+from .judging import GRADER_ERROR_MESSAGE, judge, judge_run
 from .records import (
     INSTRUCTOR,
     LIBRARY_ANSWERS,
-    MAX_RUNS,
     NO_SANDBOX,
     NOT_RUN,
     STATUSES,
     Graded,
     Item,
+    Judged,
     Limits,
     Outcome,
     Regrade,
@@ -67,13 +74,8 @@ from .records import (
 )
 from .running import prepare_folder, run_once
 
-#: the message of an exercise whose runs broke twice before any student code ran
-GRADER_ERROR_MESSAGE = (
-    "The grader could not run this exercise (kernel or setup failure, retried once); "
-    "the instructor has been told. This is not a zero."
-)
-
 __all__ = [
+    "GRADER_ERROR_MESSAGE",
     "INSTRUCTOR",
     "LIBRARY_ANSWERS",
     "NO_SANDBOX",
@@ -81,6 +83,7 @@ __all__ = [
     "STATUSES",
     "Graded",
     "Item",
+    "Judged",
     "Limits",
     "Outcome",
     "Regrade",
@@ -91,6 +94,7 @@ __all__ = [
     "Status",
     "flag_library_answers",
     "grade_batch",
+    "grade_one",
     "grade_submission",
     "judge",
     "prepare_folder",
@@ -98,66 +102,37 @@ __all__ = [
 ]
 
 
-def _run_and_judge(
-    path: Path, setup: Setup, sources: dict[str, str], pending: list[str], log: Any
-) -> tuple[dict[str, Result], int]:
-    """Stages 2 and 3 until every exercise of ``pending`` is settled: run them in one kernel
-    (:func:`.running.run_once`), judge each (:func:`.judging.judge`), and run again, in a
-    fresh kernel, those the judge sent back; returns the results and the number of runs."""
-    results: dict[str, Result] = {}
-    runs, isolate, grader_failures = 0, False, 0
-    while pending:
-        batch = pending[:1] if isolate else list(pending)
-        run = run_once(setup, sources, batch)
-        runs += 1
-        settled, broken = 0, False
-        for i, ex in enumerate(batch):
-            outcome = judge(run, ex, clean=(i == 0), limits=setup.limits)
-            if isinstance(outcome, RunBroken):
-                broken = True
-                break
-            if isinstance(outcome, Regrade) and (len(batch) == 1 or runs >= MAX_RUNS):
-                outcome = Result(
-                    Status.ERROR, f"The grading run failed after your UNQ_{ex} cell ran."
-                )
-            if isinstance(outcome, Result):
-                results[ex] = outcome
-                settled += 1
-        if broken:
-            grader_failures += 1
-            if log is not None:
-                print(
-                    f"[grade] {path.name}: grading run broke before student code "
-                    f"(status {run.status}); log tail:\n{run.log[-1500:]}",
-                    file=log,
-                )
-            if grader_failures >= 2:
-                for ex in pending:
-                    results.setdefault(ex, Result(Status.GRADER_ERROR, GRADER_ERROR_MESSAGE))
-        pending = [ex for ex in pending if ex not in results]
-        isolate = settled == 0 and not broken
-    return results, runs
-
-
 def grade_submission(
     path: Path, setup: Setup, max_bytes: int = nbtools.DEFAULT_MAX_BYTES, log: Any = None
 ) -> Graded:
-    """Grade one notebook through the stages (read, run and judge, flag); never raises for
-    anything inside the submission."""
+    """Grade one notebook through stages 1 to 4 (read, run and judge, flag); never raises for
+    anything inside the submission.  Each stage is called here and only here, in order; stages
+    2 and 3 again only for the exercises stage 3 left pending."""
     started = time.monotonic()
     sub = nbtools.read_submission(path, max_bytes)  # stage 1
-    if sub.fatal:
-        results = {ex: Result(Status.ERROR, sub.fatal) for ex in REGISTRY}
-        return Graded(path.name, results, time.monotonic() - started, 0)
-    results = {ex: Result(Status.MISSING, problem) for ex, problem in sub.problems.items()}
-    pending = [ex for ex in REGISTRY if ex in sub.sources]
-    judged, runs = _run_and_judge(path, setup, sub.sources, pending, log)  # stages 2 and 3
-    results.update(judged)
-    final = {  # stage 4
-        ex: flag_library_answers(results[ex], ex, sub.sources.get(ex, ""), setup.library_answers)
-        for ex in REGISTRY
-    }
-    return Graded(path.name, final, time.monotonic() - started, runs)
+    judged = Judged(dict(sub.settled), list(sub.sources), list(sub.sources))
+    while judged.batch:
+        run = run_once(setup, sub.sources, judged.batch)  # stage 2
+        judged = judge_run(run, judged, setup.limits, setup.keys)  # stage 3
+        if judged.broken and log is not None:
+            print(
+                f"[grade] {path.name}: grading run broke before student code "
+                f"(status {run.status}); log tail:\n{run.log[-1500:]}",
+                file=log,
+            )
+    final = flag_submission(judged.results, sub.sources, setup.library_answers)  # stage 4
+    return Graded(path.name, final, time.monotonic() - started, judged.runs)
+
+
+def grade_one(
+    path: Path, setup: Setup, out: Path, name: str, key: str, sandbox: str, log: Any = None
+) -> Graded:
+    """One submission's whole path: stages 1 to 4 (:func:`grade_submission`), then stage 5
+    writes its report ``out/name.json``, its feedback page and its row ``key`` of
+    ``out/results.csv`` (:func:`.reports.write`)."""
+    graded = grade_submission(path, setup, log=log)
+    reports.write(out, name, key, graded, path, sandbox)  # stage 5
+    return graded
 
 
 def grade_batch(
@@ -206,6 +181,7 @@ def grade_batch(
             keep=keep,
             library=(isolation.prepare_library(Path(lib) / "tumorseg") if sandbox else None),
             library_answers=library_answers,
+            keys=reference.answer_keys(),
         )
         try:
             from tqdm.auto import tqdm
@@ -215,8 +191,7 @@ def grade_batch(
             bar = None
 
         def work(index: int) -> None:
-            g = grade_submission(paths[index], setup, log=sys.stderr)
-            reports.write(out, names[index], keys[index], g, paths[index], label)  # stage 5
+            g = grade_one(paths[index], setup, out, names[index], keys[index], label, sys.stderr)
             with lock:
                 graded[index] = g
                 if bar is not None:

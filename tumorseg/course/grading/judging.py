@@ -1,8 +1,11 @@
 """Stage 3 of ``tumorseg grade``: judge each exercise of one grading run.
 
-:func:`judge` reads only the :class:`.records.Run` it is given (the JUnit items, the raw
-records of the graded checks, the progress log) and the limits, and compares the raw results
-with :mod:`.hidden.judge` (never inside the sandbox).  An exercise is ``passed`` only when
+:func:`judge_run` takes the :class:`.records.Run` stage 2 left and the :class:`.records.Judged`
+record so far, and returns the next one: the exercises it settled, and those to run again.
+:func:`judge` reads only what it is given: the Run (the JUnit items, the raw records of the
+graded checks, decoded once per run by :func:`.checks.decode_records`, the progress log), the
+limits and the exercise's answer key (:func:`.hidden.reference.answer_key`, computed once per
+batch), and compares the raw results with :mod:`.hidden.judge` (never inside the sandbox).  An exercise is ``passed`` only when
 nbval matched its verdict line *and* that comparison passed.  A result that earlier code of
 the run may have caused comes back as :class:`.records.Regrade` (the orchestrator grades it
 again in a fresh kernel); a run that broke before student code as :class:`.records.RunBroken`.
@@ -10,13 +13,18 @@ again in a fresh kernel); a run that broke before student code as :class:`.recor
 
 from __future__ import annotations
 
+from typing import Any
+
 from tumorseg.course.exercises import REGISTRY
 
+from . import checks
 from .hidden.judge import judge_record
 from .records import (
+    MAX_RUNS,
     NOT_RUN,
     TRUSTED,
     Item,
+    Judged,
     Limits,
     Outcome,
     Regrade,
@@ -26,10 +34,32 @@ from .records import (
     Status,
 )
 
+#: the message of an exercise whose runs broke twice before any student code ran
+GRADER_ERROR_MESSAGE = (
+    "The grader could not run this exercise (kernel or setup failure, retried once); "
+    "the instructor has been told. This is not a zero."
+)
+
+
+def _item(run: Run, role: str, exercise: str) -> Item | None:
+    """The run's item of ``role`` for ``exercise`` (None: it has none)."""
+    for it in run.items:
+        if it.role == role and it.exercise == exercise:
+            return it
+    return None
+
+
+def _index(run: Run, role: str, exercise: str) -> int:
+    """The position of that item among the run's items (their number when it has none)."""
+    for i, it in enumerate(run.items):
+        if it.role == role and it.exercise == exercise:
+            return i
+    return len(run.items)
+
 
 def _contaminated_before(run: Run, exercise: str) -> bool:
     """Could an earlier exercise of this run have caused ``exercise``'s failure?"""
-    position = run.index("student", exercise)
+    position = _index(run, "student", exercise)
     first_student = min(
         (i for i, it in enumerate(run.items) if it.role == "student"), default=position
     )
@@ -64,7 +94,13 @@ def _judge_killed(run: Run, exercise: str, clean: bool, limits: Limits) -> Outco
 
 
 def _judge_items(
-    run: Run, exercise: str, student: Item, check: Item | None, limits: Limits
+    run: Run,
+    exercise: str,
+    student: Item,
+    check: Item | None,
+    limits: Limits,
+    key: Any = None,
+    decoded: dict[str, Any] | None = None,
 ) -> Result | None:
     """The result from the student's cell and the graded check; None: the check did not run."""
     fn = REGISTRY[exercise].function
@@ -105,7 +141,7 @@ def _judge_items(
             f"{student.ename or 'an exception'}, so `{fn}` was not defined.",
         )
     if record is not None:
-        status, message = judge_record(exercise, record)
+        status, message = judge_record(exercise, record, key, decoded)
         if status == "passed" and check.outcome != "ok":
             status, message = (
                 "failed",
@@ -126,24 +162,31 @@ def _judge_items(
     )
 
 
-def judge(run: Run, exercise: str, clean: bool, limits: Limits) -> Outcome:
+def judge(
+    run: Run,
+    exercise: str,
+    clean: bool,
+    limits: Limits,
+    key: Any = None,
+    decoded: dict[str, Any] | None = None,
+) -> Outcome:
     """The outcome of one exercise in one run.
 
     ``clean`` means no student code ran before this exercise's cell in this run; then the
     outcome is never :class:`Regrade` (but :class:`RunBroken` when the run broke before any
-    student code)."""
+    student code).  ``key`` and ``decoded``: see :func:`.hidden.judge.judge_record`."""
     if not run.junit_found:
         return _judge_killed(run, exercise, clean, limits)
-    position = run.index("student", exercise)
+    position = _index(run, "student", exercise)
     for it in run.items[:position]:
         if it.role in TRUSTED and it.outcome != "ok" and (clean or it.role == "prelude"):
             return RunBroken() if clean else Regrade()
-    student, check = run.item("student", exercise), run.item("check", exercise)
+    student, check = _item(run, "student", exercise), _item(run, "check", exercise)
     if student is not None and student.outcome == "skipped":  # the student's own NBVAL_SKIP
         student.outcome = "ok"
     if student is None or student.outcome in NOT_RUN:
         return RunBroken() if clean else Regrade()
-    result = _judge_items(run, exercise, student, check, limits)
+    result = _judge_items(run, exercise, student, check, limits, key, decoded)
     if result is None:
         if not clean:
             return Regrade()
@@ -161,3 +204,37 @@ def judge(run: Run, exercise: str, clean: bool, limits: Limits) -> Outcome:
     ):
         return Regrade()
     return result
+
+
+def judge_run(
+    run: Run, judged: Judged, limits: Limits, keys: dict[str, Any] | None = None
+) -> Judged:
+    """Stage 3: judge the exercises of ``judged.batch`` in ``run`` (the first one ``clean``) and
+    return the next record.  An exercise sent back (:class:`Regrade`) stays pending, or is an
+    error when it ran alone or the runs reached :data:`.records.MAX_RUNS`; a run that broke
+    before student code settles nothing, and the second such run settles every pending
+    exercise as a grader error.  The next ``batch``: the first pending exercise alone when this
+    run settled none (and did not break), else all of them.  ``keys``: the answer keys of the
+    batch (:attr:`.records.Setup.keys`); None computes each one when it is needed."""
+    keys = keys or {}
+    gave_up = {ex: keys[ex].gave_up for ex in judged.batch if ex in keys}
+    decoded = checks.decode_records(run.records, gave_up) if keys else {}
+    results, runs = dict(judged.results), judged.runs + 1
+    settled, broken = 0, False
+    for i, ex in enumerate(judged.batch):
+        outcome = judge(run, ex, i == 0, limits, keys.get(ex), decoded.get(ex))
+        if isinstance(outcome, RunBroken):
+            broken = True
+            break
+        if isinstance(outcome, Regrade) and (len(judged.batch) == 1 or runs >= MAX_RUNS):
+            outcome = Result(Status.ERROR, f"The grading run failed after your UNQ_{ex} cell ran.")
+        if isinstance(outcome, Result):
+            results[ex] = outcome
+            settled += 1
+    failures = judged.failures + int(broken)
+    if broken and failures >= 2:
+        for ex in judged.pending:
+            results.setdefault(ex, Result(Status.GRADER_ERROR, GRADER_ERROR_MESSAGE))
+    pending = [ex for ex in judged.pending if ex not in results]
+    batch = pending[:1] if settled == 0 and not broken else pending
+    return Judged(results, list(batch), pending, runs, failures, broken)

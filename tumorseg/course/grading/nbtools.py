@@ -26,6 +26,7 @@ from tumorseg.course.exercises import REGISTRY, grade_id, header, public_test_id
 
 from . import checks
 from .hidden import reference
+from .records import Result, Status
 
 __all__ = [
     "Submission",
@@ -53,13 +54,16 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 # --------------------------------------------------------------------------- submissions
 @dataclass
 class Submission:
-    """What a submission file yields: the source of each graded cell that was found, and why
-    the others are missing (``problems``) or why nothing could be read (``fatal``)."""
+    """What a submission file yields (stage 1's record): the source of each graded cell that
+    was found, and why the others are missing (``problems``) or why nothing could be read
+    (``fatal``); ``settled`` holds the results that reading alone decides (each missing
+    exercise, or every exercise as an error when nothing could be read)."""
 
     path: Path
     sources: dict[str, str] = field(default_factory=dict)
     problems: dict[str, str] = field(default_factory=dict)
     fatal: str | None = None
+    settled: dict[str, Result] = field(default_factory=dict)
 
 
 def _text(source: object) -> str | None:
@@ -78,10 +82,21 @@ def _first_line(source: str) -> str:
 
 
 def read_submission(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Submission:
-    """Find the graded cells of a submitted notebook, never raising on bad input.
+    """Stage 1: find the graded cells of a submitted notebook, never raising on bad input.
 
     A cell is found by its id first, then by its header line.  A cell that is missing,
-    duplicated, or whose header line was edited leaves its exercise "missing"."""
+    duplicated, or whose header line was edited leaves its exercise "missing"; a file that
+    cannot be read leaves every exercise an "error" (:attr:`Submission.settled`)."""
+    sub = _read(path, max_bytes)
+    if sub.fatal:
+        sub.settled = {ex: Result(Status.ERROR, sub.fatal) for ex in REGISTRY}
+    else:
+        sub.settled = {ex: Result(Status.MISSING, text) for ex, text in sub.problems.items()}
+    return sub
+
+
+def _read(path: Path, max_bytes: int) -> Submission:
+    """The sources, problems or fatal error of :func:`read_submission`."""
     sub = Submission(Path(path))
     try:
         size = os.path.getsize(path)
@@ -258,10 +273,16 @@ def build_grading_notebook(
 ) -> NotebookNode:
     """A notebook of: prelude, the ``setup`` cells, and for each exercise a state marker, the
     student's cell (source only) and the graded check -- in the instructor notebook's order,
-    up to the last needed check.  Everything else (data, figures, training) is dropped."""
-    nb = copy.deepcopy(instructor)
-    ensure_grader_cells(nb)
+    up to the last needed check.  Everything else (data, figures, training) is dropped.
+
+    ``instructor`` is the notebook :func:`read_instructor` returns (grader cells up to date);
+    a notebook that lacks a needed check cell gets them in a copy first."""
+    nb = instructor
     ids = [c.get("id") for c in nb.cells]
+    if any(grade_id(ex) not in ids for ex in exercises):
+        nb = copy.deepcopy(instructor)
+        ensure_grader_cells(nb)
+        ids = [c.get("id") for c in nb.cells]
     last = max(ids.index(grade_id(ex)) for ex in exercises)
     cells = [_cell(PRELUDE, "prelude")]
     for cell in nb.cells[: last + 1]:

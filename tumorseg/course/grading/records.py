@@ -1,9 +1,12 @@
 """The records that flow through ``tumorseg grade``'s stages (:mod:`.grader` calls them in
 order): :class:`Limits` and :class:`Setup` (what every run of a batch shares), :class:`Run` and
 :class:`Item` (what one grading run left behind, stage 2 :mod:`.running`), the outcomes the
-judge gives (:class:`Result`, :class:`Regrade`, :class:`RunBroken`, stage 3 :mod:`.judging`) and
-:class:`Graded` (one submission's final results, after stage 4 :mod:`.flagging`, written by
-stage 5 :mod:`.reports`).  It imports no stage.
+judge gives (:class:`Result`, :class:`Regrade`, :class:`RunBroken`) and its record
+:class:`Judged` (stage 3 :mod:`.judging`), and :class:`Graded` (one submission's final results,
+after stage 4 :mod:`.flagging`, written by stage 5 :mod:`.reports`).  It imports no stage.
+
+They hold data only: a stage reads their fields and calls no code of this module, except
+:class:`Graded`, which computes its scores once when it is made.
 """
 
 from __future__ import annotations
@@ -108,18 +111,6 @@ class Run:
     seconds: float = 0.0
     log: str = ""
 
-    def item(self, role: str, exercise: str) -> Item | None:
-        for it in self.items:
-            if it.role == role and it.exercise == exercise:
-                return it
-        return None
-
-    def index(self, role: str, exercise: str) -> int:
-        for i, it in enumerate(self.items):
-            if it.role == role and it.exercise == exercise:
-                return i
-        return len(self.items)
-
 
 @dataclass
 class Setup:
@@ -134,6 +125,9 @@ class Setup:
     library: Path | None = None
     keep: Path | None = None
     library_answers: str = "keep"
+    #: the answer key of every exercise (``hidden.reference.answer_keys``), computed once per
+    #: batch for the judge; None: the judge computes the one it needs
+    keys: dict[str, Any] | None = None
 
     @property
     def sandboxed(self) -> bool:
@@ -141,23 +135,39 @@ class Setup:
 
 
 @dataclass
+class Judged:
+    """Stage 3's record (:func:`.judging.judge_run`), also what it is given: the results
+    settled so far, the exercises still pending and the next ``batch`` stage 2 runs (empty when
+    every exercise is settled), the runs so far, how many broke before student code
+    (``failures``) and whether the last one did (``broken``)."""
+
+    results: dict[str, Result]
+    batch: list[str]
+    pending: list[str]
+    runs: int = 0
+    failures: int = 0
+    broken: bool = False
+
+
+@dataclass
 class Graded:
+    """One submission's final results (after stage 4).  ``scores`` (per exercise), ``total``
+    (None when a grader error left an exercise unscored), ``flags`` (how many graded cells use
+    the package's own implementation of their exercise) and ``grader_error`` are computed once,
+    when the record is made, so the stage that writes it reads plain values."""
+
     name: str
     results: dict[str, Result]
     seconds: float
     runs: int
+    scores: dict[str, int | None] = field(init=False)
+    total: int | None = field(init=False)
+    flags: int = field(init=False)
+    grader_error: bool = field(init=False)
 
-    @property
-    def grader_error(self) -> bool:
-        return any(r.status is Status.GRADER_ERROR for r in self.results.values())
-
-    @property
-    def total(self) -> int | None:
-        """The points of this submission; None when a grader error left an exercise unscored."""
-        scores = [r.score for r in self.results.values()]
-        return None if None in scores else sum(s for s in scores if s is not None)
-
-    @property
-    def flags(self) -> int:
-        """How many graded cells use the package's own implementation of their exercise."""
-        return sum(bool(r.flags) for r in self.results.values())
+    def __post_init__(self) -> None:
+        self.scores = {ex: r.score for ex, r in self.results.items()}
+        values = list(self.scores.values())
+        self.total = None if None in values else sum(v for v in values if v is not None)
+        self.flags = sum(bool(r.flags) for r in self.results.values())
+        self.grader_error = any(r.status is Status.GRADER_ERROR for r in self.results.values())

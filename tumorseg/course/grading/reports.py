@@ -1,6 +1,7 @@
 """Stage 5 of ``tumorseg grade``: write what a graded submission gave: its JSON report
 (``<name>.json``), its feedback page (``<name>.html``, :mod:`.pages`) and its row of
-``results.csv`` (merged by submission, :mod:`.results`)."""
+``results.csv`` (merged by submission, :mod:`.results`).  It reads the plain values of the
+:class:`.records.Graded` it is given and calls :mod:`.pages`, then :mod:`.results`, once each."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def report(g: Graded, path: Path, sandbox: str) -> dict[str, Any]:
         "sandbox": sandbox,
         "exercises": {
             ex: {
-                "score": r.score,
+                "score": g.scores[ex],
                 "status": r.status.value,
                 "message": r.message,
                 "flags": list(r.flags),
@@ -50,7 +51,7 @@ def row(g: Graded, sandbox: str) -> dict[str, str]:
         return "" if value is None else str(value)
 
     return {
-        **{ex: cell(g.results[ex].score) for ex in REGISTRY},
+        **{ex: cell(g.scores[ex]) for ex in REGISTRY},
         "total": cell(g.total),
         "flags": str(g.flags),
         "sandbox": sandbox,
@@ -60,7 +61,7 @@ def row(g: Graded, sandbox: str) -> dict[str, str]:
 def write(out: Path, name: str, key: str, g: Graded, path: Path, sandbox: str) -> None:
     """Write ``g``'s report ``out/name.json``, its feedback page ``out/name.html`` and its row
     ``key`` of ``out/results.csv``."""
-    data = report(g, path, sandbox)
+    data, line = report(g, path, sandbox), row(g, sandbox)
     write_text(out / f"{name}.json", json.dumps(data, indent=2) + "\n")
     write_text(out / f"{name}.html", pages.feedback_page(data))
-    results.merge(out, {key: row(g, sandbox)})
+    results.merge(out, {key: line})

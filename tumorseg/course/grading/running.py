@@ -127,11 +127,9 @@ def prepare_folder(
     (folder / "runtime").mkdir()
 
 
-def _command(setup: Setup, folder: Path) -> tuple[list[str], dict[str, str]]:
-    """The runner's command line and environment for one prepared run folder."""
-    limits = setup.limits
-    where = isolation.INSIDE if setup.sandboxed else str(folder)
-    pytest_cmd = [
+def _pytest_command(where: str, limits: Limits) -> list[str]:
+    """``pytest --nbval-lax`` on the grading notebook, with the run folder seen as ``where``."""
+    return [
         sys.executable,
         "-m",
         "pytest",
@@ -150,9 +148,27 @@ def _command(setup: Setup, folder: Path) -> tuple[list[str], dict[str, str]]:
         f"--nbval-kernel-startup-timeout={limits.startup_timeout}",
         f"--junitxml={where}/junit.xml",
     ]
+
+
+def _command(
+    setup: Setup,
+    folder: Path,
+    sources: dict[str, str] | None = None,
+    exercises: list[str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
+    """The runner's command line and environment for one run folder.  With ``sources``, the
+    folder is filled first (:func:`prepare_folder` for ``exercises``): after this module's own
+    parts, before the sandbox's (:mod:`.isolation`, :mod:`.sandbox`), which the folder needs."""
+    limits = setup.limits
+    where = isolation.INSIDE if setup.library is not None else str(folder)
+    pytest_cmd = _pytest_command(where, limits)
+    run_env = _run_env(where, limits)
+    host_env = _host_env(run_env) if setup.library is None else {}
+    if sources is not None:
+        prepare_folder(folder, setup.instructor, sources, list(exercises or sources))
     if setup.library is not None:
         uid = isolation.prepare_folder(folder, setup.library.parent / "home")
-        env = isolation.inside_env(_run_env(where, limits))
+        env = isolation.inside_env(run_env)
         inner = isolation.wrap(pytest_cmd, folder, setup.library, env, uid, limits.max_procs)
         # the runner imports the tumorseg the grader imported, not an install found on its own
         # (an editable install of another checkout); bwrap clears the environment inside
@@ -161,7 +177,7 @@ def _command(setup: Setup, folder: Path) -> tuple[list[str], dict[str, str]]:
             "PYTHONPATH": str(isolation.package_dir().parent),
         }
     else:
-        inner, runner_env = pytest_cmd, _host_env(_run_env(where, limits))
+        inner, runner_env = pytest_cmd, host_env
     log = folder.parent / f"{folder.name}.log"
     cmd = runner_command(inner, limits.total_timeout, limits.memory_mb, folder, log)
     return cmd, runner_env
@@ -191,15 +207,14 @@ def _collect(run: Run, folder: Path, log: Path) -> None:
 
 
 def run_once(setup: Setup, sources: dict[str, str], exercises: list[str]) -> Run:
-    """Grade ``exercises`` of one submission in one kernel; see the module docstring."""
+    """Stage 2: grade ``exercises`` of one submission in one kernel; see the module docstring."""
     run = Run(list(exercises))
     base = Path(tempfile.mkdtemp(prefix="tumorseg-grade-"))
     folder = base / "run"
     folder.mkdir()
     started = time.monotonic()
     try:
-        prepare_folder(folder, setup.instructor, sources, exercises)
-        cmd, env = _command(setup, folder)
+        cmd, env = _command(setup, folder, sources, exercises)
         proc = subprocess.Popen(
             cmd,
             cwd=str(base),

@@ -1,7 +1,8 @@
 """The grader's judgement of one graded check: a kernel's raw results against the references.
 
-:func:`judge_record` reads the raw results a kernel wrote (untrusted JSON), compares them with
-the reference results (:mod:`.reference`) and decides ``passed`` / ``failed`` / ``error`` with
+:func:`judge_record` reads the raw results a kernel wrote (untrusted JSON, decoded once per run
+by :func:`..checks.decode_records`), compares them with the exercise's answer key
+(:func:`.reference.answer_key`, computed once per batch) and decides ``passed`` / ``failed`` / ``error`` with
 a message for the student: which hidden checks failed and how, then the exercise's diagnosis of
 the first failure (what was expected, what came back, the hint; ``Exercise.diagnose``, built
 on the helpers of :mod:`tumorseg.course.feedback` that the public tests use) and the exception
@@ -13,6 +14,7 @@ sandbox, imports it.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,7 @@ from tumorseg.course import feedback
 from tumorseg.course.exercises import REGISTRY
 
 from .. import checks
-from .reference import expected, expected_symbolic
+from .reference import Key, answer_key
 
 
 def _same(found: Any, want: Any, atol: float = feedback.ATOL) -> str | None:
@@ -43,54 +45,51 @@ def _same(found: Any, want: Any, atol: float = feedback.ATOL) -> str | None:
     return None
 
 
-def _diagnosis(exercise: str, index: int, found: Any, want: Any) -> str | None:
+def _diagnosis(exercise: str, index: int, found: Any, want: Any, key: Key) -> str | None:
     """The exercise's own diagnosis of one hidden check's values (types already accepted)."""
     ex = REGISTRY[exercise]
-    return ex.diagnose(ex, found, want, checks.cases(exercise)[index], f"hidden check {index + 1}")
+    case = copy.deepcopy(key.cases[index])
+    return ex.diagnose(ex, found, want, case, f"hidden check {index + 1}")
 
 
-def _check_problem(
-    exercise: str, index: int, found: Any, reference: dict[str, Any], symbolic: bool = False
-) -> str | None:
-    """Why one hidden check failed (type, shape or values), in the student's words, or None."""
-    gave_up = not symbolic and index in checks.gave_up_cases(exercise)
-    problem = checks.type_problem(exercise, found["value"], gave_up) if not symbolic else None
-    if problem:
-        return f"`{REGISTRY[exercise].function}` {problem} on hidden check {index + 1}."
-    if symbolic:
-        raw = found["value"]
-        if not checks.is_array_payload(raw) or raw.get("t") not in (
-            "tensor",
-            "numpy.ndarray",
-            "numpy.float32",
-            "numpy.float64",
-        ):
-            return (
-                f"{REGISTRY[exercise].function} returned {checks.describe_payload(raw)} inside "
-                f"model.fit; expected a tensor. {feedback.KERAS_HINT}"
-            )
-    found_values, want_values = checks.values(found["value"]), checks.values(reference["value"])
-    verdict = _same(found_values, want_values, 1e-4 if symbolic else feedback.ATOL)
+def _check_problem(exercise: str, index: int, kind: str, found: Any, key: Key) -> str | None:
+    """Why one hidden check failed (type, shape or values), in the student's words, or None;
+    ``kind`` and ``found`` are its decoded result (:func:`..checks.decode_records`)."""
+    if kind == "type":
+        return f"`{REGISTRY[exercise].function}` {found} on hidden check {index + 1}."
+    unreadable = f"unreadable result on hidden check {index + 1}"
+    if kind != "values":
+        return unreadable
+    try:
+        verdict = _same(found, key.values[index], feedback.ATOL)
+    except Exception:  # noqa: BLE001 - malformed (possibly forged) JSON
+        return unreadable
     if verdict is None:
         return None
-    if symbolic:
-        if found_values.shape != want_values.shape:
-            return (
-                f"{REGISTRY[exercise].function} gives shape {found_values.shape} inside model.fit "
-                f"(a batch of 2, `axis` given), expected {want_values.shape}: pass `axis` to "
-                "every ops.sum."
-            )
-        return (
-            f"{REGISTRY[exercise].function} gives other values inside model.fit than on numpy "
-            f"arrays. {feedback.KERAS_HINT}"
-        )
     try:
         return (
-            _diagnosis(exercise, index, found_values, want_values)
+            _diagnosis(exercise, index, found, key.values[index], key)
             or f"{verdict} on hidden check {index + 1}"
         )
     except Exception:  # noqa: BLE001 - an odd result the diagnosis cannot read
         return f"{verdict} on hidden check {index + 1}"
+
+
+def _symbolic_problem(exercise: str, kind: str, found: Any, want: Any) -> str | None:
+    """Why one model.fit case failed, or None (``kind``, ``found``: as for :func:`_check_problem`)."""
+    name = REGISTRY[exercise].function
+    if kind == "type":
+        return f"{name} returned {found} inside model.fit; expected a tensor. {feedback.KERAS_HINT}"
+    if kind != "values":
+        return UNREADABLE_SYMBOLIC
+    if _same(found, want, 1e-4) is None:
+        return None
+    if found.shape != want.shape:
+        return (
+            f"{name} gives shape {found.shape} inside model.fit (a batch of 2, `axis` given), "
+            f"expected {want.shape}: pass `axis` to every ops.sum."
+        )
+    return f"{name} gives other values inside model.fit than on numpy arrays. {feedback.KERAS_HINT}"
 
 
 def _summary(name: str, failures: list[tuple[int, str]], total: int) -> str:
@@ -118,36 +117,44 @@ def _exception_text(exercise: str, found: dict[str, Any], index: int, symbolic: 
     return f"Hidden check {index + 1}: " + feedback.describe_exception(name, ename, message, line)
 
 
-def _judge_symbolic(exercise: str, record: dict[str, Any]) -> str | None:
+UNREADABLE_SYMBOLIC = "The grader could not read the results of your function inside model.fit."
+
+
+def _judge_symbolic(
+    exercise: str, record: dict[str, Any], decoded: list[tuple[str, Any]], key: Key
+) -> str | None:
     """The problem of the model.fit cases of a Dice exercise, or None."""
     if not REGISTRY[exercise].symbolic:
         return None
-    results, want = record.get("symbolic"), expected_symbolic(exercise)
-    if not isinstance(results, list) or len(results) != len(want):
-        return "The grader could not read the results of your function inside model.fit."
-    for index, (found, reference) in enumerate(zip(results, want)):
+    results = record.get("symbolic")
+    if not isinstance(results, list) or len(results) != len(key.symbolic):
+        return UNREADABLE_SYMBOLIC
+    for index, (kind, found) in enumerate(decoded):
+        if kind == "raised":
+            return _exception_text(exercise, found, index, True)
         try:
-            if not isinstance(found, dict) or "value" not in found:
-                return _exception_text(
-                    exercise, found if isinstance(found, dict) else {}, index, True
-                )
-            problem = _check_problem(exercise, index, found, reference, symbolic=True)
+            problem = _symbolic_problem(exercise, kind, found, key.symbolic[index])
         except Exception:  # noqa: BLE001 - malformed (possibly forged) JSON
-            problem = "The grader could not read the results of your function inside model.fit."
+            problem = UNREADABLE_SYMBOLIC
         if problem:
             return problem
     return None
 
 
-def judge_record(exercise: str, record: Any) -> tuple[str, str]:
+def judge_record(
+    exercise: str, record: Any, key: Key | None = None, decoded: dict[str, Any] | None = None
+) -> tuple[str, str]:
     """Score the raw results written by a kernel: ``(status, message)``.
 
     ``status`` is ``passed``, ``failed`` (wrong type, shape or values, or the function does not
     work inside model.fit) or ``error`` (the function is undefined or raised on some hidden
     case).  The message lists every failing hidden check in order, then the diagnosis of the
-    first one, and the first exception when that was not the first failure."""
+    first one, and the first exception when that was not the first failure.  ``key`` (the
+    exercise's answer key) and ``decoded`` (this record as :func:`..checks.decode_records`
+    reads it) are computed here when not given."""
     name = REGISTRY[exercise].function
-    want = expected(exercise)
+    key = key if key is not None else answer_key(exercise)
+    want = key.values
     if not isinstance(record, dict) or record.get("exercise") != exercise:
         return "failed", "The grader could not read the results of your function."
     if record.get("defined") is not True:
@@ -155,22 +162,20 @@ def judge_record(exercise: str, record: Any) -> tuple[str, str]:
     results = record.get("results")
     if not isinstance(results, list) or len(results) != len(want):
         return "failed", "The grader could not read the results of your function."
+    if decoded is None:
+        decoded = checks.decode_records({exercise: record}, {exercise: key.gave_up})[exercise]
     failures: list[tuple[int, str]] = []
     details: dict[int, str] = {}
-    for index, (found, reference) in enumerate(zip(results, want)):
-        try:
-            if not isinstance(found, dict) or "value" not in found:
-                found = found if isinstance(found, dict) else {}
-                failures.append((index, f"raised {str(found.get('raised', 'an exception'))[:60]}"))
-                details[index] = _exception_text(exercise, found, index, False)
-                continue
-            problem = _check_problem(exercise, index, found, reference)
-        except Exception:  # noqa: BLE001 - malformed (possibly forged) JSON
-            problem = f"unreadable result on hidden check {index + 1}"
+    for index, (kind, found) in enumerate(decoded["results"]):
+        if kind == "raised":
+            failures.append((index, f"raised {str(found.get('raised', 'an exception'))[:60]}"))
+            details[index] = _exception_text(exercise, found, index, False)
+            continue
+        problem = _check_problem(exercise, index, kind, found, key)
         if problem:  # every diagnosis names its hidden check
             failures.append((index, "wrong result"))
             details[index] = problem
-    symbolic = _judge_symbolic(exercise, record)
+    symbolic = _judge_symbolic(exercise, record, decoded["symbolic"], key)
     if not failures:
         if symbolic:
             return "failed", (

@@ -6,17 +6,21 @@ and are written independently of the notebook's solutions.  :data:`REFERENCES` m
 exercise id of :data:`tumorseg.course.exercises.REGISTRY` to its own: the public records never
 name them.  :func:`expected` runs it on the hidden cases of :mod:`..checks` with the same
 seeding the kernel uses, and :func:`expected_symbolic` on the model.fit cases of the exercises
-that run on symbolic tensors; :mod:`.judge` compares a kernel's results with them.
+that run on symbolic tensors; :func:`answer_key` puts what :mod:`.judge` compares a kernel's
+results with into one record per exercise, computed once per batch.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 import numpy as np
+
+from tumorseg.course.exercises import REGISTRY
 
 from .. import checks
 
@@ -153,3 +157,33 @@ def expected_symbolic(exercise: str) -> tuple[dict[str, Any], ...]:
         value = np.asarray(reference(*args32, **kwargs), dtype=np.float64)
         out.append({"value": checks.canonical(value)})
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class Key:
+    """What the judge needs of one exercise, computed before any submission is graded: the
+    reference values of each hidden case (:func:`checks.values` of :func:`expected`) and of
+    each model.fit case (:func:`expected_symbolic`; empty when the exercise has none), the
+    cases where a sampler must give up (:func:`checks.gave_up_cases`) and the hidden cases
+    themselves (a failure's diagnosis shows what went in; copy one before use)."""
+
+    values: tuple[Any, ...]
+    symbolic: tuple[Any, ...]
+    gave_up: frozenset[int]
+    cases: tuple[Any, ...]
+
+
+def answer_key(exercise: str) -> Key:
+    """The :class:`Key` of one exercise."""
+    symbolic = expected_symbolic(exercise) if REGISTRY[exercise].symbolic else ()
+    return Key(
+        tuple(checks.values(result["value"]) for result in expected(exercise)),
+        tuple(checks.values(result["value"]) for result in symbolic),
+        frozenset(checks.gave_up_cases(exercise)),
+        tuple(checks.cases(exercise)),
+    )
+
+
+def answer_keys() -> dict[str, Key]:
+    """The :class:`Key` of every exercise of the registry (once per batch)."""
+    return {exercise: answer_key(exercise) for exercise in REGISTRY}
