@@ -13,7 +13,19 @@ import sys
 import tumorseg.inference.predict as predict
 from tumorseg.cli import main
 
+
+def quick() -> int:
+    """Print the tile plan of a BraTS-sized brain crop (140 x 172 x 140) at both depths."""
+    for depth, budget in ((predict.SLAB_DEPTH, predict.MAX_TILE_VOXELS), (32, 1_200_000)):
+        predict.SLAB_DEPTH = depth
+        tile, starts = predict.plan_tiles((140, 172, 140), max_voxels=budget, overlap=0.1)
+        print(f"slab depth {depth}, budget {budget:,d}: tile {tile}, {len(starts[2])} slabs")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--quick"]:
+        raise SystemExit(quick())
     depth, budget, sep, *rest = sys.argv[1:]
     if sep != "--":
         raise SystemExit(__doc__)

@@ -17,6 +17,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -28,13 +29,14 @@ from tumorseg.data.discover import open_dataset
 REGIONS = ("WT", "TC", "ET")
 
 
-def write_grid(data: Path, out: Path, step: tuple[int, int, int]) -> Path:
-    """Write every case of ``data`` subsampled by ``step`` (X, Y, Z) into ``out`` (MSD dirs)."""
+def write_grid(data: Path, out: Path, step: tuple[int, int, int], limit: int | None = None) -> Path:
+    """Write every case of ``data`` (the first ``limit``) subsampled by ``step`` (X, Y, Z) into
+    ``out`` (MSD dirs)."""
     (out / "imagesTr").mkdir(parents=True, exist_ok=True)
     (out / "labelsTr").mkdir(parents=True, exist_ok=True)
     sx, sy, sz = step
     affine = np.diag([float(sx), float(sy), float(sz), 1.0])
-    for case in tqdm(open_dataset(data), desc=f"grid {sx}x{sy}x{sz}", unit="case"):
+    for case in tqdm(list(open_dataset(data))[:limit], desc=f"grid {sx}x{sy}x{sz}", unit="case"):
         target = out / "imagesTr" / f"{case.id}.nii.gz"
         if target.exists():
             continue
@@ -78,12 +80,28 @@ def fmt(scores: dict[str, float]) -> str:
     return f"{dice} ({scores['TC_hd95']:.1f}/{scores['ET_hd95']:.1f})"
 
 
+def quick() -> int:
+    """Write the coarse grids of the first sample case (``make data``) and print their shapes."""
+    data = Path(__file__).resolve().parents[1] / "data" / "BraTS-Data"
+    with tempfile.TemporaryDirectory(prefix="spacing-") as tmp:
+        for step in ((1, 1, 3), (2, 2, 2)):
+            folder = write_grid(data, Path(tmp) / "x".join(map(str, step)), step, limit=1)
+            image = nib.load(next((folder / "imagesTr").iterdir()))
+            print(folder.name, image.shape, nib.affines.voxel_sizes(image.affine))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", type=Path)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--quick", action="store_true", help="write one sample case's grids only")
     ap.add_argument("--grids", nargs="+", default=["1x1x3", "2x2x2"])
     args = ap.parse_args(argv)
+    if args.quick:
+        return quick()
+    if args.data is None or args.out is None:
+        ap.error("--data and --out are required")
     results: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for grid in args.grids:
         step = tuple(int(v) for v in grid.split("x"))

@@ -13,6 +13,7 @@ other, then confirm a choice with ``tumorseg evaluate --threshold``.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
@@ -33,14 +34,35 @@ def region_masks(probs: np.ndarray, thresholds: dict[str, float]) -> dict[str, n
     return {"WT": wt, "TC": tc, "ET": et}
 
 
+def quick() -> int:
+    """The sweep on the first case of the sample data (``make data``), with probabilities made up
+    from its label: 0.8 inside each region, 0.2 outside."""
+    data = Path(__file__).resolve().parents[1] / "data" / "BraTS-Data"
+    case = open_dataset(data)[0]
+    _, label = case.load()
+    probs = np.stack([np.isin(label, TRUTH_CODES[r]) for r in REGIONS], axis=-1)
+    codes = np.where(probs, 204, 51).astype(np.uint8)
+    with tempfile.TemporaryDirectory(prefix="sweep-") as tmp:
+        (Path(tmp) / "probabilities").mkdir()
+        nib.save(
+            nib.Nifti1Image(codes, np.eye(4)), Path(tmp) / "probabilities" / f"{case.id}.nii.gz"
+        )
+        return main(["--data", str(data), "--probs", tmp, "--thresholds", "0.1", "0.5", "0.9"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--probs", type=Path, required=True)
+    ap.add_argument("--data", type=Path)
+    ap.add_argument("--probs", type=Path)
+    ap.add_argument("--quick", action="store_true", help="one sample case, made-up probabilities")
     ap.add_argument(
         "--thresholds", type=float, nargs="+", default=[0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6]
     )
     args = ap.parse_args(argv)
+    if args.quick:
+        return quick()
+    if args.data is None or args.probs is None:
+        ap.error("--data and --probs are required")
     scores: dict[str, dict[float, list[float]]] = {
         r: {t: [] for t in args.thresholds} for r in REGIONS
     }
