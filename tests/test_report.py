@@ -24,6 +24,7 @@ from tumorseg.viz.report import (
     GREY_LEVELS,
     MAX_PANEL_PX,
     PANELS,
+    UNCERTAINTY_INDEX0,
     CaseReport,
     disagreement_slice,
     far_false_positive,
@@ -77,13 +78,14 @@ def _image(pred: np.ndarray, seed: int) -> np.ndarray:
 
 class StubModel:
     """(B, 4, x, y, z) standardized -> (B, 3, x, y, z): edema where T2 is bright, enhancing where
-    T1Gd is too; no spatial context."""
+    T1Gd is too; no spatial context.  Probabilities 0.8 there and 0.02 elsewhere, so the voxel
+    uncertainty is 72 in the tumour and 14 around it (``voxel_uncertainty``)."""
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         tumour, enhancing = batch[:, 3] > 1.0, batch[:, 2] > 1.0
-        out = np.zeros((batch.shape[0], 3, *batch.shape[2:]), np.float32)
-        out[:, 0] = tumour & ~enhancing
-        out[:, 2] = tumour & enhancing
+        out = np.full((batch.shape[0], 3, *batch.shape[2:]), 0.02, np.float32)
+        out[:, 0] += 0.78 * (tumour & ~enhancing)
+        out[:, 2] += 0.78 * (tumour & enhancing)
         return out
 
 
@@ -249,6 +251,20 @@ def test_evaluate_report_page(evaluated):
         "0001-BRATS_002-z2.png",
     ]
     assert "far false positive: 90 voxels" in page
+    # evaluate knows the probabilities: a sixth panel, the uncertainty, beside the errors, and
+    # the doubt figures (the stub's 0.8 in the tumour: uncertainty 72, 0.02 around it: 14)
+    from PIL import Image
+
+    picture = np.asarray(Image.open(report / "img" / names[0]))  # BRATS_003, shifted
+    width = (picture.shape[1] + 2) // (len(PANELS) + 1)
+    errors, uncertainty = (picture[:, i * width : (i + 1) * width - 2] for i in (4, 5))
+    assert (errors == GREY_LEVELS + 3).any() and not (errors >= UNCERTAINTY_INDEX0).any()
+    shown = set(np.unique(uncertainty[uncertainty >= UNCERTAINTY_INDEX0]).tolist())
+    assert shown == {UNCERTAINTY_INDEX0 + 0, UNCERTAINTY_INDEX0 + 6}
+    assert "FLAIR · errors, FLAIR · uncertainty." in page
+    row = page[page.index('data-case="BRATS_003"') :].split("</tr>\n")[0]
+    doubt = table.set_index("case").loc["BRATS_003", "doubt"]
+    assert f"<td>doubt (1 - lowest expected Dice)</td><td colspan=4>{doubt:.3f}</td>" in row
     # self-contained: nothing but the pictures beside it; the options of the run
     assert "<script" not in page and "http" not in page.replace("http-equiv", "")
     assert "4 case(s): 4 scored, 0 failed." in page and "<dt>tta</dt><dd>none</dd>" in page
@@ -273,6 +289,7 @@ def test_score_report_shows_failed_cases_first_and_replaces_old_pictures(tmp_pat
     assert "index.html" in capsys.readouterr().out
     page, order, sources = _page(report)
     assert order[0] == "BRATS_003" and len(sources) == 5  # bare label maps: panels on black
+    assert "FLAIR · uncertainty" not in page  # no probabilities: five panels, no doubt
     assert not (report / "img" / "0009-old-z1.png").exists()
 
     # a prediction on another grid is a failed case: a row saying so, first, and no picture
@@ -308,14 +325,20 @@ def test_an_unreadable_image_leaves_the_picture_on_black(tmp_path):
 
 def test_report_of_100_sample_cases_stays_under_20_mb(sample_data, tmp_path):
     """Per-case bytes of a full-size (240 x 240 x 155) sample case with two pictures (its worst
-    slice and a far false positive), times 100, with the page, is under 20 MB."""
+    slice and a far false positive), each with the uncertainty panel, times 100, with the page,
+    is under 20 MB."""
+    from scipy import ndimage
+
     from tumorseg.data import open_dataset
+    from tumorseg.inference.uncertainty import voxel_uncertainty
 
     image, truth = open_dataset(sample_data)["BRATS_001"].load()
     pred = np.roll(truth, 4, axis=0)
     pred[60:70, 60:70, 40:46] = 1  # far from the tumour, inside the brain
+    soft = ndimage.gaussian_filter((pred > 0).astype(np.float32), 2.0)  # uncertain at the rim
+    uncertainty = voxel_uncertainty(np.stack([soft, soft, soft]))
     writer = CaseReport(tmp_path, {})
-    writer.add(ScoredCase("BRATS_001", {}, pred, truth, (1.0, 1.0, 1.0), image))
+    writer.add(ScoredCase("BRATS_001", {}, pred, truth, (1.0, 1.0, 1.0), image, uncertainty))
     pictures = list((tmp_path / "img").iterdir())
     assert len(pictures) == 2
     per_case = sum(p.stat().st_size for p in pictures)
@@ -349,6 +372,7 @@ def test_evaluate_report_in_chromium(chromium, evaluated):  # noqa: F811
             browser.close()
     assert problems == []
     assert len(images) == 5
+    assert "pass disagreement WT" in first_text  # the doubt figures beside the pictures
     assert all(complete and width > 0 for _, complete, width, _ in images), images
     worst = table.loc[table["WT_dice"].idxmin()]
     assert first_case == worst["case"] == "BRATS_003"

@@ -159,7 +159,8 @@ def score_prediction(
     save: a folder to write the scored label map into, as ``<case>.nii.gz`` on the grid of
     ``pred.reference`` (atomically; the folder is created when missing), with what
     ``options`` asks for (``outputs.write_outputs``: the coding, probabilities, uncertainty).
-    on_case: called (untimed) with the row and the label map as a ``ScoredCase`` (no image).
+    on_case: called (untimed) with the row, the label map and the voxel uncertainty as a
+    ``ScoredCase`` (no image).
     outputs: what the probabilities' channels stand for (the model's ``Outputs`` kind).
     """
     start = time.perf_counter()
@@ -177,7 +178,9 @@ def score_prediction(
         result = CaseResult(pred.probs, labels, uncertainty, doubt, Outputs(outputs))
         _save_outputs(result, pred, Path(save), options or SaveOptions(), threshold)
     if on_case is not None:
-        on_case(ScoredCase(pred.case, row, labels, pred.label, pred.spacing))
+        on_case(
+            ScoredCase(pred.case, row, labels, pred.label, pred.spacing, uncertainty=uncertainty)
+        )
     return row
 
 

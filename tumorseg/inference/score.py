@@ -108,7 +108,10 @@ class ScoredCase:
 
     row: the case's table row; pred, truth: (X, Y, Z) label maps, codes 0..3; spacing: mm per
     voxel along X, Y, Z; image: (X, Y, Z, 4) channels last as ``load_case`` returns it (FLAIR,
-    T1, T1Gd, T2), or None where the scorer did not read it.
+    T1, T1Gd, T2), or None where the scorer did not read it; uncertainty: (X, Y, Z, 3) voxel
+    uncertainty of the WT/TC/ET probabilities, uint8 0..100
+    (``tumorseg.inference.uncertainty.voxel_uncertainty``), or None where the scorer has no
+    probabilities (``score_folder``).
     """
 
     case: str
@@ -117,6 +120,7 @@ class ScoredCase:
     truth: np.ndarray
     spacing: tuple[float, float, float]
     image: np.ndarray | None = None
+    uncertainty: np.ndarray | None = None
 
 
 #: A per-case hook: called once per scored case, in scoring order, before the next is read.

@@ -8,7 +8,8 @@ knows which cases to check and where.  Cases that could not be read come first, 
 A picture is four panels (``DOUBT_PANELS``): FLAIR as it is, FLAIR and T1Gd with the predicted
 classes outlined (``tumorseg.viz.labeled.CLASS_COLORS``), and FLAIR dimmed with the voxel
 uncertainty (the highest of the WT/TC/ET channels, 0..100) coloured in steps of
-``report.UNCERTAINTY_STEP`` and the predicted whole tumour outlined in white.
+``report.UNCERTAINTY_STEP`` and the predicted whole tumour outlined in white
+(``report.uncertainty_panel``, also the sixth panel of the scored report).
 
 The page, its style, its pictures (palette PNGs in ``REPORT/img/``) and their encoding are those
 of the scored report (``tumorseg.viz.report``): offline, no script; every file written
@@ -28,21 +29,17 @@ import numpy as np
 import pandas as pd
 
 from tumorseg.atomic import write_bytes, write_text
-from tumorseg.labels import CLASS_NAMES, REGIONS
+from tumorseg.labels import CLASS_NAMES
 from tumorseg.viz.labeled import CLASS_COLORS
 from tumorseg.viz.overview import tumor_slice
 from tumorseg.viz.plots import take_slice
 from tumorseg.viz.report import (
-    _WHITE,
+    DOUBT_FIGURES,
     IMAGE_DIR,
-    UNCERTAINTY_COLORS,
-    UNCERTAINTY_INDEX0,
-    UNCERTAINTY_STEP,
     Picture,
     _grey_indices,
     _label_panel,
     _number,
-    _outline,
     _pictures_html,
     _swatch,
     join_panels,
@@ -50,6 +47,9 @@ from tumorseg.viz.report import (
     page_html,
     panel_windows,
     png_bytes,
+    uncertainty_legend,
+    uncertainty_panel,
+    uncertainty_slice,
 )
 
 #: The panels of a picture, left to right: (modality, what is drawn over it).
@@ -58,15 +58,6 @@ DOUBT_PANELS: tuple[tuple[str, str], ...] = (
     ("FLAIR", "prediction"),
     ("T1Gd", "prediction"),
     ("FLAIR", "uncertainty"),
-)
-#: The figures of a case, in order (``tumorseg.inference.uncertainty.QC_COLUMNS``), with what
-#: the page calls them and their decimals.
-FIGURES: tuple[tuple[str, str, int], ...] = (
-    ("doubt", "doubt (1 - lowest expected Dice)", 3),
-    *((f"expected_dice_{r}", f"expected Dice {r}", 3) for r in REGIONS),
-    *((f"disagree_{r}", f"pass disagreement {r}", 3) for r in REGIONS),
-    ("uncertain_ratio", "uncertain voxels / tumour voxels", 3),
-    ("tumour_ml", "predicted tumour (ml)", 1),
 )
 
 
@@ -78,19 +69,6 @@ def doubt_slice(uncertainty: np.ndarray, labels: np.ndarray) -> int:
     return int(np.argmax(sums)) if sums.any() else tumor_slice(labels)
 
 
-def _uncertainty_panel(window: np.ndarray, uncertainty: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """(H, W) palette indices: the slice dimmed, each pixel of ``uncertainty`` (0..100) at or
-    above ``UNCERTAINTY_STEP`` in its step's colour, the predicted whole tumour outlined in
-    white."""
-    out = _grey_indices(window, dim=0.6)
-    step = np.asarray(uncertainty, np.int32) // UNCERTAINTY_STEP
-    shown = step >= 1
-    level = np.minimum(step - 1, len(UNCERTAINTY_COLORS) - 1)
-    out[shown] = (UNCERTAINTY_INDEX0 + level[shown]).astype(np.uint8)
-    out[_outline(pred > 0)] = _WHITE
-    return out
-
-
 def doubt_picture(
     image: np.ndarray | None, labels: np.ndarray, uncertainty: np.ndarray, z: int
 ) -> np.ndarray:
@@ -100,7 +78,7 @@ def doubt_picture(
     uint8 0..100.  Cropped and subsampled as the scored report's pictures
     (``report.panel_windows``)."""
     p2d = take_slice(np.asarray(labels), 2, z).astype(np.uint8)
-    u2d = take_slice(np.asarray(uncertainty).max(axis=-1), 2, z)
+    u2d = uncertainty_slice(uncertainty, z)
     windows, crop = panel_windows(image, z, [p2d, (u2d > 0).astype(np.uint8)])
     p2d, u2d = p2d[crop], u2d[crop]
     flair = windows["FLAIR"]
@@ -109,7 +87,7 @@ def doubt_picture(
             _grey_indices(flair),
             _label_panel(flair, p2d),
             _label_panel(windows["T1Gd"], p2d),
-            _uncertainty_panel(flair, u2d, p2d),
+            uncertainty_panel(flair, u2d, p2d),
         ]
     )
 
@@ -196,14 +174,9 @@ def _legend_html() -> str:
     """What the panels, the figures and the colours mean."""
     panels = ", ".join(f"{m} · {what}" for m, what in DOUBT_PANELS)
     classes = "".join(_swatch(c, n) for c, n in zip(CLASS_COLORS.values(), CLASS_NAMES))
-    steps = "".join(
-        _swatch(c, f"{(i + 1) * UNCERTAINTY_STEP}+") for i, c in enumerate(UNCERTAINTY_COLORS)
-    )
     return (
         f"<p>Each picture shows the axial slice where the model is least sure, left to right: "
-        f"{panels}.<br>Predicted classes (outlines):{classes}<br>Voxel uncertainty (the "
-        f"binary entropy of the WT, TC or ET probability, 0 certain to 100 at p = 0.5; the "
-        f"highest of the three):{steps}"
+        f"{panels}.<br>Predicted classes (outlines):{classes}<br>{uncertainty_legend()}"
         f"{_swatch((255, 255, 255), 'predicted whole tumour (outline)')}<br>"
         "Expected Dice: the Dice the map would score if the model's probabilities were right. "
         "Pass disagreement: the mean, over the region's voxels, of the difference between the "
@@ -216,7 +189,7 @@ def _case_html(rank: int, row: Mapping[str, object], pictures: list[Picture]) ->
     case = str(row.get("case", ""))
     cells = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{_number(row.get(key, math.nan), digits)}</td></tr>"
-        for key, name, digits in FIGURES
+        for key, name, digits in DOUBT_FIGURES
     )
     note = ""
     if not pictures:

@@ -10,7 +10,10 @@ palette PNGs in ``DIR/img/``.
 A picture is one axial slice in five panels: FLAIR and T1Gd with the label, then with the
 prediction, outlined in the course's class colours (``tumorseg.viz.labeled.CLASS_COLORS``), and
 FLAIR with the disagreement filled in (``ERROR_COLORS``: tumour missed, false positive, wrong
-class) and the label's whole tumour outlined in white.  Every case gets the slice where label
+class) and the label's whole tumour outlined in white.  Where the scorer has the model's
+probabilities (``evaluate``), a sixth panel beside the errors shows the voxel uncertainty of the
+same slice (``uncertainty_panel``, as the report without labels draws it), and the case's
+figures include its doubt (``DOUBT_FIGURES``).  Every case gets the slice where label
 and prediction disagree most; a case with a far false positive (a predicted whole-tumour
 component that does not touch the label's and lies more than ``FAR_MM`` from it) gets a second
 picture through the largest one.
@@ -68,6 +71,7 @@ class Overlay(str, Enum):
     LABEL = "label"
     PREDICTION = "prediction"
     ERRORS = "errors"
+    UNCERTAINTY = "uncertainty"
 
 
 #: The panels of a picture, left to right: (modality, what is drawn over it).
@@ -77,6 +81,17 @@ PANELS: tuple[tuple[str, Overlay], ...] = (
     ("FLAIR", Overlay.PREDICTION),
     ("T1Gd", Overlay.PREDICTION),
     ("FLAIR", Overlay.ERRORS),
+)
+#: The panel added beside the errors when the case's voxel uncertainty is known.
+UNCERTAINTY_PANEL: tuple[str, Overlay] = ("FLAIR", Overlay.UNCERTAINTY)
+#: A case's doubt figures (``tumorseg.inference.uncertainty.QC_COLUMNS``): column, what the
+#: pages call it, decimals.
+DOUBT_FIGURES: tuple[tuple[str, str, int], ...] = (
+    ("doubt", "doubt (1 - lowest expected Dice)", 3),
+    *((f"expected_dice_{r}", f"expected Dice {r}", 3) for r in REGIONS),
+    *((f"disagree_{r}", f"pass disagreement {r}", 3) for r in REGIONS),
+    ("uncertain_ratio", "uncertain voxels / tumour voxels", 3),
+    ("tumour_ml", "predicted tumour (ml)", 1),
 )
 #: Channels of those modalities in an (X, Y, Z, 4) image (``tumorseg.labels.MODALITIES``).
 CHANNEL = {"FLAIR": 0, "T1Gd": 2}
@@ -198,6 +213,25 @@ def _error_panel(window: np.ndarray, truth: np.ndarray, pred: np.ndarray) -> np.
     return out
 
 
+def uncertainty_panel(window: np.ndarray, uncertainty: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(H, W) palette indices: the slice dimmed, each pixel of ``uncertainty`` (H, W, 0..100) at
+    or above ``UNCERTAINTY_STEP`` in its step's colour, the predicted whole tumour of ``pred``
+    (H, W, codes 0..3) outlined in white."""
+    out = _grey_indices(window, dim=0.6)
+    step = np.asarray(uncertainty, np.int32) // UNCERTAINTY_STEP
+    shown = step >= 1
+    level = np.minimum(step - 1, len(UNCERTAINTY_COLORS) - 1)
+    out[shown] = (UNCERTAINTY_INDEX0 + level[shown]).astype(np.uint8)
+    out[_outline(pred > 0)] = _WHITE
+    return out
+
+
+def uncertainty_slice(uncertainty: np.ndarray, z: int) -> np.ndarray:
+    """(H, W) axial slice ``z`` of a voxel uncertainty map (X, Y, Z, K), the highest of its K
+    channels, oriented as ``take_slice`` shows it."""
+    return take_slice(np.asarray(uncertainty), 2, z).max(axis=-1)
+
+
 def _frame(shape: tuple[int, int], box: tuple[slice, slice], margin: int = 3) -> np.ndarray:
     """(X, Y) boolean outline of the rectangle ``box`` (X and Y ranges) grown by ``margin``."""
     frame = np.zeros(shape, bool)
@@ -214,19 +248,26 @@ def slice_picture(
     pred: np.ndarray,
     z: int,
     mark: tuple[slice, slice] | None = None,
+    uncertainty: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The five ``PANELS`` of axial slice ``z`` side by side, as (H, W) uint8 palette indices
-    (see ``palette``), oriented as ``take_slice`` shows them.
+    """The five ``PANELS`` of axial slice ``z`` side by side (and ``UNCERTAINTY_PANEL`` sixth
+    when ``uncertainty`` is given), as (H, W) uint8 palette indices (see ``palette``), oriented
+    as ``take_slice`` shows them.
 
     image: (X, Y, Z, 4) channels last (FLAIR, T1, T1Gd, T2), or None (the panels' background is
         black and the whole slice is shown); truth, pred: (X, Y, Z) label maps, codes 0..3;
-        mark: X and Y ranges framed in white on the last panel (a far false positive).
-    The panels are cropped to the brain (non-zero FLAIR or T1Gd) and the tumour of either map,
-    and subsampled by a whole step when longer than ``MAX_PANEL_PX``.
+        mark: X and Y ranges framed in white on the errors panel (a far false positive);
+        uncertainty: (X, Y, Z, K) voxel uncertainty, uint8 0..100, or None.
+    The panels are cropped to the brain (non-zero FLAIR or T1Gd), the tumour of either map and
+    the uncertainty shown, and subsampled by a whole step when longer than ``MAX_PANEL_PX``.
     """
     t2d = take_slice(np.asarray(truth), 2, z).astype(np.uint8)
     p2d = take_slice(np.asarray(pred), 2, z).astype(np.uint8)
-    windows, crop = panel_windows(image, z, [t2d, p2d])
+    maps = [t2d, p2d]
+    if uncertainty is not None:
+        u2d = uncertainty_slice(uncertainty, z)
+        maps.append((u2d >= UNCERTAINTY_STEP).astype(np.uint8))
+    windows, crop = panel_windows(image, z, maps)
     t2d, p2d = t2d[crop], p2d[crop]
     panels = []
     for name, overlay in PANELS:
@@ -236,6 +277,8 @@ def slice_picture(
             panels.append(_label_panel(windows[name], t2d if overlay is Overlay.LABEL else p2d))
     if mark is not None:
         panels[-1][np.rot90(_frame(np.shape(truth)[:2], mark))[crop]] = _WHITE
+    if uncertainty is not None:
+        panels.append(uncertainty_panel(windows[UNCERTAINTY_PANEL[0]], u2d[crop], p2d))
     return join_panels(panels)
 
 
@@ -325,6 +368,7 @@ class CaseReport:
         self.image_source = image_source
         self.title = title
         self.pictures: dict[str, list[Picture]] = {}
+        self.uncertainty = False  # whether a picture has the uncertainty panel
 
     def _save(self, case: str, indices: np.ndarray, caption: str, z: int) -> Picture:
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", case)
@@ -334,7 +378,8 @@ class CaseReport:
 
     def add(self, scored: ScoredCase) -> None:
         """Draw ``scored``'s pictures into ``out_dir/img`` (the slice of most disagreement, and
-        the largest far false positive when there is one on another slice)."""
+        the largest far false positive when there is one on another slice), with the
+        uncertainty panel when ``scored.uncertainty`` is known."""
         image, note = scored.image, ""
         if image is None and self.image_source is not None:
             try:
@@ -356,10 +401,12 @@ class CaseReport:
             )
             if far.z == z:  # on the same slice: framed in the one picture
                 what, mark = f"{what}; {far_what}", far.box
-        indices = slice_picture(image, truth, pred, z, mark)
+        uncertainty = scored.uncertainty
+        self.uncertainty |= uncertainty is not None
+        indices = slice_picture(image, truth, pred, z, mark, uncertainty)
         pictures = [self._save(scored.case, indices, f"axial slice z={z}: {what}{note}", z)]
         if far is not None and far.z != z:
-            indices = slice_picture(image, truth, pred, far.z, far.box)
+            indices = slice_picture(image, truth, pred, far.z, far.box, uncertainty)
             caption = f"axial slice z={far.z}: {far_what}{note}"
             pictures.append(self._save(scored.case, indices, caption, far.z))
         self.pictures[scored.case] = pictures
@@ -368,7 +415,7 @@ class CaseReport:
         """Write ``out_dir/index.html`` for ``table`` (one row per case, as ``evaluate`` or
         ``score_folder`` return it) and remove pictures of ``img/`` that it does not show.
         Returns the page's path."""
-        page = report_html(table, self.pictures, self.options, self.title)
+        page = report_html(table, self.pictures, self.options, self.title, self.uncertainty)
         path = write_text(self.out_dir / "index.html", page)
         shown = {p.file for pictures in self.pictures.values() for p in pictures}
         for old in (self.out_dir / IMAGE_DIR).glob("*.png"):
@@ -449,15 +496,35 @@ def _swatch(rgb: tuple[int, int, int], name: str) -> str:
     return f'<span class="swatch" style="background: rgb{tuple(rgb)}"></span>{html.escape(name)}'
 
 
-def _legend_html() -> str:
-    """What the panels and colours of the pictures mean."""
-    panels = ", ".join(f"{m} · {what.value}" for m, what in PANELS)
+def uncertainty_legend() -> str:
+    """The colours of the uncertainty panel (``uncertainty_panel``), for a page's legend."""
+    steps = "".join(
+        _swatch(c, f"{(i + 1) * UNCERTAINTY_STEP}+") for i, c in enumerate(UNCERTAINTY_COLORS)
+    )
+    return (
+        "Voxel uncertainty (the binary entropy of the WT, TC or ET probability, 0 certain to 100 "
+        f"at p = 0.5; the highest of the three):{steps}"
+    )
+
+
+def _legend_html(uncertainty: bool = False) -> str:
+    """What the panels and colours of the pictures mean (``uncertainty``: with the uncertainty
+    panel)."""
+    shown = [*PANELS, UNCERTAINTY_PANEL] if uncertainty else PANELS
+    panels = ", ".join(f"{m} · {what.value}" for m, what in shown)
     classes = "".join(_swatch(c, n) for c, n in zip(CLASS_COLORS.values(), CLASS_NAMES))
     errors = "".join(_swatch(c, n) for n, c in ERROR_COLORS.items())
+    doubt = ""
+    if uncertainty:
+        doubt = (
+            f"<br>Uncertainty (last panel, predicted whole tumour outlined in white): "
+            f"{uncertainty_legend()}<br>Doubt: the model's own estimate, without the label; "
+            "expected Dice: the Dice the map would score if the model's probabilities were right."
+        )
     return (
         f"<p>Each picture shows one axial slice, left to right: {panels}.<br>"
-        f"Outlines:{classes}<br>Errors (last panel):{errors}"
-        f"{_swatch((255, 255, 255), 'labelled whole tumour (outline)')}<br>"
+        f"Outlines:{classes}<br>Errors (fifth panel):{errors}"
+        f"{_swatch((255, 255, 255), 'labelled whole tumour (outline)')}{doubt}<br>"
         f"A far false positive is a predicted component more than {FAR_MM:g} mm from the "
         "labelled tumour; a case with one gets a picture of the slice that shows it.</p>"
     )
@@ -483,6 +550,12 @@ def _figures_html(row: Mapping[str, object]) -> str:
     known = {"case", ERROR} | {f"{r}_{m}" for r in REGIONS for m in
                                  ("dice", "hd95", "sensitivity", "specificity")}  # fmt: skip
     known |= {f"{k}_{m}" for k in CLASS_KEYS for m in ("sensitivity", "specificity")}
+    cells += [
+        f"<tr><td>{html.escape(name)}</td><td colspan=4>{_number(row[key], digits)}</td></tr>"
+        for key, name, digits in DOUBT_FIGURES
+        if key in row
+    ]
+    known |= {key for key, _, _ in DOUBT_FIGURES}
     extra = "".join(
         f"<tr><td>{html.escape(str(k))}</td><td colspan=4>{_number(v, 2)}</td></tr>"
         for k, v in row.items()
@@ -522,9 +595,11 @@ def report_html(
     pictures: Mapping[str, list[Picture]],
     options: Mapping[str, object],
     title: str = "tumorseg report",
+    uncertainty: bool = False,
 ) -> str:
     """The report page: summary, legend, and one row per case of ``table`` in the order of
-    ``order_worst_first`` with the case's ``pictures`` (case id -> pictures in ``IMAGE_DIR``)."""
+    ``order_worst_first`` with the case's ``pictures`` (case id -> pictures in ``IMAGE_DIR``);
+    ``uncertainty``: the pictures have the uncertainty panel (the legend explains it)."""
     rows = [
         _case_html(i + 1, row, pictures.get(str(row.get("case")), []))
         for i, row in enumerate(order_worst_first(table).to_dict("records"))
@@ -532,7 +607,7 @@ def report_html(
     return page_html(
         title,
         f"<h2>Summary</h2>\n{_summary_html(table, options)}\n"
-        f"<h2>Cases, worst WT Dice first</h2>\n{_legend_html()}\n"
+        f"<h2>Cases, worst WT Dice first</h2>\n{_legend_html(uncertainty)}\n"
         '<table class="cases"><tbody>\n' + "\n".join(rows) + "\n</tbody></table>\n",
     )
 
