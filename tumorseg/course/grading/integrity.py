@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from tumorseg.course.exercises import Exercise
+from tumorseg.course.exercises import REGISTRY, Exercise
 
 #: the module names through which student code reaches the package
 ROOTS = frozenset({"tumorseg", "util"})
@@ -151,3 +151,17 @@ def flag_message(exercise: Exercise, uses: list[Use]) -> str:
         f"`{exercise.function}`: {listed}. Write the function yourself; the instructor decides "
         "whether such an answer counts."
     )
+
+
+def library_flags(
+    sources: dict[str, str], exercises: list[str]
+) -> dict[str, tuple[tuple[str, ...], str]]:
+    """Per exercise: the uses of its twins in its cell ``sources[exercise]`` (as text, see
+    :class:`Use`; none for a missing cell) and the line that reports them (:func:`flag_message`,
+    empty when there are none)."""
+    flags = {}
+    for exercise in exercises:
+        ex = REGISTRY[exercise]
+        uses = library_uses(sources.get(exercise, ""), ex)
+        flags[exercise] = (tuple(str(u) for u in uses), flag_message(ex, uses) if uses else "")
+    return flags

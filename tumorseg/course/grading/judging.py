@@ -18,7 +18,7 @@ from typing import Any
 from tumorseg.course.exercises import REGISTRY
 
 from . import checks
-from .hidden.judge import judge_record
+from .hidden.judge import judge_record, judge_records
 from .records import (
     MAX_RUNS,
     NOT_RUN,
@@ -99,8 +99,7 @@ def _judge_items(
     student: Item,
     check: Item | None,
     limits: Limits,
-    key: Any = None,
-    decoded: dict[str, Any] | None = None,
+    score: tuple[str, str] | None = None,
 ) -> Result | None:
     """The result from the student's cell and the graded check; None: the check did not run."""
     fn = REGISTRY[exercise].function
@@ -141,7 +140,7 @@ def _judge_items(
             f"{student.ename or 'an exception'}, so `{fn}` was not defined.",
         )
     if record is not None:
-        status, message = judge_record(exercise, record, key, decoded)
+        status, message = score if score is not None else judge_record(exercise, record)
         if status == "passed" and check.outcome != "ok":
             status, message = (
                 "failed",
@@ -167,14 +166,14 @@ def judge(
     exercise: str,
     clean: bool,
     limits: Limits,
-    key: Any = None,
-    decoded: dict[str, Any] | None = None,
+    score: tuple[str, str] | None = None,
 ) -> Outcome:
     """The outcome of one exercise in one run.
 
     ``clean`` means no student code ran before this exercise's cell in this run; then the
     outcome is never :class:`Regrade` (but :class:`RunBroken` when the run broke before any
-    student code).  ``key`` and ``decoded``: see :func:`.hidden.judge.judge_record`."""
+    student code).  ``score``: the exercise's :func:`.hidden.judge.judge_record` when it was
+    computed already (:func:`judge_run`); else it is computed when needed."""
     if not run.junit_found:
         return _judge_killed(run, exercise, clean, limits)
     position = _index(run, "student", exercise)
@@ -186,7 +185,7 @@ def judge(
         student.outcome = "ok"
     if student is None or student.outcome in NOT_RUN:
         return RunBroken() if clean else Regrade()
-    result = _judge_items(run, exercise, student, check, limits, key, decoded)
+    result = _judge_items(run, exercise, student, check, limits, score)
     if result is None:
         if not clean:
             return Regrade()
@@ -215,14 +214,17 @@ def judge_run(
     before student code settles nothing, and the second such run settles every pending
     exercise as a grader error.  The next ``batch``: the first pending exercise alone when this
     run settled none (and did not break), else all of them.  ``keys``: the answer keys of the
-    batch (:attr:`.records.Setup.keys`); None computes each one when it is needed."""
-    keys = keys or {}
-    gave_up = {ex: keys[ex].gave_up for ex in judged.batch if ex in keys}
-    decoded = checks.decode_records(run.records, gave_up) if keys else {}
+    batch (:attr:`.records.Setup.keys`); with them, the run's raw records are decoded once
+    (:func:`.checks.decode_records`) and scored at once (:func:`.hidden.judge.judge_records`)
+    before the exercises are judged; None computes each score when it is needed."""
+    scores: dict[str, tuple[str, str]] = {}
+    if keys:  # the run's records read once, then scored at once
+        gave_up = {ex: keys[ex].gave_up for ex in run.records if ex in keys}
+        scores = judge_records(run.records, keys, checks.decode_records(run.records, gave_up))
     results, runs = dict(judged.results), judged.runs + 1
     settled, broken = 0, False
     for i, ex in enumerate(judged.batch):
-        outcome = judge(run, ex, i == 0, limits, keys.get(ex), decoded.get(ex))
+        outcome = judge(run, ex, i == 0, limits, scores.get(ex))
         if isinstance(outcome, RunBroken):
             broken = True
             break

@@ -191,3 +191,15 @@ def judge_record(
         parts.append(f"It also fails inside model.fit. {feedback.KERAS_HINT}")
     message = "\n".join(part[:600] for part in parts)
     return ("error" if raised else "failed"), message
+
+
+def judge_records(
+    records: dict[str, Any], keys: dict[str, Key], decoded: dict[str, Any]
+) -> dict[str, tuple[str, str]]:
+    """:func:`judge_record` of every record a run left (those that are None left out), with the
+    exercises' answer keys and the records as :func:`..checks.decode_records` read them."""
+    return {
+        exercise: judge_record(exercise, record, keys.get(exercise), decoded.get(exercise))
+        for exercise, record in records.items()
+        if record is not None
+    }
