@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from conftest import write_tiny_dataset
@@ -113,13 +114,20 @@ def test_slurm_predict_array_then_the_finishing_pass(
     for argv in commands:
         assert main(argv[1:]) == 0
     assert capsys.readouterr().out.count("2 written, 0 already there, 0 failed") == 2
-    [finish] = run_recipe(SLURM / "predict.sbatch", args, engine)  # no array: the whole set
+    # no array: the whole set, then one check-first list of the shards' and its own
+    finish, merge = run_recipe(SLURM / "predict.sbatch", args, engine)
     assert finish[finish.index("--shard") + 1] == "0/1"
+    assert merge == ["tumorseg", "merge", "--out", str(out / "qc.csv"), str(out)]
     assert main(finish[1:]) == 0
     assert (
         capsys.readouterr().out.splitlines()[-1].startswith("0 written, 4 already there, 0 failed")
     )
     assert sorted(_maps(out)) == [f"BRATS_{i:03d}.nii.gz" for i in range(1, 5)]
+    assert not (out / "qc.csv").exists()  # the finishing pass wrote no case
+    assert main(merge[1:]) == 0
+    qc = pd.read_csv(out / "qc.csv")
+    assert sorted(qc["case"]) == [f"BRATS_{i:03d}" for i in range(1, 5)]
+    assert qc["doubt"].is_monotonic_decreasing  # most doubtful first
     assert {p.name for p in out.glob("run*.json")} == {
         "run.json",
         "run-shard-0-of-2.json",

@@ -313,6 +313,13 @@ def test_predict_and_grade_arrays_equal_one_run(slurm, batch_weights, tmp_path, 
         "run-shard-0-of-2.json",
         "run-shard-1-of-2.json",
     }
+    # the finishing pass merged the shards' check-first lists into one, as one run writes it
+    assert f"wrote {tmp_path / 'out' / 'qc.csv'}" in finish_log
+    merged_qc = (tmp_path / "out" / "qc.csv").read_text()
+    assert merged_qc == (tmp_path / "one" / "qc.csv").read_text()
+    assert sorted(r["case"] for r in csv.DictReader(merged_qc.splitlines())) == sorted(
+        p.removesuffix(".nii.gz") for p in sharded
+    )
     # grade: the merged folder equals one unsharded run's
     one_grades = tmp_path / "one-grades"
     done = subprocess.run(
@@ -377,4 +384,6 @@ def test_a_failed_task_blocks_the_merge_and_is_reported(slurm, batch_weights, tm
     assert "BAD_truncated" in finish_log
     with open(out / "failures.csv", newline="") as fh:
         assert [r["case"] for r in csv.DictReader(fh)] == ["BAD_truncated"]
+    with open(out / "qc.csv", newline="") as fh:  # merged all the same: the good cases
+        assert sorted(r["case"] for r in csv.DictReader(fh)) == ["BRATS_001", "BRATS_002"]
     assert sorted(_maps(out)) == ["BRATS_001.nii.gz", "BRATS_002.nii.gz"]

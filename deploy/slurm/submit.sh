@@ -9,7 +9,8 @@
 #
 # predict: TASKS shards write OUT/<case>.nii.gz; once every task has ended, successful or not
 #   (afterany: a task that met a broken case exits 1, one that ran out of time is killed), one
-#   unsharded pass writes whatever is missing and prints the totals; it exits 1 while some case
+#   unsharded pass writes whatever is missing and prints the totals, then merges the tasks'
+#   check-first lists into one OUT/qc.csv, most doubtful case first; it exits 1 while some case
 #   is broken (OUT/failures.csv names them).
 # grade: TASKS shards write GRADES/shard-i; once all succeeded (afterok), merge.sbatch merges
 #   them into GRADES.  A failed task leaves the merge pending for good (scancel it, regrade the
