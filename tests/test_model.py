@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tumorseg.model import (
+    batch_dice_bce_loss,
     dice_bce_loss,
     dice_coefficient,
     load_pretrained,
@@ -94,6 +95,26 @@ def test_one_sample_losses_match_formulas():
     assert np.isclose(float(soft_dice_loss(t, p)), 1 - np.mean(num / den), atol=1e-6)
     bce = -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
     assert np.isclose(float(dice_bce_loss(t, p)), 1 - np.mean(num / den) + bce, atol=1e-5)
+
+
+def test_batch_dice_loss_sums_the_batch_and_is_left_unwrapped():
+    rng = np.random.default_rng(4)
+    t = (rng.random((2, 3, 6, 5, 4)) > 0.7).astype(np.float32)
+    p = rng.random((2, 3, 6, 5, 4)).astype(np.float32)
+    t[1, 2] = 0  # the second patch has no region 2: the batch Dice still sees the first's
+    num = 2 * (t * p).sum((0, 2, 3, 4)) + 1e-5
+    den = (t**2).sum((0, 2, 3, 4)) + (p**2).sum((0, 2, 3, 4)) + 1e-5
+    bce = -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
+    expected = 1 - np.mean(num / den) + bce
+    assert np.isclose(float(batch_dice_bce_loss(t, p)), expected, atol=1e-5)
+    assert per_sample(batch_dice_bce_loss) is batch_dice_bce_loss
+    # with one sample it is the per-sample loss; with two it is not (the empty region)
+    assert np.isclose(
+        float(batch_dice_bce_loss(t[:1], p[:1])), float(dice_bce_loss(t[0], p[0])), atol=1e-5
+    )
+    assert not np.isclose(
+        float(batch_dice_bce_loss(t, p)), float(per_sample(dice_bce_loss)(t, p)), atol=1e-3
+    )
 
 
 def test_per_sample_wrapper_equals_manual_per_sample_mean():

@@ -53,6 +53,7 @@ def test_two_steps_write_weights_manifest_log_and_resume(store, tmp_path):
     manifest = json.loads((out / "model.json").read_text())
     assert manifest["config"] == {"n_base_filters": 8, "input_shape": [4, 160, 160, 16]}
     assert manifest["steps"] == 2 and manifest["standardize"] == "brain"
+    assert manifest["loss"] == "soft Dice + binary cross-entropy, per sample"
     cfg = json.loads((store / "config.json").read_text())
     assert manifest["data"]["train_cases"] == cfg["train_cases"]
     assert manifest["data"]["valid_cases"] == cfg["valid_cases"]
@@ -163,6 +164,25 @@ def test_clip_norm_is_checked_parsed_and_recorded():
     for bad in (0.0, -1.0):
         with pytest.raises(ValueError, match="clip_norm must be > 0"):
             TrainConfig(out="o", clip_norm=bad)
+
+
+def test_loss_reduction_is_checked_parsed_compiled_and_recorded():
+    from tumorseg.model import batch_dice_bce_loss
+    from tumorseg.train.cli import config_from_args, parser
+    from tumorseg.train.config import LOSS_NAMES
+    from tumorseg.train.loop import build_model
+
+    base = ["--data", "d", "--out", "o"]
+    assert config_from_args(parser().parse_args(base), {}).loss == "sample"
+    cfg = config_from_args(parser().parse_args([*base, "--loss", "batch"]), {})
+    assert cfg.loss == "batch" and cfg.asdict()["loss"] == "batch"
+    assert LOSS_NAMES["batch"].endswith("batch Dice")
+    with pytest.raises(ValueError):
+        TrainConfig(out="o", loss="voxel")
+    with pytest.raises(SystemExit):
+        parser().parse_args([*base, "--loss", "voxel"])
+    model = build_model(cfg.replace(n_base_filters=4, patch_size=(16, 16, 8), precision="float32"))
+    assert model.loss is batch_dice_bce_loss
 
 
 def test_clip_norm_shrinks_a_real_training_step():

@@ -1,6 +1,7 @@
 """The 3D U-Net: builder, one-sample losses/metrics (wrapped per sample), the shipped weights."""
 
 from tumorseg.model.losses import (
+    batch_dice_bce_loss,
     dice_bce_loss,
     dice_class,
     dice_coefficient,
@@ -18,6 +19,7 @@ __all__ = [
     "dice_coefficient",
     "soft_dice_loss",
     "dice_bce_loss",
+    "batch_dice_bce_loss",
     "dice_class",
     "per_sample",
 ]

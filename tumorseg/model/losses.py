@@ -4,6 +4,10 @@ Every function here takes one sample's ``y_true, y_pred: (classes, X, Y, Z)`` an
 over ``axis=(1, 2, 3)`` (the spatial axes), exactly like the course exercises.  Keras hands a
 loss the whole batch ``(B, classes, X, Y, Z)``; :func:`per_sample` maps a one-sample function
 over the batch axis and averages, so the reduction axes mean what they say.
+
+The one exception is :func:`batch_dice_bce_loss` (nnU-Net's choice for BraTS): it takes the
+whole batch and sums each class over the batch and the spatial axes together, so a patch
+without a region adds no noisy per-sample Dice of its own (``tumorseg train --loss batch``).
 """
 
 from __future__ import annotations
@@ -85,7 +89,7 @@ def per_sample(fn: Callable) -> Callable:
     ``fn.__name__`` so Keras logs it under the same name.  Already-wrapped functions are
     returned unchanged.
     """
-    if getattr(fn, "_per_sample_wrapped", False):
+    if getattr(fn, "takes_batch", False):
         return fn
 
     @functools.wraps(fn)
@@ -96,5 +100,27 @@ def per_sample(fn: Callable) -> Callable:
         values = ops.vectorized_map(lambda s: fn(s[0], s[1]), pairs)
         return ops.mean(values)
 
-    wrapped._per_sample_wrapped = True
+    wrapped.takes_batch = True
     return wrapped
+
+
+def batch_dice_bce_loss(y_true: Any, y_pred: Any, epsilon: float = EPSILON) -> Any:
+    """Training loss for a whole batch: batch soft Dice loss plus mean binary cross-entropy.
+
+    y_true, y_pred: ``(B, classes, X, Y, Z)`` sigmoid probabilities.  The Dice sums of each class
+    run over the batch and the spatial axes ``(0, 2, 3, 4)`` together (one Dice per class for
+    the batch, then their mean), unlike ``per_sample(dice_bce_loss)``, which averages one Dice
+    per sample and class.  The cross-entropy is the mean over all voxels, which is the same
+    either way.  Returns a scalar tensor.
+    """
+    y_true = ops.cast(y_true, "float32")
+    y_pred = ops.cast(y_pred, "float32")
+    axes = (0, 2, 3, 4)
+    num = 2.0 * ops.sum(y_true * y_pred, axis=axes) + epsilon
+    den = ops.sum(y_true**2, axis=axes) + ops.sum(y_pred**2, axis=axes) + epsilon
+    p = ops.clip(y_pred, 1e-6, 1.0 - 1e-6)
+    bce = -ops.mean(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+    return 1.0 - ops.mean(num / den) + bce
+
+
+batch_dice_bce_loss.takes_batch = True

@@ -20,7 +20,7 @@ from tumorseg.data import DataError
 from tumorseg.errors import fail
 from tumorseg.patches.augment import Augment
 from tumorseg.patches.store import read_store
-from tumorseg.train.config import Precision, TrainConfig
+from tumorseg.train.config import DiceReduction, Precision, TrainConfig
 from tumorseg.train.data import StoreBatches, store_validation
 from tumorseg.train.distribute import initialize_hosts
 
@@ -57,6 +57,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="NORM",
         help="clip each step's gradients to this global L2 norm (default: no clipping; "
         "nnU-Net uses 12)",
+    )
+    p.add_argument(
+        "--loss",
+        choices=[v.value for v in DiceReduction],
+        default=d.loss,
+        help="the soft Dice of the Dice + cross-entropy loss: per sample (default; one Dice per "
+        "patch and region, averaged) or batch (one Dice per region over the whole batch, "
+        "nnU-Net's BraTS choice)",
     )
     p.add_argument(
         "--precision",
@@ -177,6 +185,7 @@ def config_from_args(args: argparse.Namespace, store: dict) -> TrainConfig:
         standardize=args.standardize,
         augment=Augment.NONE.value if args.no_augment else args.augment,
         outputs=args.outputs,
+        loss=args.loss,
         init_weights=args.init_weights,
         max_seconds=args.max_seconds,
         eval_every=args.eval_every,

@@ -21,6 +21,22 @@ class Precision(str, Enum):
     BF16 = "bf16"
 
 
+class DiceReduction(str, Enum):
+    """How the training loss's soft Dice reduces a batch: one Dice per sample and class,
+    averaged (``sample``, ``per_sample(dice_bce_loss)``), or one Dice per class over the whole
+    batch and its voxels together (``batch``, ``batch_dice_bce_loss``; nnU-Net's BraTS choice)."""
+
+    SAMPLE = "sample"
+    BATCH = "batch"
+
+
+#: The manifest's words for the loss of each reduction.
+LOSS_NAMES = {
+    DiceReduction.SAMPLE.value: "soft Dice + binary cross-entropy, per sample",
+    DiceReduction.BATCH.value: "soft Dice + binary cross-entropy, batch Dice",
+}
+
+
 #: The Keras dtype policy of each concrete precision.
 POLICIES = {Precision.FLOAT32.value: "float32", Precision.BF16.value: "mixed_bfloat16"}
 
@@ -55,6 +71,8 @@ class TrainConfig:
     precision: a ``Precision``: "float32", "bf16" (mixed bfloat16: float32 weights, bfloat16
     compute) or "auto" (``train`` picks one for the machine, see ``choose_precision``).
     standardize: "brain" or "slice" (see ``standardize_patch``); augment: an ``Augment`` level.
+    loss: a ``DiceReduction``: the soft Dice of the Dice + cross-entropy loss per sample or
+    over the batch.
     outputs: an ``Outputs`` kind: the model learns the tumour classes (the course's model) or
     the nested BraTS regions (``classes_to_regions`` of the class targets).
     init_weights: start from these ``.weights.h5`` (fine-tuning) instead of a fresh model.
@@ -81,6 +99,7 @@ class TrainConfig:
     standardize: str = DEFAULT_STANDARDIZE
     augment: str = Augment.FLIP.value
     outputs: str = DEFAULT_OUTPUTS.value
+    loss: str = DiceReduction.SAMPLE.value
     init_weights: str | None = None
     max_seconds: float | None = None
     eval_every: int = 0
@@ -98,6 +117,7 @@ class TrainConfig:
         object.__setattr__(self, "augment", Augment(self.augment).value)
         object.__setattr__(self, "precision", Precision(self.precision).value)
         object.__setattr__(self, "outputs", Outputs(self.outputs).value)
+        object.__setattr__(self, "loss", DiceReduction(self.loss).value)
         problems = []
         if self.steps < 1:
             problems.append(f"steps must be >= 1 (got {self.steps})")

@@ -14,7 +14,7 @@ devices (JAX backend, ``tumorseg.train.distribute``), on one or several hosts. A
   ``precision`` and ``precision_choice`` (requested, chosen, the CPU's model and flags),
   ``distribution``, ``timings``, ``data`` and the validation Dice per class.
 
-Loss: soft Dice + binary cross-entropy per sample; the output bias starts at -2 so that rare
+Loss: soft Dice + binary cross-entropy, the Dice per sample or over the batch (``--loss``); the output bias starts at -2 so that rare
 classes are not stuck "on" (measured: the non-enhancing class never learned otherwise).
 """
 
@@ -42,7 +42,13 @@ from tumorseg.hardware import cpu_info
 from tumorseg.labels import REGIONS
 from tumorseg.metrics import hard_dice_per_class
 from tumorseg.patches.augment import PROBABILITIES
-from tumorseg.train.config import POLICIES, TrainConfig, choose_precision
+from tumorseg.train.config import (
+    LOSS_NAMES,
+    POLICIES,
+    DiceReduction,
+    TrainConfig,
+    choose_precision,
+)
 from tumorseg.train.data import Prefetcher
 from tumorseg.train.distribute import Distribution, clear_distribution, setup_distribution
 from tumorseg.train.state import (
@@ -138,17 +144,18 @@ def learning_rate_at(
 
 
 def build_model(cfg: TrainConfig) -> Any:
-    """The compiled U-Net of ``cfg`` (Dice+BCE, output bias -2, in ``cfg.precision``: "float32"
+    """The compiled U-Net of ``cfg`` (Dice+BCE per sample or batch, ``cfg.loss``; output bias -2, in ``cfg.precision``: "float32"
     or "bf16", resolved from "auto" by ``train``; gradients clipped to ``cfg.clip_norm``),
     started from ``cfg.init_weights`` when given. Built under the current distribution."""
     import keras
 
-    from tumorseg.model import dice_bce_loss, unet_model_3d
+    from tumorseg.model import batch_dice_bce_loss, dice_bce_loss, unet_model_3d
 
+    batch = DiceReduction(cfg.loss) is DiceReduction.BATCH
     keras.mixed_precision.set_global_policy(POLICIES[cfg.precision])
     try:
         model = unet_model_3d(
-            dice_bce_loss,
+            batch_dice_bce_loss if batch else dice_bce_loss,
             initial_learning_rate=cfg.lr,
             output_bias=OUTPUT_BIAS,
             **cfg.model_config(),
@@ -345,7 +352,7 @@ def make_manifest(cfg: TrainConfig, dist: Distribution, state: RunState, data: d
         "augment": cfg.augment,
         "augmentation": PROBABILITIES[cfg.augment],
         "outputs": cfg.outputs,
-        "loss": "soft Dice + binary cross-entropy, per sample",
+        "loss": LOSS_NAMES[cfg.loss],
         "output_bias_init": OUTPUT_BIAS,
         "schedule": f"linear warm-up {cfg.warmup} steps, cosine decay to lr/20"
         + (f" over {cfg.max_seconds:.0f} s" if cfg.max_seconds else ""),
