@@ -22,6 +22,7 @@ distribution's chromium through ``executable_path`` (``apt-get install chromium`
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -33,7 +34,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import numpy as np
@@ -66,6 +69,21 @@ def offline_page_problems(page) -> list[str]:
     page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
     page.on("request", lambda r: r.url.startswith("file:") or problems.append(r.url))
     return problems
+
+
+@contextlib.contextmanager
+def offline_page(chromium: str) -> Iterator[tuple[Any, list[str]]]:
+    """A headless Chromium page watched by ``offline_page_problems``: yields ``(page, problems)``
+    and closes the browser afterwards (the page's ``goto`` is the caller's)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            yield page, offline_page_problems(page)
+        finally:
+            browser.close()
 
 
 MAX_SAVED_BYTES = 4_000_000

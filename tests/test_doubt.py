@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from test_browser import CHROMIUM_ARGS, chromium, offline_page_problems  # noqa: F401  (the browser fixture)
+from test_browser import chromium, offline_page  # noqa: F401  (the browser fixture)
 from test_outputs import FakeRegions, _blob_image
 
 from tumorseg.cli import main as tumorseg
@@ -198,23 +198,13 @@ def test_predict_report_of_one_case(batch_weights, tiny_data, tmp_path):
 
 @pytest.mark.slow
 def test_predict_report_in_chromium(chromium, batch_weights, tiny_data, tmp_path):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
     out, report = tmp_path / "out", tmp_path / "report"
     argv = ["predict", str(tiny_data), "--out", str(out), "--weights", str(batch_weights)]
     assert tumorseg([*argv, "--report", str(report)]) == 0
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            problems = offline_page_problems(page)
-            page.goto((report / "index.html").as_uri(), wait_until="load")
-            images = page.evaluate(
-                "() => [...document.images].map(i => [i.complete, i.naturalWidth])"
-            )
-            first = page.locator("tr.case").first.get_attribute("data-case")
-        finally:
-            browser.close()
+    with offline_page(chromium) as (page, problems):
+        page.goto((report / "index.html").as_uri(), wait_until="load")
+        images = page.evaluate("() => [...document.images].map(i => [i.complete, i.naturalWidth])")
+        first = page.locator("tr.case").first.get_attribute("data-case")
     assert problems == []
     assert len(images) == 5 and all(done and width > 0 for done, width in images)
     assert first == pd.read_csv(out / "qc.csv", dtype={"case": str})["case"][0]

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM_ARGS, chromium, offline_page_problems  # noqa: F401  (the browser fixture)
+from test_browser import chromium, offline_page  # noqa: F401  (the browser fixture)
 
 from tumorseg.cli import main
 from tumorseg.course.exercises import REGISTRY
@@ -171,20 +171,12 @@ def test_every_submission_gets_a_page_and_the_merge_keeps_them(known_batch, tmp_
 
 @pytest.mark.slow
 def test_feedback_and_summary_pages_in_chromium(chromium, known_batch):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            problems = offline_page_problems(page)
-            page.goto((known_batch / "ben.html").as_uri(), wait_until="load")
-            rows = page.locator("tr.exercise").all_inner_texts()
-            total = page.locator(".total").inner_text()
-            page.goto((known_batch / pages.SUMMARY_HTML).as_uri(), wait_until="load")
-            bars = page.locator("tr.histogram .bar").count()
-        finally:
-            browser.close()
+    with offline_page(chromium) as (page, problems):
+        page.goto((known_batch / "ben.html").as_uri(), wait_until="load")
+        rows = page.locator("tr.exercise").all_inner_texts()
+        total = page.locator(".total").inner_text()
+        page.goto((known_batch / pages.SUMMARY_HTML).as_uri(), wait_until="load")
+        bars = page.locator("tr.histogram .bar").count()
     assert problems == []
     assert total == "Total: 2 of 6 points" and len(rows) == 6
     assert rows[5].startswith("UNQ_C6") and "Timed out" in rows[5]

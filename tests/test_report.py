@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_browser import CHROMIUM_ARGS, chromium, offline_page_problems  # noqa: F401  (the browser fixture)
+from test_browser import chromium, offline_page  # noqa: F401  (the browser fixture)
 
 from tumorseg.inference.score import ScoredCase, score_folder
 from tumorseg.viz.labeled import CLASS_COLORS
@@ -352,24 +352,16 @@ def test_report_of_100_sample_cases_stays_under_20_mb(sample_data, tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_report_in_chromium(chromium, evaluated):  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
     report, table, _ = evaluated
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page()
-            problems = offline_page_problems(page)
-            page.goto((report / "index.html").as_uri(), wait_until="load")
-            images = page.evaluate(
-                "() => [...document.images].map(i => [i.getAttribute('src'), i.complete, "
-                "i.naturalWidth, i.closest('tr.case').dataset.case])"
-            )
-            first = page.locator("tr.case").first
-            first_case = first.get_attribute("data-case")
-            first_text = first.inner_text()
-        finally:
-            browser.close()
+    with offline_page(chromium) as (page, problems):
+        page.goto((report / "index.html").as_uri(), wait_until="load")
+        images = page.evaluate(
+            "() => [...document.images].map(i => [i.getAttribute('src'), i.complete, "
+            "i.naturalWidth, i.closest('tr.case').dataset.case])"
+        )
+        first = page.locator("tr.case").first
+        first_case = first.get_attribute("data-case")
+        first_text = first.inner_text()
     assert problems == []
     assert len(images) == 5
     assert "pass disagreement WT" in first_text  # the doubt figures beside the pictures

@@ -281,31 +281,27 @@ def predict_volume(
 
 
 def predict_volume_spread(
+    image: np.ndarray, model: Any, *, spread: bool = True, **options: Any
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``predict_volume``'s probabilities (K, X, Y, Z), the same values, and the disagreement of
+    its passes (mirror passes and ensemble members, ``mirrored(..., spread=True)``): (K, X, Y, Z)
+    float32, per channel the range of the passes' probabilities (for two passes their absolute
+    difference), blended over tiles as the probabilities are; 0 outside the brain's box.  The
+    disagreement is None when ``spread`` is False (it is then not computed) or when the
+    settings and the model make a single pass (nothing to disagree).  The clean-up of the
+    settings changes the probabilities only.  ``options``: ``predict_volume``'s arguments
+    after ``model``, by name."""
+    return _predict(image, model, spread=spread, **options)
+
+
+def _predict(
     image: np.ndarray,
     model: Any,
     overlap: float = 0.1,
     batch_size: int = 2,
     tile: Sequence[int] | None = None,
     settings: InferenceSettings | None = None,
-    **changes: Any,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """``predict_volume``'s probabilities (K, X, Y, Z), the same values, and the disagreement of
-    its passes (mirror passes and ensemble members, ``mirrored(..., spread=True)``): (K, X, Y, Z)
-    float32, per channel the range of the passes' probabilities (for two passes their absolute
-    difference), blended over tiles as the probabilities are; 0 outside the brain's box.  None
-    when the settings and the model make a single pass (nothing to disagree).  The clean-up of
-    the settings changes the probabilities only.  Arguments as for ``predict_volume``."""
-    return _predict(image, model, overlap, batch_size, tile, settings, True, **changes)
-
-
-def _predict(
-    image: np.ndarray,
-    model: Any,
-    overlap: float,
-    batch_size: int,
-    tile: Sequence[int] | None,
-    settings: InferenceSettings | None,
-    spread: bool,
+    spread: bool = False,
     **changes: Any,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``predict_volume`` (see there), with the passes' disagreement when ``spread`` and there

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from tumorseg.inference.postprocess import Postprocess
+from tumorseg.inference.predict import predict_volume_spread
 
 #: The model's spacing in mm (X, Y, Z) when its manifest records none.
 MODEL_SPACING: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -129,28 +130,17 @@ def predict_probabilities(
     """
     check_spacing(spacing, source)
     target = model_spacing(model)
+    options = {"settings": settings, "postprocess": Postprocess.NONE, "spread": spread}
     if not resample or not needs_resampling(spacing, target):
-        return _predict(image, model, settings, spread)
+        return predict_volume_spread(image, model, **options)
     shape = resampled_shape(image.shape[:3], spacing, target)
     moved = np.moveaxis(resize(np.moveaxis(image, -1, 0), shape), 0, -1)
-    probs, ranges = _predict(moved, model, settings, spread)
+    probs, ranges = predict_volume_spread(moved, model, **options)
     del moved
     probs = np.clip(resize(probs, image.shape[:3]), 0.0, 1.0)
     if ranges is not None:
         ranges = np.clip(resize(ranges, image.shape[:3]), 0.0, 1.0)
     return probs, ranges
-
-
-def _predict(
-    image: np.ndarray, model: Any, settings: Any, spread: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """``predict_volume`` without clean-up, with ``predict_volume_spread``'s ranges when
-    ``spread`` (else None)."""
-    from tumorseg.inference.predict import predict_volume, predict_volume_spread
-
-    if spread:
-        return predict_volume_spread(image, model, settings=settings, postprocess=Postprocess.NONE)
-    return predict_volume(image, model, settings=settings, postprocess=Postprocess.NONE), None
 
 
 def scaled_rules(
