@@ -85,3 +85,40 @@ def test_strict_validation_catches_what_old_schemas_require(tmp_path):
         [cli, "--strict", "-k", "1.29.0", str(broken)], capture_output=True, text=True
     )
     assert done.returncode != 0 and "'status' is a required property" in done.stdout + done.stderr
+
+
+def _job(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "deploy" / "kubernetes" / name).read_text())
+
+
+def test_merge_job_merges_the_predict_jobs_lists_into_one(tmp_path):
+    """The merge job mounts the predict job's output claim at the same path, and its command,
+    run here with that path pointing at a folder of two shards' lists, writes one qc.csv,
+    most doubtful case first."""
+    import pandas as pd
+
+    from tumorseg.cli import main as tumorseg
+    from tumorseg.inference.uncertainty import QC_COLUMNS, update_qc
+
+    predict, merge = (
+        _job(n)["spec"]["template"]["spec"] for n in ("predict-job.yaml", "merge-job.yaml")
+    )
+
+    def out_mount(spec: dict) -> tuple[str, str]:
+        (container,) = spec["containers"]
+        (mount,) = [m for m in container["volumeMounts"] if m["name"] == "out"]
+        (volume,) = [v for v in spec["volumes"] if v["name"] == "out"]
+        return mount["mountPath"], volume["persistentVolumeClaim"]["claimName"]
+
+    assert out_mount(merge) == out_mount(predict)
+    out = out_mount(merge)[0]
+    (container,) = merge["containers"]
+    assert container["command"] == ["tumorseg"]
+    row = dict.fromkeys(QC_COLUMNS, 0.0)
+    for i, (case, doubt) in enumerate([("x", 0.1), ("y", 0.7)]):
+        update_qc(tmp_path / f"qc-shard-{i}-of-2.csv", [{**row, "case": case, "doubt": doubt}])
+    args = [str(tmp_path) + a[len(out) :] if a.startswith(out) else a for a in container["args"]]
+    assert tumorseg(args) == 0
+    assert pd.read_csv(tmp_path / "qc.csv")["case"].tolist() == ["y", "x"]
