@@ -13,7 +13,9 @@ writes ``OUT.weights.h5`` and ``OUT.json`` (``IN``'s manifest plus ``"output_bia
 shift per region and the equivalent thresholds it was chosen as).  When ``IN``'s manifest lists
 ``members`` (an ensemble, e.g. the shipped model), ``OUT`` is a folder: every member is shifted
 into it under its own name, and the first keeps the ensemble's manifest.  Choose the thresholds on
-``valid/`` (``scripts/threshold_sweep.py``), never on training patients.
+``valid/`` (``scripts/threshold_sweep.py``), never on training patients.  A model that is
+already shifted (its manifest has ``output_bias_shift``) is refused unless ``--again`` says the
+new shift adds to the old one (the manifest then keeps the chain under ``previous``).
 """
 
 from __future__ import annotations
@@ -86,19 +88,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path, nargs="?", help="OUT.weights.h5; for an ensemble, a folder")
     p.add_argument("--equivalent-threshold", type=float, nargs=3, metavar=REGIONS)
     p.add_argument(
+        "--again",
+        action="store_true",
+        help="shift a model that is already shifted: the shifts add up",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="shift the shipped model into a temp folder"
     )
     args = p.parse_args(argv)
     if args.quick:
         with tempfile.TemporaryDirectory(prefix="shift-") as tmp:
             return main(
-                [str(pretrained_weights()), tmp, "--equivalent-threshold", "0.5", "0.4", "0.5"]
+                [str(pretrained_weights()), tmp, "--again", "--equivalent-threshold"]
+                + ["0.5", "0.4", "0.5"]
             )
     if args.weights is None or args.out is None or args.equivalent_threshold is None:
         p.error("WEIGHTS, OUT and --equivalent-threshold are required")
     manifest = json.loads(manifest_path(args.weights).read_text())
     if manifest.get("outputs") != "regions":
         p.error(f"{args.weights}: not a region model (outputs {manifest.get('outputs')!r})")
+    if "output_bias_shift" in manifest and not args.again:
+        p.error(
+            f"{manifest_path(args.weights)}: this model is already shifted (output_bias_shift "
+            f"{manifest['output_bias_shift'].get('equivalent_threshold')}); shift the unshifted "
+            "weights, or pass --again to add this shift to the old one"
+        )
     shifts = [logit_shift(t) for t in args.equivalent_threshold]
     members = manifest.get("members")
     if not members:

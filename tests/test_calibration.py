@@ -45,6 +45,13 @@ def test_shifted_model_is_on_where_the_original_passes_its_region_thresholds(
     assert shift_script.main(argv) == 0
     record = json.loads((tmp_path / "shifted.json").read_text())["output_bias_shift"]
     assert record["equivalent_threshold"] == pytest.approx(list(thresholds))
+    twice = [str(out), str(tmp_path / "twice.weights.h5"), *argv[2:]]
+    with pytest.raises(SystemExit):  # already shifted: refused, nothing written
+        shift_script.main(twice)
+    assert not (tmp_path / "twice.weights.h5").exists()
+    assert shift_script.main([*twice, "--again"]) == 0
+    chain = json.loads((tmp_path / "twice.json").read_text())["output_bias_shift"]
+    assert chain["previous"] == record
 
     def predict(weights):
         keras.utils.set_random_seed(0)
