@@ -292,6 +292,20 @@ def test_score_report_shows_failed_cases_first_and_replaces_old_pictures(tmp_pat
     assert "FLAIR · uncertainty" not in page  # no probabilities: five panels, no doubt
     assert not (report / "img" / "0009-old-z1.png").exists()
 
+    # with saved uncertainty maps (score --uncertainty), the pictures get the sixth panel
+    (tmp_path / "unc").mkdir()
+    high = np.where(_truth() > 0, 90, 5).astype(np.uint8)
+    for case in CASES:
+        nib.save(nib.Nifti1Image(high, affine), tmp_path / "unc" / f"{case}.nii.gz")
+    unc_args = [*args, "--uncertainty", str(tmp_path / "unc"), "--report", str(tmp_path / "r2")]
+    assert score_main(unc_args) == 0
+    page, _, sources = _page(tmp_path / "r2")
+    assert "FLAIR · errors, FLAIR · uncertainty." in page
+    from PIL import Image
+
+    picture = np.asarray(Image.open(tmp_path / "r2" / sources[0]))
+    assert (picture >= UNCERTAINTY_INDEX0).any()  # the map's colours are drawn
+
     # a prediction on another grid is a failed case: a row saying so, first, and no picture
     nib.save(nib.Nifti1Image(_truth()[:40], affine), tmp_path / "labels" / "BRATS_000.nii.gz")
     nib.save(nib.Nifti1Image(_truth(), affine), tmp_path / "pred" / "BRATS_000.nii.gz")

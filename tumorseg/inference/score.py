@@ -110,8 +110,8 @@ class ScoredCase:
     voxel along X, Y, Z; image: (X, Y, Z, 4) channels last as ``load_case`` returns it (FLAIR,
     T1, T1Gd, T2), or None where the scorer did not read it; uncertainty: (X, Y, Z, 3) voxel
     uncertainty of the WT/TC/ET probabilities, uint8 0..100
-    (``tumorseg.inference.uncertainty.voxel_uncertainty``), or None where the scorer has no
-    probabilities (``score_folder``).
+    (``tumorseg.inference.uncertainty.voxel_uncertainty``; ``score_folder`` reads the saved maps
+    of its ``uncertainty`` folder), or None where the scorer has none.
     """
 
     case: str
@@ -381,7 +381,8 @@ def score_folder(
             it (``coding_fit``): a doubtful case is warned about on stderr, naming the coding
             that fits, and its row records it (``CODING_COLUMNS``).
         uncertainty: a folder of uncertainty maps ``<case>.nii.gz`` (``read_uncertainty``):
-            each case also gets its QU-BraTS score per region (``QU_COLUMNS``).
+            each case also gets its QU-BraTS score per region (``QU_COLUMNS``), and ``on_case``
+            its map (a report then draws the uncertainty panel).
 
     Returns:
         ``case_table``, one row per case sorted by case id (the shard rule's order): ``case``,
@@ -404,6 +405,7 @@ def score_folder(
             continue
         row = {"case": cid, **score_labels(pred, truth, spacing, both_empty)}
         row.update(coding_columns(pred, coding))
+        unc = None
         if uncertainty is not None:
             try:
                 unc = read_uncertainty(Path(uncertainty) / pred_path.name, truth.shape)
@@ -417,7 +419,8 @@ def score_folder(
             print(f"tumorseg score: warning: {warning}", file=sys.stderr)
         rows.append(row)
         if on_case is not None:
-            on_case(ScoredCase(cid, rows[-1], pred, truth, spacing))
+            shown = None if unc is None else np.clip(np.rint(unc), 0, 100).astype(np.uint8)
+            on_case(ScoredCase(cid, rows[-1], pred, truth, spacing, uncertainty=shown))
     extra = (*CODING_COLUMNS, *(QU_COLUMNS if uncertainty is not None else ()))
     table = case_table(rows, extra=extra)
     table.attrs["unscored"] = unscored
