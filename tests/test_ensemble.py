@@ -139,3 +139,117 @@ def test_auto_inference_precision_is_bf16_only_with_native_bf16_and_onednn():
     assert choose_inference_precision(["avx2", "avx512f"], True) is f32
     assert InferencePrecision("float32").resolve() is f32
     assert InferencePrecision.BF16.resolve() is bf16
+
+
+def test_a_manifest_setting_per_precision_is_picked_for_the_precision_loaded(tmp_path):
+    from tumorseg.inference.settings import InferenceSettings, resolve_settings
+    from tumorseg.model.pretrained import InferencePrecision, for_precision, load_pretrained
+
+    per = {"tta": "x", "tumour_tta": {"bf16": "xz", "float32": "none"}}
+    assert for_precision(per, InferencePrecision.BF16)["tumour_tta"] == "xz"
+    assert for_precision(per, InferencePrecision.FLOAT32)["tumour_tta"] == "none"
+    assert for_precision({"tumour_tta": {"bf16": "xz"}}, InferencePrecision.FLOAT32) == {}
+    assert for_precision({"tumour_tta": "xyz"}, InferencePrecision.FLOAT32)["tumour_tta"] == "xyz"
+    assert per["tumour_tta"] == {"bf16": "xz", "float32": "none"}  # a copy
+    with pytest.raises(ValueError, match="load_pretrained"):
+        InferenceSettings.from_manifest(per)
+    # load_pretrained attaches the resolved manifest, so every code path reads one value
+    import shutil
+
+    from tumorseg.resources import manifest_path, pretrained_weights
+
+    shipped = pretrained_weights()
+    weights = tmp_path / "m.weights.h5"
+    shutil.copy(shipped, weights)
+    manifest = json.loads(manifest_path(shipped).read_text())
+    manifest.pop("members", None)
+    manifest["tumour_tta"] = {"bf16": "xyz", "float32": "none"}
+    (tmp_path / "m.json").write_text(json.dumps(manifest))
+    for precision, expected in (("bf16", Mirror.XYZ), ("float32", Mirror.NONE)):
+        model, resolved = load_pretrained(weights, precision=precision)
+        assert resolve_settings(model).tumour_tta is expected
+        assert resolved["tumour_tta"] == expected.value
+    # the shipped ensemble's first member alone (the notebook's model) runs without them
+    shipped_manifest = json.loads(manifest_path(shipped).read_text())
+    if shipped_manifest.get("members") and shipped_manifest.get("tumour_tta"):
+        one, _ = load_pretrained(ensemble=False, precision="bf16")
+        assert resolve_settings(one).tumour_tta is Mirror.NONE
+
+
+def test_mirror_flips_begin_with_the_left_right_passes():
+    assert Mirror.XZ.flips == [(), (0,), (2,), (0, 2)]
+    assert Mirror.XY.flips == [(), (0,), (1,), (0, 1)]
+    assert Mirror.XYZ.flips[:2] == Mirror.X.flips == [(), (0,)]
+    assert len(set(Mirror.XYZ.flips)) == 8
+
+
+def test_extra_passes_are_those_the_first_mirroring_has_not_made():
+    from tumorseg.inference.postprocess import extra_passes, pass_plan
+
+    assert pass_plan(2, Mirror.X) == [(0, ()), (1, (0,))]
+    # two members: x made (a, as is) and (b, left-right); xz adds (a, z) and (b, x+z)
+    assert extra_passes(2, Mirror.XZ, Mirror.X) == [(0, (2,)), (1, (0, 2))]
+    assert len(extra_passes(2, Mirror.XYZ, Mirror.X)) == 6
+    assert extra_passes(2, Mirror.NONE, Mirror.X) == []
+    assert extra_passes(1, Mirror.X, Mirror.X) == []
+    # mirrored runs exactly the listed passes
+    batch = np.random.default_rng(2).random((1, 4, 6, 5, 4)).astype(np.float32)
+    calls: list = []
+    run = mirrored(
+        [_recorder(calls, "a", 1.0), _recorder(calls, "b", 3.0)],
+        Mirror.XZ,
+        passes=extra_passes(2, Mirror.XZ, Mirror.X),
+    )
+    out = run(batch)
+    assert [c[0] for c in calls] == ["a", "b"]
+    np.testing.assert_array_equal(calls[0][1], np.flip(batch, 4))
+    np.testing.assert_array_equal(calls[1][1], np.flip(batch, (2, 4)))
+    np.testing.assert_allclose(out, 2.0 * batch[:, :3], rtol=1e-6)
+
+
+def _lopsided_scan():
+    """A 48x48x32 'brain' of ones with a bright 'tumour' block, and a member whose output
+    leans towards +Z (so that passes mirrored along z differ) and sees the block in channel 0."""
+    image = np.zeros((48, 48, 32, 4), np.float32)
+    image[4:44, 4:44, 2:30] = 1.0
+    image[20:28, 20:28, 12:20, 0] = 5.0
+
+    def member(batch: np.ndarray) -> np.ndarray:
+        ramp = np.linspace(0.0, 0.08, batch.shape[4], dtype=np.float32)[None, None, None, :]
+        p = (batch[:, :1] > 2.0).astype(np.float32) * 0.6 + ramp
+        return np.repeat(p, 3, axis=1)
+
+    return image, member
+
+
+def test_tumour_tta_adds_passes_only_around_the_tumour():
+    from tumorseg.inference.predict import TUMOUR_BLEND, predict_volume
+
+    image, member = _lopsided_scan()
+    options = dict(standardize="none", postprocess=Postprocess.NONE, tile=(48, 48, 16))
+    ens = Ensemble([member, member], {"tta": "x"})
+    base = predict_volume(image, ens, **options)
+    both = predict_volume(image, ens, tumour_tta="xz", **options)
+    full = predict_volume(image, ens, tta="xz", **options)
+    changed = np.argwhere(np.abs(both - base).max(axis=0) > 1e-6)
+    assert changed.size  # the z-mirrored passes moved something ...
+    # ... and only near the tumour block (x 20:28, z 12:20), within the blend margin + a tile
+    # multiple of 8 around it
+    lo, hi = changed.min(axis=0), changed.max(axis=0)
+    assert lo[0] >= 20 - TUMOUR_BLEND - 8 and hi[0] < 28 + TUMOUR_BLEND + 8
+    # at the tumour itself the result is the four-pass mean that tta="xz" gives everywhere
+    np.testing.assert_allclose(
+        both[:, 22:26, 22:26, 14:18], full[:, 22:26, 22:26, 14:18], atol=0.03
+    )
+    # far from it, the first passes' mean is kept exactly
+    np.testing.assert_array_equal(both[:, 4:8, 4:8], base[:, 4:8, 4:8])
+    # no tumour, no extra passes
+    quiet = image.copy()
+    quiet[..., 0] = np.minimum(quiet[..., 0], 1.0)
+    ramp_only = Ensemble(
+        [lambda b: np.zeros_like(b[:, :3]), lambda b: np.zeros_like(b[:, :3])], {"tta": "x"}
+    )
+    np.testing.assert_array_equal(
+        predict_volume(quiet, ramp_only, tumour_tta="xyz", **options),
+        predict_volume(quiet, ramp_only, **options),
+    )

@@ -576,6 +576,17 @@ def test_model_flags_override_the_manifests_settings():
     assert settings_from_args(parser.parse_args(flags), manifest) == InferenceSettings(
         "brain", 0.3, Mirror.XYZ, Postprocess.NONE
     )
+    with_tumour = {**manifest, "tumour_tta": "xz"}
+    assert settings_from_args(parser.parse_args([]), with_tumour).tumour_tta is Mirror.XZ
+    off = settings_from_args(parser.parse_args(["--tumour-tta", "none"]), with_tumour)
+    assert off.tumour_tta is Mirror.NONE and off.tta is Mirror.X
+    from tumorseg.inference.cli import settings_record
+
+    assert settings_record(off)["tumour_tta"] == "none"
+    assert (
+        settings_record(settings_from_args(parser.parse_args([]), with_tumour))["tumour_tta"]
+        == "xz"
+    )
 
 
 def test_evaluate_cli_writes_csv(tmp_path, tiny_weights, capsys):

@@ -60,8 +60,16 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--tta",
         choices=[m.value for m in Mirror],
         default=None,
-        help="test-time mirroring: none, x (2 passes) or xyz (8 passes); default: the "
-        "manifest's choice",
+        help="test-time mirroring: none, x (2 passes), xy or xz (4) or xyz (8 passes); "
+        "default: the manifest's choice",
+    )
+    parser.add_argument(
+        "--tumour-tta",
+        choices=[m.value for m in Mirror],
+        default=None,
+        help="more mirroring where the tumour is: the passes of this mirroring that --tta has "
+        "not made run only around the voxels the first passes found tumour in (none: no more "
+        "passes); default: the manifest's choice",
     )
     parser.add_argument(
         "--no-postprocess",
@@ -155,6 +163,7 @@ def settings_from_args(args: argparse.Namespace, manifest: dict) -> InferenceSet
         standardize=args.standardize,
         threshold=args.threshold,
         tta=args.tta,
+        tumour_tta=args.tumour_tta,
         postprocess=Postprocess.NONE if args.no_postprocess else None,
     )
 
@@ -216,12 +225,19 @@ def open_doubt_report(prog: str, args: argparse.Namespace, **settings: Any) -> A
     return DoubtReport(folder, {**vars(args), **settings}, title=prog)
 
 
+def tumour_note(settings: InferenceSettings) -> str:
+    """``" (+ xz around the tumour)"`` when the settings add mirror passes there, else ``""``."""
+    extra = settings.tumour_tta
+    return "" if extra is Mirror.NONE else f" (+ {extra.value} around the tumour)"
+
+
 def settings_record(settings: InferenceSettings) -> dict[str, Any]:
     """``settings`` as the JSON of a run record (the manifest's keys)."""
     return {
         "standardize": settings.standardize,
         "threshold": settings.threshold,
         "tta": settings.tta.value,
+        "tumour_tta": settings.tumour_tta.value,
         "postprocess": settings.postprocess.to_dict(),
     }
 
@@ -438,7 +454,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
         rules = settings.postprocess
         coding = f", label coding {args.label_coding}" if args.save else ""
         print(
-            f"{count_line(table)}; threshold {settings.threshold}, tta {settings.tta.value}, "
+            f"{count_line(table)}; threshold {settings.threshold}, tta {settings.tta.value}"
+            f"{tumour_note(settings)}, "
             f"postprocess {rules.to_dict() if rules.active else 'none'}, "
             f"both-empty {args.both_empty}{coding}; n: cases each mean is taken over"
         )

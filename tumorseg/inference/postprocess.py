@@ -77,21 +77,24 @@ Postprocess.NONE = Postprocess()  # type: ignore[attr-defined]
 
 
 class Mirror(str, Enum):
-    """Test-time mirroring: NONE (one pass), X (also left-right mirrored, 2 passes), XYZ
-    (all 8 combinations of mirroring X, Y and Z, nnU-Net's default)."""
+    """Test-time mirroring: NONE (one pass), X (also left-right mirrored, 2 passes), XY and XZ
+    (every combination of mirroring those two axes, 4 passes), XYZ (all 8 combinations of
+    mirroring X, Y and Z, nnU-Net's default)."""
 
     NONE = "none"
     X = "x"
+    XY = "xy"
+    XZ = "xz"
     XYZ = "xyz"
 
     @property
     def flips(self) -> list[tuple[int, ...]]:
-        """Spatial axes (0 X, 1 Y, 2 Z) to mirror, one tuple per pass (``()``: as is)."""
+        """Spatial axes (0 X, 1 Y, 2 Z) to mirror, one tuple per pass (``()``: as is), in the
+        order of a binary count over the mirror's axes, so X's passes begin every other's."""
         if self is Mirror.NONE:
             return [()]
-        if self is Mirror.X:
-            return [(), (0,)]
-        return [tuple(a for a in range(3) if m >> a & 1) for m in range(8)]
+        axes = ["xyz".index(c) for c in self.value]
+        return [tuple(a for i, a in enumerate(axes) if m >> i & 1) for m in range(2 ** len(axes))]
 
 
 def pass_count(predictors: int, mirror: Mirror) -> int:
@@ -100,36 +103,56 @@ def pass_count(predictors: int, mirror: Mirror) -> int:
     return max(len(Mirror(mirror).flips), int(predictors))
 
 
+def pass_plan(predictors: int, mirror: Mirror) -> list[tuple[int, tuple[int, ...]]]:
+    """``(predictor, flip)`` of each pass ``mirrored`` makes: pass ``k`` runs predictor
+    ``k % predictors`` on flip ``k % len(flips)``."""
+    flips = Mirror(mirror).flips
+    return [(k % predictors, flips[k % len(flips)]) for k in range(pass_count(predictors, mirror))]
+
+
+def extra_passes(
+    predictors: int, mirror: Mirror, done: Mirror
+) -> list[tuple[int, tuple[int, ...]]]:
+    """The passes of ``mirror`` (``pass_plan``) that ``done``'s passes have not made, in order;
+    none for ``Mirror.NONE``."""
+    if Mirror(mirror) is Mirror.NONE:
+        return []
+    made = set(pass_plan(predictors, done))
+    return [p for p in pass_plan(predictors, mirror) if p not in made]
+
+
 def mirrored(
     predict: Callable[[np.ndarray], np.ndarray] | Sequence[Callable[[np.ndarray], np.ndarray]],
     mirror: Mirror,
     spread: bool = False,
+    passes: Sequence[tuple[int, tuple[int, ...]]] | None = None,
 ) -> Callable:
     """``predict`` (batch ``(B, C, X, Y, Z)`` -> ``(B, K, X, Y, Z)``) averaged over the mirrored
     copies of ``mirror``: each pass flips the batch's spatial axes, predicts, flips back.
 
     ``predict`` may be a sequence of predictors (the members of an ensemble): the passes are
     then spread over them, ``pass_count`` passes in all, pass ``k`` running predictor
-    ``k % n`` on flip ``k % len(flips)``.  Two members with ``Mirror.X`` thus cost two passes:
-    the first member sees the scan as is, the second mirrored left-right.
+    ``k % n`` on flip ``k % len(flips)`` (``pass_plan``).  Two members with ``Mirror.X`` thus
+    cost two passes: the first member sees the scan as is, the second mirrored left-right.
 
     spread: also return the passes' disagreement: the output is then (B, 2K, X, Y, Z), the
     mean of the passes (channels 0..K-1, the same values as without ``spread``) followed by
     the range of the passes per channel (largest minus smallest probability; for two passes
     their absolute difference).  With a single pass the range is 0.
+    passes: run these ``(predictor, flip)`` passes instead of ``mirror``'s (e.g.
+    ``extra_passes``); at least one.
     """
     predicts = [predict] if callable(predict) else list(predict)
-    flips = Mirror(mirror).flips
-    if flips == [()] and len(predicts) == 1 and not spread:
+    plan = list(passes) if passes is not None else pass_plan(len(predicts), mirror)
+    if not plan:
+        raise ValueError("mirrored needs at least one pass")
+    if plan == [(0, ())] and len(predicts) == 1 and not spread:
         return predicts[0]
-    passes = [
-        (predicts[k % len(predicts)], flips[k % len(flips)])
-        for k in range(pass_count(len(predicts), mirror))
-    ]
+    runs = [(predicts[m], axes) for m, axes in plan]
 
     def run(batch: np.ndarray) -> np.ndarray:
         total = low = high = None
-        for fn, axes in passes:
+        for fn, axes in runs:
             spatial = tuple(2 + a for a in axes)
             out = fn(np.ascontiguousarray(np.flip(batch, spatial)) if axes else batch)
             out = np.flip(out, spatial) if axes else out
@@ -137,7 +160,7 @@ def mirrored(
             if spread:
                 low = total.copy() if low is None else np.minimum(low, out)
                 high = total.copy() if high is None else np.maximum(high, out)
-        mean = total / len(passes)
+        mean = total / len(runs)
         return np.concatenate([mean, high - low], axis=1) if spread else mean
 
     return run

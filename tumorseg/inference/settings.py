@@ -38,6 +38,10 @@ class InferenceSettings:
     outputs: what the model's channels stand for (``Outputs``: classes or regions; its value
         is accepted); it picks ``probabilities_to_labels``' rule.
     postprocess: whole-scan clean-up rules (``Postprocess``; its dict is accepted).
+    tumour_tta: more mirroring where the tumour is: the passes of this ``Mirror`` that ``tta``
+        has not made run only on the part of each tile around the voxels ``tta``'s passes found
+        tumour in, and are averaged in there (``predict_volume``); ``none``: no more passes.
+        A manifest may give it per inference precision (``load_pretrained`` picks one).
     """
 
     standardize: str = DEFAULT_STANDARDIZE
@@ -45,11 +49,13 @@ class InferenceSettings:
     tta: Mirror = Mirror.NONE
     postprocess: Postprocess = Postprocess()
     outputs: Outputs = DEFAULT_OUTPUTS
+    tumour_tta: Mirror = Mirror.NONE
 
     def __post_init__(self) -> None:
         # normalise the manifest's JSON values; frozen, so via object
         object.__setattr__(self, "threshold", float(self.threshold))
         object.__setattr__(self, "tta", Mirror(self.tta))
+        object.__setattr__(self, "tumour_tta", Mirror(self.tumour_tta))
         object.__setattr__(self, "outputs", Outputs(self.outputs))
         object.__setattr__(self, "postprocess", Postprocess.from_record(self.postprocess))
         if self.standardize not in (*STANDARDIZE_MODES, RAW):
@@ -65,6 +71,13 @@ class InferenceSettings:
         and the manifest's other keys are ignored.  None: all defaults."""
         names = {f.name for f in dataclasses.fields(cls)}
         found = {k: v for k, v in (manifest or {}).items() if k in names and v is not None}
+        if isinstance(found.get("tumour_tta"), Mapping):
+            raise ValueError(
+                f"the manifest's 'tumour_tta' is given per inference precision "
+                f"({dict(found['tumour_tta'])}): "
+                "load the model with tumorseg.model.load_pretrained, which picks the entry "
+                "for the precision it runs in"
+            )
         return cls(**found)
 
     def override(self, **changes: Any) -> InferenceSettings:

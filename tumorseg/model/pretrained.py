@@ -81,6 +81,29 @@ def choose_inference_precision(cpu_flags: Sequence[str], onednn: bool) -> Infere
     return InferencePrecision.FLOAT32
 
 
+#: Manifest keys whose value may depend on the arithmetic a model runs in: a mapping from an
+#: ``InferencePrecision`` value (``"bf16"``, ``"float32"``) to the setting, e.g. the shipped
+#: ``"tumour_tta": {"bf16": "xz", "float32": "none"}`` (more mirror passes only where bf16 pays
+#: for them).
+PER_PRECISION_KEYS = ("tumour_tta",)
+
+
+def for_precision(manifest: dict, precision: InferencePrecision) -> dict:
+    """``manifest`` with each ``PER_PRECISION_KEYS`` mapping replaced by its value for
+    ``precision`` (FLOAT32 or BF16; a precision the mapping lacks takes its ``"float32"``
+    entry, else the key is dropped, i.e. the default); a plain value is kept.  A copy."""
+    out = dict(manifest)
+    for key in PER_PRECISION_KEYS:
+        value = out.get(key)
+        if isinstance(value, dict):
+            chosen = value.get(InferencePrecision(precision).value, value.get("float32"))
+            if chosen is None:
+                out.pop(key)
+            else:
+                out[key] = chosen
+    return out
+
+
 def _read_manifest(weights: Path) -> dict:
     manifest_file = manifest_path(weights)
     for f in (weights, manifest_file):
@@ -136,7 +159,8 @@ def load_pretrained(
     input_shape: override ``(C, X, Y, Z)`` (e.g. ``(4, None, None, None)`` for any tile size).
     ensemble: when the manifest lists ``"members"`` (``member_files``), load them all as one
         ``Ensemble`` (loaded once; whole-scan prediction spreads its mirror passes over them).
-        False: the first member alone (the course notebook's one model).
+        False: the first member alone (the course notebook's one model), mirrored as the
+        manifest's ``tta`` says, without the ensemble's ``tumour_tta`` passes.
     precision: an ``InferencePrecision``; None: the manifest's ``"inference_precision"``, else
         FLOAT32.
     Returns ``(model, manifest)``; the model is compiled with the Dice+BCE loss and Dice metric and
@@ -152,9 +176,12 @@ def load_pretrained(
     chosen = InferencePrecision(
         precision or manifest.get("inference_precision") or InferencePrecision.FLOAT32
     ).resolve()
+    manifest = for_precision(manifest, chosen)
     files = member_files(weights, manifest)
     if not ensemble:
         files = files[:1]
+        if len(member_files(weights, manifest)) > 1:  # the tumour passes are the ensemble's
+            manifest.pop("tumour_tta", None)
     models = [
         _build(f, manifest if f == weights else _read_manifest(f), input_shape, chosen)
         for f in files
