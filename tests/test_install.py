@@ -42,7 +42,8 @@ import json, pathlib, tumorseg
 from tumorseg.model import load_pretrained
 model, manifest = load_pretrained()
 print(json.dumps({"package": str(pathlib.Path(tumorseg.__file__).parent),
-                  "params": model.count_params(), "manifest": manifest}))
+                  "params": model.count_params(), "manifest": manifest,
+                  "precision": getattr(model, "members", [model])[0].precision}))
 """
 
 
@@ -112,6 +113,11 @@ def test_non_editable_install_runs_from_another_folder(tmp_path, repo_root):
     assert package.is_relative_to(venv), f"imported {package}, not the installed package"
     assert shipped["params"] == 2 * 4_081_075  # the shipped ensemble's two members
     repo_manifest = repo_root / "tumorseg" / "model" / "weights" / "model_pretrained.json"
-    assert shipped["manifest"] == json.loads(repo_manifest.read_text())
+    # the manifest as it runs: a setting given per inference precision resolved for this one
+    from tumorseg.model.pretrained import for_precision
+
+    assert shipped["manifest"] == for_precision(
+        json.loads(repo_manifest.read_text()), shipped["precision"]
+    )
     missing = [name for name in PACKAGE_DATA if not (package / name).is_file()]
     assert not missing, f"not installed as package data: {missing}"

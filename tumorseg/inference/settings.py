@@ -68,16 +68,14 @@ class InferenceSettings:
     @classmethod
     def from_manifest(cls, manifest: Mapping[str, Any] | None) -> InferenceSettings:
         """The settings a manifest records; a key it lacks (or holds as null) takes the default,
-        and the manifest's other keys are ignored.  None: all defaults."""
+        and the manifest's other keys are ignored.  None: all defaults.  A ``tumour_tta`` given
+        per inference precision takes its ``"float32"`` entry here (``load_pretrained`` resolves
+        it for the precision it loads, ``tumorseg.model.pretrained.for_precision``, before the
+        model's settings are read)."""
         names = {f.name for f in dataclasses.fields(cls)}
         found = {k: v for k, v in (manifest or {}).items() if k in names and v is not None}
-        if isinstance(found.get("tumour_tta"), Mapping):
-            raise ValueError(
-                f"the manifest's 'tumour_tta' is given per inference precision "
-                f"({dict(found['tumour_tta'])}): "
-                "load the model with tumorseg.model.load_pretrained, which picks the entry "
-                "for the precision it runs in"
-            )
+        if isinstance(found.get("tumour_tta"), Mapping):  # per inference precision
+            found["tumour_tta"] = found["tumour_tta"].get("float32", Mirror.NONE.value)
         return cls(**found)
 
     def override(self, **changes: Any) -> InferenceSettings:

@@ -88,7 +88,7 @@ def choose_inference_precision(cpu_flags: Sequence[str], onednn: bool) -> Infere
 PER_PRECISION_KEYS = ("tumour_tta",)
 
 
-def for_precision(manifest: dict, precision: InferencePrecision) -> dict:
+def for_precision(manifest: dict, precision: InferencePrecision | str) -> dict:
     """``manifest`` with each ``PER_PRECISION_KEYS`` mapping replaced by its value for
     ``precision`` (FLOAT32 or BF16; a precision the mapping lacks takes its ``"float32"``
     entry, else the key is dropped, i.e. the default); a plain value is kept.  A copy."""
